@@ -1,0 +1,61 @@
+"""anyloss_core: any confusion-matrix metric as a differentiable loss, on any Array API namespace.
+
+The math of AnyLoss (Han, Moniz, Chawla, KDD 2024), written once against the
+Python Array API standard.  It imports no deep-learning framework; the adapters
+``anyloss_torch``, ``anyloss_jax`` and ``anyloss_keras`` make it a native loss.
+
+Example:
+    >>> import numpy as np, anyloss_core as al
+    >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
+    >>> round(float(al.f1_loss(y, p)), 2)
+    0.33
+"""
+
+from ._approximations import (
+    APPROXIMATIONS,
+    AnyLossApproximation,
+    Approximation,
+    IdentityApproximation,
+    SolCosineApproximation,
+    get_approximation,
+)
+from ._confusion import confusion, soft_confusion
+from ._losses import (
+    accuracy_loss,
+    anyloss,
+    balanced_accuracy_loss,
+    f1_loss,
+    fbeta_loss,
+    gmean_loss,
+    score,
+)
+from ._metrics import METRICS, Confusion, get_metric, ratio, register_metric
+from ._namespace import get_namespace
+from ._scale import scale_range
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APPROXIMATIONS",
+    "METRICS",
+    "AnyLossApproximation",
+    "Approximation",
+    "Confusion",
+    "IdentityApproximation",
+    "SolCosineApproximation",
+    "accuracy_loss",
+    "anyloss",
+    "balanced_accuracy_loss",
+    "confusion",
+    "f1_loss",
+    "fbeta_loss",
+    "get_approximation",
+    "get_metric",
+    "get_namespace",
+    "gmean_loss",
+    "ratio",
+    "register_metric",
+    "scale_range",
+    "score",
+    "soft_confusion",
+]

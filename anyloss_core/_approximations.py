@@ -1,0 +1,143 @@
+"""Approximations: how a predicted probability becomes a near-label.
+
+An approximation maps a prediction to ``(yh, 1 - yh)``: the soft "predicted
+positive" value that enters the confusion counts, and its complement.  The
+complement is computed directly rather than as ``1 - yh``, so a confident
+prediction keeps its full relative precision (``1 - A`` is about 1e-16 for a
+confident positive, which ``1 - yh`` would round to 0 or 2.2e-16).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._namespace import sigmoid
+
+__all__ = [
+    "Approximation",
+    "AnyLossApproximation",
+    "IdentityApproximation",
+    "SolCosineApproximation",
+    "APPROXIMATIONS",
+    "get_approximation",
+]
+
+
+class Approximation(Protocol):
+    """What an approximation is: a callable returning ``(yh, 1 - yh)``."""
+
+    name: str
+
+    def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]: ...
+
+
+@dataclass(frozen=True)
+class AnyLossApproximation:
+    r"""The paper's amplifier (eq. 1): :math:`A(p) = 1 / (1 + e^{-L (p - 1/2)})`.
+
+    ``L`` is ``scale``.  From a logit ``z`` the same value is computed as
+    :math:`A = \sigma\big(\tfrac{L}{2} \tanh(z/2)\big)`, since
+    :math:`\sigma(z) - 1/2 = \tanh(z/2)/2`: no probability is formed, so nothing
+    is lost to cancellation near ``p = 1/2`` and nothing overflows for any finite
+    ``z``.  Its complement is :math:`1 - A = \sigma(-L (p - 1/2))`.
+
+    Example:
+        >>> import numpy as np
+        >>> import array_api_compat.numpy as xp
+        >>> yh, yhc = AnyLossApproximation()(np.array([0.2, 0.9]), from_logits=False, scale=73.0, xp=xp)
+        >>> np.round(yh, 6).tolist()
+        [0.0, 1.0]
+    """
+
+    name: str = "anyloss"
+
+    def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
+        if from_logits:
+            centred = 0.5 * xp.tanh(0.5 * y_pred)
+        else:
+            centred = y_pred - 0.5
+        x = scale * centred
+        return sigmoid(x, xp), sigmoid(-x, xp)
+
+
+@dataclass(frozen=True)
+class IdentityApproximation:
+    r"""Plain soft counts: :math:`\hat y = p` (soft-F1, SOL with a uniform threshold prior).
+
+    ``scale`` is ignored.  From logits, :math:`p = \sigma(z)` and
+    :math:`1 - p = \sigma(-z)`.
+    """
+
+    name: str = "identity"
+
+    def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
+        if from_logits:
+            return sigmoid(y_pred, xp), sigmoid(-y_pred, xp)
+        return y_pred, 1.0 - y_pred
+
+
+@dataclass(frozen=True)
+class SolCosineApproximation:
+    r"""Score-Oriented Loss with a raised-cosine threshold prior (Marchetti et al. 2022).
+
+    The decision threshold :math:`\tau` is a random variable with a raised-cosine
+    density on :math:`[\mu - \delta, \mu + \delta]`; a prediction counts as
+    positive with probability :math:`\hat y = P(\tau \le p) = F(p)`, where, with
+    :math:`u = \mathrm{clip}((p - \mu)/\delta, -1, 1)`,
+
+    .. math:: F(p) = \tfrac12 \big(1 + u + \sin(\pi u)/\pi\big).
+
+    ``scale`` is ignored.  ``mu`` in (0, 1) and ``delta`` > 0 are validated on
+    construction.
+    """
+
+    mu: float = 0.5
+    delta: float = 0.1
+    name: str = "sol-cosine"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mu < 1.0:
+            raise ValueError(f"sol-cosine mu must lie in (0, 1), got {self.mu!r}")
+        if not self.delta > 0.0:
+            raise ValueError(f"sol-cosine delta must be > 0, got {self.delta!r}")
+
+    def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
+        p = sigmoid(y_pred, xp) if from_logits else y_pred
+        u = xp.clip((p - self.mu) / self.delta, -1.0, 1.0)
+        # F' = (1 + cos(pi u)) / 2 vanishes at u = +-1, so the clip leaves F and its
+        # derivative continuous.
+        wave = xp.sin(math.pi * u) / math.pi
+        # sin(pi * -1) is -1.2e-16, not 0: clip so no count can go negative.
+        return xp.clip(0.5 * (1.0 + u + wave), 0.0, 1.0), xp.clip(0.5 * (1.0 - u - wave), 0.0, 1.0)
+
+
+_BUILT_IN: dict[str, type] = {
+    "anyloss": AnyLossApproximation,
+    "identity": IdentityApproximation,
+    "sol-cosine": SolCosineApproximation,
+}
+
+#: Names accepted by ``approximation=``.
+APPROXIMATIONS: tuple[str, ...] = tuple(_BUILT_IN)
+
+
+def get_approximation(approximation: str | Approximation) -> Approximation:
+    """Resolve a name ("anyloss", "identity", "sol-cosine") or pass an object through.
+
+    An object is anything callable as ``approx(y_pred, from_logits=..., scale=..., xp=...)``
+    returning ``(yh, 1 - yh)``; use it for non-default parameters, e.g.
+    ``SolCosineApproximation(mu=0.4, delta=0.2)``.
+    """
+    if isinstance(approximation, str):
+        try:
+            return _BUILT_IN[approximation]()
+        except KeyError:
+            raise ValueError(
+                f"unknown approximation {approximation!r}; choose one of {', '.join(APPROXIMATIONS)} "
+                "or pass an approximation object"
+            ) from None
+    if callable(approximation):
+        return approximation
+    raise TypeError(f"approximation must be a name or a callable, got {type(approximation).__name__}")

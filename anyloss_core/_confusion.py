@@ -1,0 +1,240 @@
+"""Confusion counts: soft (for the loss) and hard (for evaluation), with input checks.
+
+Checks of *arguments* (names, scales, thresholds) run always; checks of *data
+values* (labels in {0, 1}, probabilities in [0, 1], non-negative weights) run
+only when ``validate=True`` and the values can be read without tracing or a
+host-device synchronisation (see :func:`values_available`).  Shape and dtype
+checks need no values and always run, also under ``jit``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._approximations import Approximation, get_approximation
+from ._metrics import Confusion
+from ._namespace import compute_dtype, get_namespace, sigmoid, values_available
+
+__all__ = ["soft_confusion", "confusion", "check_scale"]
+
+
+def _drop_trailing_one(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape[:-1] if len(shape) >= 2 and shape[-1] == 1 else shape
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in x.shape)
+
+
+def _flatten_pair(y_true: Any, y_pred: Any, xp: Any) -> tuple[Any, Any, tuple[int, ...]]:
+    """Bring ``y_true`` and ``y_pred`` to one flat sample axis, never broadcasting.
+
+    ``(n,)`` and ``(n, 1)`` are interchangeable; more generally a trailing axis of
+    length 1 is dropped, and then the shapes must be equal (``(batch, h, w)`` and
+    ``(batch, h, w, 1)`` for segmentation masks work too).
+    """
+    true_shape, pred_shape = _shape(y_true), _shape(y_pred)
+    a, b = _drop_trailing_one(true_shape), _drop_trailing_one(pred_shape)
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError(
+            f"y_true and y_pred need a sample axis, got shapes {true_shape} and {pred_shape}"
+        )
+    if a != b:
+        raise ValueError(
+            f"y_true and y_pred must have the same number of samples, with shapes (n,) or (n, 1); "
+            f"got y_true {true_shape} and y_pred {pred_shape}"
+        )
+    n = math.prod(a)
+    if n == 0:
+        raise ValueError(f"y_true and y_pred are empty (shapes {true_shape} and {pred_shape})")
+    return xp.reshape(y_true, (n,)), xp.reshape(y_pred, (n,)), a
+
+
+def _flatten_weight(sample_weight: Any, sample_shape: tuple[int, ...], xp: Any) -> Any:
+    """Per-sample weights of shape ``sample_shape`` (or its leading axis) as ``(n,)``."""
+    w_shape = _drop_trailing_one(_shape(sample_weight))
+    n = math.prod(sample_shape)
+    if w_shape == sample_shape:
+        return xp.reshape(sample_weight, (n,))
+    if len(w_shape) == 1 and len(sample_shape) > 1 and w_shape[0] == sample_shape[0]:
+        # One weight per example of a (batch, ...) target, spread over its elements.
+        per_element = xp.reshape(sample_weight, (sample_shape[0],) + (1,) * (len(sample_shape) - 1))
+        return xp.reshape(per_element * xp.ones(sample_shape, dtype=sample_weight.dtype), (n,))
+    raise ValueError(
+        f"sample_weight must have one weight per sample: shape {sample_shape} or (n, 1), "
+        f"got {_shape(sample_weight)}"
+    )
+
+
+def check_scale(scale: Any) -> float:
+    """The amplifying scale ``L`` as a float; ``ValueError`` unless finite and > 0."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a positive number, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+    return float(scale)
+
+
+def _check_values(y: Any, p: Any, w: Any, from_logits: bool, xp: Any) -> None:
+    if not bool(xp.all((y == 0) | (y == 1))):
+        raise ValueError("y_true must hold binary labels 0 and 1 (pass validate=False for soft labels)")
+    if not from_logits and not bool(xp.all((p >= 0) & (p <= 1))):
+        raise ValueError(
+            "y_pred has values outside [0, 1] but from_logits=False: pass probabilities, "
+            "or from_logits=True for logits"
+        )
+    if w is not None and not bool(xp.all(w >= 0)):
+        raise ValueError("sample_weight must be non-negative")
+
+
+def _prepare(
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any,
+    *,
+    from_logits: bool,
+    validate: bool,
+    xp: Any,
+    dtype: Any = None,
+) -> tuple[Any, Any, Any, Any]:
+    """Checked, flattened ``(y, p, w)`` in the compute dtype, and that dtype."""
+    xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
+    if not isinstance(from_logits, bool):
+        raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
+    y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true
+    y_pred = xp.asarray(y_pred) if not hasattr(y_pred, "shape") else y_pred
+    if dtype is None:
+        if not xp.isdtype(y_pred.dtype, "real floating"):
+            raise TypeError(
+                f"y_pred must be a floating array of probabilities or logits, got dtype {y_pred.dtype}"
+            )
+        dtype = compute_dtype(y_pred.dtype, xp)
+    if not xp.isdtype(y_true.dtype, ("bool", "integral", "real floating")):
+        raise TypeError(f"y_true must hold 0/1 labels as bool, integer or float, got dtype {y_true.dtype}")
+    y, p, sample_shape = _flatten_pair(y_true, y_pred, xp)
+    w = None
+    if sample_weight is not None:
+        sample_weight = xp.asarray(sample_weight) if not hasattr(sample_weight, "shape") else sample_weight
+        w = _flatten_weight(sample_weight, sample_shape, xp)
+    y, p = xp.astype(y, dtype), xp.astype(p, dtype)
+    if w is not None:
+        w = xp.astype(w, dtype)
+    if validate and values_available(y, xp) and values_available(p, xp):
+        _check_values(y, p, w, from_logits, xp)
+    return y, p, w, xp
+
+
+def _counts(y: Any, yh: Any, yh_c: Any, w: Any, xp: Any) -> Confusion:
+    """The four sums of eq. 6, weights entering as weighted counts."""
+    pos = y if w is None else w * y
+    neg = 1.0 - y if w is None else w - pos
+    return Confusion(
+        tn=xp.sum(neg * yh_c),
+        fn=xp.sum(pos * yh_c),
+        fp=xp.sum(neg * yh),
+        tp=xp.sum(pos * yh),
+    )
+
+
+def soft_confusion(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    from_logits: bool = False,
+    scale: float = 73.0,
+    approximation: str | Approximation = "anyloss",
+    sample_weight: Any = None,
+    validate: bool = True,
+    xp: Any = None,
+) -> Confusion:
+    r"""Soft confusion counts (eq. 6 of the paper), differentiable in ``y_pred``.
+
+    .. math::
+        TN = \sum_i w_i (1 - y_i)(1 - \hat y_i), \quad FN = \sum_i w_i y_i (1 - \hat y_i), \\
+        FP = \sum_i w_i (1 - y_i) \hat y_i, \quad TP = \sum_i w_i y_i \hat y_i
+
+    where :math:`\hat y_i = A(p_i)` is the approximation of the predicted
+    probability (by default the paper's :math:`A(p) = \sigma(L (p - 1/2))` with
+    ``L = scale``) and :math:`w_i` the sample weights (1 by default).  The four
+    counts sum to ``n`` (or to the total weight).  Counts are accumulated in at
+    least float32.
+
+    Args:
+        y_true: labels in {0, 1}, shape ``(n,)`` or ``(n, 1)``.
+        y_pred: probabilities, or logits with ``from_logits=True``; same number of samples.
+        from_logits: whether ``y_pred`` holds logits.
+        scale: the amplifying scale ``L`` of the "anyloss" approximation.
+        approximation: "anyloss", "identity", "sol-cosine", or an approximation object.
+        sample_weight: optional non-negative weight per sample.
+        validate: check label and probability values when they are concrete.
+        xp: the array namespace; found from the arrays when ``None``.
+
+    Returns:
+        ``Confusion(tn, fn, fp, tp)`` of 0-d arrays.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> c = al.soft_confusion(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9]))
+        >>> [round(float(v), 4) for v in c]
+        [1.0, 0.0, 0.0, 2.0]
+    """
+    scale = check_scale(scale)
+    approx = get_approximation(approximation)
+    y, p, w, xp = _prepare(
+        y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp
+    )
+    yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
+    return _counts(y, yh, yh_c, w, xp)
+
+
+def _default_float(xp: Any) -> Any:
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        try:
+            return info().default_dtypes()["real floating"]
+        except Exception:  # a namespace with a partial info object
+            pass
+    return xp.float32
+
+
+def confusion(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    threshold: float = 0.5,
+    from_logits: bool = False,
+    sample_weight: Any = None,
+    validate: bool = True,
+    xp: Any = None,
+) -> Confusion:
+    """Hard confusion counts of thresholded predictions, for evaluation.
+
+    A sample is predicted positive when its probability is above ``threshold``
+    (``sigmoid(logit) > threshold`` with ``from_logits=True``); 0/1 labels of an
+    integer or bool dtype may be passed as ``y_pred`` directly.  Counts are in the
+    namespace's default floating dtype or wider (float64 for NumPy), so metrics
+    computed from them equal scikit-learn's.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> [int(v) for v in al.confusion(np.array([0, 1, 1, 0]), np.array([0.2, 0.7, 0.4, 0.6]))]
+        [1, 1, 1, 1]
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}")
+    xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
+    pred_dtype = y_pred.dtype if hasattr(y_pred, "dtype") else xp.asarray(y_pred).dtype
+    dtype = _default_float(xp)
+    if xp.isdtype(pred_dtype, "real floating"):
+        dtype = xp.result_type(dtype, pred_dtype)
+    elif not xp.isdtype(pred_dtype, ("bool", "integral")):
+        raise TypeError(f"y_pred must hold probabilities, logits or 0/1 labels, got dtype {pred_dtype}")
+    elif from_logits:
+        raise TypeError(f"from_logits=True needs floating logits, got y_pred of dtype {pred_dtype}")
+    y, p, w, xp = _prepare(
+        y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp, dtype=dtype
+    )
+    prob = sigmoid(p, xp) if from_logits else p
+    decided = xp.astype(prob > threshold, dtype)
+    return _counts(y, decided, 1.0 - decided, w, xp)

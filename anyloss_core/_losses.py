@@ -1,0 +1,230 @@
+"""The public losses: 1 - metric(soft confusion), and the hard ``score``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._approximations import Approximation
+from ._confusion import confusion, soft_confusion
+from ._metrics import Metric, get_metric
+from ._namespace import get_namespace
+
+__all__ = [
+    "anyloss",
+    "accuracy_loss",
+    "f1_loss",
+    "fbeta_loss",
+    "gmean_loss",
+    "balanced_accuracy_loss",
+    "score",
+]
+
+
+def anyloss(
+    y_true: Any,
+    y_pred: Any,
+    metric: str | Metric = "f1",
+    *,
+    from_logits: bool = False,
+    scale: float = 73.0,
+    approximation: str | Approximation = "anyloss",
+    sample_weight: Any = None,
+    validate: bool = True,
+    xp: Any = None,
+    **metric_params: Any,
+) -> Any:
+    r"""AnyLoss (eq. 5 of the paper): one minus a metric of the soft confusion matrix.
+
+    .. math:: \mathcal{L} = 1 - f(TN, FN, FP, TP)
+
+    where the counts are :func:`soft_confusion` of the approximated predictions
+    :math:`\hat y_i = A(p_i) = \sigma(L (p_i - 1/2))` and :math:`f` is the metric:
+    a registered name ("f1", "fbeta", "gmean", "balanced_accuracy", "mcc", ...) or
+    a callable ``f(confusion, xp)``.  Parameters of the metric pass by keyword
+    (``beta=2.0`` for "fbeta").
+
+    The loss is a mean-free batch statistic: it is not an average of per-sample
+    terms, and ``sample_weight`` weights the counts (weighted TP, FP, ...) instead
+    of multiplying the result.  Its value lies in [0, 1] for the built-in metrics
+    and is finite for every finite input, including batches with no positives
+    (see the 0/0 conventions in :mod:`anyloss_core._metrics`).
+
+    Args:
+        y_true: labels in {0, 1}, shape ``(n,)`` or ``(n, 1)``.
+        y_pred: probabilities (default) or logits (``from_logits=True``), same length.
+        metric: metric name or callable.
+        from_logits: whether ``y_pred`` holds logits.
+        scale: the paper's amplifying scale ``L`` (73 by default; see :func:`scale_range`).
+        approximation: "anyloss" (the paper's A), "identity" (plain soft counts) or
+            "sol-cosine" (Score-Oriented Loss), or an approximation object.
+        sample_weight: optional non-negative per-sample weights.
+        validate: check label and probability values when they are concrete.
+        xp: array namespace (found from the arrays by default).
+        **metric_params: keyword parameters of the metric.
+
+    Returns:
+        A 0-d array, in the inputs' floating dtype promoted to at least float32.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
+        >>> round(float(al.anyloss(y, p, "f1")), 2)  # one of two positives found: F1 = 2/3
+        0.33
+        >>> round(float(al.anyloss(y, p, "fbeta", beta=2.0)), 2)  # F2 = 5 / (5 + 4) = 0.56
+        0.44
+    """
+    metric_fn = get_metric(metric, **metric_params)
+    counts = soft_confusion(
+        y_true,
+        y_pred,
+        from_logits=from_logits,
+        scale=scale,
+        approximation=approximation,
+        sample_weight=sample_weight,
+        validate=validate,
+        xp=xp,
+    )
+    xp = get_namespace(counts.tp, xp=xp)
+    return 1.0 - metric_fn(counts, xp)
+
+
+def _named_loss(metric: str, doc: str) -> Any:
+    def loss(
+        y_true: Any,
+        y_pred: Any,
+        *,
+        from_logits: bool = False,
+        scale: float = 73.0,
+        approximation: str | Approximation = "anyloss",
+        sample_weight: Any = None,
+        validate: bool = True,
+        xp: Any = None,
+    ) -> Any:
+        return anyloss(
+            y_true,
+            y_pred,
+            metric,
+            from_logits=from_logits,
+            scale=scale,
+            approximation=approximation,
+            sample_weight=sample_weight,
+            validate=validate,
+            xp=xp,
+        )
+
+    loss.__name__ = loss.__qualname__ = f"{metric}_loss"
+    loss.__doc__ = doc
+    return loss
+
+
+accuracy_loss = _named_loss(
+    "accuracy",
+    r"""Accuracy loss :math:`1 - (TP + TN) / n` of the soft counts; see :func:`anyloss`.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> round(float(al.accuracy_loss(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.4]))), 2)
+        0.33
+    """,
+)
+f1_loss = _named_loss(
+    "f1",
+    r"""F1 loss :math:`1 - 2 TP / (2 TP + FP + FN)` of the soft counts; see :func:`anyloss`.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> round(float(al.f1_loss(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9]))), 6)
+        0.0
+    """,
+)
+gmean_loss = _named_loss(
+    "gmean",
+    r"""G-mean loss :math:`1 - \sqrt{TPR \cdot TNR}` of the soft counts; see :func:`anyloss`.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> round(float(al.gmean_loss(np.array([0, 0, 1, 1]), np.array([0.2, 0.7, 0.9, 0.8]))), 4)
+        0.2929
+    """,
+)
+balanced_accuracy_loss = _named_loss(
+    "balanced_accuracy",
+    r"""Balanced-accuracy loss :math:`1 - (TPR + TNR) / 2` of the soft counts; see :func:`anyloss`.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> round(float(al.balanced_accuracy_loss(np.array([0, 0, 1, 1]), np.array([0.2, 0.7, 0.9, 0.8]))), 4)
+        0.25
+    """,
+)
+
+
+def fbeta_loss(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    beta: float = 1.0,
+    from_logits: bool = False,
+    scale: float = 73.0,
+    approximation: str | Approximation = "anyloss",
+    sample_weight: Any = None,
+    validate: bool = True,
+    xp: Any = None,
+) -> Any:
+    r"""F-beta loss :math:`1 - (1+\beta^2) TP / ((1+\beta^2) TP + FP + \beta^2 FN)`; see :func:`anyloss`.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
+        >>> round(float(al.fbeta_loss(y, p, beta=0.5)), 2)  # F0.5 = 1.25 / (1.25 + 0.25) = 0.83
+        0.17
+    """
+    return anyloss(
+        y_true,
+        y_pred,
+        "fbeta",
+        from_logits=from_logits,
+        scale=scale,
+        approximation=approximation,
+        sample_weight=sample_weight,
+        validate=validate,
+        xp=xp,
+        beta=beta,
+    )
+
+
+def score(
+    metric: str | Metric,
+    y_true: Any,
+    y_pred: Any,
+    *,
+    threshold: float = 0.5,
+    from_logits: bool = False,
+    sample_weight: Any = None,
+    validate: bool = True,
+    xp: Any = None,
+    **metric_params: Any,
+) -> Any:
+    """The hard metric of thresholded predictions, equal to scikit-learn's value.
+
+    ``score("f1", y, p)`` equals ``sklearn.metrics.f1_score(y, p > 0.5)``; likewise
+    accuracy, precision, recall, jaccard, balanced_accuracy and fbeta (``beta=``);
+    "mcc" is ``(matthews_corrcoef + 1) / 2``.  ``y_pred`` may be probabilities,
+    logits (``from_logits=True``) or 0/1 labels.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> float(al.score("f1", np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])))
+        0.6666666666666666
+    """
+    metric_fn = get_metric(metric, **metric_params)
+    counts = confusion(
+        y_true,
+        y_pred,
+        threshold=threshold,
+        from_logits=from_logits,
+        sample_weight=sample_weight,
+        validate=validate,
+        xp=xp,
+    )
+    return metric_fn(counts, get_namespace(counts.tp, xp=xp))

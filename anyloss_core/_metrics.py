@@ -1,0 +1,264 @@
+"""Confusion-matrix metrics, written once for soft and hard counts alike.
+
+A metric is a function ``(c: Confusion, xp) -> score`` with the score in
+[0, 1], higher is better.  The same function scores hard (thresholded) counts for
+evaluation and soft counts inside a loss, so the loss optimises exactly the
+formula it is evaluated with.
+
+Zero denominators ("0/0 conventions"), chosen to match scikit-learn's defaults
+(``zero_division=0``) and to keep every value and gradient finite:
+
+* precision, recall, specificity, F-beta, Jaccard: a ratio whose denominator
+  is zero is 0 (its numerator is then zero too).
+* balanced accuracy and G-mean average the per-class recalls of the classes
+  *present* in ``y_true``, as ``sklearn.metrics.balanced_accuracy_score`` does:
+  on a batch with no positives they equal the specificity, on a batch with no
+  negatives the recall.
+* MCC is 0 (rescaled: 0.5) when any marginal is zero, as
+  ``sklearn.metrics.matthews_corrcoef``.
+* accuracy of an empty total weight is 0.
+
+Every division goes through :func:`ratio`, which divides by
+``max(den, 2**-63)``: for a zero denominator that gives exactly 0 without a
+branch on values (so it traces under ``jit``), and the derivative
+``num / den**2`` stays below float32's largest number.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+__all__ = [
+    "Confusion",
+    "METRICS",
+    "get_metric",
+    "register_metric",
+    "ratio",
+    "accuracy",
+    "precision",
+    "recall",
+    "specificity",
+    "fbeta",
+    "f1",
+    "jaccard",
+    "balanced_accuracy",
+    "gmean",
+    "mcc",
+    "youden",
+]
+
+# 2**-63: its square 2**-126 is float32's smallest normal number, so both a
+# floored denominator and the derivative 1 / den**2 of a ratio stay finite in
+# float32 and float64 alike (half precision never reaches here: counts are
+# accumulated in float32 or wider).
+_FLOOR = 2.0**-63
+
+
+class Confusion(NamedTuple):
+    """The four (soft or hard, possibly weighted) confusion counts, as 0-d arrays."""
+
+    tn: Any
+    fn: Any
+    fp: Any
+    tp: Any
+
+
+Metric = Callable[..., Any]
+
+
+def ratio(num: Any, den: Any, xp: Any) -> Any:
+    """``num / den`` for non-negative counts, 0 where ``den`` is 0; finite derivative."""
+    return num / xp.maximum(den, _FLOOR)
+
+
+def _sqrt(x: Any, xp: Any) -> Any:
+    # sqrt'(0) is infinite: floor the argument so 0 * sqrt'(x) cannot be NaN.
+    return xp.sqrt(xp.maximum(x, _FLOOR * _FLOOR))
+
+
+def _present(count: Any, xp: Any) -> Any:
+    """1.0 where a class has support (``count > 0``), else 0.0; no gradient."""
+    return xp.astype(count > 0, count.dtype)
+
+
+def accuracy(c: Confusion, xp: Any) -> Any:
+    r"""Accuracy :math:`(TP + TN) / (TP + TN + FP + FN)`."""
+    return ratio(c.tp + c.tn, c.tp + c.tn + c.fp + c.fn, xp)
+
+
+def precision(c: Confusion, xp: Any) -> Any:
+    r"""Precision :math:`TP / (TP + FP)`; 0 when nothing is predicted positive."""
+    return ratio(c.tp, c.tp + c.fp, xp)
+
+
+def recall(c: Confusion, xp: Any) -> Any:
+    r"""Recall (sensitivity, TPR) :math:`TP / (TP + FN)`; 0 when there are no positives."""
+    return ratio(c.tp, c.tp + c.fn, xp)
+
+
+def specificity(c: Confusion, xp: Any) -> Any:
+    r"""Specificity (TNR) :math:`TN / (TN + FP)`; 0 when there are no negatives."""
+    return ratio(c.tn, c.tn + c.fp, xp)
+
+
+def fbeta(c: Confusion, xp: Any, *, beta: float = 1.0) -> Any:
+    r"""F-beta :math:`(1 + \beta^2) TP / ((1 + \beta^2) TP + FP + \beta^2 FN)`.
+
+    ``beta > 1`` weighs recall higher, ``beta < 1`` precision.  0 when the batch
+    has no positives and none is predicted (scikit-learn's ``zero_division=0``).
+    """
+    b2 = float(beta) ** 2
+    return ratio((1.0 + b2) * c.tp, (1.0 + b2) * c.tp + c.fp + b2 * c.fn, xp)
+
+
+def f1(c: Confusion, xp: Any) -> Any:
+    r"""F1 :math:`2 TP / (2 TP + FP + FN)`, the harmonic mean of precision and recall."""
+    return fbeta(c, xp, beta=1.0)
+
+
+def jaccard(c: Confusion, xp: Any) -> Any:
+    r"""Jaccard index (IoU) :math:`TP / (TP + FP + FN)`."""
+    return ratio(c.tp, c.tp + c.fp + c.fn, xp)
+
+
+def balanced_accuracy(c: Confusion, xp: Any) -> Any:
+    r"""Balanced accuracy :math:`(TPR + TNR) / 2`, over the classes present in ``y_true``."""
+    has_pos, has_neg = _present(c.tp + c.fn, xp), _present(c.tn + c.fp, xp)
+    total = has_pos * recall(c, xp) + has_neg * specificity(c, xp)
+    return total / xp.maximum(has_pos + has_neg, 1.0)
+
+
+def gmean(c: Confusion, xp: Any) -> Any:
+    r"""Geometric mean :math:`\sqrt{TPR \cdot TNR}`, over the classes present in ``y_true``."""
+    has_pos, has_neg = _present(c.tp + c.fn, xp), _present(c.tn + c.fp, xp)
+    tpr, tnr = recall(c, xp), specificity(c, xp)
+    both = _sqrt(tpr * tnr, xp)
+    return xp.where(has_pos * has_neg > 0, both, has_pos * tpr + has_neg * tnr)
+
+
+def mcc(c: Confusion, xp: Any) -> Any:
+    r"""Matthews correlation rescaled to [0, 1]: :math:`(MCC + 1) / 2`.
+
+    .. math:: MCC = \frac{TP \cdot TN - FP \cdot FN}
+                         {\sqrt{(TP + FP)(TP + FN)(TN + FP)(TN + FN)}}
+
+    MCC is 0 (so the score 0.5) when a marginal is zero.  The counts are first
+    divided by their total (MCC is scale-free), so the product of four counts
+    cannot overflow float32 on large batches.
+    """
+    total = xp.maximum(c.tp + c.tn + c.fp + c.fn, _FLOOR)
+    tp, tn, fp, fn = c.tp / total, c.tn / total, c.fp / total, c.fn / total
+    corr = (tp * tn - fp * fn) / _sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn), xp)
+    return (xp.clip(corr, -1.0, 1.0) + 1.0) / 2.0
+
+
+def youden(c: Confusion, xp: Any) -> Any:
+    r"""Youden's J (TSS, informedness) rescaled to [0, 1]: :math:`(TPR + TNR - 1 + 1) / 2`.
+
+    Rescaled, J is balanced accuracy (with the same present-class convention), and
+    equals ``(balanced_accuracy_score(adjusted=True) + 1) / 2``.
+    """
+    return balanced_accuracy(c, xp)
+
+
+def _check_beta(beta: Any) -> None:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
+        raise ValueError(f"fbeta needs beta > 0 (a number), got {beta!r}")
+
+
+# Checks of metric parameters by parameter name, run when a metric is resolved
+# (so a class constructed with a bad parameter fails at construction).
+_PARAM_CHECKS: dict[str, Callable[[Any], None]] = {"beta": _check_beta}
+
+_REGISTRY: dict[str, Metric] = {}
+
+#: Names of the registered metrics (a live view: ``register_metric`` adds to it).
+METRICS = _REGISTRY.keys()
+
+
+def register_metric(name: str, fn: Metric, *, overwrite: bool = False) -> Metric:
+    """Register ``fn(c, xp) -> score in [0, 1]`` under ``name``; returns ``fn``.
+
+    After registration the name works everywhere a built-in name does:
+    ``anyloss(..., metric=name)``, ``score(name, ...)``, and every adapter.
+
+    Example:
+        >>> import anyloss_core as al
+        >>> def npv(c, xp):  # negative predictive value
+        ...     return al.ratio(c.tn, c.tn + c.fn, xp)
+        >>> _ = al.register_metric("npv", npv)
+        >>> "npv" in al.METRICS
+        True
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a metric name must be a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"metric {name!r} must be callable as fn(confusion, xp), got {type(fn).__name__}")
+    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not fn:
+        raise ValueError(f"metric {name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[name] = fn
+    return fn
+
+
+def get_metric(metric: str | Metric, **params: Any) -> Metric:
+    """Resolve a metric name or callable, binding its keyword parameters.
+
+    Raises ``ValueError`` for an unknown name and ``TypeError`` for a parameter the
+    metric does not take, so a typo fails when the loss is built, not in training.
+
+    Example:
+        >>> import numpy as np, array_api_compat.numpy as xp
+        >>> import anyloss_core as al
+        >>> f2 = al.get_metric("fbeta", beta=2.0)
+        >>> counts = al.Confusion(*np.array([5.0, 1.0, 2.0, 3.0]))  # tn, fn, fp, tp
+        >>> float(f2(counts, xp))  # 15 / (15 + 2 + 4)
+        0.7142857142857143
+    """
+    if isinstance(metric, str):
+        try:
+            fn = _REGISTRY[metric]
+        except KeyError:
+            raise ValueError(
+                f"unknown metric {metric!r}; choose one of {', '.join(sorted(_REGISTRY))}, "
+                "register one with register_metric, or pass a callable fn(confusion, xp)"
+            ) from None
+        name = metric
+    elif callable(metric):
+        fn, name = metric, getattr(metric, "__name__", repr(metric))
+    else:
+        raise TypeError(f"metric must be a name or a callable, got {type(metric).__name__}")
+    if not params:
+        return fn
+    try:
+        inspect.signature(fn).bind(None, None, **params)
+    except TypeError:
+        raise TypeError(
+            f"metric {name!r} does not take the parameter(s) {', '.join(sorted(params))}"
+        ) from None
+    except ValueError:  # builtins without a signature: let the call decide
+        pass
+    for key, value in params.items():
+        if key in _PARAM_CHECKS:
+            _PARAM_CHECKS[key](value)
+    return functools.partial(fn, **params)
+
+
+for _name, _fn in {
+    "accuracy": accuracy,
+    "precision": precision,
+    "recall": recall,
+    "specificity": specificity,
+    "fbeta": fbeta,
+    "f1": f1,
+    "jaccard": jaccard,
+    "balanced_accuracy": balanced_accuracy,
+    "gmean": gmean,
+    "mcc": mcc,
+    "youden": youden,
+    "tss": youden,
+}.items():
+    register_metric(_name, _fn)
+del _name, _fn

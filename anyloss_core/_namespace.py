@@ -1,0 +1,115 @@
+"""Array namespace resolution and the few native fast paths the core uses.
+
+The core is written against the Python Array API standard.  ``get_namespace``
+finds the namespace of the arrays it is given (through array-api-compat), or
+takes the one a caller hands it (``xp=``, as the Keras adapter does with its
+``keras.ops`` shim).  Nothing here imports a framework: a framework module is
+only looked up in ``sys.modules`` once an array of that framework has been seen,
+which means the user already imported it.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+
+__all__ = [
+    "get_namespace",
+    "compute_dtype",
+    "sigmoid",
+    "values_available",
+]
+
+
+def get_namespace(*arrays: Any, xp: Any = None) -> Any:
+    """The Array API namespace of ``arrays``, or ``xp`` when given.
+
+    Python scalars and ``None`` are ignored, so optional arguments can be passed
+    straight through.  NumPy arrays resolve to ``array_api_compat.numpy``.
+    """
+    if xp is not None:
+        return xp
+    present = [a for a in arrays if a is not None and type(a) not in (bool, int, float, complex)]
+    if not present:
+        raise TypeError("anyloss needs at least one array argument to find its array namespace")
+    return array_api_compat.array_namespace(*present)
+
+
+def _framework_module(xp: Any) -> ModuleType | None:
+    """The framework behind a namespace, if it is one we have a fast path for."""
+    if array_api_compat.is_torch_namespace(xp):
+        return sys.modules.get("torch")
+    if array_api_compat.is_jax_namespace(xp):
+        return sys.modules.get("jax")
+    return None
+
+
+def sigmoid(x: Any, xp: Any) -> Any:
+    """Logistic function ``1 / (1 + exp(-x))`` that cannot overflow.
+
+    Uses the framework's own sigmoid where there is one (torch, JAX, or a
+    namespace that exports ``sigmoid``, like the Keras shim): one fused kernel
+    with a well-conditioned derivative.  Otherwise the standard form below.
+    """
+    native = getattr(xp, "sigmoid", None)
+    if native is None:
+        framework = _framework_module(xp)
+        if framework is not None and framework.__name__ == "torch":
+            native = framework.sigmoid
+        elif framework is not None and framework.__name__ == "jax":
+            native = framework.nn.sigmoid
+    if native is not None:
+        return native(x)
+    # exp(-|x|) lies in (0, 1], so neither branch can overflow, and both branches
+    # have finite derivatives: ``where`` then never multiplies an inf by zero,
+    # which is what makes the naive 1 / (1 + exp(-x)) give NaN gradients at
+    # x = -1000 under autodiff.
+    e = xp.exp(-xp.abs(x))
+    inv = 1.0 / (1.0 + e)
+    return xp.where(x >= 0, inv, e * inv)
+
+
+def compute_dtype(dtype: Any, xp: Any) -> Any:
+    """The floating dtype the counts are accumulated in: at least float32.
+
+    float16 and bfloat16 inputs are promoted, because a sum of n values in half
+    precision loses integers above 2048 and overflows above 65504.
+    """
+    if xp.isdtype(dtype, "real floating"):
+        return xp.result_type(dtype, xp.float32)
+    return xp.float32
+
+
+def values_available(x: Any, xp: Any) -> bool:
+    """True when checking the values of ``x`` is cheap and allowed.
+
+    False under tracing (``jax.jit``, ``torch.compile``, ``torch.func.vmap``,
+    a symbolic Keras tensor) and on accelerators, where reading a value back would
+    force a host-device synchronisation in every training step.
+    """
+    hook = getattr(xp, "values_available", None)
+    if hook is not None:
+        return bool(hook(x))
+    if array_api_compat.is_lazy_array(x):
+        return False
+    if array_api_compat.is_torch_array(x):
+        torch = sys.modules["torch"]
+        if torch.compiler.is_compiling():
+            return False
+        if x.device.type != "cpu":
+            return False
+        functorch = getattr(torch._C, "_functorch", None)
+        if functorch is not None and functorch.is_batchedtensor(x):
+            return False
+        return True
+    if array_api_compat.is_jax_array(x):
+        return all(d.platform == "cpu" for d in x.devices())
+    return True
+
+
+def finfo_tiny(dtype: Any, xp: Any) -> float:
+    """Smallest positive normal number of a floating dtype."""
+    return float(xp.finfo(dtype).smallest_normal)

@@ -1,0 +1,458 @@
+"""anyloss_core on NumPy and array-api-strict against the float64 reference and scikit-learn."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from cases import CASES, Case, reference_counts, reference_loss, reference_metric
+
+import anyloss_core as al
+
+NAMESPACES = [
+    pytest.param("numpy", marks=pytest.mark.backend("numpy")),
+    pytest.param("array_api_strict", marks=pytest.mark.backend("array_api_strict")),
+]
+
+
+@pytest.fixture(params=NAMESPACES)
+def xp(request):
+    if request.param == "numpy":
+        import array_api_compat.numpy as xp_numpy
+
+        return xp_numpy
+    import array_api_strict
+
+    return array_api_strict
+
+
+def to_xp(xp, a, dtype=None):
+    if a is None:
+        return None
+    arr = xp.asarray(np.asarray(a))
+    return arr if dtype is None else xp.astype(arr, dtype)
+
+
+def to_float(x) -> float:
+    return float(np.asarray(x)) if not hasattr(x, "__float__") else float(x)
+
+
+def assert_close(actual, expected: float, rtol: float, xp=None, dtype=None) -> None:
+    """Value within ``rtol``, and (when ``xp`` is given) the namespace, dtype and 0-d shape too."""
+    if xp is not None:
+        assert tuple(actual.shape) == (), f"expected a 0-d array, got shape {actual.shape}"
+        if dtype is not None:
+            assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {dtype}"
+    value = to_float(actual)
+    assert math.isfinite(value)
+    # abs: "1 - metric" carries an absolute rounding error of ~1e-16 in both the core and
+    # the reference, which dominates the relative error of a loss near 0.
+    assert value == pytest.approx(expected, rel=rtol, abs=1e-15), f"{value!r} != reference {expected!r}"
+
+
+def core_loss(case: Case, xp, dtype=None):
+    b = case.batch
+    return al.anyloss(
+        to_xp(xp, b.y),
+        to_xp(xp, b.pred, dtype or xp.float64),
+        case.metric,
+        from_logits=b.from_logits,
+        scale=case.scale,
+        approximation=case.approximation,
+        sample_weight=to_xp(xp, b.weight),
+        **case.kwargs,
+    )
+
+
+# ----------------------------------------------------------------------- reference values
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_loss_matches_float64_reference(case, xp):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow / invalid-value warnings from the core
+        loss = core_loss(case, xp)
+    assert_close(loss, reference_loss(case), 1e-12, xp=xp, dtype=xp.float64)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.metric == "f1"], ids=lambda c: c.id)
+def test_soft_counts_match_reference_and_sum_to_total(case, xp):
+    b = case.batch
+    c = al.soft_confusion(
+        to_xp(xp, b.y),
+        to_xp(xp, b.pred),
+        from_logits=b.from_logits,
+        scale=case.scale,
+        approximation=case.approximation,
+        sample_weight=to_xp(xp, b.weight),
+    )
+    assert isinstance(c, al.Confusion)
+    for got, want in zip(c, reference_counts(case), strict=True):
+        assert to_float(got) == pytest.approx(want, rel=1e-12, abs=1e-13)
+    total = len(b.y) if b.weight is None else float(np.sum(b.weight))
+    assert sum(to_float(v) for v in c) == pytest.approx(total, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.approximation == "anyloss" and c.scale == 73.0],
+                         ids=lambda c: c.id)
+def test_float32_close_to_reference(case, xp):
+    loss = core_loss(case, xp, dtype=xp.float32)
+    assert loss.dtype == xp.float32
+    assert to_float(loss) == pytest.approx(reference_loss(case), abs=2e-5)
+
+
+def test_float16_inputs_accumulate_in_float32():
+    # 70,000 ones: a float16 sum would stop at 2048 (and overflow past 65504).
+    y = np.ones(70_000, np.int64)
+    p = np.full(70_000, 0.9, np.float16)
+    c = al.soft_confusion(y, p)
+    assert c.tp.dtype == np.float32
+    assert float(c.tp) == pytest.approx(70_000 * (1 / (1 + math.exp(-73 * 0.4))), rel=1e-5)
+    loss = al.f1_loss(y, p)
+    assert loss.dtype == np.float32 and math.isfinite(float(loss))
+
+
+def test_column_and_flat_shapes_agree(xp):
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 2, 25), rng.uniform(size=25)
+    flat = to_float(al.f1_loss(to_xp(xp, y), to_xp(xp, p)))
+    for yy, pp in [(y[:, None], p), (y, p[:, None]), (y[:, None], p[:, None])]:
+        assert to_float(al.f1_loss(to_xp(xp, yy), to_xp(xp, pp))) == pytest.approx(flat, rel=1e-15)
+
+
+def test_segmentation_shapes_flatten(xp):
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 2, (2, 4, 5)), rng.uniform(size=(2, 4, 5, 1))
+    w = rng.uniform(size=2)
+    got = to_float(al.f1_loss(to_xp(xp, y), to_xp(xp, p), sample_weight=to_xp(xp, w)))
+    want = to_float(al.f1_loss(y.reshape(-1), p.reshape(-1), sample_weight=np.repeat(w, 20)))
+    assert got == pytest.approx(want, rel=1e-14)
+
+
+def test_sample_weight_weights_the_counts_not_the_loss():
+    # Integer weights are the same as repeating samples.
+    rng = np.random.default_rng(2)
+    y, p = rng.integers(0, 2, 30), rng.uniform(size=30)
+    w = rng.integers(0, 4, 30)
+    weighted = al.gmean_loss(y, p, sample_weight=w.astype(np.float64))
+    repeated = al.gmean_loss(np.repeat(y, w), np.repeat(p, w))
+    assert float(weighted) == pytest.approx(float(repeated), rel=1e-13)
+    scaled = al.gmean_loss(y, p, sample_weight=7.0 * w)
+    assert float(scaled) == pytest.approx(float(weighted), rel=1e-13)
+
+
+def test_named_losses_equal_anyloss():
+    rng = np.random.default_rng(3)
+    y, z = rng.integers(0, 2, 40), rng.normal(size=40)
+    for fn, name in [
+        (al.accuracy_loss, "accuracy"),
+        (al.f1_loss, "f1"),
+        (al.gmean_loss, "gmean"),
+        (al.balanced_accuracy_loss, "balanced_accuracy"),
+    ]:
+        assert float(fn(y, z, from_logits=True)) == float(al.anyloss(y, z, name, from_logits=True))
+    assert float(al.fbeta_loss(y, z, beta=2.0, from_logits=True)) == float(
+        al.anyloss(y, z, "fbeta", beta=2.0, from_logits=True)
+    )
+    assert float(al.fbeta_loss(y, z, from_logits=True)) == float(al.f1_loss(y, z, from_logits=True))
+
+
+def test_logits_and_probabilities_agree():
+    rng = np.random.default_rng(4)
+    y, z = rng.integers(0, 2, 50), rng.normal(0, 2, 50)
+    p = 1 / (1 + np.exp(-z))
+    for approx in al.APPROXIMATIONS:
+        a = float(al.f1_loss(y, z, from_logits=True, approximation=approx))
+        b = float(al.f1_loss(y, p, approximation=approx))
+        assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_standard_sigmoid_matches_native_fast_path():
+    # The standard form (NumPy) and the native torch/jax sigmoid paths are compared in
+    # the backend sessions; here the standard form against the textbook formula.
+    from anyloss_core._namespace import sigmoid
+    import array_api_compat.numpy as xp
+
+    x = np.linspace(-700, 700, 2001)
+    with np.errstate(over="ignore"):
+        expected = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(sigmoid(x, xp), expected, rtol=1e-15, atol=0)
+
+
+# ----------------------------------------------------------------------- hard metrics vs sklearn
+
+
+def _label_sets():
+    rng = np.random.default_rng(5)
+    sets = []
+    for i in range(30):
+        n = int(rng.integers(1, 60))
+        sets.append((f"random{i}", rng.integers(0, 2, n), rng.uniform(size=n)))
+    sets += [
+        ("no-positives", np.zeros(10, int), rng.uniform(size=10)),
+        ("no-negatives", np.ones(10, int), rng.uniform(size=10)),
+        ("no-predicted-positives", rng.integers(0, 2, 10), rng.uniform(0, 0.4, 10)),
+        ("all-predicted-positive", rng.integers(0, 2, 10), rng.uniform(0.6, 1, 10)),
+        ("one-sample", np.array([1]), np.array([0.3])),
+        ("nothing-at-all", np.zeros(5, int), np.zeros(5)),
+    ]
+    return sets
+
+
+LABEL_SETS = _label_sets()
+
+
+@pytest.mark.parametrize("name,y,p", LABEL_SETS, ids=[s[0] for s in LABEL_SETS])
+def test_hard_scores_equal_sklearn(name, y, p):
+    sk = pytest.importorskip("sklearn.metrics")
+    yp = (p > 0.5).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's UndefinedMetricWarning on purpose-made 0/0
+        expected = {
+            "accuracy": sk.accuracy_score(y, yp),
+            "f1": sk.f1_score(y, yp, zero_division=0),
+            "precision": sk.precision_score(y, yp, zero_division=0),
+            "recall": sk.recall_score(y, yp, zero_division=0),
+            "jaccard": sk.jaccard_score(y, yp, zero_division=0),
+            "balanced_accuracy": sk.balanced_accuracy_score(y, yp),
+        }
+        for beta in (0.5, 2.0):
+            expected[("fbeta", beta)] = sk.fbeta_score(y, yp, beta=beta, zero_division=0)
+        mcc = sk.matthews_corrcoef(y, yp)
+        both_classes = len(set(y)) == 2
+        youden = (sk.balanced_accuracy_score(y, yp, adjusted=True) + 1) / 2 if both_classes else None
+    for key, value in expected.items():
+        got = al.score(key[0], y, p, beta=key[1]) if isinstance(key, tuple) else al.score(key, y, p)
+        assert float(got) == value, f"{key}: {float(got)!r} != sklearn {value!r}"
+    assert float(al.score("mcc", y, p)) == pytest.approx((mcc + 1) / 2, rel=1e-14, abs=1e-15)
+    if youden is not None:
+        assert float(al.score("youden", y, p)) == pytest.approx(youden, rel=1e-14)
+    # A hard label array gives the same as the probabilities it came from.
+    assert float(al.score("f1", y, yp)) == expected["f1"]
+
+
+def test_hard_scores_with_sample_weight_equal_sklearn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(6)
+    y, p, w = rng.integers(0, 2, 80), rng.uniform(size=80), rng.uniform(0, 2, 80)
+    yp = (p > 0.5).astype(int)
+    assert float(al.score("f1", y, p, sample_weight=w)) == pytest.approx(
+        sk.f1_score(y, yp, sample_weight=w), rel=1e-14
+    )
+    assert float(al.score("balanced_accuracy", y, p, sample_weight=w)) == pytest.approx(
+        sk.balanced_accuracy_score(y, yp, sample_weight=w), rel=1e-14
+    )
+
+
+def test_hard_score_from_logits_and_threshold():
+    y = np.array([0, 1, 1, 0, 1])
+    z = np.array([-2.0, 0.5, -0.1, 0.3, 3.0])
+    p = 1 / (1 + np.exp(-z))
+    assert float(al.score("f1", y, z, from_logits=True)) == float(al.score("f1", y, p))
+    c = al.confusion(y, p, threshold=0.6)
+    assert [int(v) for v in c] == [2, 1, 0, 2]  # only 0.62 and 0.95 pass 0.6
+    assert [int(v) for v in al.confusion(y, p)] == [1, 1, 1, 2]
+
+
+@pytest.mark.parametrize("name", ["f1", "balanced_accuracy", "gmean", "mcc", "accuracy"])
+def test_hard_score_on_strict_namespace(name):
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(7)
+    y, p = rng.integers(0, 2, 40), rng.uniform(size=40)
+    got = al.score(name, xps.asarray(y), xps.asarray(p))
+    assert float(got) == pytest.approx(float(al.score(name, y, p)), rel=1e-15)
+
+
+def test_reference_metric_is_independent_of_the_core():
+    # Guard: the reference formula for F1 from counts, by hand.
+    assert reference_metric("f1", tn=5, fn=1, fp=2, tp=3) == pytest.approx(6 / 9)
+    assert reference_metric("gmean", tn=0, fn=0, fp=0, tp=3) == 1.0
+
+
+# ----------------------------------------------------------------------- degenerate input
+
+
+DEGENERATE = {
+    "no-positives": (np.zeros(6, int), np.array([0.1, 0.9, 0.5, 0.0, 1.0, 0.3])),
+    "no-negatives": (np.ones(6, int), np.array([0.1, 0.9, 0.5, 0.0, 1.0, 0.3])),
+    "one-sample": (np.array([1]), np.array([0.4])),
+    "no-predicted-positives": (np.array([0, 1, 0, 1]), np.zeros(4)),
+    "all-exact-ones": (np.array([0, 1, 0, 1]), np.ones(4)),
+}
+
+
+@pytest.mark.parametrize("batch", list(DEGENERATE), ids=list(DEGENERATE))
+@pytest.mark.parametrize("approximation", al.APPROXIMATIONS)
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_degenerate_batches_are_finite(batch, approximation, dtype):
+    y, p = DEGENERATE[batch]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for metric in sorted(al.METRICS):
+            if metric not in ("fbeta",) and metric.startswith("_"):
+                continue
+            try:
+                loss = al.anyloss(y, p.astype(dtype), metric, approximation=approximation)
+            except TypeError:  # a user metric registered by another test with parameters
+                continue
+            value = float(loss)
+            assert math.isfinite(value) and -1e-6 <= value <= 1 + 1e-6, (metric, value)
+
+
+def test_no_positive_convention():
+    # Balanced accuracy and G-mean fall back to the class present; F1 is 0 as in sklearn.
+    y = np.zeros(4, int)
+    p = np.array([0.0, 0.0, 1.0, 1.0])  # half the negatives predicted positive
+    assert float(al.balanced_accuracy_loss(y, p)) == pytest.approx(0.5, abs=1e-12)
+    assert float(al.gmean_loss(y, p)) == pytest.approx(0.5, abs=1e-12)
+    assert float(al.f1_loss(y, p)) == 1.0
+    assert float(al.anyloss(y, p, "mcc")) == 0.5
+
+
+def test_extreme_logits_are_finite_in_every_float_dtype():
+    y = np.array([0, 1, 0, 1, 1])
+    z = np.array([-1e4, 1e4, 1e4, -1e4, 0.0])
+    for dtype in ("float16", "float32", "float64"):
+        for approximation in al.APPROXIMATIONS:
+            loss = al.f1_loss(y, z.astype(dtype), from_logits=True, approximation=approximation)
+            assert math.isfinite(float(loss))
+            # One TP, one FP, one FN, half of a TP / FN: F1 = 2 * 1.5 / (3 + 1 + 1.5)
+            if approximation == "anyloss":
+                assert float(loss) == pytest.approx(1 - 3 / 5.5, abs=1e-6)
+
+
+# ----------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,words",
+    [
+        (dict(y_true=np.array([0, 1, 1]), y_pred=np.array([0.1, 0.2])), ValueError, ["(3,)", "(2,)"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([[0.1, 0.2], [0.3, 0.4]])), ValueError, ["(2, 2)"]),
+        (dict(y_true=np.array([0, 1, 1]), y_pred=np.array([[0.1, 0.2, 0.3]])), ValueError, ["(1, 3)"]),
+        (dict(y_true=np.array(1), y_pred=np.array(0.3)), ValueError, ["sample axis"]),
+        (dict(y_true=np.array([], int), y_pred=np.array([])), ValueError, ["empty"]),
+        (dict(y_true=np.array([0, 2, 1]), y_pred=np.array([0.1, 0.2, 0.3])), ValueError, ["y_true", "0 and 1"]),
+        (dict(y_true=np.array([0.0, 0.5]), y_pred=np.array([0.1, 0.2])), ValueError, ["y_true"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0, 1])), TypeError, ["y_pred", "floating", "int"]),
+        (dict(y_true=np.array(["a", "b"]), y_pred=np.array([0.1, 0.2])), TypeError, ["y_true"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([-2.0, 3.0])), ValueError, ["[0, 1]", "from_logits"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), metric="f3"), ValueError, ["'f3'", "f1"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), approximation="cosine"),
+         ValueError, ["'cosine'", "sol-cosine"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), scale=0.0), ValueError, ["scale"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), scale=float("nan")), ValueError, ["scale"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), metric="fbeta", beta=0.0),
+         ValueError, ["beta"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), metric="f1", beta=2.0),
+         TypeError, ["'f1'", "beta"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), sample_weight=np.array([1.0, -1.0])),
+         ValueError, ["sample_weight", "non-negative"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), sample_weight=np.array([1.0, 1.0, 1.0])),
+         ValueError, ["sample_weight", "(3,)"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), from_logits="yes"), TypeError,
+         ["from_logits"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), metric=3), TypeError, ["metric"]),
+    ],
+)
+def test_bad_input_raises_a_clear_error(kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        al.anyloss(**kwargs)
+    for word in words:
+        assert word in str(info.value), f"{word!r} not in {info.value}"
+
+
+def test_validate_false_accepts_soft_labels():
+    loss = al.f1_loss(np.array([0.1, 0.9]), np.array([0.2, 0.8]), validate=False)
+    assert math.isfinite(float(loss))
+
+
+def test_hard_confusion_bad_threshold_and_logit_labels():
+    with pytest.raises(ValueError, match="threshold"):
+        al.confusion(np.array([0, 1]), np.array([0.2, 0.8]), threshold=1.5)
+    with pytest.raises(TypeError, match="from_logits"):
+        al.confusion(np.array([0, 1]), np.array([0, 1]), from_logits=True)
+
+
+def test_sol_cosine_parameters_are_checked():
+    with pytest.raises(ValueError, match="delta"):
+        al.SolCosineApproximation(delta=0.0)
+    wide = al.SolCosineApproximation(mu=0.5, delta=0.5)
+    y, p = np.array([0, 1]), np.array([0.25, 0.75])
+    # F(0.75) with u = 0.5: (1 + 0.5 + 1/pi) / 2
+    expected_tp = 0.5 * (1.5 + 1 / math.pi)
+    assert float(al.soft_confusion(y, p, approximation=wide).tp) == pytest.approx(expected_tp, rel=1e-14)
+
+
+# ----------------------------------------------------------------------- registry
+
+
+def test_register_metric_works_everywhere_a_name_does():
+    def npv(c, xp):
+        return al.ratio(c.tn, c.tn + c.fn, xp)
+
+    al.register_metric("test_npv", npv)
+    assert "test_npv" in al.METRICS
+    y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.9])
+    # Hard: tn = 2, fn = 1 -> npv = 2/3
+    assert float(al.score("test_npv", y, p)) == pytest.approx(2 / 3)
+    assert float(al.anyloss(y, p, "test_npv")) == pytest.approx(float(al.anyloss(y, p, npv)))
+    tn, fn, *_ = al.soft_confusion(y, p)
+    assert float(al.anyloss(y, p, "test_npv")) == pytest.approx(1 - float(tn) / float(tn + fn))
+    with pytest.raises(ValueError, match="already registered"):
+        al.register_metric("test_npv", lambda c, xp: c.tp)
+
+
+def test_builtin_metric_names():
+    expected = {"accuracy", "f1", "fbeta", "precision", "recall", "specificity", "gmean",
+                "balanced_accuracy", "jaccard", "mcc", "youden", "tss"}
+    assert expected <= set(al.METRICS)
+
+
+# ----------------------------------------------------------------------- scale range
+
+
+@pytest.mark.parametrize(
+    "t,lmin,lmax",
+    [(0.1, 5.50, 91.84), (0.01, 9.38, 74.97), (0.001, 13.85, 73.62),
+     (1e-14, 64.48, 73.47), (1e-15, 69.08, 73.47), (1e-16, 73.69, 73.47)],
+)
+def test_scale_range_reproduces_table_1(t, lmin, lmax):
+    assert al.scale_range("float64", t) == (lmin, lmax)
+
+
+def test_scale_range_conditions_hold_in_the_dtype():
+    # At L_max the amplified extreme is still < 1 in the dtype; a little above it rounds to 1.
+    for dtype, t in [("float64", 0.001), ("float32", 0.01), ("float16", 0.01)]:
+        lo, hi = al.scale_range(dtype, t, resolution=None)
+        one = np.array(1.0, dtype)
+
+        def a(L, p):
+            x = np.array(-L * (p - 0.5), dtype)
+            return one / (one + np.exp(x))
+
+        assert a(hi * 0.999, 1 - t) < 1 and a(hi * 1.01, 1 - t) == 1, dtype
+        assert a(lo * 1.001, t) <= t and a(lo * 0.99, t) > t, dtype
+    assert al.scale_range("bfloat16", 0.01)[1] < al.scale_range("float16", 0.01)[1]
+    with pytest.raises(ValueError, match="floating"):
+        al.scale_range("int32")
+    with pytest.raises(ValueError, match="accuracy"):
+        al.scale_range("float64", 0.7)
+
+
+# ----------------------------------------------------------------------- packaging
+
+
+def test_importing_the_core_imports_no_framework():
+    code = (
+        "import sys, numpy as np, anyloss_core as al; "
+        "print(al.f1_loss(np.array([0,1,1]), np.array([0.2,0.7,0.9]))); "
+        "assert not {'torch','jax','tensorflow','keras'} & set(sys.modules), sorted(sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == pytest.approx(0.0, abs=1e-6)
