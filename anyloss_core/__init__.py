@@ -19,11 +19,13 @@ from ._approximations import (
     SolCosineApproximation,
     get_approximation,
 )
-from ._confusion import confusion, soft_confusion
+from ._config import LossConfigMixin
+from ._confusion import check_scale, confusion, soft_confusion
 from ._losses import (
     accuracy_loss,
     anyloss,
     balanced_accuracy_loss,
+    confusion_loss,
     f1_loss,
     fbeta_loss,
     gmean_loss,
@@ -41,12 +43,15 @@ __all__ = [
     "AnyLossApproximation",
     "Approximation",
     "Confusion",
+    "LossConfigMixin",
     "IdentityApproximation",
     "SolCosineApproximation",
     "accuracy_loss",
     "anyloss",
     "balanced_accuracy_loss",
+    "check_scale",
     "confusion",
+    "confusion_loss",
     "f1_loss",
     "fbeta_loss",
     "get_approximation",

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._namespace import sigmoid
+from ._namespace import clip, sigmoid
 
 __all__ = [
     "Approximation",
@@ -105,12 +105,12 @@ class SolCosineApproximation:
 
     def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
         p = sigmoid(y_pred, xp) if from_logits else y_pred
-        u = xp.clip((p - self.mu) / self.delta, -1.0, 1.0)
+        u = clip((p - self.mu) / self.delta, -1.0, 1.0, xp)
         # F' = (1 + cos(pi u)) / 2 vanishes at u = +-1, so the clip leaves F and its
         # derivative continuous.
         wave = xp.sin(math.pi * u) / math.pi
         # sin(pi * -1) is -1.2e-16, not 0: clip so no count can go negative.
-        return xp.clip(0.5 * (1.0 + u + wave), 0.0, 1.0), xp.clip(0.5 * (1.0 - u - wave), 0.0, 1.0)
+        return clip(0.5 * (1.0 + u + wave), 0.0, 1.0, xp), clip(0.5 * (1.0 - u - wave), 0.0, 1.0, xp)
 
 
 _BUILT_IN: dict[str, type] = {

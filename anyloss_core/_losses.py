@@ -11,6 +11,7 @@ from ._namespace import get_namespace
 
 __all__ = [
     "anyloss",
+    "confusion_loss",
     "accuracy_loss",
     "f1_loss",
     "fbeta_loss",
@@ -18,6 +19,23 @@ __all__ = [
     "balanced_accuracy_loss",
     "score",
 ]
+
+
+def confusion_loss(counts: Any, metric: str | Metric = "f1", *, xp: Any = None, **metric_params: Any) -> Any:
+    """``1 - metric(counts)``: the loss from (soft) confusion counts.
+
+    The second half of :func:`anyloss`, for callers that combine counts first: the
+    adapters sum the counts over data-parallel workers before this step, which
+    makes the loss that of the global batch.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> counts = al.Confusion(*np.array([5.0, 1.0, 2.0, 3.0]))  # tn, fn, fp, tp
+        >>> float(al.confusion_loss(counts, "f1"))  # 1 - 6 / 9
+        0.33333333333333337
+    """
+    metric_fn = get_metric(metric, **metric_params)
+    return 1.0 - metric_fn(counts, get_namespace(counts.tp, xp=xp))
 
 
 def anyloss(
@@ -73,7 +91,7 @@ def anyloss(
         >>> round(float(al.anyloss(y, p, "fbeta", beta=2.0)), 2)  # F2 = 5 / (5 + 4) = 0.56
         0.44
     """
-    metric_fn = get_metric(metric, **metric_params)
+    metric_fn = get_metric(metric, **metric_params)  # resolve first: a bad name fails before any work
     counts = soft_confusion(
         y_true,
         y_pred,
@@ -84,8 +102,7 @@ def anyloss(
         validate=validate,
         xp=xp,
     )
-    xp = get_namespace(counts.tp, xp=xp)
-    return 1.0 - metric_fn(counts, xp)
+    return confusion_loss(counts, metric_fn, xp=xp)
 
 
 def _named_loss(metric: str, doc: str) -> Any:

@@ -31,6 +31,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._namespace import clip
+
 __all__ = [
     "Confusion",
     "METRICS",
@@ -71,12 +73,12 @@ Metric = Callable[..., Any]
 
 def ratio(num: Any, den: Any, xp: Any) -> Any:
     """``num / den`` for non-negative counts, 0 where ``den`` is 0; finite derivative."""
-    return num / xp.maximum(den, _FLOOR)
+    return num / clip(den, _FLOOR, None, xp)
 
 
 def _sqrt(x: Any, xp: Any) -> Any:
     # sqrt'(0) is infinite: floor the argument so 0 * sqrt'(x) cannot be NaN.
-    return xp.sqrt(xp.maximum(x, _FLOOR * _FLOOR))
+    return xp.sqrt(clip(x, _FLOOR * _FLOOR, None, xp))
 
 
 def _present(count: Any, xp: Any) -> Any:
@@ -128,7 +130,7 @@ def balanced_accuracy(c: Confusion, xp: Any) -> Any:
     r"""Balanced accuracy :math:`(TPR + TNR) / 2`, over the classes present in ``y_true``."""
     has_pos, has_neg = _present(c.tp + c.fn, xp), _present(c.tn + c.fp, xp)
     total = has_pos * recall(c, xp) + has_neg * specificity(c, xp)
-    return total / xp.maximum(has_pos + has_neg, 1.0)
+    return total / clip(has_pos + has_neg, 1.0, None, xp)
 
 
 def gmean(c: Confusion, xp: Any) -> Any:
@@ -149,10 +151,10 @@ def mcc(c: Confusion, xp: Any) -> Any:
     divided by their total (MCC is scale-free), so the product of four counts
     cannot overflow float32 on large batches.
     """
-    total = xp.maximum(c.tp + c.tn + c.fp + c.fn, _FLOOR)
+    total = clip(c.tp + c.tn + c.fp + c.fn, _FLOOR, None, xp)
     tp, tn, fp, fn = c.tp / total, c.tn / total, c.fp / total, c.fn / total
     corr = (tp * tn - fp * fn) / _sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn), xp)
-    return (xp.clip(corr, -1.0, 1.0) + 1.0) / 2.0
+    return (clip(corr, -1.0, 1.0, xp) + 1.0) / 2.0
 
 
 def youden(c: Confusion, xp: Any) -> Any:

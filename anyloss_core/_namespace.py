@@ -17,6 +17,7 @@ from typing import Any
 import array_api_compat
 
 __all__ = [
+    "clip",
     "get_namespace",
     "compute_dtype",
     "sigmoid",
@@ -72,6 +73,19 @@ def sigmoid(x: Any, xp: Any) -> Any:
     return xp.where(x >= 0, inv, e * inv)
 
 
+def clip(x: Any, lo: float | None, hi: float | None, xp: Any) -> Any:
+    """``clip(x, lo, hi)`` with Python-scalar bounds; either bound may be ``None``.
+
+    torch gets ``torch.clamp`` directly: array-api-compat's wrapper promotes the
+    scalars with ``torch.result_type``, which ``torch.compile(fullgraph=True)``
+    cannot trace.
+    """
+    framework = _framework_module(xp)
+    if framework is not None and framework.__name__ == "torch":
+        return framework.clamp(x, lo, hi)
+    return xp.clip(x, lo, hi)
+
+
 def compute_dtype(dtype: Any, xp: Any) -> Any:
     """The floating dtype the counts are accumulated in: at least float32.
 
@@ -87,7 +101,7 @@ def values_available(x: Any, xp: Any) -> bool:
     """True when checking the values of ``x`` is cheap and allowed.
 
     False under tracing (``jax.jit``, ``torch.compile``, ``torch.func.vmap``,
-    a symbolic Keras tensor) and on accelerators, where reading a value back would
+    any torch.func transform, a symbolic Keras tensor) and on accelerators, where reading a value back would
     force a host-device synchronisation in every training step.
     """
     hook = getattr(xp, "values_available", None)
@@ -102,7 +116,7 @@ def values_available(x: Any, xp: Any) -> bool:
         if x.device.type != "cpu":
             return False
         functorch = getattr(torch._C, "_functorch", None)
-        if functorch is not None and functorch.is_batchedtensor(x):
+        if functorch is not None and functorch.is_functorch_wrapped_tensor(x):
             return False
         return True
     if array_api_compat.is_jax_array(x):

@@ -1,0 +1,80 @@
+"""A framework-free mixin holding a loss's configuration, shared by the adapters' classes.
+
+The torch ``nn.Module`` and the Keras ``Loss`` classes are thin: they inherit this
+mixin for argument checks, configuration (repr, ``get_config``, pickling) and the
+call into the core, and add only what their framework needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._approximations import Approximation, get_approximation
+from ._confusion import check_scale, soft_confusion
+from ._losses import confusion_loss
+from ._metrics import Metric, get_metric
+
+__all__ = ["LossConfigMixin"]
+
+
+class LossConfigMixin:
+    """Stores and checks ``metric``, ``from_logits``, ``scale``, ``approximation``, metric parameters."""
+
+    #: Set by the named classes (``F1Loss``...): their metric is fixed.
+    fixed_metric: str | None = None
+
+    def _init_config(
+        self,
+        metric: str | Metric,
+        *,
+        from_logits: bool,
+        scale: float,
+        approximation: str | Approximation,
+        validate: bool,
+        metric_params: dict[str, Any],
+    ) -> None:
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
+        if not isinstance(validate, bool):
+            raise TypeError(f"validate must be True or False, got {validate!r}")
+        # Resolve now, so a typo fails when the loss is built rather than at the first step.
+        self._metric_fn = get_metric(metric, **metric_params)
+        get_approximation(approximation)
+        self.metric = metric
+        self.metric_params = dict(metric_params)
+        self.from_logits = from_logits
+        self.scale = check_scale(scale)
+        self.approximation = approximation
+        self.validate = validate
+
+    def config_dict(self) -> dict[str, Any]:
+        """The constructor arguments, metric parameters flattened in (as they are passed)."""
+        config: dict[str, Any] = {}
+        if self.fixed_metric is None:
+            config["metric"] = self.metric
+        config.update(self.metric_params)
+        config.update(
+            from_logits=self.from_logits,
+            scale=self.scale,
+            approximation=self.approximation,
+            validate=self.validate,
+        )
+        return config
+
+    def config_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config_dict().items())
+
+    def soft_counts(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *, xp: Any = None) -> Any:
+        return soft_confusion(
+            y_true,
+            y_pred,
+            from_logits=self.from_logits,
+            scale=self.scale,
+            approximation=self.approximation,
+            sample_weight=sample_weight,
+            validate=self.validate,
+            xp=xp,
+        )
+
+    def loss_from_counts(self, counts: Any, *, xp: Any = None) -> Any:
+        return confusion_loss(counts, self._metric_fn, xp=xp)

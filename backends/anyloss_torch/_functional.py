@@ -1,0 +1,127 @@
+"""The functional form: ``anyloss_torch.anyloss(input, target, ...)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+import anyloss_core as al
+
+__all__ = ["anyloss", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss", "balanced_accuracy_loss"]
+
+
+def all_reduce_counts(counts: al.Confusion, process_group: Any = None) -> al.Confusion:
+    """Sum the four counts over the processes of ``process_group``, with autograd.
+
+    The backward of a differentiable all-reduce sums the incoming gradients over
+    the ranks: each rank's local counts receive ``world_size`` times the gradient
+    of the global loss, and DistributedDataParallel's averaging of the parameter
+    gradients over ranks divides it out again, so a DDP step equals the
+    single-process step on the global batch.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            "distributed=True needs an initialized torch.distributed process group "
+            "(torch.distributed.init_process_group, or launch with torchrun)"
+        )
+    from torch.distributed.nn.functional import all_reduce
+
+    stacked = torch.stack(tuple(counts))
+    group = process_group if process_group is not None else dist.group.WORLD
+    summed = all_reduce(stacked, op=dist.ReduceOp.SUM, group=group)
+    return al.Confusion(*summed.unbind(0))
+
+
+def anyloss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    metric: Any = "f1",
+    *,
+    weight: torch.Tensor | None = None,
+    from_logits: bool = True,
+    scale: float = 73.0,
+    approximation: Any = "anyloss",
+    validate: bool = True,
+    distributed: bool = False,
+    process_group: Any = None,
+    **metric_params: Any,
+) -> torch.Tensor:
+    r"""AnyLoss of ``input`` (logits by default) against ``target``: ``1 - metric(soft counts)``.
+
+    See :func:`anyloss_core.anyloss` for the formula.  Differences are only the
+    torch conventions: ``(input, target)`` order, logits by default
+    (``from_logits=True``, as ``BCEWithLogitsLoss``), ``weight`` for per-sample
+    weights that weight the soft counts.
+
+    ``distributed=True`` sums the counts over ``process_group`` (all ranks by
+    default) with a differentiable all-reduce of four numbers, so the loss is that
+    of the global batch; see the distributed-training docs.
+
+    Value checks (labels in {0, 1}) run only for CPU tensors outside
+    ``torch.compile`` / ``vmap``: on an accelerator they would cost a host sync.
+
+    Example:
+        >>> import torch, anyloss_torch
+        >>> logits = torch.tensor([-2.0, 1.5, -0.5, 3.0], requires_grad=True)
+        >>> loss = anyloss_torch.anyloss(logits, torch.tensor([0, 1, 1, 1]), "gmean")
+        >>> loss.backward()
+        >>> round(loss.item(), 2), bool(torch.isfinite(logits.grad).all())
+        (0.18, True)
+    """
+    counts = al.soft_confusion(
+        target,
+        input,
+        from_logits=from_logits,
+        scale=scale,
+        approximation=approximation,
+        sample_weight=weight,
+        validate=validate,
+    )
+    if distributed:
+        counts = all_reduce_counts(counts, process_group)
+    return al.confusion_loss(counts, metric, **metric_params)
+
+
+def _named(metric: str) -> Any:
+    def loss(
+        input: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        weight: torch.Tensor | None = None,
+        from_logits: bool = True,
+        scale: float = 73.0,
+        approximation: Any = "anyloss",
+        validate: bool = True,
+        distributed: bool = False,
+        process_group: Any = None,
+    ) -> torch.Tensor:
+        return anyloss(
+            input,
+            target,
+            metric,
+            weight=weight,
+            from_logits=from_logits,
+            scale=scale,
+            approximation=approximation,
+            validate=validate,
+            distributed=distributed,
+            process_group=process_group,
+        )
+
+    loss.__name__ = loss.__qualname__ = f"{metric}_loss"
+    loss.__doc__ = f"``anyloss(input, target, {metric!r}, ...)``: see :func:`anyloss`."
+    return loss
+
+
+accuracy_loss = _named("accuracy")
+f1_loss = _named("f1")
+gmean_loss = _named("gmean")
+balanced_accuracy_loss = _named("balanced_accuracy")
+
+
+def fbeta_loss(input: torch.Tensor, target: torch.Tensor, *, beta: float = 1.0, **kwargs: Any) -> torch.Tensor:
+    """``anyloss(input, target, "fbeta", beta=beta, ...)``: see :func:`anyloss`."""
+    return anyloss(input, target, "fbeta", beta=beta, **kwargs)

@@ -1,0 +1,245 @@
+"""anyloss_torch: values, gradients, dtypes, compile, torch.func, modules, training."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+from cases import APPROX_CONFIGS, CASES, METRIC_CONFIGS, SMALL_CASES, Case, reference_loss
+
+pytestmark = pytest.mark.backend("torch")
+torch = pytest.importorskip("torch")
+anyloss_torch = pytest.importorskip("anyloss_torch")
+
+import anyloss_core as al  # noqa: E402
+
+
+def torch_loss(case: Case, dtype=torch.float64, requires_grad=False, **extra):
+    b = case.batch
+    pred = torch.tensor(b.pred, dtype=dtype, requires_grad=requires_grad)
+    weight = None if b.weight is None else torch.tensor(b.weight)
+    loss = anyloss_torch.anyloss(
+        pred,
+        torch.tensor(b.y),
+        case.metric,
+        weight=weight,
+        from_logits=b.from_logits,
+        scale=case.scale,
+        approximation=case.approximation,
+        **case.kwargs,
+        **extra,
+    )
+    return loss, pred
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_matches_float64_reference(case):
+    loss, _ = torch_loss(case)
+    assert loss.shape == () and loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(reference_loss(case), rel=1e-12, abs=1e-15)
+
+
+def _grad_batches():
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 12)
+    y[:2] = [0, 1]
+    return [
+        ("logits", y, rng.normal(0, 1.5, 12), True),
+        ("probs", y, rng.uniform(0.05, 0.95, 12), False),
+    ]
+
+
+@pytest.mark.parametrize("metric,params", METRIC_CONFIGS, ids=[m + str(p) for m, p in METRIC_CONFIGS])
+@pytest.mark.parametrize("approximation,scale", APPROX_CONFIGS, ids=[f"{a}{s:g}" for a, s in APPROX_CONFIGS])
+def test_gradcheck_float64(metric, params, approximation, scale):
+    for _, y, pred, from_logits in _grad_batches():
+        target = torch.tensor(y)
+        x = torch.tensor(pred, dtype=torch.float64, requires_grad=True)
+        w = torch.linspace(0.5, 1.5, len(y), dtype=torch.float64)
+
+        def fn(x, w=w, target=target, from_logits=from_logits):
+            return anyloss_torch.anyloss(x, target, metric, weight=w, from_logits=from_logits, scale=scale,
+                                         approximation=approximation, **dict(params))
+
+        assert torch.autograd.gradcheck(fn, (x,), eps=1e-7, atol=1e-6, rtol=1e-4)
+
+
+def test_gradient_matches_the_analytic_formula():
+    # dL/dz_i for F1 from the paper's appendix: with F1 = 2TP / (2TP + FP + FN) = 2TP / (P + S),
+    # P = sum(y), S = sum(yh): dF1/dyh_i = (2 y_i (P + S) - 2TP) / (P + S)^2.
+    rng = np.random.default_rng(12)
+    y, z = rng.integers(0, 2, 30), rng.normal(size=30)
+    x = torch.tensor(z, requires_grad=True)
+    anyloss_torch.f1_loss(x, torch.tensor(y)).backward()
+    p = 1 / (1 + np.exp(-z))
+    a = 1 / (1 + np.exp(-73 * (p - 0.5)))
+    tp, big_p, s = (y * a).sum(), y.sum(), a.sum()
+    d_f1 = (2 * y * (big_p + s) - 2 * tp) / (big_p + s) ** 2
+    d_a_dz = 73 * a * (1 - a) * p * (1 - p)
+    np.testing.assert_allclose(x.grad.numpy(), -d_f1 * d_a_dz, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "gmean", "balanced_accuracy", "mcc", "jaccard"])
+@pytest.mark.parametrize("approximation", al.APPROXIMATIONS)
+def test_extreme_logits_finite_gradients(dtype, metric, approximation):
+    y = torch.tensor([0, 1, 0, 1, 1, 0])
+    x = torch.tensor([-1e4, 1e4, 1e4, -1e4, 0.0, -1000.0], dtype=dtype, requires_grad=True)
+    loss = anyloss_torch.anyloss(x, y, metric, approximation=approximation)
+    loss.backward()
+    assert loss.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    assert x.grad.dtype == dtype
+
+
+def test_autocast_bfloat16_gives_finite_gradients():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    x, y = torch.randn(64, 5) * 100, (torch.rand(64) < 0.2).long()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        assert logits.dtype == torch.bfloat16
+        loss = anyloss_torch.F1Loss()(logits, y[:, None])
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("case", [c for c in SMALL_CASES], ids=lambda c: c.id)
+def test_degenerate_and_small_cases_have_finite_gradients(case):
+    loss, pred = torch_loss(case, dtype=torch.float32, requires_grad=True)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
+    assert loss.item() == pytest.approx(reference_loss(case), abs=2e-5)
+
+
+def test_column_shapes_and_no_broadcast():
+    x, y = torch.randn(10), torch.randint(0, 2, (10,))
+    flat = anyloss_torch.f1_loss(x, y)
+    assert torch.equal(anyloss_torch.f1_loss(x[:, None], y), flat)
+    assert torch.equal(anyloss_torch.f1_loss(x[:, None], y[:, None]), flat)
+    with pytest.raises(ValueError, match=r"\(10, 1\).*\(1, 10\)|\(1, 10\).*\(10, 1\)"):
+        anyloss_torch.f1_loss(x[None, :], y[:, None])
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="y_true"):
+        anyloss_torch.f1_loss(torch.randn(4), torch.tensor([0, 1, 2, 1]))
+    with pytest.raises(TypeError, match="floating"):
+        anyloss_torch.f1_loss(torch.tensor([0, 1]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="unknown metric"):
+        anyloss_torch.AnyLoss("f_one")
+    with pytest.raises(ValueError, match="beta"):
+        anyloss_torch.FBetaLoss(beta=-1.0)
+    with pytest.raises(ValueError, match="scale"):
+        anyloss_torch.F1Loss(scale=-3)
+    with pytest.raises(RuntimeError, match="process group"):
+        anyloss_torch.F1Loss(distributed=True)(torch.randn(4), torch.tensor([0, 1, 0, 1]))
+
+
+@pytest.mark.parametrize("metric", ["f1", "gmean"])
+def test_torch_compile_fullgraph_equals_eager(metric):
+    torch._dynamo.reset()
+    loss_fn = anyloss_torch.AnyLoss(metric)
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    rng = np.random.default_rng(13)
+    for n in (64, 200):
+        y = torch.tensor(rng.integers(0, 2, n))
+        x1 = torch.tensor(rng.normal(0, 2, n), dtype=torch.float32, requires_grad=True)
+        x2 = x1.detach().clone().requires_grad_(True)
+        eager, comp = loss_fn(x1, y), compiled(x2, y)
+        eager.backward()
+        comp.backward()
+        torch.testing.assert_close(comp, eager, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_torch_func_grad_and_vmap():
+    from torch.func import grad, vmap
+
+    rng = np.random.default_rng(14)
+    xs = torch.tensor(rng.normal(size=(5, 20)))
+    ys = torch.tensor(rng.integers(0, 2, (5, 20)))
+    batched = vmap(anyloss_torch.f1_loss)(xs, ys)
+    looped = torch.stack([anyloss_torch.f1_loss(x, y) for x, y in zip(xs, ys, strict=True)])
+    torch.testing.assert_close(batched, looped)
+    g = grad(lambda x: anyloss_torch.gmean_loss(x, ys[0]))(xs[0])
+    x = xs[0].clone().requires_grad_(True)
+    anyloss_torch.gmean_loss(x, ys[0]).backward()
+    torch.testing.assert_close(g, x.grad)
+    per_problem = vmap(grad(anyloss_torch.f1_loss))(xs, ys)
+    assert per_problem.shape == xs.shape and torch.isfinite(per_problem).all()
+
+
+def test_module_repr_pickle_and_state_dict():
+    loss_fn = anyloss_torch.AnyLoss("fbeta", beta=2.0, scale=50.0)
+    assert "beta=2.0" in repr(loss_fn) and "scale=50.0" in repr(loss_fn)
+    clone = pickle.loads(pickle.dumps(loss_fn))
+    x, y = torch.randn(16), torch.randint(0, 2, (16,))
+    assert torch.equal(clone(x, y), loss_fn(x, y))
+    state = loss_fn.state_dict()
+    fresh = anyloss_torch.AnyLoss()
+    fresh.load_state_dict(state)
+    assert fresh.metric == "fbeta" and fresh.metric_params == {"beta": 2.0} and fresh.scale == 50.0
+    assert torch.equal(fresh(x, y), loss_fn(x, y))
+    named = anyloss_torch.GMeanLoss(from_logits=False)
+    assert repr(named).startswith("GMeanLoss(") and "metric" not in repr(named)
+    p = torch.rand(16)
+    assert torch.equal(named(p, y), anyloss_torch.anyloss(p, y, "gmean", from_logits=False))
+
+
+def test_weight_weights_the_counts():
+    x, y = torch.randn(12, dtype=torch.float64), torch.randint(0, 2, (12,))
+    w = torch.randint(0, 3, (12,))
+    weighted = anyloss_torch.F1Loss()(x, y, w.double())
+    repeated = anyloss_torch.F1Loss()(x.repeat_interleave(w), y.repeat_interleave(w))
+    torch.testing.assert_close(weighted, repeated)
+
+
+def test_named_classes_equal_functional():
+    x, y = torch.randn(30), torch.randint(0, 2, (30,))
+    pairs = [
+        (anyloss_torch.F1Loss(), "f1", {}),
+        (anyloss_torch.FBetaLoss(beta=0.5), "fbeta", {"beta": 0.5}),
+        (anyloss_torch.AccuracyLoss(), "accuracy", {}),
+        (anyloss_torch.GMeanLoss(), "gmean", {}),
+        (anyloss_torch.BalancedAccuracyLoss(), "balanced_accuracy", {}),
+    ]
+    for module, name, params in pairs:
+        assert torch.equal(module(x, y), anyloss_torch.anyloss(x, y, name, **params))
+
+
+@pytest.mark.slow
+def test_f1_loss_beats_bce_on_imbalanced_breast_cancer():
+    pytest.importorskip("sklearn")
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+
+    from anyloss_bench.data import load_dataset, standardize
+
+    data = load_dataset("breast_cancer")
+    scores = {"f1": [], "bce": []}
+    for seed in range(3):
+        X_tr, X_va, y_tr, y_va = train_test_split(data.X, data.y, test_size=0.4, stratify=data.y,
+                                                  random_state=seed)
+        X_tr, X_va = standardize(X_tr, X_va)
+        for name, loss_fn in [("f1", anyloss_torch.F1Loss()), ("bce", torch.nn.BCEWithLogitsLoss())]:
+            torch.manual_seed(seed)
+            model = torch.nn.Sequential(torch.nn.Linear(30, 2), torch.nn.Sigmoid(), torch.nn.Linear(2, 1))
+            opt = torch.optim.Adam(model.parameters(), lr=0.01)
+            xt, yt = torch.tensor(X_tr, dtype=torch.float32), torch.tensor(y_tr)
+            for _ in range(150):
+                opt.zero_grad()
+                out = model(xt)[:, 0]
+                loss = loss_fn(out, yt) if name == "f1" else loss_fn(out, yt.float())
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                pred = (model(torch.tensor(X_va, dtype=torch.float32))[:, 0] > 0).numpy()
+            scores[name].append(f1_score(y_va, pred, zero_division=0))
+    f1_mean, bce_mean = np.mean(scores["f1"]), np.mean(scores["bce"])
+    print(scores)
+    assert f1_mean > bce_mean + 0.02, scores
+    assert math.isfinite(f1_mean)
