@@ -108,8 +108,11 @@ class SolCosineApproximation:
         u = clip((p - self.mu) / self.delta, -1.0, 1.0, xp)
         # F' = (1 + cos(pi u)) / 2 vanishes at u = +-1, so the clip leaves F and its
         # derivative continuous.
-        wave = xp.sin(math.pi * u) / math.pi
-        # sin(pi * -1) is -1.2e-16, not 0: clip so no count can go negative.
+        # sin(pi u) = -sin(pi w) with w = u + 1 (u < 0) or u - 1 (u >= 0): w is exactly 0 at
+        # u = +-1, so F is exactly 0 or 1 there.  (sin(float32(pi)) is 8.7e-8, not 0: that
+        # would count a spurious 1.4e-8 positive per confident negative.)
+        w = xp.where(u < 0, u + 1.0, u - 1.0)
+        wave = -xp.sin(math.pi * w) / math.pi
         return clip(0.5 * (1.0 + u + wave), 0.0, 1.0, xp), clip(0.5 * (1.0 - u - wave), 0.0, 1.0, xp)
 
 

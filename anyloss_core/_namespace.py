@@ -107,6 +107,12 @@ def values_available(x: Any, xp: Any) -> bool:
     hook = getattr(xp, "values_available", None)
     if hook is not None:
         return bool(hook(x))
+    if array_api_compat.is_jax_array(x):
+        # array-api-compat calls every JAX array lazy; only tracers are.
+        jax = sys.modules["jax"]
+        if isinstance(x, jax.core.Tracer):
+            return False
+        return all(d.platform == "cpu" for d in x.devices())
     if array_api_compat.is_lazy_array(x):
         return False
     if array_api_compat.is_torch_array(x):
@@ -119,8 +125,6 @@ def values_available(x: Any, xp: Any) -> bool:
         if functorch is not None and functorch.is_functorch_wrapped_tensor(x):
             return False
         return True
-    if array_api_compat.is_jax_array(x):
-        return all(d.platform == "cpu" for d in x.devices())
     return True
 
 

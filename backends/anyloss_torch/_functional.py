@@ -11,6 +11,13 @@ import anyloss_core as al
 __all__ = ["anyloss", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss", "balanced_accuracy_loss"]
 
 
+def as_tensors_like(input: torch.Tensor, *others: Any) -> tuple[Any, ...]:
+    """``others`` as tensors on ``input``'s device (NumPy labels are common); ``None`` stays."""
+    return tuple(
+        o if o is None or isinstance(o, torch.Tensor) else torch.as_tensor(o, device=input.device) for o in others
+    )
+
+
 def all_reduce_counts(counts: al.Confusion, process_group: Any = None) -> al.Confusion:
     """Sum the four counts over the processes of ``process_group``, with autograd.
 
@@ -71,6 +78,7 @@ def anyloss(
         >>> round(loss.item(), 2), bool(torch.isfinite(logits.grad).all())
         (0.18, True)
     """
+    target, weight = as_tensors_like(input, target, weight)
     counts = al.soft_confusion(
         target,
         input,

@@ -9,7 +9,7 @@ from torch import nn
 
 import anyloss_core as al
 
-from ._functional import all_reduce_counts
+from ._functional import all_reduce_counts, as_tensors_like
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
 
@@ -70,6 +70,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         self.process_group = process_group
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        target, weight = as_tensors_like(input, target, weight)
         counts = self.soft_counts(target, input, weight)
         if self.distributed:
             counts = all_reduce_counts(counts, self.process_group)

@@ -1,0 +1,130 @@
+"""Pure functions over ``anyloss_core``, with optional ``lax.psum`` of the counts."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import anyloss_core as al
+
+__all__ = ["anyloss", "soft_confusion", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss",
+           "balanced_accuracy_loss"]
+
+
+def soft_confusion(
+    logits: jax.Array,
+    labels: jax.Array,
+    *,
+    from_logits: bool = True,
+    scale: float = 73.0,
+    approximation: Any = "anyloss",
+    sample_weight: jax.Array | None = None,
+    validate: bool = True,
+    axis_name: Hashable | None = None,
+) -> al.Confusion:
+    """Soft counts of :func:`anyloss_core.soft_confusion`, summed over ``axis_name`` when given.
+
+    Under ``shard_map`` or ``pmap`` each device holds a shard of the batch;
+    ``axis_name`` makes the four counts global with one ``lax.psum`` of four scalars.
+    """
+    # NumPy labels or weights beside JAX logits are common (data loaders): one namespace.
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+    if sample_weight is not None:
+        sample_weight = jnp.asarray(sample_weight)
+    counts = al.soft_confusion(
+        labels,
+        logits,
+        from_logits=from_logits,
+        scale=scale,
+        approximation=approximation,
+        sample_weight=sample_weight,
+        validate=validate,
+    )
+    if axis_name is not None:
+        counts = al.Confusion(*jax.lax.psum(jnp.stack(tuple(counts)), axis_name))
+    return counts
+
+
+def anyloss(
+    logits: jax.Array,
+    labels: jax.Array,
+    metric: Any = "f1",
+    *,
+    from_logits: bool = True,
+    scale: float = 73.0,
+    approximation: Any = "anyloss",
+    sample_weight: jax.Array | None = None,
+    validate: bool = True,
+    axis_name: Hashable | None = None,
+    **metric_params: Any,
+) -> jax.Array:
+    r"""AnyLoss ``1 - metric(soft counts)`` of ``logits`` against 0/1 ``labels``.
+
+    See :func:`anyloss_core.anyloss` for the formula and the arguments; here the
+    order is optax's ``(logits, labels)`` and ``from_logits=True`` by default.
+    Returns a scalar (float32, or float64 for float64 inputs).  ``axis_name``
+    sums the counts over a mapped axis (``shard_map``, ``pmap``), making the loss
+    that of the global batch.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, anyloss_jax
+        >>> logits, labels = jnp.array([-2.0, 1.5, -0.5, 3.0]), jnp.array([0, 1, 1, 1])
+        >>> loss, grads = jax.jit(jax.value_and_grad(anyloss_jax.anyloss), static_argnums=2)(
+        ...     logits, labels, "balanced_accuracy")
+        >>> round(float(loss), 2)
+        0.17
+    """
+    counts = soft_confusion(
+        logits,
+        labels,
+        from_logits=from_logits,
+        scale=scale,
+        approximation=approximation,
+        sample_weight=sample_weight,
+        validate=validate,
+        axis_name=axis_name,
+    )
+    return al.confusion_loss(counts, metric, **metric_params)
+
+
+def _named(metric: str) -> Any:
+    def loss(
+        logits: jax.Array,
+        labels: jax.Array,
+        *,
+        from_logits: bool = True,
+        scale: float = 73.0,
+        approximation: Any = "anyloss",
+        sample_weight: jax.Array | None = None,
+        validate: bool = True,
+        axis_name: Hashable | None = None,
+    ) -> jax.Array:
+        return anyloss(
+            logits,
+            labels,
+            metric,
+            from_logits=from_logits,
+            scale=scale,
+            approximation=approximation,
+            sample_weight=sample_weight,
+            validate=validate,
+            axis_name=axis_name,
+        )
+
+    loss.__name__ = loss.__qualname__ = f"{metric}_loss"
+    loss.__doc__ = f"``anyloss(logits, labels, {metric!r}, ...)``: see :func:`anyloss`."
+    return loss
+
+
+accuracy_loss = _named("accuracy")
+f1_loss = _named("f1")
+gmean_loss = _named("gmean")
+balanced_accuracy_loss = _named("balanced_accuracy")
+
+
+def fbeta_loss(logits: jax.Array, labels: jax.Array, *, beta: float = 1.0, **kwargs: Any) -> jax.Array:
+    """``anyloss(logits, labels, "fbeta", beta=beta, ...)``: see :func:`anyloss`."""
+    return anyloss(logits, labels, "fbeta", beta=beta, **kwargs)
