@@ -23,8 +23,18 @@ def _drop_trailing_one(shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape[:-1] if len(shape) >= 2 and shape[-1] == 1 else shape
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in x.shape)
+def _shape(x: Any) -> tuple[int | None, ...]:
+    """The shape, ``None`` for a dimension unknown until run time (a symbolic batch axis)."""
+    return tuple(None if d is None else int(d) for d in x.shape)
+
+
+def _same(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
+    """Equal shapes, an unknown dimension matching anything (checked again at run time)."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
+
+
+def _count(shape: tuple[int | None, ...]) -> int | None:
+    return None if None in shape else math.prod(shape)  # type: ignore[arg-type]
 
 
 def _flatten_pair(y_true: Any, y_pred: Any, xp: Any) -> tuple[Any, Any, tuple[int, ...]]:
@@ -40,27 +50,26 @@ def _flatten_pair(y_true: Any, y_pred: Any, xp: Any) -> tuple[Any, Any, tuple[in
         raise ValueError(
             f"y_true and y_pred need a sample axis, got shapes {true_shape} and {pred_shape}"
         )
-    if a != b:
+    if not _same(a, b):
         raise ValueError(
             f"y_true and y_pred must have the same number of samples, with shapes (n,) or (n, 1); "
             f"got y_true {true_shape} and y_pred {pred_shape}"
         )
-    n = math.prod(a)
-    if n == 0:
+    if _count(a) == 0:
         raise ValueError(f"y_true and y_pred are empty (shapes {true_shape} and {pred_shape})")
-    return xp.reshape(y_true, (n,)), xp.reshape(y_pred, (n,)), a
+    return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1,)), a
 
 
-def _flatten_weight(sample_weight: Any, sample_shape: tuple[int, ...], xp: Any) -> Any:
+def _flatten_weight(sample_weight: Any, sample_shape: tuple[int | None, ...], xp: Any) -> Any:
     """Per-sample weights of shape ``sample_shape`` (or its leading axis) as ``(n,)``."""
     w_shape = _drop_trailing_one(_shape(sample_weight))
-    n = math.prod(sample_shape)
-    if w_shape == sample_shape:
-        return xp.reshape(sample_weight, (n,))
-    if len(w_shape) == 1 and len(sample_shape) > 1 and w_shape[0] == sample_shape[0]:
+    if _same(w_shape, sample_shape):
+        return xp.reshape(sample_weight, (-1,))
+    inner = sample_shape[1:]
+    if len(w_shape) == 1 and inner and None not in inner and _same(w_shape, sample_shape[:1]):
         # One weight per example of a (batch, ...) target, spread over its elements.
-        per_element = xp.reshape(sample_weight, (sample_shape[0],) + (1,) * (len(sample_shape) - 1))
-        return xp.reshape(per_element * xp.ones(sample_shape, dtype=sample_weight.dtype), (n,))
+        per_element = xp.reshape(sample_weight, (-1,) + (1,) * len(inner))
+        return xp.reshape(per_element * xp.ones((1, *inner), dtype=sample_weight.dtype), (-1,))
     raise ValueError(
         f"sample_weight must have one weight per sample: shape {sample_shape} or (n, 1), "
         f"got {_shape(sample_weight)}"

@@ -1,0 +1,129 @@
+"""``keras.losses.Loss`` subclasses: ``AnyLoss(metric=...)`` and the named classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+import anyloss_core as al
+
+from . import _namespace as kxp
+
+__all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
+
+_register = keras.saving.register_keras_serializable(package="anyloss")
+
+
+@_register
+class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
+    r"""AnyLoss for ``model.compile``: ``1 - metric(soft confusion counts)`` of the batch.
+
+    Probabilities by default (``from_logits=False``, as
+    ``keras.losses.BinaryCrossentropy``).  ``sample_weight`` (from ``fit``) weights
+    the soft counts: weighted TP, FP, FN, TN, not a multiplier on the result.  The
+    loss is a batch statistic, so Keras's ``reduction`` does not apply: the call
+    returns the scalar loss of the batch.  Works unchanged on the TensorFlow, JAX
+    and PyTorch backends; serializable (``get_config`` carries every parameter).
+
+    Args:
+        metric: a metric name ("f1", "fbeta", "gmean", ...) or a registered callable.
+        from_logits: ``y_pred`` holds logits instead of probabilities.
+        scale: the amplifying scale ``L`` (73, as in the paper).
+        approximation: "anyloss", "identity" or "sol-cosine".
+        validate: check label values when they are concrete (eager calls).
+        name, reduction, dtype: as for every ``keras.losses.Loss``.
+        **metric_params: the metric's parameters, e.g. ``beta=2.0``.
+
+    Example:
+        >>> import numpy as np, anyloss_keras
+        >>> loss_fn = anyloss_keras.AnyLoss(metric="fbeta", beta=2.0)
+        >>> float(loss_fn(np.array([[0], [1]]), np.array([[0.01], [0.99]]))) < 1e-6
+        True
+    """
+
+    def __init__(
+        self,
+        metric: Any = "f1",
+        *,
+        from_logits: bool = False,
+        scale: float = 73.0,
+        approximation: str = "anyloss",
+        validate: bool = True,
+        name: str | None = None,
+        reduction: str = "sum_over_batch_size",
+        dtype: Any = None,
+        **metric_params: Any,
+    ) -> None:
+        metric = self.fixed_metric or metric
+        default_name = f"{self.fixed_metric or metric}_anyloss" if isinstance(metric, str) else "anyloss"
+        super().__init__(name=name or default_name, reduction=reduction, dtype=dtype)
+        self._init_config(
+            metric,
+            from_logits=from_logits,
+            scale=scale,
+            approximation=approximation,
+            validate=validate,
+            metric_params=metric_params,
+        )
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return self._loss(y_true, y_pred, None)
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        # Keras's Loss.__call__ multiplies per-sample losses by the weights and then
+        # reduces; a confusion-matrix loss must instead weight the counts.
+        with keras.name_scope(self.name):
+            y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+            y_true = ops.convert_to_tensor(y_true)
+            if sample_weight is not None:
+                sample_weight = ops.convert_to_tensor(sample_weight, dtype=self.dtype)
+            return self._loss(y_true, y_pred, sample_weight)
+
+    def _loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
+        counts = self.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
+        return self.loss_from_counts(counts, xp=kxp)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(self.config_dict())
+        return config
+
+
+@_register
+class F1Loss(AnyLoss):
+    r"""F1 loss :math:`1 - 2TP / (2TP + FP + FN)`; see :class:`AnyLoss`."""
+
+    fixed_metric = "f1"
+
+
+@_register
+class FBetaLoss(AnyLoss):
+    r"""F-beta loss; ``beta > 1`` favours recall; see :class:`AnyLoss`."""
+
+    fixed_metric = "fbeta"
+
+    def __init__(self, beta: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(beta=beta, **kwargs)
+
+
+@_register
+class AccuracyLoss(AnyLoss):
+    r"""Accuracy loss :math:`1 - (TP + TN) / n`; see :class:`AnyLoss`."""
+
+    fixed_metric = "accuracy"
+
+
+@_register
+class GMeanLoss(AnyLoss):
+    r"""G-mean loss :math:`1 - \sqrt{TPR \cdot TNR}`; see :class:`AnyLoss`."""
+
+    fixed_metric = "gmean"
+
+
+@_register
+class BalancedAccuracyLoss(AnyLoss):
+    r"""Balanced-accuracy loss :math:`1 - (TPR + TNR) / 2`; see :class:`AnyLoss`."""
+
+    fixed_metric = "balanced_accuracy"

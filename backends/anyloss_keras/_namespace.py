@@ -1,0 +1,80 @@
+"""A small Array-API-style namespace on ``keras.ops``, for the core.
+
+array-api-compat does not know TensorFlow tensors, so the Keras adapter hands the
+core this namespace instead: the handful of functions the core calls, each a
+``keras.ops`` call, so one code path serves the TensorFlow, JAX and PyTorch
+backends.  It covers only what ``anyloss_core`` uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import keras
+from keras import ops
+
+import anyloss_core._namespace as core_namespace
+
+float16, float32, float64, bool = "float16", "float32", "float64", "bool"  # noqa: A001
+
+asarray = ops.convert_to_tensor
+reshape = ops.reshape
+sum = ops.sum  # noqa: A001
+where = ops.where
+sqrt = ops.sqrt
+exp = ops.exp
+abs = ops.abs  # noqa: A001
+tanh = ops.tanh
+sin = ops.sin
+sigmoid = ops.sigmoid  # the backend's own, stable sigmoid
+all = ops.all  # noqa: A001
+ones = ops.ones
+
+_KINDS = {
+    "bool": ("bool",),
+    "integral": ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
+    "real floating": ("float16", "bfloat16", "float32", "float64"),
+}
+
+
+def _name(dtype: Any) -> str:
+    return keras.backend.standardize_dtype(dtype)
+
+
+def isdtype(dtype: Any, kind: str | tuple[str, ...]) -> bool:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    name = _name(dtype)
+    return any(name in _KINDS[k] for k in kinds)
+
+
+def result_type(*dtypes: Any) -> str:
+    return keras.backend.result_type(*(_name(d) for d in dtypes))
+
+
+def astype(x: Any, dtype: Any) -> Any:
+    return ops.cast(x, _name(dtype))
+
+
+def clip(x: Any, lo: float | None, hi: float | None) -> Any:
+    # Bounds as tensors of x's dtype: on the torch backend ops.maximum(float64, 2.0**-63)
+    # returns float32.
+    dtype = _name(x.dtype)
+    if lo is not None:
+        x = ops.maximum(x, ops.convert_to_tensor(lo, dtype=dtype))
+    if hi is not None:
+        x = ops.minimum(x, ops.convert_to_tensor(hi, dtype=dtype))
+    return x
+
+
+def values_available(x: Any) -> bool:
+    """Concrete values outside tracing (``tf.function``, ``jit``, compile) and accelerators."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly() and not tf.is_symbolic_tensor(x) and "GPU" not in (x.device or "")
+    try:
+        namespace = array_api_compat.array_namespace(x)
+    except TypeError:
+        return False
+    return core_namespace.values_available(x, namespace)

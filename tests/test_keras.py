@@ -1,0 +1,191 @@
+"""anyloss_keras on the active Keras backend (KERAS_BACKEND): values, fit, jit, precision, saving."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cases import CASES, Case, reference_loss
+
+pytestmark = pytest.mark.backend("keras")
+keras = pytest.importorskip("keras")
+anyloss_keras = pytest.importorskip("anyloss_keras")
+
+import anyloss_core as al  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+
+def keras_loss(case: Case, **extra):
+    b = case.batch
+    loss_fn = anyloss_keras.AnyLoss(metric=case.metric, from_logits=b.from_logits, scale=case.scale,
+                                    approximation=case.approximation, **case.kwargs, **extra)
+    y_pred = b.pred.astype("float32")
+    return loss_fn(b.y, y_pred, sample_weight=b.weight)
+
+
+@pytest.mark.parametrize("case", CASES[::3], ids=lambda c: c.id)
+def test_matches_reference(case):
+    loss = keras_loss(case)
+    assert tuple(loss.shape) == ()
+    assert float(loss) == pytest.approx(reference_loss(case), abs=2e-5)
+
+
+def test_float64_loss_dtype_matches_reference_closely():
+    if BACKEND == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            pytest.skip("float64 on the JAX backend needs JAX_ENABLE_X64=1")
+    for case in CASES[:40]:
+        b = case.batch
+        loss_fn = anyloss_keras.AnyLoss(metric=case.metric, from_logits=b.from_logits, scale=case.scale,
+                                        approximation=case.approximation, dtype="float64", **case.kwargs)
+        loss = loss_fn(b.y, b.pred, sample_weight=b.weight)
+        assert float(loss) == pytest.approx(reference_loss(case), rel=1e-12, abs=1e-15), case.id
+
+
+@pytest.mark.parametrize("pred_shape", ["column", "flat"])
+def test_keras_shapes(pred_shape):
+    rng = np.random.default_rng(31)
+    y = rng.integers(0, 2, (20, 1))
+    p = rng.uniform(size=(20, 1)).astype("float32")
+    pp = p if pred_shape == "column" else p[:, 0]
+    got = float(anyloss_keras.F1Loss()(y, pp))
+    assert got == pytest.approx(float(al.f1_loss(y[:, 0], p[:, 0].astype("float64"))), abs=1e-6)
+    with pytest.raises(ValueError, match=r"\(20, 1\).*\(19,\)"):
+        anyloss_keras.F1Loss()(y, p[:19, 0])
+
+
+def test_sample_weight_weights_the_counts():
+    rng = np.random.default_rng(32)
+    y, p, w = rng.integers(0, 2, 30), rng.uniform(size=30).astype("float32"), rng.uniform(0, 2, 30)
+    got = float(anyloss_keras.GMeanLoss()(y, p, sample_weight=w))
+    want = float(al.gmean_loss(y, p.astype("float64"), sample_weight=w))
+    assert got == pytest.approx(want, abs=1e-6)
+    # Not Keras's default "loss times mean weight":
+    unweighted = float(anyloss_keras.GMeanLoss()(y, p))
+    assert got != pytest.approx(unweighted * w.mean(), abs=1e-4)
+
+
+def test_bad_config_fails_at_construction():
+    with pytest.raises(ValueError, match="unknown metric"):
+        anyloss_keras.AnyLoss(metric="f_1")
+    with pytest.raises(ValueError, match="beta"):
+        anyloss_keras.FBetaLoss(beta=0)
+    with pytest.raises(ValueError, match="y_true"):
+        anyloss_keras.F1Loss()(np.array([0, 3]), np.array([0.2, 0.4], "float32"))
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((30,)), keras.layers.Dense(8, activation="relu"),
+                             keras.layers.Dense(1, activation="sigmoid")])
+
+
+def _data():
+    from anyloss_bench.data import load_dataset, standardize
+
+    data = load_dataset("breast_cancer")
+    return standardize(data.X)[0].astype("float32"), data.y.reshape(-1, 1)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fit_decreases_the_loss(jit_compile):
+    if jit_compile and BACKEND == "torch":
+        pytest.skip("jit_compile=True is not supported by Keras on the torch backend")
+    X, y = _data()
+    model = _model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=anyloss_keras.F1Loss(), jit_compile=jit_compile)
+    history = model.fit(X, y, epochs=5, batch_size=64, verbose=0,
+                        sample_weight=np.where(y[:, 0] == 1, 2.0, 1.0))
+    losses = history.history["loss"]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_mixed_precision_gives_a_finite_loss():
+    X, y = _data()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _model()
+        model.compile(optimizer="adam", loss=anyloss_keras.F1Loss())
+        history = model.fit(X, y, epochs=2, batch_size=64, verbose=0)
+        assert all(math.isfinite(v) for v in history.history["loss"])
+        logits_like = keras.ops.convert_to_tensor(np.array([0.0, 1.0, 0.5]), dtype="float16")
+        assert math.isfinite(float(anyloss_keras.F1Loss()(np.array([0, 1, 1]), logits_like)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_config_round_trips():
+    loss_fn = anyloss_keras.AnyLoss(metric="fbeta", beta=2.0, scale=50.0, name="f2")
+    config = loss_fn.get_config()
+    assert config["metric"] == "fbeta" and config["beta"] == 2.0 and config["scale"] == 50.0
+    assert config["name"] == "f2"
+    clone = anyloss_keras.AnyLoss.from_config(config)
+    assert clone.get_config() == config
+    serialized = keras.saving.serialize_keras_object(loss_fn)
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert type(restored) is anyloss_keras.AnyLoss and restored.get_config() == config
+    named = anyloss_keras.FBetaLoss(beta=0.5)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(named))
+    assert type(restored) is anyloss_keras.FBetaLoss and restored.metric_params == {"beta": 0.5}
+    y, p = np.array([0, 1, 1]), np.array([0.3, 0.6, 0.2], "float32")
+    assert float(restored(y, p)) == float(named(y, p))
+
+
+def test_saved_model_loads_in_a_fresh_process(tmp_path):
+    X, y = _data()
+    model = _model()
+    loss_fn = anyloss_keras.AnyLoss(metric="fbeta", beta=2, scale=50)
+    model.compile(optimizer="adam", loss=loss_fn)
+    model.fit(X[:64], y[:64], epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    expected = float(loss_fn(y[:50], model.predict(X[:50], verbose=0)))
+    np.save(tmp_path / "X.npy", X[:50])
+    np.save(tmp_path / "y.npy", y[:50])
+    code = f"""
+import numpy as np, keras, anyloss_keras
+model = keras.models.load_model({path!r})
+loss = model.loss
+assert type(loss).__name__ == "AnyLoss", type(loss)
+assert loss.metric == "fbeta" and loss.metric_params == {{"beta": 2}} and loss.scale == 50.0, loss.get_config()
+X, y = np.load({str(tmp_path / "X.npy")!r}), np.load({str(tmp_path / "y.npy")!r})
+print(float(loss(y, model.predict(X, verbose=0))))
+"""
+    env = {**os.environ, "KERAS_BACKEND": BACKEND}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.slow
+def test_f1_loss_beats_binary_crossentropy_on_imbalanced_breast_cancer():
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+
+    from anyloss_bench.data import load_dataset, standardize
+
+    data = load_dataset("breast_cancer")
+    scores: dict[str, list[float]] = {"f1": [], "bce": []}
+    # The same protocol as the JAX test: a logistic unit from zero weights, Adam 0.01,
+    # 100 full-batch epochs, 5 splits.
+    for seed in range(5):
+        X_tr, X_va, y_tr, y_va = train_test_split(data.X, data.y, test_size=0.4, stratify=data.y,
+                                                  random_state=seed)
+        X_tr, X_va = (a.astype("float32") for a in standardize(X_tr, X_va))
+        for name, loss_fn in [("f1", anyloss_keras.F1Loss()), ("bce", keras.losses.BinaryCrossentropy())]:
+            keras.utils.set_random_seed(seed)
+            model = keras.Sequential([keras.Input((30,)),
+                                      keras.layers.Dense(1, activation="sigmoid", kernel_initializer="zeros")])
+            model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss_fn)
+            model.fit(X_tr, y_tr, epochs=100, batch_size=len(y_tr), verbose=0)
+            pred = model.predict(X_va, verbose=0)[:, 0] > 0.5
+            scores[name].append(f1_score(y_va, pred, zero_division=0))
+    assert np.mean(scores["f1"]) > np.mean(scores["bce"]) + 0.01, scores
