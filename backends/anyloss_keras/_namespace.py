@@ -48,8 +48,21 @@ def isdtype(dtype: Any, kind: str | tuple[str, ...]) -> bool:
     return any(name in _KINDS[k] for k in kinds)
 
 
+_FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
+
+
 def result_type(*dtypes: Any) -> str:
-    return keras.backend.result_type(*(_name(d) for d in dtypes))
+    """Array API promotion for the dtypes the core mixes (floats, with ints or bools).
+
+    Not ``keras.backend.result_type``: on the torch backend it gives float32 for
+    (float64, float32).
+    """
+    floats = sorted({_name(d) for d in dtypes} & set(_FLOAT_RANK), key=_FLOAT_RANK.__getitem__)
+    if not floats:
+        return keras.backend.result_type(*(_name(d) for d in dtypes))
+    if floats[-1] in ("float16", "bfloat16") and len(floats) == 2:
+        return "float32"  # float16 with bfloat16
+    return floats[-1]
 
 
 def astype(x: Any, dtype: Any) -> Any:
@@ -57,13 +70,15 @@ def astype(x: Any, dtype: Any) -> Any:
 
 
 def clip(x: Any, lo: float | None, hi: float | None) -> Any:
-    # Bounds as tensors of x's dtype: on the torch backend ops.maximum(float64, 2.0**-63)
+    # where() with bounds of x's dtype: on the torch backend ops.maximum(float64, float64)
     # returns float32.
     dtype = _name(x.dtype)
     if lo is not None:
-        x = ops.maximum(x, ops.convert_to_tensor(lo, dtype=dtype))
+        bound = ops.convert_to_tensor(lo, dtype=dtype)
+        x = ops.where(x < bound, bound, x)
     if hi is not None:
-        x = ops.minimum(x, ops.convert_to_tensor(hi, dtype=dtype))
+        bound = ops.convert_to_tensor(hi, dtype=dtype)
+        x = ops.where(x > bound, bound, x)
     return x
 
 
