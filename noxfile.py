@@ -96,11 +96,3 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6", "mypy>=1.10", "numpy", "array-api-compat>=1.13")
     session.run("ruff", "check", ".")
     session.run("mypy")
-
-
-@nox.session(python=PYTHON)
-def docs(session: nox.Session) -> None:
-    """The documentation site, built with --strict."""
-    session.install("-e", ".[docs]")
-    session.run("python", "docs/make_figures.py")
-    session.run("mkdocs", "build", "--strict", "--site-dir", "site")

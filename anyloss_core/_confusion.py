@@ -19,7 +19,7 @@ from ._namespace import compute_dtype, get_namespace, sigmoid, values_available
 __all__ = ["soft_confusion", "confusion", "check_scale"]
 
 
-def _drop_trailing_one(shape: tuple[int, ...]) -> tuple[int, ...]:
+def _drop_trailing_one(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
     return shape[:-1] if len(shape) >= 2 and shape[-1] == 1 else shape
 
 
@@ -37,7 +37,7 @@ def _count(shape: tuple[int | None, ...]) -> int | None:
     return None if None in shape else math.prod(shape)  # type: ignore[arg-type]
 
 
-def _flatten_pair(y_true: Any, y_pred: Any, xp: Any) -> tuple[Any, Any, tuple[int, ...]]:
+def _flatten_pair(y_true: Any, y_pred: Any, xp: Any) -> tuple[Any, Any, tuple[int | None, ...]]:
     """Bring ``y_true`` and ``y_pred`` to one flat sample axis, never broadcasting.
 
     ``(n,)`` and ``(n, 1)`` are interchangeable; more generally a trailing axis of

@@ -174,8 +174,9 @@ def test_logits_and_probabilities_agree():
 def test_standard_sigmoid_matches_native_fast_path():
     # The standard form (NumPy) and the native torch/jax sigmoid paths are compared in
     # the backend sessions; here the standard form against the textbook formula.
-    from anyloss_core._namespace import sigmoid
     import array_api_compat.numpy as xp
+
+    from anyloss_core._namespace import sigmoid
 
     x = np.linspace(-700, 700, 2001)
     with np.errstate(over="ignore"):

@@ -13,7 +13,6 @@ jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 anyloss_jax = pytest.importorskip("anyloss_jax")
 
-import anyloss_core as al  # noqa: E402
 
 X64 = bool(jax.config.jax_enable_x64)
 FLOAT = jnp.float64 if X64 else jnp.float32

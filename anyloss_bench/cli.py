@@ -1,0 +1,263 @@
+"""The ``anyloss`` command.
+
+``anyloss compare``: which loss gives the best F1 (or balanced accuracy, G-mean,
+accuracy) on your data?  Stratified k-fold cross-validation of the paper's SLP or
+MLP trained with each loss, features standardized on the training fold only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from .data import UsageError, load_csv, load_dataset, standardize
+from .engines import BACKENDS, LossSpec, train
+
+SCORES = ("accuracy", "f1", "gmean", "balanced_accuracy")
+
+#: Loss names of ``--losses`` and what they train with.
+LOSSES: dict[str, LossSpec] = {
+    "mse": LossSpec("mse"),
+    "bce": LossSpec("bce"),
+    "accuracy": LossSpec("anyloss", "accuracy"),
+    "f1": LossSpec("anyloss", "f1"),
+    "f0.5": LossSpec("anyloss", "fbeta", (("beta", 0.5),)),
+    "f2": LossSpec("anyloss", "fbeta", (("beta", 2.0),)),
+    "gmean": LossSpec("anyloss", "gmean"),
+    "balanced_accuracy": LossSpec("anyloss", "balanced_accuracy"),
+    "sol-accuracy": LossSpec("anyloss", "accuracy", approximation="sol-cosine"),
+    "sol-f1": LossSpec("anyloss", "f1", approximation="sol-cosine"),
+    "sol-balanced_accuracy": LossSpec("anyloss", "balanced_accuracy", approximation="sol-cosine"),
+    "bce+smote": LossSpec("bce"),
+    "bce+undersample": LossSpec("bce"),
+}
+RESAMPLED = {"bce+smote", "bce+undersample"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
+        raise UsageError(message)
+
+
+def _parse_losses(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in LOSSES]
+    if unknown:
+        raise UsageError(f"unknown loss {unknown[0]!r}; choose from {', '.join(LOSSES)}")
+    if not names:
+        raise UsageError("--losses is empty")
+    return names
+
+
+def _default_losses() -> list[str]:
+    try:
+        import imblearn  # noqa: F401
+    except ImportError:
+        return [n for n in LOSSES if n not in RESAMPLED]
+    return list(LOSSES)
+
+
+def _resample(name: str, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from imblearn.over_sampling import SMOTE
+        from imblearn.under_sampling import RandomUnderSampler
+    except ImportError:
+        raise UsageError(f"loss {name!r} needs imbalanced-learn: pip install imbalanced-learn") from None
+    sampler = SMOTE(random_state=seed) if name == "bce+smote" else RandomUnderSampler(random_state=seed)
+    if name == "bce+smote":
+        sampler.k_neighbors = max(1, min(5, int(y.sum()) - 1))
+    return sampler.fit_resample(X, y)
+
+
+def _check_backend(backend: str) -> None:
+    module = {"jax": "optax", "torch": "torch", "keras": "keras"}[backend]
+    try:
+        __import__(module)
+    except ImportError:
+        extra = {"jax": "jax", "torch": "torch", "keras": "keras"}[backend]
+        raise UsageError(f"--backend {backend} needs {module}: pip install 'anyloss[{extra}]'"
+                         + (" optax" if backend == "jax" else "")) from None
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    import anyloss_core as al
+
+    if args.csv:
+        if not args.target:
+            raise UsageError("--csv needs --target COLUMN")
+        data = load_csv(args.csv, args.target, args.positive)
+    else:
+        data = load_dataset(args.dataset, seed=args.seed)
+    losses = _parse_losses(args.losses) if args.losses else _default_losses()
+    if args.folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {args.folds}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    minority = int(min(data.y.sum(), len(data.y) - data.y.sum()))
+    if minority < args.folds:
+        raise UsageError(f"the minority class has {minority} samples, fewer than --folds {args.folds}")
+    _check_backend(args.backend)
+    from sklearn.model_selection import StratifiedKFold
+
+    epochs = args.epochs or (1000 if args.model == "slp" else 100)
+    folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(data.X, data.y))
+    results: dict[str, Any] = {}
+    curves: dict[str, list[float]] = {}
+    total, done, started = len(losses) * len(folds), 0, time.perf_counter()
+    for name in losses:
+        spec = LOSSES[name]
+        per_fold: dict[str, list[float]] = {s: [] for s in SCORES}
+        seconds = []
+        for k, (tr, va) in enumerate(folds):
+            X_tr, X_va = standardize(data.X[tr], data.X[va])
+            y_tr = data.y[tr]
+            if name in RESAMPLED:
+                X_tr, y_tr = _resample(name, X_tr, y_tr, args.seed + k)
+            if args.batch_size:
+                batch = args.batch_size
+            elif args.model == "slp":
+                batch = len(y_tr)
+            else:  # the paper: 5% of the training set, 50% for the G-mean and B-Acc losses
+                share = 0.5 if spec.metric in ("gmean", "balanced_accuracy") and spec.kind == "anyloss" else 0.05
+                batch = max(2, int(round(share * len(y_tr))))
+            result = train(args.backend, spec, X_tr, y_tr, X_va, arch=args.model, epochs=epochs, lr=args.lr,
+                           batch_size=batch, seed=args.seed + k)
+            for s in SCORES:
+                per_fold[s].append(float(al.score(s, data.y[va], result.val_logits.astype(np.float64),
+                                                  from_logits=True)))
+            seconds.append(result.seconds / epochs)
+            if k == 0:
+                curves[name] = result.history
+            done += 1
+            _progress(done, total, started)
+        results[name] = {s: {"mean": float(np.mean(v)), "std": float(np.std(v))} for s, v in per_fold.items()}
+        results[name]["seconds_per_epoch"] = float(np.median(seconds))
+    report = {
+        "dataset": data.name,
+        "n_samples": int(len(data.y)),
+        "n_features": int(data.X.shape[1]),
+        "positive_rate": data.positive_rate,
+        "model": args.model,
+        "folds": args.folds,
+        "backend": args.backend,
+        "epochs": epochs,
+        "results": results,
+    }
+    print(format_table(report))
+    if args.json:
+        _write_json(args.json, report)
+    if args.plot:
+        _plot(args.plot, curves, report)
+    return report
+
+
+def _progress(done: int, total: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    if not sys.stderr.isatty() or elapsed < 2:
+        return
+    width = 30
+    filled = int(width * done / total)
+    eta = elapsed / done * (total - done)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs, {eta:4.0f}s left ")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Losses x scores as mean +- std, best per score marked with *, time relative to BCE."""
+    results = report["results"]
+    best = {s: max(r[s]["mean"] for r in results.values()) for s in SCORES}
+    base = results.get("bce", {}).get("seconds_per_epoch")
+    head = (f"{report['dataset']}: n={report['n_samples']}, d={report['n_features']}, "
+            f"positive rate {report['positive_rate']:.3f}, {report['model'].upper()}, "
+            f"{report['folds']}-fold CV, backend {report.get('backend', '?')}")
+    lines = [head, f"{'loss':<22}" + "".join(f"{s:>20}" for s in SCORES) + f"{'time/BCE':>10}"]
+    for name, r in results.items():
+        cells = []
+        for s in SCORES:
+            mark = "*" if math.isclose(r[s]["mean"], best[s]) else " "
+            cells.append(f"{r[s]['mean']:.3f} ± {r[s]['std']:.3f}{mark}".rjust(20))
+        rel = f"{r['seconds_per_epoch'] / base:.2f}x" if base else "-"
+        lines.append(f"{name:<22}" + "".join(cells) + f"{rel:>10}")
+    lines.append("* best mean for that score")
+    return "\n".join(lines)
+
+
+def _write_json(path: str, report: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(report, handle, indent=2)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc}") from None
+
+
+def _plot(path: str, curves: dict[str, list[float]], report: dict[str, Any]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, history in curves.items():
+        ax.plot(np.arange(1, len(history) + 1), history, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (fold 1)")
+    ax.set_title(f"{report['dataset']}, {report['model'].upper()}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="anyloss", description="Train on the metric that matters: compare losses on your data.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    cmp = sub.add_parser("compare", help="compare losses by cross-validation on a dataset or CSV file")
+    src = cmp.add_mutually_exclusive_group()
+    src.add_argument("--dataset", default="breast_cancer", help="bundled dataset: breast_cancer, random, digits")
+    src.add_argument("--csv", help="a CSV file with a header row")
+    cmp.add_argument("--target", help="the class column of --csv")
+    cmp.add_argument("--positive", help="the positive class value (default: the minority class)")
+    cmp.add_argument("--losses", help=f"comma-separated, from: {', '.join(LOSSES)} (default: all)")
+    cmp.add_argument("--model", choices=("slp", "mlp"), default="slp")
+    cmp.add_argument("--folds", type=int, default=10)
+    cmp.add_argument("--epochs", type=int, default=None, help="default: 1000 for slp, 100 for mlp (the paper)")
+    cmp.add_argument("--lr", type=float, default=0.01)
+    cmp.add_argument("--batch-size", type=int, default=None,
+                     help="default: the whole training fold for slp, 5%% of it for mlp (50%% for gmean/B-Acc)")
+    cmp.add_argument("--backend", choices=BACKENDS, default="jax")
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--json", help="write the results as JSON")
+    cmp.add_argument("--plot", help="write learning curves as PNG")
+    cmp.set_defaults(func=compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        args.func(args)
+    except UsageError as exc:
+        print(f"anyloss: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

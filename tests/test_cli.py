@@ -1,0 +1,101 @@
+"""The ``anyloss`` command: error paths, JSON schema, a fast smoke run per installed backend."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from anyloss_bench.cli import main  # noqa: E402
+from conftest import ACTIVE  # noqa: E402
+
+BACKEND_OF_SESSION = next((b for b in ("jax", "torch", "keras") if b in ACTIVE), None)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "anyloss_bench.cli", *args], capture_output=True, text=True,
+                          check=False)
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["compare", "--csv", "/nonexistent.csv", "--target", "y"], ["no such file"]),
+        (["compare", "--losses", "f1,f3"], ["unknown loss 'f3'"]),
+        (["compare", "--dataset", "mnist"], ["unknown dataset 'mnist'"]),
+        (["compare", "--folds", "1"], ["--folds"]),
+        (["compare", "--model", "cnn"], ["invalid choice"]),
+        (["compare", "--csv", "x.csv"], ["--target"]),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args, words, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+def test_csv_errors(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,label\n1,x,0\n2,y,1\n3,z,2\n")
+    assert main(["compare", "--csv", str(path), "--target", "label"]) == 2
+    assert "exactly two classes, found 3" in capsys.readouterr().err
+    assert main(["compare", "--csv", str(path), "--target", "nope"]) == 2
+    assert "column 'nope' not in" in capsys.readouterr().err
+    many = "\n".join(f"{i},id{i},{i % 2}" for i in range(150))
+    path.write_text("a,b,label\n" + many + "\n")
+    assert main(["compare", "--csv", str(path), "--target", "label"]) == 2
+    assert "too many to one-hot encode" in capsys.readouterr().err
+
+
+def test_no_traceback_from_a_subprocess():
+    out = run_cli("compare", "--losses", "nope")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION is None, reason="no framework backend in this session")
+def test_smoke_run_writes_the_json_schema(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] + 0.3 * rng.normal(size=120) > 1.0).astype(int)
+    color = np.where(rng.uniform(size=120) < 0.5, "red", "blue")
+    lines = ["f1,f2,f3,color,cls"] + [
+        f"{a:.4f},{'' if i == 3 else f'{b:.4f}'},{c:.4f},{col},{'yes' if t else 'no'}"
+        for i, ((a, b, c), col, t) in enumerate(zip(X, color, y, strict=True))
+    ]
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.json"
+    code = main(["compare", "--csv", str(path), "--target", "cls", "--losses", "bce,f1,gmean",
+                 "--folds", "2", "--epochs", "5", "--backend", BACKEND_OF_SESSION, "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["dataset"] == "data" and report["n_samples"] == 120 and report["n_features"] == 5
+    assert report["positive_rate"] == pytest.approx(y.mean()) and report["folds"] == 2
+    assert report["model"] == "slp" and set(report["results"]) == {"bce", "f1", "gmean"}
+    for result in report["results"].values():
+        for score in ("accuracy", "f1", "gmean", "balanced_accuracy"):
+            assert set(result[score]) == {"mean", "std"} and 0 <= result[score]["mean"] <= 1
+        assert result["seconds_per_epoch"] > 0
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION is None, reason="no framework backend in this session")
+def test_loss_names_train_what_they_say():
+    # Each name trains its own loss: the first epoch's loss of an untrained SLP (zero
+    # weights, p = 0.5) is 0.25 for MSE and ln 2 for BCE.
+    from anyloss_bench.cli import LOSSES
+    from anyloss_bench.engines import train
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(40, 3)).astype("float32"), rng.integers(0, 2, 40)
+    first = {name: train(BACKEND_OF_SESSION, LOSSES[name], X, y, X[:4], arch="slp", epochs=2, lr=1e-6,
+                         batch_size=40, seed=0).history[0] for name in ("mse", "bce", "f1")}
+    assert first["mse"] == pytest.approx(0.25, abs=1e-4)
+    assert first["bce"] == pytest.approx(np.log(2), abs=1e-4)
+    assert 0 < first["f1"] < 1 and first["f1"] != pytest.approx(first["mse"], abs=1e-3)
