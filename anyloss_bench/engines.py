@@ -46,11 +46,10 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
 
 
 def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
+    import anyloss_jax
     import jax
     import jax.numpy as jnp
     import optax
-
-    import anyloss_jax
 
     key = jax.random.PRNGKey(seed)
     d = X.shape[1]
@@ -110,9 +109,8 @@ def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainRe
 
 
 def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
-    import torch
-
     import anyloss_torch
+    import torch
 
     torch.manual_seed(seed)
     d = X.shape[1]
@@ -158,9 +156,8 @@ def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
 
 
 def _train_keras(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
-    import keras
-
     import anyloss_keras
+    import keras
 
     keras.utils.set_random_seed(seed)
     layers: list[Any] = [keras.Input((X.shape[1],))]

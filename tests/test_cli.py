@@ -11,8 +11,9 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from anyloss_bench.cli import main  # noqa: E402
 from conftest import ACTIVE  # noqa: E402
+
+from anyloss_bench.cli import main  # noqa: E402
 
 BACKEND_OF_SESSION = next((b for b in ("jax", "torch", "keras") if b in ACTIVE), None)
 
