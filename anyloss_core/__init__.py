@@ -30,6 +30,7 @@ from ._losses import (
     fbeta_loss,
     gmean_loss,
     score,
+    with_metric,
 )
 from ._metrics import METRICS, Confusion, get_metric, ratio, register_metric
 from ._namespace import get_namespace
@@ -63,4 +64,5 @@ __all__ = [
     "scale_range",
     "score",
     "soft_confusion",
+    "with_metric",
 ]

@@ -37,6 +37,7 @@ class LossConfigMixin:
             raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
         if not isinstance(validate, bool):
             raise TypeError(f"validate must be True or False, got {validate!r}")
+        metric = self.fixed_metric or metric
         # Resolve now, so a typo fails when the loss is built rather than at the first step.
         self._metric_fn = get_metric(metric, **metric_params)
         get_approximation(approximation)

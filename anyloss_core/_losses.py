@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ._approximations import Approximation
@@ -10,6 +11,7 @@ from ._metrics import Metric, get_metric
 from ._namespace import get_namespace
 
 __all__ = [
+    "with_metric",
     "anyloss",
     "confusion_loss",
     "accuracy_loss",
@@ -105,38 +107,43 @@ def anyloss(
     return confusion_loss(counts, metric_fn, xp=xp)
 
 
-def _named_loss(metric: str, doc: str) -> Any:
-    def loss(
-        y_true: Any,
-        y_pred: Any,
-        *,
-        from_logits: bool = False,
-        scale: float = 73.0,
-        approximation: str | Approximation = "anyloss",
-        sample_weight: Any = None,
-        validate: bool = True,
-        xp: Any = None,
-    ) -> Any:
-        return anyloss(
-            y_true,
-            y_pred,
-            metric,
-            from_logits=from_logits,
-            scale=scale,
-            approximation=approximation,
-            sample_weight=sample_weight,
-            validate=validate,
-            xp=xp,
-        )
+def with_metric(loss_fn: Any, metric: str, *, doc: str | None = None, **defaults: Any) -> Any:
+    """``loss_fn`` with its ``metric`` fixed: the named losses of the core and the adapters.
 
+    ``with_metric(anyloss, "fbeta", beta=1.0)`` is ``fbeta_loss``: it calls
+    ``loss_fn(*args, metric="fbeta", beta=1.0, **kwargs)``, a keyword overriding a
+    default.  The wrapper's signature is ``loss_fn``'s without ``metric`` and with
+    the defaults as keyword-only parameters, so ``help()`` and IDEs show the real
+    arguments.
+
+    Example:
+        >>> import numpy as np, anyloss_core as al
+        >>> f2_loss = al.with_metric(al.anyloss, "fbeta", beta=2.0)
+        >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
+        >>> float(f2_loss(y, p)) == float(al.anyloss(y, p, "fbeta", beta=2.0))
+        True
+    """
+
+    def loss(*args: Any, **kwargs: Any) -> Any:
+        return loss_fn(*args, metric=metric, **{**defaults, **kwargs})
+
+    signature = inspect.signature(loss_fn)
+    params = [p for p in signature.parameters.values() if p.name != "metric" and p.kind != p.VAR_KEYWORD]
+    keyword_only = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]
+    position = next((i for i, p in enumerate(params) if p.kind == p.KEYWORD_ONLY), len(params))
+    loss.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=params[:position] + keyword_only + params[position:]
+    )
     loss.__name__ = loss.__qualname__ = f"{metric}_loss"
-    loss.__doc__ = doc
+    loss.__module__ = getattr(loss_fn, "__module__", __name__)
+    loss.__doc__ = doc or f"``{loss_fn.__name__}(..., metric={metric!r})``: see :func:`{loss_fn.__name__}`."
     return loss
 
 
-accuracy_loss = _named_loss(
+accuracy_loss = with_metric(
+    anyloss,
     "accuracy",
-    r"""Accuracy loss :math:`1 - (TP + TN) / n` of the soft counts; see :func:`anyloss`.
+    doc=r"""Accuracy loss :math:`1 - (TP + TN) / n` of the soft counts; see :func:`anyloss`.
 
     Example:
         >>> import numpy as np, anyloss_core as al
@@ -144,9 +151,10 @@ accuracy_loss = _named_loss(
         0.33
     """,
 )
-f1_loss = _named_loss(
+f1_loss = with_metric(
+    anyloss,
     "f1",
-    r"""F1 loss :math:`1 - 2 TP / (2 TP + FP + FN)` of the soft counts; see :func:`anyloss`.
+    doc=r"""F1 loss :math:`1 - 2 TP / (2 TP + FP + FN)` of the soft counts; see :func:`anyloss`.
 
     Example:
         >>> import numpy as np, anyloss_core as al
@@ -154,9 +162,10 @@ f1_loss = _named_loss(
         0.0
     """,
 )
-gmean_loss = _named_loss(
+gmean_loss = with_metric(
+    anyloss,
     "gmean",
-    r"""G-mean loss :math:`1 - \sqrt{TPR \cdot TNR}` of the soft counts; see :func:`anyloss`.
+    doc=r"""G-mean loss :math:`1 - \sqrt{TPR \cdot TNR}` of the soft counts; see :func:`anyloss`.
 
     Example:
         >>> import numpy as np, anyloss_core as al
@@ -164,9 +173,10 @@ gmean_loss = _named_loss(
         0.2929
     """,
 )
-balanced_accuracy_loss = _named_loss(
+balanced_accuracy_loss = with_metric(
+    anyloss,
     "balanced_accuracy",
-    r"""Balanced-accuracy loss :math:`1 - (TPR + TNR) / 2` of the soft counts; see :func:`anyloss`.
+    doc=r"""Balanced-accuracy loss :math:`1 - (TPR + TNR) / 2` of the soft counts; see :func:`anyloss`.
 
     Example:
         >>> import numpy as np, anyloss_core as al
@@ -176,38 +186,19 @@ balanced_accuracy_loss = _named_loss(
 )
 
 
-def fbeta_loss(
-    y_true: Any,
-    y_pred: Any,
-    *,
-    beta: float = 1.0,
-    from_logits: bool = False,
-    scale: float = 73.0,
-    approximation: str | Approximation = "anyloss",
-    sample_weight: Any = None,
-    validate: bool = True,
-    xp: Any = None,
-) -> Any:
-    r"""F-beta loss :math:`1 - (1+\beta^2) TP / ((1+\beta^2) TP + FP + \beta^2 FN)`; see :func:`anyloss`.
+fbeta_loss = with_metric(
+    anyloss,
+    "fbeta",
+    beta=1.0,
+    doc=r"""F-beta loss :math:`1 - (1+\beta^2) TP / ((1+\beta^2) TP + FP + \beta^2 FN)`; see :func:`anyloss`.
 
     Example:
         >>> import numpy as np, anyloss_core as al
         >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
         >>> round(float(al.fbeta_loss(y, p, beta=0.5)), 2)  # F0.5 = 1.25 / (1.25 + 0.25) = 0.83
         0.17
-    """
-    return anyloss(
-        y_true,
-        y_pred,
-        "fbeta",
-        from_logits=from_logits,
-        scale=scale,
-        approximation=approximation,
-        sample_weight=sample_weight,
-        validate=validate,
-        xp=xp,
-        beta=beta,
-    )
+    """,
+)
 
 
 def score(

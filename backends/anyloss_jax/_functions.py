@@ -90,41 +90,8 @@ def anyloss(
     return al.confusion_loss(counts, metric, **metric_params)
 
 
-def _named(metric: str) -> Any:
-    def loss(
-        logits: jax.Array,
-        labels: jax.Array,
-        *,
-        from_logits: bool = True,
-        scale: float = 73.0,
-        approximation: Any = "anyloss",
-        sample_weight: jax.Array | None = None,
-        validate: bool = True,
-        axis_name: Hashable | None = None,
-    ) -> jax.Array:
-        return anyloss(
-            logits,
-            labels,
-            metric,
-            from_logits=from_logits,
-            scale=scale,
-            approximation=approximation,
-            sample_weight=sample_weight,
-            validate=validate,
-            axis_name=axis_name,
-        )
-
-    loss.__name__ = loss.__qualname__ = f"{metric}_loss"
-    loss.__doc__ = f"``anyloss(logits, labels, {metric!r}, ...)``: see :func:`anyloss`."
-    return loss
-
-
-accuracy_loss = _named("accuracy")
-f1_loss = _named("f1")
-gmean_loss = _named("gmean")
-balanced_accuracy_loss = _named("balanced_accuracy")
-
-
-def fbeta_loss(logits: jax.Array, labels: jax.Array, *, beta: float = 1.0, **kwargs: Any) -> jax.Array:
-    """``anyloss(logits, labels, "fbeta", beta=beta, ...)``: see :func:`anyloss`."""
-    return anyloss(logits, labels, "fbeta", beta=beta, **kwargs)
+accuracy_loss = al.with_metric(anyloss, "accuracy")
+f1_loss = al.with_metric(anyloss, "f1")
+gmean_loss = al.with_metric(anyloss, "gmean")
+balanced_accuracy_loss = al.with_metric(anyloss, "balanced_accuracy")
+fbeta_loss = al.with_metric(anyloss, "fbeta", beta=1.0)

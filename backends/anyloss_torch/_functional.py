@@ -93,43 +93,8 @@ def anyloss(
     return al.confusion_loss(counts, metric, **metric_params)
 
 
-def _named(metric: str) -> Any:
-    def loss(
-        input: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        weight: torch.Tensor | None = None,
-        from_logits: bool = True,
-        scale: float = 73.0,
-        approximation: Any = "anyloss",
-        validate: bool = True,
-        distributed: bool = False,
-        process_group: Any = None,
-    ) -> torch.Tensor:
-        return anyloss(
-            input,
-            target,
-            metric,
-            weight=weight,
-            from_logits=from_logits,
-            scale=scale,
-            approximation=approximation,
-            validate=validate,
-            distributed=distributed,
-            process_group=process_group,
-        )
-
-    loss.__name__ = loss.__qualname__ = f"{metric}_loss"
-    loss.__doc__ = f"``anyloss(input, target, {metric!r}, ...)``: see :func:`anyloss`."
-    return loss
-
-
-accuracy_loss = _named("accuracy")
-f1_loss = _named("f1")
-gmean_loss = _named("gmean")
-balanced_accuracy_loss = _named("balanced_accuracy")
-
-
-def fbeta_loss(input: torch.Tensor, target: torch.Tensor, *, beta: float = 1.0, **kwargs: Any) -> torch.Tensor:
-    """``anyloss(input, target, "fbeta", beta=beta, ...)``: see :func:`anyloss`."""
-    return anyloss(input, target, "fbeta", beta=beta, **kwargs)
+accuracy_loss = al.with_metric(anyloss, "accuracy")
+f1_loss = al.with_metric(anyloss, "f1")
+gmean_loss = al.with_metric(anyloss, "gmean")
+balanced_accuracy_loss = al.with_metric(anyloss, "balanced_accuracy")
+fbeta_loss = al.with_metric(anyloss, "fbeta", beta=1.0)

@@ -57,7 +57,6 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         **metric_params: Any,
     ) -> None:
         super().__init__()
-        metric = self.fixed_metric or metric
         self._init_config(
             metric,
             from_logits=from_logits,
