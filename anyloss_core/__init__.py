@@ -15,12 +15,13 @@ from ._approximations import (
     APPROXIMATIONS,
     AnyLossApproximation,
     Approximation,
+    DifferentiableApproximation,
     IdentityApproximation,
     SolCosineApproximation,
     get_approximation,
 )
 from ._config import LossConfigMixin
-from ._confusion import check_scale, confusion, soft_confusion
+from ._confusion import check_scale, confusion, soft_confusion, soft_confusion_with_pullback
 from ._losses import (
     accuracy_loss,
     anyloss,
@@ -44,6 +45,7 @@ __all__ = [
     "AnyLossApproximation",
     "Approximation",
     "Confusion",
+    "DifferentiableApproximation",
     "LossConfigMixin",
     "IdentityApproximation",
     "SolCosineApproximation",
@@ -64,5 +66,6 @@ __all__ = [
     "scale_range",
     "score",
     "soft_confusion",
+    "soft_confusion_with_pullback",
     "with_metric",
 ]

@@ -17,6 +17,7 @@ from ._namespace import clip, sigmoid
 
 __all__ = [
     "Approximation",
+    "DifferentiableApproximation",
     "AnyLossApproximation",
     "IdentityApproximation",
     "SolCosineApproximation",
@@ -33,15 +34,23 @@ class Approximation(Protocol):
     def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]: ...
 
 
+class DifferentiableApproximation(Approximation, Protocol):
+    """An approximation that also knows its derivative (for analytic backward passes)."""
+
+    def derivative(
+        self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any
+    ) -> Any: ...
+
+
 @dataclass(frozen=True)
 class AnyLossApproximation:
     r"""The paper's amplifier (eq. 1): :math:`A(p) = 1 / (1 + e^{-L (p - 1/2)})`.
 
-    ``L`` is ``scale``.  From a logit ``z`` the same value is computed as
-    :math:`A = \sigma\big(\tfrac{L}{2} \tanh(z/2)\big)`, since
-    :math:`\sigma(z) - 1/2 = \tanh(z/2)/2`: no probability is formed, so nothing
-    is lost to cancellation near ``p = 1/2`` and nothing overflows for any finite
-    ``z``.  Its complement is :math:`1 - A = \sigma(-L (p - 1/2))`.
+    ``L`` is ``scale``.  From a logit ``z``, :math:`p = \sigma(z)` with the
+    framework's own sigmoid, which cannot overflow for any finite ``z`` (``A`` is
+    also :math:`\sigma(\tfrac{L}{2}\tanh(z/2))`, but ``tanh`` costs about four
+    sigmoids on a CPU).  Its complement is :math:`1 - A = \sigma(-L (p - 1/2))`,
+    computed directly.
 
     Example:
         >>> import numpy as np
@@ -54,12 +63,23 @@ class AnyLossApproximation:
     name: str = "anyloss"
 
     def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
-        if from_logits:
-            centred = 0.5 * xp.tanh(0.5 * y_pred)
-        else:
-            centred = y_pred - 0.5
-        x = scale * centred
+        p = sigmoid(y_pred, xp) if from_logits else y_pred
+        x = scale * (p - 0.5)
         return sigmoid(x, xp), sigmoid(-x, xp)
+
+    def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
+        r""":math:`dA/dp = L A (1 - A)` (eq. 4); from a logit, times :math:`dp/dz = p (1 - p)`."""
+        # In-place updates of fresh temporaries only (a rebinding for immutable arrays):
+        # a backward pass on a CPU is dominated by allocating n-element buffers.
+        d = yh * yh_c
+        d *= scale
+        if from_logits:
+            p = sigmoid(y_pred, xp)
+            d *= p
+            p *= -1.0
+            p += 1.0
+            d *= p
+        return d
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,12 @@ class IdentityApproximation:
         if from_logits:
             return sigmoid(y_pred, xp), sigmoid(-y_pred, xp)
         return y_pred, 1.0 - y_pred
+
+    def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
+        r""":math:`d\sigma/dz = \sigma (1 - \sigma)` from logits, 1 from probabilities."""
+        if from_logits:
+            return yh * yh_c
+        return xp.ones_like(y_pred)
 
 
 @dataclass(frozen=True)
@@ -114,6 +140,15 @@ class SolCosineApproximation:
         w = xp.where(u < 0, u + 1.0, u - 1.0)
         wave = -xp.sin(math.pi * w) / math.pi
         return clip(0.5 * (1.0 + u + wave), 0.0, 1.0, xp), clip(0.5 * (1.0 - u - wave), 0.0, 1.0, xp)
+
+    def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
+        r""":math:`F'(p) = (1 + \cos(\pi u)) / (2 \delta)`, 0 outside the support (there :math:`\cos(\pi u) = -1`)."""
+        p = sigmoid(y_pred, xp) if from_logits else y_pred
+        u = clip((p - self.mu) / self.delta, -1.0, 1.0, xp)
+        d = (1.0 + xp.cos(math.pi * u)) / (2.0 * self.delta)
+        if from_logits:
+            d = d * (p * sigmoid(-y_pred, xp))
+        return d
 
 
 _BUILT_IN: dict[str, type] = {

@@ -14,9 +14,9 @@ from typing import Any
 
 from ._approximations import Approximation, get_approximation
 from ._metrics import Confusion
-from ._namespace import compute_dtype, get_namespace, sigmoid, values_available
+from ._namespace import compute_dtype, dot, get_namespace, sigmoid, values_available
 
-__all__ = ["soft_confusion", "confusion", "check_scale"]
+__all__ = ["soft_confusion", "soft_confusion_with_pullback", "confusion", "check_scale"]
 
 
 def _drop_trailing_one(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
@@ -126,9 +126,10 @@ def _prepare(
     if sample_weight is not None:
         sample_weight = xp.asarray(sample_weight) if not hasattr(sample_weight, "shape") else sample_weight
         w = _flatten_weight(sample_weight, sample_shape, xp)
-    y, p = xp.astype(y, dtype), xp.astype(p, dtype)
+    # copy=False: the Array API default copies even an array already of that dtype.
+    y, p = xp.astype(y, dtype, copy=False), xp.astype(p, dtype, copy=False)
     if w is not None:
-        w = xp.astype(w, dtype)
+        w = xp.astype(w, dtype, copy=False)
     if validate and values_available(y, xp) and values_available(p, xp):
         _check_values(y, p, w, from_logits, xp)
     return y, p, w, xp
@@ -139,10 +140,10 @@ def _counts(y: Any, yh: Any, yh_c: Any, w: Any, xp: Any) -> Confusion:
     pos = y if w is None else w * y
     neg = 1.0 - y if w is None else w - pos
     return Confusion(
-        tn=xp.sum(neg * yh_c),
-        fn=xp.sum(pos * yh_c),
-        fp=xp.sum(neg * yh),
-        tp=xp.sum(pos * yh),
+        tn=dot(neg, yh_c, xp),
+        fn=dot(pos, yh_c, xp),
+        fp=dot(neg, yh, xp),
+        tp=dot(pos, yh, xp),
     )
 
 
@@ -195,6 +196,52 @@ def soft_confusion(
     )
     yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
     return _counts(y, yh, yh_c, w, xp)
+
+
+def soft_confusion_with_pullback(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    from_logits: bool = False,
+    scale: float = 73.0,
+    approximation: str | Approximation = "anyloss",
+    sample_weight: Any = None,
+    validate: bool = True,
+    xp: Any = None,
+) -> tuple[Confusion, Any] | None:
+    r"""The soft counts and their pullback, for an analytic backward pass.
+
+    Every count is a weighted sum of :math:`\hat y_i` or :math:`1 - \hat y_i`, so for
+    a loss of the counts (eq. 8, 9 of the paper)
+
+    .. math:: \frac{\partial \mathcal L}{\partial x_i} = w_i \big(y_i (g_{TP} - g_{FN})
+              + (1 - y_i)(g_{FP} - g_{TN})\big) \frac{d \hat y_i}{d x_i}
+
+    with :math:`g_{TP} = \partial \mathcal L / \partial TP` etc.  Returns
+    ``(counts, pullback)`` where ``pullback(g: Confusion)`` gives that gradient
+    with respect to the flattened ``y_pred`` (in the compute dtype), or ``None``
+    when the approximation has no ``derivative`` (then use autodiff).  Arguments as
+    :func:`soft_confusion`.
+    """
+    scale = check_scale(scale)
+    approx = get_approximation(approximation)
+    derivative = getattr(approx, "derivative", None)
+    if derivative is None:
+        return None
+    y, p, w, xp = _prepare(y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp)
+    yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
+    counts = _counts(y, yh, yh_c, w, xp)
+
+    def pullback(g: Confusion) -> Any:
+        on_pos, on_neg = g.tp - g.fn, g.fp - g.tn
+        grad = y * (on_pos - on_neg)  # y * on_pos + (1 - y) * on_neg, updated in place
+        grad += on_neg
+        if w is not None:
+            grad *= w
+        grad *= derivative(p, yh, yh_c, from_logits=from_logits, scale=scale, xp=xp)
+        return grad
+
+    return counts, pullback
 
 
 def _default_float(xp: Any) -> Any:

@@ -253,3 +253,37 @@ def test_f1_loss_beats_bce_on_imbalanced_breast_cancer():
     f1_mean, bce_mean = np.mean(scores["f1"]), np.mean(scores["bce"])
     assert math.isfinite(f1_mean)
     assert f1_mean > bce_mean + 0.01, scores
+
+
+def _graph_nodes(fn):
+    seen, stack = set(), [fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return {type(n).__name__ for n in seen}
+
+
+def test_analytic_backward_is_used_and_equals_autodiff():
+    rng = np.random.default_rng(15)
+    y = torch.tensor(rng.integers(0, 2, 50))
+    w = torch.tensor(rng.uniform(0.5, 2.0, 50))
+    for approximation in al.APPROXIMATIONS:
+        for from_logits in (True, False):
+            raw = rng.normal(size=50) if from_logits else rng.uniform(0.01, 0.99, 50)
+            x1 = torch.tensor(raw, requires_grad=True)
+            loss = anyloss_torch.anyloss(x1, y, "mcc", weight=w, from_logits=from_logits,
+                                         approximation=approximation)
+            assert "_SoftCountsBackward" in _graph_nodes(loss.grad_fn)  # the custom node
+            loss.backward()
+            # Autodiff of the plain composition (weights requiring grad take that path).
+            x2 = torch.tensor(raw, requires_grad=True)
+            w2 = w.clone().requires_grad_(True)
+            plain = anyloss_torch.anyloss(x2, y, "mcc", weight=w2, from_logits=from_logits,
+                                          approximation=approximation)
+            assert "_SoftCountsBackward" not in _graph_nodes(plain.grad_fn)
+            plain.backward()
+            torch.testing.assert_close(loss, plain, rtol=1e-14, atol=0)
+            torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-14)

@@ -65,7 +65,7 @@ def result_type(*dtypes: Any) -> str:
     return floats[-1]
 
 
-def astype(x: Any, dtype: Any) -> Any:
+def astype(x: Any, dtype: Any, copy: bool = True) -> Any:  # keras.ops.cast never aliases anyway
     return ops.cast(x, _name(dtype))
 
 

@@ -8,6 +8,8 @@ import torch
 
 import anyloss_core as al
 
+from ._autograd import soft_counts
+
 __all__ = ["anyloss", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss", "balanced_accuracy_loss"]
 
 
@@ -79,13 +81,13 @@ def anyloss(
         (0.18, True)
     """
     target, weight = as_tensors_like(input, target, weight)
-    counts = al.soft_confusion(
-        target,
+    counts = soft_counts(
         input,
+        target,
+        weight,
         from_logits=from_logits,
         scale=scale,
         approximation=approximation,
-        sample_weight=weight,
         validate=validate,
     )
     if distributed:

@@ -9,6 +9,7 @@ from torch import nn
 
 import anyloss_core as al
 
+from ._autograd import soft_counts
 from ._functional import all_reduce_counts, as_tensors_like
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
@@ -70,7 +71,15 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         target, weight = as_tensors_like(input, target, weight)
-        counts = self.soft_counts(target, input, weight)
+        counts = soft_counts(
+            input,
+            target,
+            weight,
+            from_logits=self.from_logits,
+            scale=self.scale,
+            approximation=self.approximation,
+            validate=self.validate,
+        )
         if self.distributed:
             counts = all_reduce_counts(counts, self.process_group)
         return self.loss_from_counts(counts)
