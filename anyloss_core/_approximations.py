@@ -2,9 +2,10 @@
 
 An approximation maps a prediction to ``(yh, 1 - yh)``: the soft "predicted
 positive" value that enters the confusion counts, and its complement.  The
-complement is computed directly rather than as ``1 - yh``, so a confident
-prediction keeps its full relative precision (``1 - A`` is about 1e-16 for a
-confident positive, which ``1 - yh`` would round to 0 or 2.2e-16).
+complement is ``1 - yh``: a second sigmoid, ``sigmoid(-x)``, would keep the
+relative precision of a complement near 1e-16, but it changes each count by
+less than one rounding unit per sample and costs a third of the loss step under
+``jax.jit`` (0.89x against 0.75x of optax's BCE in a minimal F1 composition).
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ class AnyLossApproximation:
     ``L`` is ``scale``.  From a logit ``z``, :math:`p = \sigma(z)` with the
     framework's own sigmoid, which cannot overflow for any finite ``z`` (``A`` is
     also :math:`\sigma(\tfrac{L}{2}\tanh(z/2))`, but ``tanh`` costs about four
-    sigmoids on a CPU).  Its complement is :math:`1 - A = \sigma(-L (p - 1/2))`,
-    computed directly.
+    sigmoids on a CPU).
 
     Example:
         >>> import numpy as np
@@ -65,7 +65,8 @@ class AnyLossApproximation:
     def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
         p = sigmoid(y_pred, xp) if from_logits else y_pred
         x = scale * (p - 0.5)
-        return sigmoid(x, xp), sigmoid(-x, xp)
+        yh = sigmoid(x, xp)
+        return yh, 1.0 - yh
 
     def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
         r""":math:`dA/dp = L A (1 - A)` (eq. 4); from a logit, times :math:`dp/dz = p (1 - p)`."""
@@ -94,7 +95,8 @@ class IdentityApproximation:
 
     def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
         if from_logits:
-            return sigmoid(y_pred, xp), sigmoid(-y_pred, xp)
+            p = sigmoid(y_pred, xp)
+            return p, 1.0 - p
         return y_pred, 1.0 - y_pred
 
     def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
@@ -147,7 +149,7 @@ class SolCosineApproximation:
         u = clip((p - self.mu) / self.delta, -1.0, 1.0, xp)
         d = (1.0 + xp.cos(math.pi * u)) / (2.0 * self.delta)
         if from_logits:
-            d = d * (p * sigmoid(-y_pred, xp))
+            d = d * (p * (1.0 - p))
         return d
 
 
