@@ -42,6 +42,7 @@ def core(session: nox.Session) -> None:
         "numpy,array_api_strict",
         "tests/test_core.py",
         "tests/test_properties.py",
+        "tests/test_docs.py",
         "--doctest-modules",
         "anyloss_core",
     )
@@ -52,7 +53,7 @@ def torch(session: nox.Session) -> None:
     """The PyTorch adapter."""
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_cli.py",
+    _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_cli.py", "tests/test_docs.py",
             "--doctest-modules", "backends/anyloss_torch")
 
 
@@ -61,7 +62,7 @@ def jax(session: nox.Session) -> None:
     """The JAX adapter, with x64 off (default) and on."""
     session.install(*JAX)
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_cli.py",
+    _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_cli.py", "tests/test_docs.py",
             "--doctest-modules", "backends/anyloss_jax")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})
 
@@ -69,7 +70,8 @@ def jax(session: nox.Session) -> None:
 def _keras(session: nox.Session, backend: str, *packages: str) -> None:
     session.install(*packages, "keras>=3.3")
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_cli.py", env={"KERAS_BACKEND": backend})
+    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_cli.py", "tests/test_docs.py",
+            env={"KERAS_BACKEND": backend})
 
 
 @nox.session(name="keras-tensorflow", python=PYTHON)
@@ -96,3 +98,13 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6", "mypy>=1.10", "numpy", "array-api-compat>=1.13")
     session.run("ruff", "check", ".")
     session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site, figures generated from the library, built with --strict."""
+    session.install(TORCH)
+    session.install(*JAX, "keras>=3.3")
+    session.install("-e", ".[docs]")
+    session.run("python", "docs/make_figures.py")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", env={"KERAS_BACKEND": "jax"})

@@ -4,7 +4,7 @@ The math of AnyLoss (Han, Moniz, Chawla, KDD 2024), written once against the
 Python Array API standard.  It imports no deep-learning framework; the adapters
 ``anyloss_torch``, ``anyloss_jax`` and ``anyloss_keras`` make it a native loss.
 
-Example:
+Examples:
     >>> import numpy as np, anyloss_core as al
     >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
     >>> round(float(al.f1_loss(y, p)), 2)

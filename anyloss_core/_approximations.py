@@ -52,7 +52,7 @@ class AnyLossApproximation:
     also :math:`\sigma(\tfrac{L}{2}\tanh(z/2))`, but ``tanh`` costs about four
     sigmoids on a CPU).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> import array_api_compat.numpy as xp
         >>> yh, yhc = AnyLossApproximation()(np.array([0.2, 0.9]), from_logits=False, scale=73.0, xp=xp)

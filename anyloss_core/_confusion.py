@@ -183,7 +183,7 @@ def soft_confusion(
     Returns:
         ``Confusion(tn, fn, fp, tp)`` of 0-d arrays.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> c = al.soft_confusion(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9]))
         >>> [round(float(v), 4) for v in c]
@@ -272,7 +272,7 @@ def confusion(
     namespace's default floating dtype or wider (float64 for NumPy), so metrics
     computed from them equal scikit-learn's.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> [int(v) for v in al.confusion(np.array([0, 1, 1, 0]), np.array([0.2, 0.7, 0.4, 0.6]))]
         [1, 1, 1, 1]

@@ -30,7 +30,7 @@ def confusion_loss(counts: Any, metric: str | Metric = "f1", *, xp: Any = None, 
     adapters sum the counts over data-parallel workers before this step, which
     makes the loss that of the global batch.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> counts = al.Confusion(*np.array([5.0, 1.0, 2.0, 3.0]))  # tn, fn, fp, tp
         >>> float(al.confusion_loss(counts, "f1"))  # 1 - 6 / 9
@@ -85,7 +85,7 @@ def anyloss(
     Returns:
         A 0-d array, in the inputs' floating dtype promoted to at least float32.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
         >>> round(float(al.anyloss(y, p, "f1")), 2)  # one of two positives found: F1 = 2/3
@@ -116,7 +116,7 @@ def with_metric(loss_fn: Any, metric: str, *, doc: str | None = None, **defaults
     the defaults as keyword-only parameters, so ``help()`` and IDEs show the real
     arguments.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> f2_loss = al.with_metric(al.anyloss, "fbeta", beta=2.0)
         >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
@@ -145,7 +145,7 @@ accuracy_loss = with_metric(
     "accuracy",
     doc=r"""Accuracy loss :math:`1 - (TP + TN) / n` of the soft counts; see :func:`anyloss`.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> round(float(al.accuracy_loss(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.4]))), 2)
         0.33
@@ -156,7 +156,7 @@ f1_loss = with_metric(
     "f1",
     doc=r"""F1 loss :math:`1 - 2 TP / (2 TP + FP + FN)` of the soft counts; see :func:`anyloss`.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> round(float(al.f1_loss(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9]))), 6)
         0.0
@@ -167,7 +167,7 @@ gmean_loss = with_metric(
     "gmean",
     doc=r"""G-mean loss :math:`1 - \sqrt{TPR \cdot TNR}` of the soft counts; see :func:`anyloss`.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> round(float(al.gmean_loss(np.array([0, 0, 1, 1]), np.array([0.2, 0.7, 0.9, 0.8]))), 4)
         0.2929
@@ -178,7 +178,7 @@ balanced_accuracy_loss = with_metric(
     "balanced_accuracy",
     doc=r"""Balanced-accuracy loss :math:`1 - (TPR + TNR) / 2` of the soft counts; see :func:`anyloss`.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> round(float(al.balanced_accuracy_loss(np.array([0, 0, 1, 1]), np.array([0.2, 0.7, 0.9, 0.8]))), 4)
         0.25
@@ -192,7 +192,7 @@ fbeta_loss = with_metric(
     beta=1.0,
     doc=r"""F-beta loss :math:`1 - (1+\beta^2) TP / ((1+\beta^2) TP + FP + \beta^2 FN)`; see :func:`anyloss`.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
         >>> round(float(al.fbeta_loss(y, p, beta=0.5)), 2)  # F0.5 = 1.25 / (1.25 + 0.25) = 0.83
@@ -220,7 +220,7 @@ def score(
     "mcc" is ``(matthews_corrcoef + 1) / 2``.  ``y_pred`` may be probabilities,
     logits (``from_logits=True``) or 0/1 labels.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_core as al
         >>> float(al.score("f1", np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])))
         0.6666666666666666

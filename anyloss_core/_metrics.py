@@ -187,7 +187,7 @@ def register_metric(name: str, fn: Metric, *, overwrite: bool = False) -> Metric
     After registration the name works everywhere a built-in name does:
     ``anyloss(..., metric=name)``, ``score(name, ...)``, and every adapter.
 
-    Example:
+    Examples:
         >>> import anyloss_core as al
         >>> def npv(c, xp):  # negative predictive value
         ...     return al.ratio(c.tn, c.tn + c.fn, xp)
@@ -211,7 +211,7 @@ def get_metric(metric: str | Metric, **params: Any) -> Metric:
     Raises ``ValueError`` for an unknown name and ``TypeError`` for a parameter the
     metric does not take, so a typo fails when the loss is built, not in training.
 
-    Example:
+    Examples:
         >>> import numpy as np, array_api_compat.numpy as xp
         >>> import anyloss_core as al
         >>> f2 = al.get_metric("fbeta", beta=2.0)

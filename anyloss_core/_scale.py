@@ -57,7 +57,7 @@ def scale_range(
         accuracy: the accuracy level ``t`` in (0, 0.5).
         resolution: grid step of the returned bounds, or ``None`` for exact bounds.
 
-    Example:
+    Examples:
         >>> import anyloss_core as al
         >>> al.scale_range("float64", 0.001)
         (13.85, 73.62)

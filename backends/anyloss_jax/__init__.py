@@ -3,7 +3,7 @@
 optax conventions: ``(logits, labels)`` order, logits by default.  The functions
 are pure and traceable: value checks switch off by themselves under tracing.
 
-Example:
+Examples:
     >>> import jax, jax.numpy as jnp, anyloss_jax
     >>> labels = jnp.array([0, 1, 1, 0])
     >>> grads = jax.grad(anyloss_jax.f1_loss)(jnp.array([-1.0, 2.0, 0.5, 0.2]), labels)

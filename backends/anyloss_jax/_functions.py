@@ -69,7 +69,7 @@ def anyloss(
     sums the counts over a mapped axis (``shard_map``, ``pmap``), making the loss
     that of the global batch.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, anyloss_jax
         >>> logits, labels = jnp.array([-2.0, 1.5, -0.5, 3.0]), jnp.array([0, 1, 1, 1])
         >>> loss, grads = jax.jit(jax.value_and_grad(anyloss_jax.anyloss), static_argnums=2)(

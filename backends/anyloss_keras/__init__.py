@@ -3,7 +3,7 @@
 Importing the package registers the classes for ``keras.models.load_model``
 (package "anyloss"), as for any Keras add-on.
 
-Example:
+Examples:
     >>> import keras, anyloss_keras
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
     >>> model.compile(optimizer="adam", loss=anyloss_keras.F1Loss())

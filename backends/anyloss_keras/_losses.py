@@ -33,10 +33,12 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         scale: the amplifying scale ``L`` (73, as in the paper).
         approximation: "anyloss", "identity" or "sol-cosine".
         validate: check label values when they are concrete (eager calls).
-        name, reduction, dtype: as for every ``keras.losses.Loss``.
+        name: the loss name (default: the metric's name with "_anyloss").
+        reduction: accepted for Keras compatibility; a batch statistic is not reduced.
+        dtype: the dtype the loss is computed in (default: float32, also under mixed precision).
         **metric_params: the metric's parameters, e.g. ``beta=2.0``.
 
-    Example:
+    Examples:
         >>> import numpy as np, anyloss_keras
         >>> loss_fn = anyloss_keras.AnyLoss(metric="fbeta", beta=2.0)
         >>> float(loss_fn(np.array([[0], [1]]), np.array([[0.01], [0.99]]))) < 1e-6

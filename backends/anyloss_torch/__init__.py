@@ -5,7 +5,7 @@
 ``(input, target)`` like ``nn.BCEWithLogitsLoss`` and taking logits by default.
 The math is ``anyloss_core``'s; this package adapts it to torch conventions.
 
-Example:
+Examples:
     >>> import torch, anyloss_torch
     >>> loss_fn = anyloss_torch.F1Loss()
     >>> logits = torch.tensor([-3.0, 2.0, 4.0], requires_grad=True)

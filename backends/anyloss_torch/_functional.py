@@ -72,7 +72,7 @@ def anyloss(
     Value checks (labels in {0, 1}) run only for CPU tensors outside
     ``torch.compile`` / ``vmap``: on an accelerator they would cost a host sync.
 
-    Example:
+    Examples:
         >>> import torch, anyloss_torch
         >>> logits = torch.tensor([-2.0, 1.5, -0.5, 3.0], requires_grad=True)
         >>> loss = anyloss_torch.anyloss(logits, torch.tensor([0, 1, 1, 1]), "gmean")

@@ -36,7 +36,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         process_group: the group for ``distributed=True`` (default: all ranks).
         **metric_params: the metric's parameters, e.g. ``beta=2.0``.
 
-    Example:
+    Examples:
         >>> import torch, anyloss_torch
         >>> loss_fn = anyloss_torch.AnyLoss("fbeta", beta=2.0)
         >>> loss_fn
@@ -110,7 +110,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
 class F1Loss(AnyLoss):
     r"""F1 loss :math:`1 - 2TP / (2TP + FP + FN)`; see :class:`AnyLoss`.
 
-    Example:
+    Examples:
         >>> import torch, anyloss_torch
         >>> anyloss_torch.F1Loss()
         F1Loss(from_logits=True, scale=73.0, approximation='anyloss', validate=True)
