@@ -86,9 +86,53 @@ def _check_backend(backend: str) -> None:
                          + (" optax" if backend == "jax" else "")) from None
 
 
-def compare(args: argparse.Namespace) -> dict[str, Any]:
+def paper_batch_size(spec: LossSpec, model: str, n_train: int) -> int:
+    """The paper's batch: the whole fold for the SLP; 5% of it for the MLP, 50% for the G-mean / B-Acc losses."""
+    if model == "slp":
+        return n_train
+    share = 0.5 if spec.kind == "anyloss" and spec.metric in ("gmean", "balanced_accuracy") else 0.05
+    return max(2, int(round(share * n_train)))
+
+
+def cross_validate(
+    data: Any, losses: list[str], *, model: str, folds: int, epochs: dict[str, int], lr: dict[str, float],
+    batch_size: int | None, backend: str, seed: int,
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Stratified k-fold scores of each loss: ``({loss: {score: {mean, std}, seconds_per_epoch}}, curves)``."""
+    from sklearn.model_selection import StratifiedKFold
+
     import anyloss_core as al
 
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(data.X, data.y))
+    results: dict[str, Any] = {}
+    curves: dict[str, list[float]] = {}
+    total, done, started = len(losses) * len(splits), 0, time.perf_counter()
+    for name in losses:
+        spec = LOSSES[name]
+        per_fold: dict[str, list[float]] = {s: [] for s in SCORES}
+        seconds = []
+        for k, (tr, va) in enumerate(splits):
+            X_tr, X_va = standardize(data.X[tr], data.X[va])
+            y_tr = data.y[tr]
+            if name in RESAMPLED:
+                X_tr, y_tr = _resample(name, X_tr, y_tr, seed + k)
+            batch = batch_size or paper_batch_size(spec, model, len(y_tr))
+            result = train(backend, spec, X_tr, y_tr, X_va, arch=model, epochs=epochs[name], lr=lr[name],
+                           batch_size=batch, seed=seed + k)
+            for s in SCORES:
+                per_fold[s].append(float(al.score(s, data.y[va], result.val_logits.astype(np.float64),
+                                                  from_logits=True)))
+            seconds.append(result.seconds / epochs[name])
+            if k == 0:
+                curves[name] = result.history
+            done += 1
+            _progress(done, total, started)
+        results[name] = {s: {"mean": float(np.mean(v)), "std": float(np.std(v))} for s, v in per_fold.items()}
+        results[name]["seconds_per_epoch"] = float(np.median(seconds))
+    return results, curves
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
     if args.csv:
         if not args.target:
             raise UsageError("--csv needs --target COLUMN")
@@ -104,41 +148,12 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     if minority < args.folds:
         raise UsageError(f"the minority class has {minority} samples, fewer than --folds {args.folds}")
     _check_backend(args.backend)
-    from sklearn.model_selection import StratifiedKFold
 
     epochs = args.epochs or (1000 if args.model == "slp" else 100)
-    folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(data.X, data.y))
-    results: dict[str, Any] = {}
-    curves: dict[str, list[float]] = {}
-    total, done, started = len(losses) * len(folds), 0, time.perf_counter()
-    for name in losses:
-        spec = LOSSES[name]
-        per_fold: dict[str, list[float]] = {s: [] for s in SCORES}
-        seconds = []
-        for k, (tr, va) in enumerate(folds):
-            X_tr, X_va = standardize(data.X[tr], data.X[va])
-            y_tr = data.y[tr]
-            if name in RESAMPLED:
-                X_tr, y_tr = _resample(name, X_tr, y_tr, args.seed + k)
-            if args.batch_size:
-                batch = args.batch_size
-            elif args.model == "slp":
-                batch = len(y_tr)
-            else:  # the paper: 5% of the training set, 50% for the G-mean and B-Acc losses
-                share = 0.5 if spec.metric in ("gmean", "balanced_accuracy") and spec.kind == "anyloss" else 0.05
-                batch = max(2, int(round(share * len(y_tr))))
-            result = train(args.backend, spec, X_tr, y_tr, X_va, arch=args.model, epochs=epochs, lr=args.lr,
-                           batch_size=batch, seed=args.seed + k)
-            for s in SCORES:
-                per_fold[s].append(float(al.score(s, data.y[va], result.val_logits.astype(np.float64),
-                                                  from_logits=True)))
-            seconds.append(result.seconds / epochs)
-            if k == 0:
-                curves[name] = result.history
-            done += 1
-            _progress(done, total, started)
-        results[name] = {s: {"mean": float(np.mean(v)), "std": float(np.std(v))} for s, v in per_fold.items()}
-        results[name]["seconds_per_epoch"] = float(np.median(seconds))
+    results, curves = cross_validate(
+        data, losses, model=args.model, folds=args.folds, epochs={n: epochs for n in losses},
+        lr={n: args.lr for n in losses}, batch_size=args.batch_size, backend=args.backend, seed=args.seed,
+    )
     report = {
         "dataset": data.name,
         "n_samples": int(len(data.y)),
@@ -221,6 +236,40 @@ def _plot(path: str, curves: dict[str, list[float]], report: dict[str, Any]) -> 
     plt.close(fig)
 
 
+def reproduce(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from . import reproduce as paper
+
+    if args.table != 6:
+        raise UsageError(f"only --table 6 is reproduced, got {args.table}")
+    _check_backend(args.backend)
+    archs = ("slp", "mlp") if args.arch == "both" else (args.arch,)
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    for dataset in ("random", "breast_cancer"):
+        data = load_dataset(dataset, seed=args.seed)
+        for arch in archs:
+            started = time.perf_counter()
+            results[(dataset, arch)], _ = cross_validate(
+                data, list(paper.LOSSES), model=arch, folds=args.folds,
+                epochs={n: paper.epochs_for(n, arch) for n in paper.LOSSES},
+                lr=paper.LEARNING_RATES[(dataset, arch)], batch_size=None, backend=args.backend, seed=args.seed,
+            )
+            print(f"{paper.DATASET_LABELS[dataset]}, {arch.upper()}: {time.perf_counter() - started:.0f} s",
+                  file=sys.stderr)
+    table = paper.rows(results)
+    text = paper.markdown(table)
+    print(f"Table 6, ours (paper), {args.folds}-fold CV, backend {args.backend}\n")
+    print(text)
+    if args.markdown:
+        try:
+            with open(args.markdown, "w") as handle:
+                handle.write(text + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.markdown}: {exc}") from None
+    if args.json:
+        _write_json(args.json, {"rows": table, "folds": args.folds, "backend": args.backend})
+    return table
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="anyloss", description="Train on the metric that matters: compare losses on your data.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -242,6 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--json", help="write the results as JSON")
     cmp.add_argument("--plot", help="write learning curves as PNG")
     cmp.set_defaults(func=compare)
+    rep = sub.add_parser("reproduce", help="the paper's Table 6 on the datasets that load offline, beside its numbers")
+    rep.add_argument("--table", type=int, default=6)
+    rep.add_argument("--arch", choices=("slp", "mlp", "both"), default="both")
+    rep.add_argument("--folds", type=int, default=10)
+    rep.add_argument("--backend", choices=BACKENDS, default="jax")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--markdown", help="write the table as markdown")
+    rep.add_argument("--json", help="write the rows as JSON")
+    rep.set_defaults(func=reproduce)
     return parser
 
 

@@ -6,8 +6,8 @@ come from the adapters (``anyloss_jax``, ``anyloss_torch``, ``anyloss_keras``) o
 the framework's own MSE / BCE; nothing here re-implements a loss.
 
 Models (the paper's section 4): SLP = one logistic unit; MLP = one hidden layer of
-2 sigmoid units.  The paper also batch-normalizes each layer of the MLP; these
-engines do not (yet), which the docs state.
+2 sigmoid units with batch normalization before the activation (Keras defaults:
+momentum 0.99, epsilon 1e-3, in all three engines).
 """
 
 from __future__ import annotations
@@ -46,71 +46,83 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
 
 
 def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
-    import anyloss_jax
     import jax
     import jax.numpy as jnp
     import optax
+
+    import anyloss_jax
 
     key = jax.random.PRNGKey(seed)
     d = X.shape[1]
     if arch == "slp":
         params = {"w": jnp.zeros((d,)), "b": jnp.zeros(())}
+        stats: dict[str, Any] = {}
 
-        def forward(p, x):
-            return x @ p["w"] + p["b"]
+        def forward(p, st, x, training):
+            return x @ p["w"] + p["b"], st
     else:
         k1, k2 = jax.random.split(key)
         params = {
             "w1": jax.random.normal(k1, (d, 2)) * (1.0 / np.sqrt(d)),
-            "b1": jnp.zeros((2,)),
+            "gamma": jnp.ones((2,)),
+            "beta": jnp.zeros((2,)),
             "w2": jax.random.normal(k2, (2,)) * (1.0 / np.sqrt(2)),
             "b2": jnp.zeros(()),
         }
+        stats = {"mean": jnp.zeros((2,)), "var": jnp.ones((2,))}
 
-        def forward(p, x):
-            return jax.nn.sigmoid(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+        def forward(p, st, x, training):
+            # Batch normalization of the hidden layer (Keras defaults: momentum 0.99, epsilon 1e-3).
+            h = x @ p["w1"]
+            if training:
+                mean, var = h.mean(0), h.var(0)
+                st = {"mean": 0.99 * st["mean"] + 0.01 * mean, "var": 0.99 * st["var"] + 0.01 * var}
+            else:
+                mean, var = st["mean"], st["var"]
+            h = (h - mean) / jnp.sqrt(var + 1e-3) * p["gamma"] + p["beta"]
+            return jax.nn.sigmoid(h) @ p["w2"] + p["b2"], st
 
-    def loss_fn(p, x, t):
-        z = forward(p, x)
+    def loss_fn(p, st, x, t):
+        z, st = forward(p, st, x, True)
         if spec.kind == "mse":
-            return jnp.mean((jax.nn.sigmoid(z) - t) ** 2)
-        if spec.kind == "bce":
-            return optax.sigmoid_binary_cross_entropy(z, t.astype(z.dtype)).mean()
-        return anyloss_jax.anyloss(z, t, spec.metric, approximation=spec.approximation, validate=False,
-                                   **dict(spec.params))
+            value = jnp.mean((jax.nn.sigmoid(z) - t) ** 2)
+        elif spec.kind == "bce":
+            value = optax.sigmoid_binary_cross_entropy(z, t.astype(z.dtype)).mean()
+        else:
+            value = anyloss_jax.anyloss(z, t, spec.metric, approximation=spec.approximation, validate=False,
+                                        **dict(spec.params))
+        return value, st
 
     opt = optax.adam(lr)
     state = opt.init(params)
 
     @jax.jit
-    def step(p, s, x, t):
-        value, grads = jax.value_and_grad(loss_fn)(p, x, t)
+    def step(p, st, s, x, t):
+        (value, st), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, st, x, t)
         updates, s = opt.update(grads, s)
-        return optax.apply_updates(p, updates), s, value
+        return optax.apply_updates(p, updates), st, s, value
 
     Xj, yj = jnp.asarray(X), jnp.asarray(y)
     rng = np.random.default_rng(seed)
     history = []
     start = time.perf_counter()
     for _ in range(epochs):
-        total = 0.0
         batches = [None] if batch_size >= len(y) else _batches(len(y), batch_size, rng)
         values = []
         for idx in batches:
-            if idx is None:
-                params, state, value = step(params, state, Xj, yj)
-            else:
-                params, state, value = step(params, state, Xj[idx], yj[idx])
+            xb, tb = (Xj, yj) if idx is None else (Xj[idx], yj[idx])
+            params, stats, state, value = step(params, stats, state, xb, tb)
             values.append(value)
-        total = float(jnp.mean(jnp.stack(values)))
-        history.append(total)
+        history.append(float(jnp.mean(jnp.stack(values))))
     seconds = time.perf_counter() - start
-    return TrainResult(np.asarray(forward(params, jnp.asarray(X_val))), history, seconds)
+    logits, _ = forward(params, stats, jnp.asarray(X_val), False)
+    return TrainResult(np.asarray(logits), history, seconds)
 
 
 def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
-    import anyloss_torch
     import torch
+
+    import anyloss_torch
 
     torch.manual_seed(seed)
     d = X.shape[1]
@@ -119,7 +131,8 @@ def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
         torch.nn.init.zeros_(model.weight)
         torch.nn.init.zeros_(model.bias)
     else:
-        model = torch.nn.Sequential(torch.nn.Linear(d, 2), torch.nn.Sigmoid(), torch.nn.Linear(2, 1))
+        model = torch.nn.Sequential(torch.nn.Linear(d, 2, bias=False), torch.nn.BatchNorm1d(2, momentum=0.01, eps=1e-3),
+                                    torch.nn.Sigmoid(), torch.nn.Linear(2, 1))
     if spec.kind == "mse":
         def loss_fn(z, t):
             return torch.nn.functional.mse_loss(torch.sigmoid(z), t.float())
@@ -143,6 +156,8 @@ def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
         batches = [None] if batch_size >= len(y) else _batches(len(y), batch_size, rng)
         for idx in batches:
             xb, tb = (Xt, yt) if idx is None else (Xt[idx], yt[idx])
+            if len(tb) < 2 and arch == "mlp":
+                continue  # batch normalization needs two samples
             opt.zero_grad()
             loss = loss_fn(model(xb)[:, 0], tb)
             loss.backward()
@@ -150,19 +165,22 @@ def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
             values.append(loss.detach())
         history.append(float(torch.stack(values).mean()))
     seconds = time.perf_counter() - start
+    model.eval()
     with torch.no_grad():
         val = model(torch.tensor(X_val))[:, 0].numpy()
     return TrainResult(val, history, seconds)
 
 
 def _train_keras(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
-    import anyloss_keras
     import keras
+
+    import anyloss_keras
 
     keras.utils.set_random_seed(seed)
     layers: list[Any] = [keras.Input((X.shape[1],))]
     if arch == "mlp":
-        layers.append(keras.layers.Dense(2, activation="sigmoid"))
+        layers += [keras.layers.Dense(2, use_bias=False), keras.layers.BatchNormalization(),
+                   keras.layers.Activation("sigmoid")]
     layers.append(keras.layers.Dense(1, kernel_initializer="zeros" if arch == "slp" else "glorot_uniform"))
     model = keras.Sequential(layers)
     if spec.kind == "mse":

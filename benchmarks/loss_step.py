@@ -30,8 +30,9 @@ def report(mode, n, times_a, times_b):
 
 
 def run_torch(n, repeats):
-    import anyloss_torch
     import torch
+
+    import anyloss_torch
 
     torch.manual_seed(0)
     x = torch.randn(n, requires_grad=True)
@@ -57,10 +58,11 @@ def run_torch(n, repeats):
 
 
 def run_jax(n, repeats):
-    import anyloss_jax
     import jax
     import jax.numpy as jnp
     import optax
+
+    import anyloss_jax
 
     z = jax.random.normal(jax.random.PRNGKey(0), (n,))
     y = (jax.random.uniform(jax.random.PRNGKey(1), (n,)) < 0.1).astype(jnp.int32)

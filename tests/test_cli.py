@@ -100,3 +100,33 @@ def test_loss_names_train_what_they_say():
     assert first["mse"] == pytest.approx(0.25, abs=1e-4)
     assert first["bce"] == pytest.approx(np.log(2), abs=1e-4)
     assert 0 < first["f1"] < 1 and first["f1"] != pytest.approx(first["mse"], abs=1e-3)
+
+
+def test_reproduce_rows_compare_with_the_paper():
+    from anyloss_bench import reproduce as paper
+
+    def res(value):
+        return {"mean": value, "std": 0.0}
+
+    # Synthetic results: AnyLoss 0.95 on every metric, MSE 0.5, BCE 0.9, SOL 0.93.
+    fake = {}
+    for key in (("random", "slp"), ("breast_cancer", "mlp")):
+        fake[key] = {}
+        for loss in paper.LOSSES:
+            value = {"mse": 0.5, "bce": 0.9}.get(loss, 0.93 if loss.startswith("sol-") else 0.95)
+            fake[key][loss] = {m: res(value) for m in paper.METRICS}
+    table = paper.rows(fake)
+    assert len(table) == 8
+    f1_bc = next(r for r in table if r["dataset"] == "breast_cancer" and r["metric"] == "f1")
+    assert f1_bc["ours"] == [0.5, 0.9, 0.93, 0.95] and f1_bc["paper"] == [.833, .966, .955, 1.000]
+    assert f1_bc["beats_baselines"] and not f1_bc["within_0.02_or_above"]  # 0.95 < 1.000 - 0.02
+    gmean = next(r for r in table if r["dataset"] == "random" and r["metric"] == "gmean")
+    assert gmean["ours"][2] is None and gmean["within_0.02_or_above"]  # 0.95 >= 0.874 - 0.02
+    text = paper.markdown(table)
+    assert "| #3 Breast cancer | MLP | f1 | 0.500 (0.833) | 0.900 (0.966) | 0.930 (0.955) | 0.950 (1.000) | yes | no |" \
+        in text
+
+
+def test_reproduce_rejects_other_tables(capsys):
+    assert main(["reproduce", "--table", "5"]) == 2
+    assert "only --table 6" in capsys.readouterr().err
