@@ -54,7 +54,7 @@ def torch(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
     _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_cli.py", "tests/test_docs.py",
-            "--doctest-modules", "backends/anyloss_torch")
+            "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_torch")
 
 
 @nox.session(python=PYTHON)
@@ -63,7 +63,7 @@ def jax(session: nox.Session) -> None:
     session.install(*JAX)
     session.install("-e", ".[test,bench]")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_cli.py", "tests/test_docs.py",
-            "--doctest-modules", "backends/anyloss_jax")
+            "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_jax")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})
 
 
