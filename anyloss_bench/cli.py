@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import speed as speed_module
 from .data import UsageError, load_csv, load_dataset, standardize
 from .engines import BACKENDS, LossSpec, train
 
@@ -122,7 +123,7 @@ def cross_validate(
             for s in SCORES:
                 per_fold[s].append(float(al.score(s, data.y[va], result.val_logits.astype(np.float64),
                                                   from_logits=True)))
-            seconds.append(result.seconds / epochs[name])
+            seconds.append(result.seconds_per_epoch)
             if k == 0:
                 curves[name] = result.history
             done += 1
@@ -300,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--markdown", help="write the table as markdown")
     rep.add_argument("--json", help="write the rows as JSON")
     rep.set_defaults(func=reproduce)
+    spd = sub.add_parser("speed", help="time the loss step and the training epoch against the framework's own BCE")
+    spd.add_argument("--backends", help=f"comma-separated, from: {', '.join(speed_module.GROUPS)} "
+                                        "(default: every one installed)")
+    spd.add_argument("--sizes", default=",".join(str(n) for n in speed_module.DEFAULT_SIZES),
+                     help="comma-separated numbers of samples (default: 1e3,1e5,1e6,1e7)")
+    spd.add_argument("--metric", default="f1")
+    spd.add_argument("--repeats", type=int, default=30, help="timed steps per loss and size (median)")
+    spd.add_argument("--epoch-repeats", type=int, default=3,
+                     help="training runs per loss for the epoch ratio (0: skip the epochs)")
+    spd.add_argument("--json", help="write every figure as JSON")
+    spd.set_defaults(func=speed_module.speed)
     return parser
 
 

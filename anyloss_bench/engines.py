@@ -38,6 +38,14 @@ class TrainResult:
     val_logits: np.ndarray
     history: list[float]
     seconds: float
+    #: Wall time of each epoch; the first includes compilation and warm-up.
+    epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Median epoch time after the first (compilation and caches out of the way)."""
+        steady = self.epoch_seconds[1:] or self.epoch_seconds or [self.seconds]
+        return float(np.median(steady))
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -104,19 +112,21 @@ def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainRe
 
     Xj, yj = jnp.asarray(X), jnp.asarray(y)
     rng = np.random.default_rng(seed)
-    history = []
+    history, epoch_seconds = [], []
     start = time.perf_counter()
     for _ in range(epochs):
+        epoch_start = time.perf_counter()
         batches = [None] if batch_size >= len(y) else _batches(len(y), batch_size, rng)
         values = []
         for idx in batches:
             xb, tb = (Xj, yj) if idx is None else (Xj[idx], yj[idx])
             params, stats, state, value = step(params, stats, state, xb, tb)
             values.append(value)
-        history.append(float(jnp.mean(jnp.stack(values))))
+        history.append(float(jnp.mean(jnp.stack(values))))  # waits for the epoch's last step
+        epoch_seconds.append(time.perf_counter() - epoch_start)
     seconds = time.perf_counter() - start
     logits, _ = forward(params, stats, jnp.asarray(X_val), False)
-    return TrainResult(np.asarray(logits), history, seconds)
+    return TrainResult(np.asarray(logits), history, seconds, epoch_seconds)
 
 
 def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
@@ -149,9 +159,10 @@ def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     Xt, yt = torch.tensor(X), torch.tensor(y)
     rng = np.random.default_rng(seed)
-    history = []
+    history, epoch_seconds = [], []
     start = time.perf_counter()
     for _ in range(epochs):
+        epoch_start = time.perf_counter()
         values = []
         batches = [None] if batch_size >= len(y) else _batches(len(y), batch_size, rng)
         for idx in batches:
@@ -164,11 +175,12 @@ def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
             opt.step()
             values.append(loss.detach())
         history.append(float(torch.stack(values).mean()))
+        epoch_seconds.append(time.perf_counter() - epoch_start)
     seconds = time.perf_counter() - start
     model.eval()
     with torch.no_grad():
         val = model(torch.tensor(X_val))[:, 0].numpy()
-    return TrainResult(val, history, seconds)
+    return TrainResult(val, history, seconds, epoch_seconds)
 
 
 def _train_keras(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
@@ -193,11 +205,29 @@ def _train_keras(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
         loss = anyloss_keras.AnyLoss(metric=spec.metric, from_logits=True, approximation=spec.approximation,
                                      validate=False, **dict(spec.params))
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    timer = _epoch_timer(keras)
     start = time.perf_counter()
     fit = model.fit(X, y.reshape(-1, 1).astype("float32"), epochs=epochs, batch_size=min(batch_size, len(y)),
-                    shuffle=True, verbose=0)
+                    shuffle=True, verbose=0, callbacks=[timer])
     seconds = time.perf_counter() - start
-    return TrainResult(model.predict(X_val, verbose=0)[:, 0], list(fit.history["loss"]), seconds)
+    return TrainResult(model.predict(X_val, verbose=0)[:, 0], list(fit.history["loss"]), seconds, timer.seconds)
+
+
+def _epoch_timer(keras: Any) -> Any:
+    """A Keras callback that records the wall time of each epoch."""
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
 
 
 def train(backend: str, spec: LossSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, *, arch: str,

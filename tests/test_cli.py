@@ -133,3 +133,71 @@ def test_reproduce_rows_compare_with_the_paper():
 def test_reproduce_rejects_other_tables(capsys):
     assert main(["reproduce", "--table", "5"]) == 2
     assert "only --table 6" in capsys.readouterr().err
+
+
+# --- anyloss speed -------------------------------------------------------------------------------
+
+SPEED_GROUP = {"jax": "jax", "torch": "torch"}.get(BACKEND_OF_SESSION or "") or (
+    f"keras-{__import__('os').environ.get('KERAS_BACKEND', 'tensorflow')}" if BACKEND_OF_SESSION == "keras" else None)
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["speed", "--backends", "mxnet"], ["unknown backend 'mxnet'"]),
+        (["speed", "--sizes", "1e3,abc"], ["'abc' is not a number"]),
+        (["speed", "--sizes", "1.5"], ["not a whole number"]),
+        (["speed", "--metric", "f3"], ["--metric", "f3"]),
+        (["speed", "--repeats", "0"], ["--repeats"]),
+    ],
+)
+def test_speed_usage_errors(args, words, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.skipif(SPEED_GROUP is None, reason="no framework backend in this session")
+def test_speed_json_has_every_mode_size_and_consistent_ratios(tmp_path, capsys):
+    from anyloss_bench.speed import GROUPS
+
+    path = tmp_path / "speed.json"
+    assert main(["speed", "--backends", SPEED_GROUP, "--sizes", "1000,3000", "--repeats", "3",
+                 "--epoch-repeats", "1", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    (group,) = report["groups"]
+    assert group["group"] == SPEED_GROUP
+    got = {(r["mode"], r["n"]) for r in group["steps"]}
+    assert got == {(m, n) for m in GROUPS[SPEED_GROUP] for n in (1000, 3000)}
+    for rec in group["steps"]:
+        assert rec["anyloss_ms"] > 0 and rec["bce_ms"] > 0 and rec["copy_ms"] > 0
+        assert rec["ratio_bce"] == pytest.approx(rec["anyloss_ms"] / rec["bce_ms"])
+        assert rec["ratio_copy"] == pytest.approx(rec["anyloss_ms"] / rec["copy_ms"])
+    assert set(group["memory"]) == set(GROUPS[SPEED_GROUP])
+    assert [r["arch"] for r in group["epochs"]] == ["slp", "mlp"]
+    for rec in group["epochs"]:
+        assert rec["ratio_bce"] == pytest.approx(rec["anyloss_ms"] / rec["bce_ms"])
+    table = capsys.readouterr().out
+    for mode in GROUPS[SPEED_GROUP]:
+        assert mode in table
+
+
+def test_speed_table_flags_misses_against_the_targets():
+    from anyloss_bench.speed import format_report
+
+    def step(mode, n, ratio):
+        return {"mode": mode, "n": n, "anyloss_ms": ratio, "bce_ms": 1.0, "copy_ms": 0.5, "ratio_bce": ratio,
+                "ratio_copy": 2 * ratio, "target_bce": 1.0 if mode == "jax.jit" else 1.5}
+
+    report = {"metric": "f1", "sizes": [1000, 100_000], "repeats": 1, "groups": [{
+        "group": "jax", "memory": {"jax.jit": {"anyloss": 3.5, "bce": 1.0}},
+        "steps": [step("jax.jit", 1000, 2.0), step("jax.jit", 100_000, 1.2)],
+        "epochs": [{"arch": "slp", "batch_size": 393, "anyloss_ms": 1.0, "bce_ms": 1.0, "ratio_bce": 1.0}],
+    }]}
+    row = next(line for line in format_report(report).splitlines() if line.startswith("jax.jit"))
+    assert "2.00x " in row + " " and "1.20x!" in row  # no flag below 1e5, a flag over target at 1e5
+    text = format_report(report)
+    assert "anyloss  3.50x" in text and "MISS" in text.split("training epoch")[0]
+    assert text.rstrip().endswith("ok")
