@@ -35,6 +35,7 @@ from ._losses import (
 )
 from ._metrics import METRICS, Confusion, get_metric, ratio, register_metric
 from ._namespace import get_namespace
+from ._scalar_grad import metric_value_and_grad
 from ._scale import scale_range
 
 __version__ = "0.1.0"
@@ -60,6 +61,7 @@ __all__ = [
     "get_approximation",
     "get_metric",
     "get_namespace",
+    "metric_value_and_grad",
     "gmean_loss",
     "ratio",
     "register_metric",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ._namespace import clip, sigmoid
 
@@ -36,7 +36,12 @@ class Approximation(Protocol):
 
 
 class DifferentiableApproximation(Approximation, Protocol):
-    """An approximation that also knows its derivative (for analytic backward passes)."""
+    r"""An approximation that also knows its derivative (for analytic backward passes).
+
+    An approximation may also set ``sigmoid_first = True`` to declare that from
+    logits it is exactly its probability form applied to :math:`\sigma(z)`; the
+    pullback then computes :math:`\sigma(z)` once and reuses it in the backward.
+    """
 
     def derivative(
         self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any
@@ -61,10 +66,12 @@ class AnyLossApproximation:
     """
 
     name: str = "anyloss"
+    sigmoid_first: ClassVar[bool] = True  # from logits = the probability form of sigmoid(z)
 
     def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
         p = sigmoid(y_pred, xp) if from_logits else y_pred
-        x = scale * (p - 0.5)
+        x = p - 0.5
+        x *= scale  # in place on a fresh temporary (a rebinding for immutable arrays)
         yh = sigmoid(x, xp)
         return yh, 1.0 - yh
 
@@ -92,6 +99,7 @@ class IdentityApproximation:
     """
 
     name: str = "identity"
+    sigmoid_first: ClassVar[bool] = True  # from logits = the probability form of sigmoid(z)
 
     def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
         if from_logits:
@@ -124,6 +132,7 @@ class SolCosineApproximation:
     mu: float = 0.5
     delta: float = 0.1
     name: str = "sol-cosine"
+    sigmoid_first: ClassVar[bool] = True  # from logits = the probability form of sigmoid(z)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mu < 1.0:

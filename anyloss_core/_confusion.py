@@ -229,7 +229,13 @@ def soft_confusion_with_pullback(
     if derivative is None:
         return None
     y, p, w, xp = _prepare(y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp)
-    yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
+    # The probability sigma(z) is computed once and kept for the backward pass
+    # (a sigmoid costs about three multiplications on a CPU).
+    prob = sigmoid(p, xp) if from_logits and getattr(approx, "sigmoid_first", False) else None
+    if prob is not None:
+        yh, yh_c = approx(prob, from_logits=False, scale=scale, xp=xp)
+    else:
+        yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
     counts = _counts(y, yh, yh_c, w, xp)
 
     def pullback(g: Confusion) -> Any:
@@ -238,7 +244,13 @@ def soft_confusion_with_pullback(
         grad += on_neg
         if w is not None:
             grad *= w
-        grad *= derivative(p, yh, yh_c, from_logits=from_logits, scale=scale, xp=xp)
+        if prob is None:
+            grad *= derivative(p, yh, yh_c, from_logits=from_logits, scale=scale, xp=xp)
+            return grad
+        grad *= derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp)
+        dprob = 1.0 - prob  # dsigma/dz = sigma (1 - sigma)
+        dprob *= prob
+        grad *= dprob
         return grad
 
     return counts, pullback

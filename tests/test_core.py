@@ -457,3 +457,39 @@ def test_importing_the_core_imports_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) == pytest.approx(0.0, abs=1e-6)
+
+
+# --- the metric's value and gradient on Python floats (used by the torch adapter's one-node backward) ---
+
+
+@pytest.mark.parametrize("metric", sorted(al.METRICS))
+@pytest.mark.parametrize("counts", [(5.0, 1.0, 2.0, 3.0), (40.5, 3.25, 7.75, 0.5), (1e4, 20.0, 300.0, 12.0)])
+def test_metric_value_and_grad_matches_float64_central_differences(metric, counts):
+    import array_api_compat.numpy as xp
+
+    fn = al.get_metric(metric)
+    value, grad = al.metric_value_and_grad(fn, al.Confusion(*counts))
+
+    def f(c):
+        return float(fn(al.Confusion(*(np.float64(v) for v in c)), xp))
+
+    assert value == pytest.approx(f(counts), rel=1e-14, abs=1e-15)
+    for i in range(4):
+        h = 1e-6 * max(1.0, counts[i])
+        up, down = list(counts), list(counts)
+        up[i] += h
+        down[i] -= h
+        assert grad[i] == pytest.approx((f(up) - f(down)) / (2 * h), rel=1e-6, abs=1e-9), (metric, i)
+
+
+def test_metric_value_and_grad_declines_what_it_cannot_evaluate():
+    def uses_cosh(c, xp):
+        return xp.cosh(c.tp)
+
+    def not_a_count_function(c, xp):
+        return 0.5
+
+    for fn in (uses_cosh, not_a_count_function):
+        assert al.metric_value_and_grad(fn, al.Confusion(1.0, 2.0, 3.0, 4.0)) is None
+    # A non-finite result is declined too (autodiff decides what to do with it).
+    assert al.metric_value_and_grad(lambda c, xp: xp.log(c.fn), al.Confusion(1.0, 0.0, 3.0, 4.0)) is None

@@ -266,24 +266,43 @@ def _graph_nodes(fn):
     return {type(n).__name__ for n in seen}
 
 
-def test_analytic_backward_is_used_and_equals_autodiff():
+@pytest.mark.parametrize("metric", sorted(al.METRICS))
+@pytest.mark.parametrize("labels", ["mixed", "no_positives", "no_negatives"])
+def test_one_node_backward_is_used_and_equals_autodiff(metric, labels):
+    """On a CPU the whole loss is one autograd node (metric on floats + the counts' pullback)."""
     rng = np.random.default_rng(15)
-    y = torch.tensor(rng.integers(0, 2, 50))
+    y_np = {"mixed": rng.integers(0, 2, 50), "no_positives": np.zeros(50, int), "no_negatives": np.ones(50, int)}
+    y = torch.tensor(y_np[labels])
     w = torch.tensor(rng.uniform(0.5, 2.0, 50))
     for approximation in al.APPROXIMATIONS:
         for from_logits in (True, False):
             raw = rng.normal(size=50) if from_logits else rng.uniform(0.01, 0.99, 50)
             x1 = torch.tensor(raw, requires_grad=True)
-            loss = anyloss_torch.anyloss(x1, y, "mcc", weight=w, from_logits=from_logits,
+            loss = anyloss_torch.anyloss(x1, y, metric, weight=w, from_logits=from_logits,
                                          approximation=approximation)
-            assert "_SoftCountsBackward" in _graph_nodes(loss.grad_fn)  # the custom node
+            assert _graph_nodes(loss.grad_fn) == {"_LossFromCountsBackward", "AccumulateGrad"}
             loss.backward()
             # Autodiff of the plain composition (weights requiring grad take that path).
             x2 = torch.tensor(raw, requires_grad=True)
             w2 = w.clone().requires_grad_(True)
-            plain = anyloss_torch.anyloss(x2, y, "mcc", weight=w2, from_logits=from_logits,
+            plain = anyloss_torch.anyloss(x2, y, metric, weight=w2, from_logits=from_logits,
                                           approximation=approximation)
-            assert "_SoftCountsBackward" not in _graph_nodes(plain.grad_fn)
+            assert "_LossFromCountsBackward" not in _graph_nodes(plain.grad_fn)
             plain.backward()
-            torch.testing.assert_close(loss, plain, rtol=1e-14, atol=0)
+            torch.testing.assert_close(loss, plain, rtol=1e-13, atol=1e-15)
             torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-14)
+
+
+def test_a_metric_outside_the_float_evaluator_falls_back_to_autograd():
+    def cosh_f1(c, xp):  # xp.cosh is not among the float evaluator's functions
+        return al.get_metric("f1")(c, xp) * xp.cosh(c.tp * 0.0)
+
+    rng = np.random.default_rng(3)
+    y, raw = torch.tensor(rng.integers(0, 2, 40)), rng.normal(size=40)
+    x1 = torch.tensor(raw, requires_grad=True)
+    loss = anyloss_torch.anyloss(x1, y, cosh_f1)
+    assert "_SoftCountsBackward" in _graph_nodes(loss.grad_fn)
+    loss.backward()
+    x2 = torch.tensor(raw, requires_grad=True)
+    anyloss_torch.anyloss(x2, y, "f1").backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-15)

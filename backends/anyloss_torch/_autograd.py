@@ -1,9 +1,17 @@
-"""The soft counts as one autograd node, with the core's analytic pullback as backward.
+"""Where the torch adapter beats autograd of the plain composition: one node per loss.
 
-Autograd of the plain composition records about twenty elementwise kernels and
-replays them backwards; the counts' gradient has a closed form instead
-(:func:`anyloss_core.soft_confusion_with_pullback`): one fused expression per
-sample.  This module only wires that into ``torch.autograd.Function``.
+Autograd of the plain composition records about twenty elementwise kernels and a
+dozen 0-d ones for the metric, and replays them all backwards.  The core gives
+closed forms instead, and this module only wires them into
+``torch.autograd.Function``:
+
+* the counts' pullback (:func:`anyloss_core.soft_confusion_with_pullback`): the
+  gradient with respect to the input is one fused expression per sample;
+* on a CPU, the metric's value and gradient with respect to the four counts on
+  Python floats (:func:`anyloss_core.metric_value_and_grad`): reading four numbers
+  costs nothing there, and it replaces a dozen 0-d kernels and their backward
+  nodes, which dominate small batches.  On an accelerator reading them would
+  synchronize with the host every step, so there the metric stays in autograd.
 """
 
 from __future__ import annotations
@@ -14,20 +22,39 @@ import torch
 
 import anyloss_core as al
 
-__all__ = ["soft_counts"]
+__all__ = ["soft_counts", "soft_loss"]
 
 
 class _SoftCounts(torch.autograd.Function):
+    """The four counts, stacked; backward = the core's pullback."""
+
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any]) -> torch.Tensor:
-        counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, **options)
+    def forward(ctx: Any, input: torch.Tensor, counts: al.Confusion, pullback: Any) -> torch.Tensor:
         ctx.pullback, ctx.input_shape, ctx.input_dtype = pullback, input.shape, input.dtype
         return torch.stack(tuple(counts))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None]:
         grad_input = ctx.pullback(al.Confusion(*grad.unbind(0)))
+        return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None
+
+
+class _LossFromCounts(torch.autograd.Function):
+    """``1 - metric`` as a 0-d tensor; backward = pullback of ``-grad * d metric / d counts``."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, loss: torch.Tensor, metric_grad: al.Confusion, pullback: Any) -> Any:
+        ctx.pullback, ctx.metric_grad = pullback, metric_grad
+        ctx.input_shape, ctx.input_dtype = input.shape, input.dtype
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
+        upstream = -float(grad)  # a CPU scalar: this path only runs on a CPU
+        grad_counts = al.Confusion(*(upstream * g for g in ctx.metric_grad))
+        grad_input = ctx.pullback(grad_counts)
         return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None, None
 
 
@@ -44,8 +71,41 @@ def _analytic_applies(input: torch.Tensor, weight: Any, approximation: Any) -> b
     return hasattr(al.get_approximation(approximation), "derivative")
 
 
+def _counts_and_pullback(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any]) -> Any:
+    # Computed outside autograd: the Functions above attach the analytic backward.
+    with torch.no_grad():
+        return al.soft_confusion_with_pullback(target, input, sample_weight=weight, **options)
+
+
 def soft_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -> al.Confusion:
     """Soft counts of ``input`` against ``target``: the analytic backward where it applies."""
     if _analytic_applies(input, weight, options["approximation"]):
-        return al.Confusion(*_SoftCounts.apply(input, target, weight, options).unbind(0))
+        counts, pullback = _counts_and_pullback(input, target, weight, options)
+        return al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
     return al.soft_confusion(target, input, sample_weight=weight, **options)
+
+
+def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, distributed: bool = False,
+              process_group: Any = None, **options: Any) -> torch.Tensor:
+    """``1 - metric(soft counts)``, with as few autograd nodes as the case allows.
+
+    ``metric`` is a resolved metric function; ``options`` are those of
+    :func:`anyloss_core.soft_confusion`.  With ``distributed=True`` the counts are
+    summed over ``process_group`` first (see ``all_reduce_counts``).
+    """
+    if not distributed and input.device.type == "cpu" and _analytic_applies(input, weight, options["approximation"]):
+        counts, pullback = _counts_and_pullback(input, target, weight, options)
+        stacked = torch.stack(tuple(counts))
+        result = al.metric_value_and_grad(metric, al.Confusion(*stacked.tolist()))
+        if result is not None:
+            value, metric_grad = result
+            loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
+            return _LossFromCounts.apply(input, loss, metric_grad, pullback)
+        counts = al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
+    else:
+        counts = soft_counts(input, target, weight, **options)
+    if distributed:
+        from ._functional import all_reduce_counts
+
+        counts = all_reduce_counts(counts, process_group)
+    return al.confusion_loss(counts, metric)

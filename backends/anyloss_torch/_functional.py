@@ -8,7 +8,7 @@ import torch
 
 import anyloss_core as al
 
-from ._autograd import soft_counts
+from ._autograd import soft_loss
 
 __all__ = ["anyloss", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss", "balanced_accuracy_loss"]
 
@@ -81,18 +81,18 @@ def anyloss(
         (0.18, True)
     """
     target, weight = as_tensors_like(input, target, weight)
-    counts = soft_counts(
+    return soft_loss(
         input,
         target,
         weight,
+        al.get_metric(metric, **metric_params),
+        distributed=distributed,
+        process_group=process_group,
         from_logits=from_logits,
         scale=scale,
         approximation=approximation,
         validate=validate,
     )
-    if distributed:
-        counts = all_reduce_counts(counts, process_group)
-    return al.confusion_loss(counts, metric, **metric_params)
 
 
 accuracy_loss = al.with_metric(anyloss, "accuracy")

@@ -9,8 +9,8 @@ from torch import nn
 
 import anyloss_core as al
 
-from ._autograd import soft_counts
-from ._functional import all_reduce_counts, as_tensors_like
+from ._autograd import soft_loss
+from ._functional import as_tensors_like
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
 
@@ -71,18 +71,18 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         target, weight = as_tensors_like(input, target, weight)
-        counts = soft_counts(
+        return soft_loss(
             input,
             target,
             weight,
+            self._metric_fn,
+            distributed=self.distributed,
+            process_group=self.process_group,
             from_logits=self.from_logits,
             scale=self.scale,
             approximation=self.approximation,
             validate=self.validate,
         )
-        if self.distributed:
-            counts = all_reduce_counts(counts, self.process_group)
-        return self.loss_from_counts(counts)
 
     def extra_repr(self) -> str:
         text = self.config_repr()

@@ -1,0 +1,200 @@
+r"""A metric's value and gradient with respect to the four counts, on Python floats.
+
+A metric is a handful of scalar operations on four numbers.  Under eager autograd
+each of them is a framework op with an autograd node, and for small batches those
+dozens of 0-d kernels cost more than the batch itself (PyTorch: about 0.3 ms of a
+0.6 ms step at n = 20).  This module evaluates the metric once in forward mode on
+Python floats instead: every number carries its value and its partial derivatives
+with respect to (TN, FN, FP, TP), so one pass gives
+
+.. math:: m(c), \quad \left(\frac{\partial m}{\partial TN}, \frac{\partial m}{\partial FN},
+          \frac{\partial m}{\partial FP}, \frac{\partial m}{\partial TP}\right)
+
+in float64.  The derivative conventions match the frameworks' autodiff at the
+kinks (``clip`` passes the gradient at its bounds, ``where`` differentiates the
+branch it takes), so the result equals autodiff of the same metric.
+
+Only what the metrics use is supported: arithmetic, comparisons, ``sqrt``,
+``clip``, ``where``, ``maximum``, ``minimum``, ``abs``, ``exp``, ``log`` and
+``astype``.  A metric that needs anything else (a user's metric may) makes
+:func:`metric_value_and_grad` return ``None``, and the caller uses autodiff.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._metrics import Confusion
+
+__all__ = ["metric_value_and_grad"]
+
+_ZERO = (0.0, 0.0, 0.0, 0.0)
+
+
+class _Dual:
+    """A float with its gradient with respect to the four counts (tn, fn, fp, tp)."""
+
+    __slots__ = ("value", "grad")
+    dtype = "float64"  # what ``xp.astype(x, x.dtype)`` reads
+    ndim = 0
+    shape = ()
+
+    def __init__(self, value: float, grad: tuple[float, ...] = _ZERO) -> None:
+        self.value = float(value)
+        self.grad = grad
+
+    # arithmetic ---------------------------------------------------------------------------------
+    def __add__(self, other: Any) -> _Dual:
+        o = _lift(other)
+        return _Dual(self.value + o.value, _axpy(1.0, self.grad, 1.0, o.grad))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> _Dual:
+        o = _lift(other)
+        return _Dual(self.value - o.value, _axpy(1.0, self.grad, -1.0, o.grad))
+
+    def __rsub__(self, other: Any) -> _Dual:
+        return _lift(other) - self
+
+    def __mul__(self, other: Any) -> _Dual:
+        o = _lift(other)
+        return _Dual(self.value * o.value, _axpy(o.value, self.grad, self.value, o.grad))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> _Dual:
+        o = _lift(other)
+        q = self.value / o.value
+        return _Dual(q, _axpy(1.0 / o.value, self.grad, -q / o.value, o.grad))
+
+    def __rtruediv__(self, other: Any) -> _Dual:
+        return _lift(other) / self
+
+    def __neg__(self) -> _Dual:
+        return _Dual(-self.value, _axpy(-1.0, self.grad, 0.0, _ZERO))
+
+    def __pos__(self) -> _Dual:
+        return self
+
+    def __pow__(self, exponent: Any) -> _Dual:
+        if isinstance(exponent, _Dual):
+            raise TypeError("a count-dependent exponent is not supported")
+        e = float(exponent)
+        return _Dual(self.value**e, _axpy(e * self.value ** (e - 1.0), self.grad, 0.0, _ZERO))
+
+    # comparisons give plain booleans: they choose branches, they carry no gradient ------------------
+    def __gt__(self, other: Any) -> bool:
+        return self.value > _lift(other).value
+
+    def __ge__(self, other: Any) -> bool:
+        return self.value >= _lift(other).value
+
+    def __lt__(self, other: Any) -> bool:
+        return self.value < _lift(other).value
+
+    def __le__(self, other: Any) -> bool:
+        return self.value <= _lift(other).value
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def _lift(x: Any) -> _Dual:
+    if isinstance(x, _Dual):
+        return x
+    if isinstance(x, (bool, int, float)):
+        return _Dual(float(x))
+    raise TypeError(f"cannot combine a count with {type(x).__name__}")
+
+
+def _axpy(a: float, x: tuple[float, ...], b: float, y: tuple[float, ...]) -> tuple[float, ...]:
+    return (a * x[0] + b * y[0], a * x[1] + b * y[1], a * x[2] + b * y[2], a * x[3] + b * y[3])
+
+
+def _chain(x: _Dual, value: float, slope: float) -> _Dual:
+    return _Dual(value, _axpy(slope, x.grad, 0.0, _ZERO))
+
+
+class _ScalarNamespace:
+    """The few array-API functions the metrics call, on :class:`_Dual` numbers."""
+
+    __name__ = "anyloss_core.scalar_grad"  # what array-api-compat's namespace checks read
+    float32 = float64 = "float64"
+
+    @staticmethod
+    def sqrt(x: Any) -> _Dual:
+        x = _lift(x)
+        root = math.sqrt(x.value)
+        return _chain(x, root, 0.5 / root if root > 0 else math.inf)
+
+    @staticmethod
+    def clip(x: Any, lo: float | None = None, hi: float | None = None) -> _Dual:
+        x = _lift(x)
+        if lo is not None and x.value < lo:
+            return _Dual(float(lo))
+        if hi is not None and x.value > hi:
+            return _Dual(float(hi))
+        return x  # the gradient passes at the bounds, as torch.clamp and jnp.clip
+
+    @staticmethod
+    def where(condition: Any, a: Any, b: Any) -> _Dual:
+        return _lift(a) if bool(condition) else _lift(b)
+
+    @staticmethod
+    def maximum(a: Any, b: Any) -> _Dual:
+        a, b = _lift(a), _lift(b)
+        return a if a.value >= b.value else b
+
+    @staticmethod
+    def minimum(a: Any, b: Any) -> _Dual:
+        a, b = _lift(a), _lift(b)
+        return a if a.value <= b.value else b
+
+    @staticmethod
+    def abs(x: Any) -> _Dual:
+        x = _lift(x)
+        return x if x.value >= 0 else -x
+
+    @staticmethod
+    def exp(x: Any) -> _Dual:
+        x = _lift(x)
+        e = math.exp(x.value)
+        return _chain(x, e, e)
+
+    @staticmethod
+    def log(x: Any) -> _Dual:
+        x = _lift(x)
+        return _chain(x, math.log(x.value), 1.0 / x.value)
+
+    @staticmethod
+    def astype(x: Any, dtype: Any) -> _Dual:
+        return _Dual(float(x)) if isinstance(x, bool) else _lift(x)
+
+
+_XP = _ScalarNamespace()
+
+
+def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confusion] | None:
+    """``(metric(counts), d metric / d counts)`` on Python floats, or ``None`` if unsupported.
+
+    ``counts`` holds four Python floats; ``metric`` is ``fn(confusion, xp)``.  A
+    non-finite value or gradient also gives ``None`` (autodiff decides then).
+
+    Examples:
+        >>> import anyloss_core as al
+        >>> value, grad = al.metric_value_and_grad(al.get_metric("f1"), al.Confusion(5.0, 1.0, 2.0, 3.0))
+        >>> round(value, 6), [round(g, 6) for g in grad]  # 6 / 9; d/dTP = 2 (FP + FN) / 81
+        (0.666667, [0.0, -0.074074, -0.074074, 0.074074])
+    """
+    seeds = [_Dual(float(v), tuple(1.0 if j == i else 0.0 for j in range(4))) for i, v in enumerate(counts)]
+    try:
+        out = metric(Confusion(*seeds), _XP)
+    except (TypeError, AttributeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    if not isinstance(out, _Dual):
+        return None
+    if not (math.isfinite(out.value) and all(math.isfinite(g) for g in out.grad)):
+        return None
+    return out.value, Confusion(*out.grad)
