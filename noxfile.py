@@ -71,7 +71,7 @@ def _keras(session: nox.Session, backend: str, *packages: str) -> None:
     session.install(*packages, "keras>=3.3")
     session.install("-e", ".[test,bench]")
     _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_cli.py", "tests/test_docs.py",
-            "--doctest-modules", "backends/anyloss_keras", env={"KERAS_BACKEND": backend})
+            "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_keras", env={"KERAS_BACKEND": backend})
 
 
 @nox.session(name="keras-tensorflow", python=PYTHON)

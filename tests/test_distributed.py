@@ -2,6 +2,8 @@
 
 PyTorch: DistributedDataParallel on the gloo backend with 2 and 4 processes.
 JAX: 4 host devices (XLA_FLAGS=--xla_force_host_platform_device_count=4, in a subprocess).
+Keras: MirroredStrategy over 2 logical CPUs (TensorFlow), DataParallel over 4 host
+devices (JAX), the torch process group with 2 gloo processes (PyTorch).
 In each, the loss and the parameters after 3 optimizer steps equal single-device
 training on the whole global batch, where most shards have no positive.
 """
@@ -96,3 +98,118 @@ def test_jax_sharded_and_shard_map_match_single_device():
     out = subprocess.run([sys.executable, "-c", JAX_SCRIPT], capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("ok")
+
+
+# --- Keras: distributed=True on each backend's own data-parallel engine ----------------------------
+
+KERAS_DATA = '''
+import numpy as np
+rng = np.random.default_rng(0)
+x = rng.normal(size=(32, 5))
+y = np.zeros((32, 1)); y[:5] = 1            # only the first shard has positives
+w0 = [rng.normal(size=(5, 1)) * 0.1, np.zeros(1)]
+
+def fit(metric, distributed, scope=None):
+    import contextlib, keras, anyloss_keras
+    with scope or contextlib.nullcontext():
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+        model.set_weights(w0)
+        model.compile(optimizer=keras.optimizers.SGD(0.5),
+                      loss=anyloss_keras.AnyLoss(metric, from_logits=True, distributed=distributed))
+    history = model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    return history.history["loss"], model.get_weights()
+
+def assert_same(run, single):
+    np.testing.assert_allclose(run[0], single[0], rtol=1e-5)
+    for a, b in zip(run[1], single[1]):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+    assert single[0][0] != single[0][-1]    # the steps moved the model
+'''
+
+KERAS_TF_SCRIPT = KERAS_DATA + textwrap.dedent('''
+    import tensorflow as tf
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    keras.config.set_floatx("float64")
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    for metric in ("f1", "gmean"):
+        single = fit(metric, False)
+        assert_same(fit(metric, True, mirrored.scope()), single)
+        # Without the all-reduce each replica trains on its own shard's loss: another model.
+        local = fit(metric, False, mirrored.scope())
+        assert not np.allclose(local[1][0], single[1][0], rtol=1e-3)
+    print("ok")
+''')
+
+KERAS_JAX_SCRIPT = KERAS_DATA + textwrap.dedent('''
+    import jax, keras
+    assert jax.device_count() == 4, jax.devices()
+    keras.config.set_floatx("float64")
+    for metric in ("f1", "gmean"):
+        keras.distribution.set_distribution(None)
+        single = fit(metric, False)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+        layout = keras.distribution.distribution().get_data_layout((32, 5))
+        assert layout.axes[0] == "batch", layout.axes      # the batch is split over the 4 devices
+        assert_same(fit(metric, True), single)
+    print("ok")
+''')
+
+KERAS_TORCH_SCRIPT = textwrap.dedent('''
+    import sys, numpy as np, torch, torch.distributed as dist, torch.multiprocessing as mp
+
+    def worker(rank, world, init):
+        dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+        import keras, anyloss_keras, anyloss_core as al
+        keras.config.set_floatx("float64")
+        rng = np.random.default_rng(0)
+        z = rng.normal(size=(32, 1)); y = np.zeros((32, 1)); y[:5] = 1
+        shard = slice(rank * 32 // world, (rank + 1) * 32 // world)
+        logits = torch.tensor(z[shard], requires_grad=True)
+        loss = anyloss_keras.F1Loss(from_logits=True, distributed=True)(torch.tensor(y[shard]), logits)
+        loss.backward()
+        whole = torch.tensor(z, requires_grad=True)
+        expected = al.f1_loss(torch.tensor(y), whole, from_logits=True)
+        expected.backward()
+        np.testing.assert_allclose(float(loss), float(expected), rtol=1e-12)
+        # The all-reduce's backward sums the ranks' gradients (as DDP's averaging expects).
+        np.testing.assert_allclose(logits.grad.numpy(), world * whole.grad[shard].numpy(), rtol=1e-10)
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        import keras, anyloss_keras
+        try:
+            anyloss_keras.F1Loss(distributed=True)(np.zeros((4, 1)), np.full((4, 1), 0.5))
+        except RuntimeError as exc:
+            assert "process group" in str(exc), exc
+        else:
+            raise AssertionError("distributed=True without a process group did not fail")
+        mp.spawn(worker, args=(2, sys.argv[1]), nprocs=2, join=True)
+        print("ok")
+''')
+
+
+def _keras_backend() -> str:
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.mark.backend("keras")
+def test_keras_distributed_matches_single_device(tmp_path):
+    pytest.importorskip("keras")
+    backend = _keras_backend()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    args = [sys.executable]
+    if backend == "tensorflow":
+        args += ["-c", KERAS_TF_SCRIPT]
+    elif backend == "jax":
+        env.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_ENABLE_X64="1")
+        args += ["-c", KERAS_JAX_SCRIPT]
+    else:
+        script = tmp_path / "keras_torch_ddp.py"  # mp.spawn needs an importable main module
+        script.write_text(KERAS_TORCH_SCRIPT)
+        args += [str(script), str(tmp_path / "init")]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")

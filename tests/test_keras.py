@@ -189,3 +189,13 @@ def test_f1_loss_beats_binary_crossentropy_on_imbalanced_breast_cancer():
             pred = model.predict(X_va, verbose=0)[:, 0] > 0.5
             scores[name].append(f1_score(y_va, pred, zero_division=0))
     assert np.mean(scores["f1"]) > np.mean(scores["bce"]) + 0.01, scores
+
+
+def test_distributed_option_is_checked_and_serialized():
+    loss = anyloss_keras.F1Loss(from_logits=True, distributed=True)
+    config = loss.get_config()
+    assert config["distributed"] is True
+    assert anyloss_keras.F1Loss.from_config(config).distributed is True
+    assert anyloss_keras.F1Loss().distributed is False
+    with pytest.raises(TypeError, match="distributed must be True or False"):
+        anyloss_keras.AnyLoss(distributed="yes")

@@ -36,6 +36,11 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         name: the loss name (default: the metric's name with "_anyloss").
         reduction: accepted for Keras compatibility; a batch statistic is not reduced.
         dtype: the dtype the loss is computed in (default: float32, also under mixed precision).
+        distributed: make the loss that of the global batch under data-parallel training:
+            the four counts are summed over the replicas of a ``tf.distribute`` strategy (one
+            all-reduce of four numbers per step), or over the ``torch.distributed`` process group on
+            the PyTorch backend.  On the JAX backend, ``keras.distribution.DataParallel`` already
+            computes the loss on the global (sharded) batch, so there is nothing to sum.
         **metric_params: the metric's parameters, e.g. ``beta=2.0``.
 
     Examples:
@@ -56,6 +61,7 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         name: str | None = None,
         reduction: str = "sum_over_batch_size",
         dtype: Any = None,
+        distributed: bool = False,
         **metric_params: Any,
     ) -> None:
         metric = self.fixed_metric or metric
@@ -69,6 +75,9 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             validate=validate,
             metric_params=metric_params,
         )
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be True or False, got {distributed!r}")
+        self.distributed = distributed
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return self._loss(y_true, y_pred, None)
@@ -85,12 +94,56 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
 
     def _loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         counts = self.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
-        return self.loss_from_counts(counts, xp=kxp)
+        if self.distributed:
+            counts = sum_over_replicas(counts)
+        return scale_for_replicas(self.loss_from_counts(counts, xp=kxp))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(self.config_dict())
+        config["distributed"] = self.distributed
         return config
+
+
+def sum_over_replicas(counts: al.Confusion) -> al.Confusion:
+    """The counts summed over the data-parallel replicas of the running backend, with gradients.
+
+    TensorFlow: an all-reduce in the replica context (its gradient is the all-reduce of the
+    gradients, so each replica's counts receive the global loss's gradient); outside a
+    strategy there is one replica and nothing to do.  PyTorch backend: the torch
+    adapter's all-reduce over the default process group.  JAX: Keras distributes by
+    sharding global arrays, on which the sums are already global.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return counts  # cross-replica context or a single replica: the batch is global
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, ops.stack(tuple(counts)))
+        return al.Confusion(*ops.unstack(summed, 4))
+    if backend == "torch":
+        from anyloss_torch._functional import all_reduce_counts
+
+        return all_reduce_counts(counts)
+    return counts
+
+
+def scale_for_replicas(loss: Any) -> Any:
+    """Divide by the number of ``tf.distribute`` replicas, as Keras's own losses do.
+
+    Keras sums the replicas' gradients and reports the sum of the replicas' losses; its
+    built-in losses therefore return ``loss / replicas``.  With ``distributed=True``
+    every replica computes the global loss, and the sum gives it back exactly.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss * (1.0 / replicas)
+    return loss
 
 
 @_register
