@@ -34,6 +34,7 @@ from ._losses import (
     with_metric,
 )
 from ._metrics import METRICS, Confusion, get_metric, ratio, register_metric
+from ._multiclass import AVERAGES, TASKS, average_metric, class_confusion, soft_class_confusion
 from ._namespace import get_namespace
 from ._scalar_grad import metric_value_and_grad
 from ._scale import scale_range
@@ -42,6 +43,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APPROXIMATIONS",
+    "AVERAGES",
+    "TASKS",
+    "average_metric",
+    "class_confusion",
+    "soft_class_confusion",
     "METRICS",
     "AnyLossApproximation",
     "Approximation",

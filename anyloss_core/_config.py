@@ -13,6 +13,7 @@ from ._approximations import Approximation, get_approximation
 from ._confusion import check_scale, soft_confusion
 from ._losses import confusion_loss
 from ._metrics import Metric, get_metric
+from ._multiclass import check_task
 
 __all__ = ["LossConfigMixin"]
 
@@ -32,6 +33,10 @@ class LossConfigMixin:
         approximation: str | Approximation,
         validate: bool,
         metric_params: dict[str, Any],
+        task: str = "binary",
+        average: str = "macro",
+        num_classes: int | None = None,
+        ignore_index: int | None = None,
     ) -> None:
         if not isinstance(from_logits, bool):
             raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
@@ -47,6 +52,13 @@ class LossConfigMixin:
         self.scale = check_scale(scale)
         self.approximation = approximation
         self.validate = validate
+        check_task(task, average)
+        for name, value in (("num_classes", num_classes), ("ignore_index", ignore_index)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"{name} must be an integer or None, got {value!r}")
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        self.task, self.average, self.num_classes, self.ignore_index = task, average, num_classes, ignore_index
 
     def config_dict(self) -> dict[str, Any]:
         """The constructor arguments, metric parameters flattened in (as they are passed)."""
@@ -60,6 +72,9 @@ class LossConfigMixin:
             approximation=self.approximation,
             validate=self.validate,
         )
+        if self.task != "binary":  # binary configurations stay as they were
+            config.update(task=self.task, average=self.average, num_classes=self.num_classes,
+                          ignore_index=self.ignore_index)
         return config
 
     def config_repr(self) -> str:
@@ -75,7 +90,18 @@ class LossConfigMixin:
             sample_weight=sample_weight,
             validate=self.validate,
             xp=xp,
+            task=self.task,
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
         )
 
     def loss_from_counts(self, counts: Any, *, xp: Any = None) -> Any:
+        if self.task != "binary":
+            return confusion_loss(counts, self.metric, xp=xp, task=self.task, average=self.average,
+                                  **self.metric_params)
         return confusion_loss(counts, self._metric_fn, xp=xp)
+
+    @property
+    def task_options(self) -> dict[str, Any]:
+        """The multi-class arguments of the core's functions."""
+        return {"task": self.task, "num_classes": self.num_classes, "ignore_index": self.ignore_index}

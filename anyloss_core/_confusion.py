@@ -157,6 +157,9 @@ def soft_confusion(
     sample_weight: Any = None,
     validate: bool = True,
     xp: Any = None,
+    task: str = "binary",
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
 ) -> Confusion:
     r"""Soft confusion counts (eq. 6 of the paper), differentiable in ``y_pred``.
 
@@ -189,6 +192,13 @@ def soft_confusion(
         >>> [round(float(v), 4) for v in c]
         [1.0, 0.0, 0.0, 2.0]
     """
+    if task != "binary":  # per-class counts, see anyloss_core._multiclass
+        from ._multiclass import soft_class_confusion
+
+        return soft_class_confusion(
+            y_true, y_pred, task=task, num_classes=num_classes, ignore_index=ignore_index, from_logits=from_logits,
+            scale=scale, approximation=approximation, sample_weight=sample_weight, validate=validate, xp=xp,
+        )
     scale = check_scale(scale)
     approx = get_approximation(approximation)
     y, p, w, xp = _prepare(

@@ -8,6 +8,7 @@ from typing import Any
 from ._approximations import Approximation
 from ._confusion import confusion, soft_confusion
 from ._metrics import Metric, get_metric
+from ._multiclass import average_metric, check_task, class_confusion, soft_class_confusion
 from ._namespace import get_namespace
 
 __all__ = [
@@ -23,7 +24,8 @@ __all__ = [
 ]
 
 
-def confusion_loss(counts: Any, metric: str | Metric = "f1", *, xp: Any = None, **metric_params: Any) -> Any:
+def confusion_loss(counts: Any, metric: str | Metric = "f1", *, xp: Any = None, task: str = "binary",
+                   average: str = "macro", **metric_params: Any) -> Any:
     """``1 - metric(counts)``: the loss from (soft) confusion counts.
 
     The second half of :func:`anyloss`, for callers that combine counts first: the
@@ -36,6 +38,8 @@ def confusion_loss(counts: Any, metric: str | Metric = "f1", *, xp: Any = None, 
         >>> float(al.confusion_loss(counts, "f1"))  # 1 - 6 / 9
         0.33333333333333337
     """
+    if task != "binary":  # per-class counts, (C,) arrays
+        return 1.0 - average_metric(counts, metric, task=task, average=average, xp=xp, **metric_params)
     metric_fn = get_metric(metric, **metric_params)
     return 1.0 - metric_fn(counts, get_namespace(counts.tp, xp=xp))
 
@@ -51,6 +55,10 @@ def anyloss(
     sample_weight: Any = None,
     validate: bool = True,
     xp: Any = None,
+    task: str = "binary",
+    average: str = "macro",
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
     **metric_params: Any,
 ) -> Any:
     r"""AnyLoss (eq. 5 of the paper): one minus a metric of the soft confusion matrix.
@@ -80,10 +88,17 @@ def anyloss(
         sample_weight: optional non-negative per-sample weights.
         validate: check label and probability values when they are concrete.
         xp: array namespace (found from the arrays by default).
+        task: "binary" (default), "multiclass" (``y_pred`` of shape ``(n, C)``, softmax) or
+            "multilabel" (``(n, C)``, a sigmoid per label); see :mod:`anyloss_core._multiclass`.
+        average: for multi-class and multi-label: "macro" (default), "micro", "weighted" or
+            "none" (one loss per class).
+        num_classes: checked against ``y_pred``'s second axis when given.
+        ignore_index: a class id whose rows do not count (multi-class ids only).
         **metric_params: keyword parameters of the metric.
 
     Returns:
-        A 0-d array, in the inputs' floating dtype promoted to at least float32.
+        A 0-d array, in the inputs' floating dtype promoted to at least float32
+        (``(C,)`` for ``average="none"``).
 
     Examples:
         >>> import numpy as np, anyloss_core as al
@@ -94,6 +109,13 @@ def anyloss(
         0.44
     """
     metric_fn = get_metric(metric, **metric_params)  # resolve first: a bad name fails before any work
+    if task != "binary":
+        check_task(task, average)
+        class_counts = soft_class_confusion(
+            y_true, y_pred, task=task, num_classes=num_classes, ignore_index=ignore_index, from_logits=from_logits,
+            scale=scale, approximation=approximation, sample_weight=sample_weight, validate=validate, xp=xp,
+        )
+        return 1.0 - average_metric(class_counts, metric, task=task, average=average, xp=xp, **metric_params)
     counts = soft_confusion(
         y_true,
         y_pred,
@@ -211,6 +233,10 @@ def score(
     sample_weight: Any = None,
     validate: bool = True,
     xp: Any = None,
+    task: str = "binary",
+    average: str = "macro",
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
     **metric_params: Any,
 ) -> Any:
     """The hard metric of thresholded predictions, equal to scikit-learn's value.
@@ -220,12 +246,25 @@ def score(
     "mcc" is ``(matthews_corrcoef + 1) / 2``.  ``y_pred`` may be probabilities,
     logits (``from_logits=True``) or 0/1 labels.
 
+    With ``task="multiclass"`` (argmax of ``(n, C)`` scores, or class ids) or
+    ``"multilabel"`` (``> threshold`` per label), f1, fbeta, precision, recall and
+    jaccard equal scikit-learn's with the same ``average``, ``labels=range(C)`` and
+    ``zero_division=0``; accuracy is ``accuracy_score`` and balanced_accuracy
+    ``balanced_accuracy_score``.
+
     Examples:
         >>> import numpy as np, anyloss_core as al
         >>> float(al.score("f1", np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])))
         0.6666666666666666
     """
     metric_fn = get_metric(metric, **metric_params)
+    if task != "binary":
+        check_task(task, average)
+        class_counts = class_confusion(
+            y_true, y_pred, task=task, num_classes=num_classes, ignore_index=ignore_index, threshold=threshold,
+            from_logits=from_logits, sample_weight=sample_weight, validate=validate, xp=xp,
+        )
+        return average_metric(class_counts, metric, task=task, average=average, xp=xp, **metric_params)
     counts = confusion(
         y_true,
         y_pred,

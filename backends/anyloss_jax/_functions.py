@@ -24,11 +24,15 @@ def soft_confusion(
     sample_weight: jax.Array | None = None,
     validate: bool = True,
     axis_name: Hashable | None = None,
+    task: str = "binary",
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
 ) -> al.Confusion:
     """Soft counts of :func:`anyloss_core.soft_confusion`, summed over ``axis_name`` when given.
 
     Under ``shard_map`` or ``pmap`` each device holds a shard of the batch;
-    ``axis_name`` makes the four counts global with one ``lax.psum`` of four scalars.
+    ``axis_name`` makes the four counts global with one ``lax.psum`` of four scalars
+    (``4 x C`` for a multi-class or multi-label task).
     """
     # NumPy labels or weights beside JAX logits are common (data loaders): one namespace.
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -42,6 +46,9 @@ def soft_confusion(
         approximation=approximation,
         sample_weight=sample_weight,
         validate=validate,
+        task=task,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
     )
     if axis_name is not None:
         counts = al.Confusion(*jax.lax.psum(jnp.stack(tuple(counts)), axis_name))
@@ -59,6 +66,10 @@ def anyloss(
     sample_weight: jax.Array | None = None,
     validate: bool = True,
     axis_name: Hashable | None = None,
+    task: str = "binary",
+    average: str = "macro",
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
     **metric_params: Any,
 ) -> jax.Array:
     r"""AnyLoss ``1 - metric(soft counts)`` of ``logits`` against 0/1 ``labels``.
@@ -67,7 +78,9 @@ def anyloss(
     order is optax's ``(logits, labels)`` and ``from_logits=True`` by default.
     Returns a scalar (float32, or float64 for float64 inputs).  ``axis_name``
     sums the counts over a mapped axis (``shard_map``, ``pmap``), making the loss
-    that of the global batch.
+    that of the global batch.  ``task="multiclass"`` (``(n, C)`` logits, integer
+    labels or one-hot) and ``"multilabel"`` take ``average``, ``num_classes`` and
+    ``ignore_index`` as in :func:`anyloss_core.anyloss`.
 
     Examples:
         >>> import jax, jax.numpy as jnp, anyloss_jax
@@ -86,8 +99,11 @@ def anyloss(
         sample_weight=sample_weight,
         validate=validate,
         axis_name=axis_name,
+        task=task,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
     )
-    return al.confusion_loss(counts, metric, **metric_params)
+    return al.confusion_loss(counts, metric, task=task, average=average, **metric_params)
 
 
 accuracy_loss = al.with_metric(anyloss, "accuracy")

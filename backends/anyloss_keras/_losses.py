@@ -41,6 +41,11 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             all-reduce of four numbers per step), or over the ``torch.distributed`` process group on
             the PyTorch backend.  On the JAX backend, ``keras.distribution.DataParallel`` already
             computes the loss on the global (sharded) batch, so there is nothing to sum.
+        task: "binary" (default), "multiclass" (``(n, C)`` scores, softmax; class ids or
+            one-hot targets) or "multilabel" (``(n, C)``, a sigmoid per label; multi-hot).
+        average: "macro" (default), "micro", "weighted" or "none", for the per-class metrics.
+        num_classes: checked against ``y_pred``'s class axis when given.
+        ignore_index: a class id whose rows do not count (class-id targets).
         **metric_params: the metric's parameters, e.g. ``beta=2.0``.
 
     Examples:
@@ -62,6 +67,10 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         reduction: str = "sum_over_batch_size",
         dtype: Any = None,
         distributed: bool = False,
+        task: str = "binary",
+        average: str = "macro",
+        num_classes: int | None = None,
+        ignore_index: int | None = None,
         **metric_params: Any,
     ) -> None:
         metric = self.fixed_metric or metric
@@ -74,6 +83,10 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             approximation=approximation,
             validate=validate,
             metric_params=metric_params,
+            task=task,
+            average=average,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
         )
         if not isinstance(distributed, bool):
             raise TypeError(f"distributed must be True or False, got {distributed!r}")

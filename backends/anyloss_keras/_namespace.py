@@ -8,6 +8,7 @@ backends.  It covers only what ``anyloss_core`` uses.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import array_api_compat
@@ -29,7 +30,24 @@ tanh = ops.tanh
 sin = ops.sin
 sigmoid = ops.sigmoid  # the backend's own, stable sigmoid
 all = ops.all  # noqa: A001
+any = ops.any  # noqa: A001
 ones = ops.ones
+ones_like = ops.ones_like
+log = ops.log
+mean = ops.mean
+max = ops.max  # noqa: A001
+min = ops.min  # noqa: A001
+argmax = ops.argmax
+
+
+def arange(stop: int, dtype: Any = None) -> Any:
+    return ops.arange(stop, dtype=None if dtype is None else _name(dtype))
+
+
+def finfo(dtype: Any) -> Any:
+    import numpy as np
+
+    return np.finfo(_name(dtype))
 
 _KINDS = {
     "bool": ("bool",),
@@ -45,7 +63,7 @@ def _name(dtype: Any) -> str:
 def isdtype(dtype: Any, kind: str | tuple[str, ...]) -> bool:
     kinds = (kind,) if isinstance(kind, str) else kind
     name = _name(dtype)
-    return any(name in _KINDS[k] for k in kinds)
+    return builtins.any(name in _KINDS[k] for k in kinds)  # the module's `any` is keras.ops.any
 
 
 _FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}

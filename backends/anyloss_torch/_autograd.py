@@ -86,13 +86,24 @@ def soft_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -
 
 
 def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, distributed: bool = False,
-              process_group: Any = None, **options: Any) -> torch.Tensor:
+              process_group: Any = None, task: str = "binary", average: str = "macro", num_classes: Any = None,
+              ignore_index: Any = None, metric_params: Any = None, **options: Any) -> torch.Tensor:
     """``1 - metric(soft counts)``, with as few autograd nodes as the case allows.
 
-    ``metric`` is a resolved metric function; ``options`` are those of
-    :func:`anyloss_core.soft_confusion`.  With ``distributed=True`` the counts are
-    summed over ``process_group`` first (see ``all_reduce_counts``).
+    ``metric`` is a resolved metric function (binary) or the metric as given with
+    ``metric_params`` (multi-class / multi-label, where the core averages per-class
+    metrics); ``options`` are those of :func:`anyloss_core.soft_confusion`.  With
+    ``distributed=True`` the counts are summed over ``process_group`` first (see
+    ``all_reduce_counts``).
     """
+    if task != "binary":  # plain autograd of the core's per-class counts
+        counts = al.soft_confusion(target, input, sample_weight=weight, task=task, num_classes=num_classes,
+                                   ignore_index=ignore_index, **options)
+        if distributed:
+            from ._functional import all_reduce_counts
+
+            counts = all_reduce_counts(counts, process_group)
+        return al.confusion_loss(counts, metric, task=task, average=average, **(metric_params or {}))
     if not distributed and input.device.type == "cpu" and _analytic_applies(input, weight, options["approximation"]):
         counts, pullback = _counts_and_pullback(input, target, weight, options)
         stacked = torch.stack(tuple(counts))

@@ -56,6 +56,10 @@ def anyloss(
     validate: bool = True,
     distributed: bool = False,
     process_group: Any = None,
+    task: str = "binary",
+    average: str = "macro",
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
     **metric_params: Any,
 ) -> torch.Tensor:
     r"""AnyLoss of ``input`` (logits by default) against ``target``: ``1 - metric(soft counts)``.
@@ -68,6 +72,11 @@ def anyloss(
     ``distributed=True`` sums the counts over ``process_group`` (all ranks by
     default) with a differentiable all-reduce of four numbers, so the loss is that
     of the global batch; see the distributed-training docs.
+
+    ``task="multiclass"`` takes ``(n, C)`` logits (softmax) and class ids ``(n,)``
+    or one-hot targets, as ``nn.CrossEntropyLoss``; ``task="multilabel"`` takes
+    ``(n, C)`` logits (a sigmoid per label) and multi-hot targets; ``average``,
+    ``num_classes`` and ``ignore_index`` as in :func:`anyloss_core.anyloss`.
 
     Value checks (labels in {0, 1}) run only for CPU tensors outside
     ``torch.compile`` / ``vmap``: on an accelerator they would cost a host sync.
@@ -85,9 +94,14 @@ def anyloss(
         input,
         target,
         weight,
-        al.get_metric(metric, **metric_params),
+        al.get_metric(metric, **metric_params) if task == "binary" else metric,
         distributed=distributed,
         process_group=process_group,
+        task=task,
+        average=average,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
+        metric_params=metric_params,
         from_logits=from_logits,
         scale=scale,
         approximation=approximation,

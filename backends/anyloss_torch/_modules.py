@@ -34,6 +34,12 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         distributed: sum the counts over ``process_group`` so the loss is that of the
             global batch under ``DistributedDataParallel``.
         process_group: the group for ``distributed=True`` (default: all ranks).
+        task: "binary" (default), "multiclass" (``(n, C)`` logits, class ids or one-hot
+            targets, as ``nn.CrossEntropyLoss``) or "multilabel" (``(n, C)`` logits, multi-hot).
+        average: per-class averaging for multi-class / multi-label: "macro" (default),
+            "micro", "weighted" or "none" (a loss per class).
+        num_classes: checked against the input's class axis when given.
+        ignore_index: a class id whose rows do not count (class-id targets).
         **metric_params: the metric's parameters, e.g. ``beta=2.0``.
 
     Examples:
@@ -55,11 +61,19 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         validate: bool = True,
         distributed: bool = False,
         process_group: Any = None,
+        task: str = "binary",
+        average: str = "macro",
+        num_classes: int | None = None,
+        ignore_index: int | None = None,
         **metric_params: Any,
     ) -> None:
         super().__init__()
         self._init_config(
             metric,
+            task=task,
+            average=average,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
             from_logits=from_logits,
             scale=scale,
             approximation=approximation,
@@ -75,9 +89,14 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
             input,
             target,
             weight,
-            self._metric_fn,
+            self._metric_fn if self.task == "binary" else self.metric,
             distributed=self.distributed,
             process_group=self.process_group,
+            task=self.task,
+            average=self.average,
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            metric_params=self.metric_params,
             from_logits=self.from_logits,
             scale=self.scale,
             approximation=self.approximation,
@@ -96,7 +115,8 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         config = dict(state["config"])
         metric = config.pop("metric", self.fixed_metric)
-        known = ("from_logits", "scale", "approximation", "validate")
+        known = ("from_logits", "scale", "approximation", "validate", "task", "average", "num_classes",
+                 "ignore_index")
         kwargs = {k: config.pop(k) for k in known if k in config}
         self._init_config(metric, metric_params=config, **kwargs)
         self.distributed = bool(state.get("distributed", False))
