@@ -99,12 +99,13 @@ def _isna(values: np.ndarray) -> np.ndarray:
     return np.array([v is None or (isinstance(v, float) and np.isnan(v)) or v == "" for v in values])
 
 
-def load_csv(path: str, target: str, positive: Any = None) -> Dataset:
+def load_csv(path: str, target: str, positive: Any = None, *, multiclass: bool = False) -> Dataset:
     """A CSV file with a header row; ``target`` names the class column.
 
     Numeric columns are kept (missing values become NaN, filled later with the
     training fold's median); other columns are one-hot encoded, with a missing
-    value as its own category.
+    value as its own category.  ``multiclass=True`` gives class ids 0..C-1 (classes
+    in sorted order) instead of 0/1 labels.
     """
     import csv
 
@@ -125,7 +126,14 @@ def load_csv(path: str, target: str, positive: Any = None) -> Dataset:
         if len(row) != width:
             raise UsageError(f"{path} line {line} has {len(row)} fields, the header has {width}")
     columns = {h: [row[i].strip() for row in body] for i, h in enumerate(header)}
-    y = binary_target(np.array(columns.pop(target), dtype=object), positive, what=f"column {target!r}")
+    raw_target = np.array(columns.pop(target), dtype=object)
+    if multiclass:
+        classes, y = np.unique(raw_target.astype(str), return_inverse=True)
+        if len(classes) < 3:
+            raise UsageError(f"--task multiclass needs three or more classes in {target!r}, found {len(classes)}")
+        y = y.astype(np.int64)
+    else:
+        y = binary_target(raw_target, positive, what=f"column {target!r}")
     features: list[np.ndarray] = []
     for name, raw in columns.items():
         numeric = _as_float(raw)

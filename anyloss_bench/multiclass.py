@@ -21,9 +21,11 @@ import numpy as np
 from .data import UsageError, standardize
 
 #: Loss names of the multi-class comparison: (kind, approximation).
-LOSSES: dict[str, tuple[str, str | None]] = {
+LOSSES: dict[str, tuple[str, Any]] = {
     "ce": ("ce", None),
     "macro_f1": ("anyloss", "softmax"),
+    "macro_f1_sharp2": ("anyloss", "sharp2"),
+    "macro_f1_sharp4": ("anyloss", "sharp4"),
     "macro_f1_ovr": ("anyloss", "ovr"),
 }
 SCORES = ("f1_macro", "accuracy", "balanced_accuracy")
@@ -72,9 +74,12 @@ def train_folds(loss: str, X: np.ndarray, y: np.ndarray, splits: list, *, arch: 
     import jax.numpy as jnp
     import optax
 
+    import anyloss_core as al
     import anyloss_jax
 
     kind, approximation = LOSSES[loss]
+    if approximation in ("sharp2", "sharp4"):
+        approximation = al.SharpenedSoftmax(float(approximation[-1]))
     classes = int(y.max()) + 1
     n, v, d = max(len(t) for t, _ in splits), max(len(s) for _, s in splits), X.shape[1]
     F = len(splits)

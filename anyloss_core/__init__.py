@@ -34,7 +34,7 @@ from ._losses import (
     with_metric,
 )
 from ._metrics import METRICS, Confusion, get_metric, ratio, register_metric
-from ._multiclass import AVERAGES, TASKS, average_metric, class_confusion, soft_class_confusion
+from ._multiclass import AVERAGES, TASKS, SharpenedSoftmax, average_metric, class_confusion, soft_class_confusion
 from ._namespace import get_namespace
 from ._scalar_grad import metric_value_and_grad
 from ._scale import scale_range
@@ -45,6 +45,7 @@ __all__ = [
     "APPROXIMATIONS",
     "AVERAGES",
     "TASKS",
+    "SharpenedSoftmax",
     "average_metric",
     "class_confusion",
     "soft_class_confusion",

@@ -31,13 +31,14 @@ any ``average``.  Memory and time are linear in ``n * C``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ._approximations import get_approximation
 from ._metrics import Confusion, Metric, get_metric, ratio
 from ._namespace import compute_dtype, get_namespace, values_available
 
-__all__ = ["TASKS", "AVERAGES", "class_confusion", "soft_class_confusion", "average_metric"]
+__all__ = ["TASKS", "AVERAGES", "SharpenedSoftmax", "class_confusion", "soft_class_confusion", "average_metric"]
 
 TASKS = ("binary", "multiclass", "multilabel")
 AVERAGES = ("micro", "macro", "weighted", "none")
@@ -176,10 +177,28 @@ def _log_probabilities(p: Any, from_logits: bool, xp: Any) -> Any:
 DEFAULT_MULTICLASS_APPROXIMATION = "softmax"
 
 
+@dataclass(frozen=True)
+class SharpenedSoftmax:
+    r"""Multi-class decisions :math:`\hat Y_{ic} = p_{ic}^s / \sum_k p_{ik}^s` (from logits ``softmax(s z)``).
+
+    ``approximation="softmax"`` is ``SharpenedSoftmax(1.0)``: the softmax probabilities.
+    A larger ``sharpness`` tends to the argmax one-hot (and flattens the gradient).
+    """
+
+    sharpness: float = SOFTMAX_SCALE
+    name: str = "softmax"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.sharpness, (int, float)) and self.sharpness > 0):
+            raise ValueError(f"sharpness must be > 0, got {self.sharpness!r}")
+
+
 def _multiclass_decisions(p: Any, from_logits: bool, scale: float | None, approximation: Any, xp: Any) -> Any:
     name = DEFAULT_MULTICLASS_APPROXIMATION if approximation in (None, "anyloss") else approximation
     if name == "softmax":
-        return _softmax(SOFTMAX_SCALE * _log_probabilities(p, from_logits, xp), xp)
+        name = SharpenedSoftmax()
+    if isinstance(name, SharpenedSoftmax):
+        return _softmax(float(name.sharpness) * _log_probabilities(p, from_logits, xp), xp)
     if name == "ovr":
         probs = _softmax(p, xp) if from_logits else p
         yh, _ = get_approximation("anyloss")(probs, from_logits=False, scale=73.0 if scale is None else scale, xp=xp)

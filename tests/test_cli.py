@@ -201,3 +201,38 @@ def test_speed_table_flags_misses_against_the_targets():
     text = format_report(report)
     assert "anyloss  3.50x" in text and "MISS" in text.split("training epoch")[0]
     assert text.rstrip().endswith("ok")
+
+
+# --- compare --task multiclass -----------------------------------------------------------------------
+
+
+def test_multiclass_compare_needs_jax_and_known_losses(capsys):
+    assert main(["compare", "--task", "multiclass", "--backend", "torch"]) == 2
+    assert "--task multiclass runs on the JAX backend" in capsys.readouterr().err
+    assert main(["compare", "--task", "multiclass", "--losses", "ce,f3"]) == 2
+    assert "unknown multiclass loss 'f3'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION != "jax", reason="the multiclass comparison runs in the jax session")
+def test_multiclass_compare_json_scores_agree_with_sklearn_shapes(tmp_path, capsys):
+    path = tmp_path / "mc.json"
+    assert main(["compare", "--task", "multiclass", "--dataset", "digits", "--folds", "2", "--epochs", "30",
+                 "--losses", "ce,macro_f1", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["classes"] == 10 and report["n_samples"] == 1797 and report["task"] == "multiclass"
+    for loss in ("ce", "macro_f1"):
+        for score in ("f1_macro", "accuracy", "balanced_accuracy"):
+            assert 0.5 < report["results"][loss][score]["mean"] <= 1.0  # 30 epochs learn digits well past chance
+    assert "macro_f1" in capsys.readouterr().out
+
+
+def test_multiclass_csv_gives_class_ids(tmp_path):
+    from anyloss_bench.data import UsageError, load_csv
+
+    path = tmp_path / "three.csv"
+    path.write_text("a,label\n1,cat\n2,dog\n3,emu\n4,cat\n")
+    data = load_csv(str(path), "label", multiclass=True)
+    assert data.y.tolist() == [0, 1, 2, 0]
+    path.write_text("a,label\n1,cat\n2,dog\n")
+    with pytest.raises(UsageError, match="three or more classes"):
+        load_csv(str(path), "label", multiclass=True)
