@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from ._namespace import clip, sigmoid
+from ._namespace import clip, sigmoid, sigmoid_of_temporary
 
 __all__ = [
     "Approximation",
@@ -72,8 +72,15 @@ class AnyLossApproximation:
         p = sigmoid(y_pred, xp) if from_logits else y_pred
         x = p - 0.5
         x *= scale  # in place on a fresh temporary (a rebinding for immutable arrays)
-        yh = sigmoid(x, xp)
+        yh = sigmoid_of_temporary(x, xp)
         return yh, 1.0 - yh
+
+    def scale_gradient(self, grad: Any, yh: Any, yh_c: Any, *, scale: float, xp: Any) -> Any:
+        r"""``grad * dA/dp`` with :math:`dA/dp = L A (1 - A)`, updating the caller's fresh ``grad`` in place."""
+        grad *= yh
+        grad *= yh_c
+        grad *= scale
+        return grad
 
     def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
         r""":math:`dA/dp = L A (1 - A)` (eq. 4); from a logit, times :math:`dp/dz = p (1 - p)`."""

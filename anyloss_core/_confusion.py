@@ -14,7 +14,7 @@ from typing import Any
 
 from ._approximations import Approximation, get_approximation
 from ._metrics import Confusion
-from ._namespace import compute_dtype, dot, get_namespace, sigmoid, values_available
+from ._namespace import compute_dtype, dot, get_namespace, sigmoid, times_one_minus, values_available
 
 __all__ = ["soft_confusion", "soft_confusion_with_pullback", "confusion", "check_scale"]
 
@@ -257,11 +257,13 @@ def soft_confusion_with_pullback(
         if prob is None:
             grad *= derivative(p, yh, yh_c, from_logits=from_logits, scale=scale, xp=xp)
             return grad
-        grad *= derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp)
-        dprob = 1.0 - prob  # dsigma/dz = sigma (1 - sigma)
-        dprob *= prob
-        grad *= dprob
-        return grad
+        scale_gradient = getattr(approx, "scale_gradient", None)
+        if scale_gradient is not None:  # in place: no n-element temporary
+            grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp)
+        else:
+            grad *= derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp)
+        grad *= prob  # dsigma/dz = sigma (1 - sigma)
+        return times_one_minus(grad, prob, xp)
 
     return counts, pullback
 

@@ -74,6 +74,34 @@ def sigmoid(x: Any, xp: Any) -> Any:
     return xp.where(x >= 0, inv, e * inv)
 
 
+def sigmoid_of_temporary(x: Any, xp: Any) -> Any:
+    """``sigmoid(x)`` for an ``x`` the caller owns and no longer needs: in place where that is cheap.
+
+    torch gets ``torch.sigmoid_`` (on a CPU a fresh n-element buffer costs page faults
+    on top of the arithmetic); elsewhere :func:`sigmoid` (JAX arrays are immutable,
+    and XLA reuses buffers itself).
+    """
+    framework = _framework_module(xp)
+    if framework is not None and framework.__name__ == "torch" and not _needs_autograd(x):
+        return framework.sigmoid_(x)
+    return sigmoid(x, xp)
+
+
+def times_one_minus(x: Any, p: Any, xp: Any) -> Any:
+    """``x * (1 - p)`` for an ``x`` the caller owns: in place (one fused kernel) on torch."""
+    framework = _framework_module(xp)
+    if framework is not None and framework.__name__ == "torch" and not _needs_autograd(x):
+        return x.addcmul_(x, p, value=-1.0)
+    return x * (1.0 - p)
+
+
+def _needs_autograd(x: Any) -> bool:
+    # In-place updates of a tensor that autograd records would be an error or, worse,
+    # silently change what the backward pass reads.
+    torch = sys.modules["torch"]
+    return bool(x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()
+
+
 def clip(x: Any, lo: float | None, hi: float | None, xp: Any) -> Any:
     """``clip(x, lo, hi)`` with Python-scalar bounds; either bound may be ``None``.
 
