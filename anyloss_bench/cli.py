@@ -140,11 +140,11 @@ def compare_multiclass(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.backend != "jax":
         raise UsageError("--task multiclass runs on the JAX backend (--backend jax)")
-    _check_backend("jax")
     names = [n.strip() for n in (args.losses or ",".join(multiclass.LOSSES)).split(",") if n.strip()]
     unknown = [n for n in names if n not in multiclass.LOSSES]
     if unknown:
         raise UsageError(f"unknown multiclass loss {unknown[0]!r}; choose from {', '.join(multiclass.LOSSES)}")
+    _check_backend("jax")
     if args.csv:
         if not args.target:
             raise UsageError("--csv needs --target COLUMN")

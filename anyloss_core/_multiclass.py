@@ -60,6 +60,9 @@ def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignor
     if len(y_pred.shape) != 2:
         raise ValueError(f"{task} y_pred must have shape (n, C), got {tuple(y_pred.shape)}")
     n, classes = y_pred.shape
+    # Values are read only when every array is concrete: under jit, labels closed over
+    # from outside are concrete, but any operation on them inside the trace is not.
+    validate = validate and values_available(y_pred, xp) and values_available(y_true, xp)
     if num_classes is not None and classes is not None and int(classes) != num_classes:
         raise ValueError(f"y_pred has {classes} classes (shape {tuple(y_pred.shape)}) but num_classes={num_classes}")
     shape = tuple(y_true.shape)
@@ -67,7 +70,7 @@ def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignor
         if ignore_index is not None:
             raise ValueError("ignore_index applies to class ids (n,), not to one-hot / multi-hot targets")
         y = xp.astype(y_true, dtype, copy=False)
-        if validate and values_available(y, xp):
+        if validate:
             if not bool(xp.all((y == 0) | (y == 1))):
                 raise ValueError(f"{task} one-hot / multi-hot y_true must hold 0 and 1")
             if task == "multiclass" and not bool(xp.all(xp.sum(y, axis=1) == 1)):
@@ -83,7 +86,7 @@ def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignor
         raise TypeError(f"multiclass class ids must be integers, got dtype {y_true.dtype}")
     ids = xp.reshape(y_true, (-1,))
     mask = None if ignore_index is None else (ids != ignore_index)
-    if validate and values_available(ids, xp):
+    if validate:
         in_range = (ids >= 0) & (ids < classes)
         if not bool(xp.all(in_range if mask is None else in_range | ~mask)):
             import numpy as np  # only to name the offending id in the message
@@ -97,14 +100,15 @@ def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignor
     return one_hot, None if mask is None else xp.astype(mask, dtype)
 
 
-def _row_weights(sample_weight: Any, mask: Any, n: Any, dtype: Any, xp: Any) -> Any:
+def _row_weights(sample_weight: Any, mask: Any, n: Any, dtype: Any, xp: Any, validate: bool) -> Any:
     w = None
     if sample_weight is not None:
         sw = xp.asarray(sample_weight) if not hasattr(sample_weight, "shape") else sample_weight
         if tuple(sw.shape) not in ((n,), (n, 1)):
             raise ValueError(f"sample_weight must have shape (n,) = ({n},), got {tuple(sw.shape)}")
+        concrete = validate and values_available(sw, xp)
         w = xp.astype(xp.reshape(sw, (-1,)), dtype, copy=False)
-        if values_available(w, xp) and not bool(xp.all(w >= 0)):
+        if concrete and not bool(xp.all(w >= 0)):
             raise ValueError("sample_weight must be non-negative")
     if mask is not None:
         w = mask if w is None else w * mask
@@ -152,7 +156,7 @@ def soft_class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", 
     if validate and not from_logits and values_available(p, xp) and not bool(xp.all((p >= 0) & (p <= 1))):
         raise ValueError("y_pred has values outside [0, 1] but from_logits=False: pass probabilities, "
                          "or from_logits=True for logits")
-    w = _row_weights(sample_weight, mask, p.shape[0], dtype, xp)
+    w = _row_weights(sample_weight, mask, p.shape[0], dtype, xp, validate and values_available(p, xp))
     if task == "multilabel":
         approx = get_approximation("anyloss" if approximation is None else approximation)
         Yh, _ = approx(p, from_logits=from_logits, scale=73.0 if scale is None else float(scale), xp=xp)
@@ -232,7 +236,7 @@ def class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", num_c
     else:
         best = xp.argmax(y_pred, axis=1)
         Yh = xp.astype(best[:, None] == xp.arange(y_pred.shape[1], dtype=best.dtype)[None, :], dtype)
-    w = _row_weights(sample_weight, mask, y_pred.shape[0], dtype, xp)
+    w = _row_weights(sample_weight, mask, y_pred.shape[0], dtype, xp, validate and values_available(y_pred, xp))
     return _counts(Y, Yh, w, xp)
 
 

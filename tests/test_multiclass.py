@@ -178,6 +178,11 @@ def test_jax_multiclass_jit_grad_and_extremes():
         z = jnp.asarray(np.sign(LOGITS) * 1e4, dtype)
         value, grad = jax.value_and_grad(loss)(z, jnp.asarray(IDS))
         assert bool(jnp.isfinite(value)) and bool(jnp.all(jnp.isfinite(grad))), dtype
+    # Concrete labels closed over by a jitted function, value checks on (the default).
+    labels, weights = jnp.asarray(IDS), jnp.asarray(WEIGHTS, jnp.float32)
+    g = jax.jit(jax.grad(lambda z: anyloss_jax.anyloss(z, labels, "f1", task="multiclass", sample_weight=weights)))(
+        jnp.asarray(LOGITS, jnp.float32))
+    assert bool(jnp.all(jnp.isfinite(g)))
     multi_hot = jnp.asarray((RNG.random((N, C)) < 0.3).astype(np.float32))
     g = jax.grad(lambda z: anyloss_jax.anyloss(z, multi_hot, "f1", task="multilabel", average="micro"))(
         jnp.asarray(LOGITS, jnp.float32))
