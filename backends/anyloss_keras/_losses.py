@@ -106,6 +106,12 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             return self._loss(y_true, y_pred, sample_weight)
 
     def _loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
+        if keras.backend.backend() == "torch" and self.task == "binary" and not self.distributed:
+            # The torch adapter's one-node backward (the same core math, fewer kernels).
+            from anyloss_torch._autograd import soft_loss
+
+            return soft_loss(y_pred, y_true, sample_weight, self._metric_fn, from_logits=self.from_logits,
+                             scale=self.scale, approximation=self.approximation, validate=self.validate)
         counts = self.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
         if self.distributed:
             counts = sum_over_replicas(counts)
