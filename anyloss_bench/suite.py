@@ -354,39 +354,29 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
     archs = ("slp", "mlp") if args.arch == "both" else (args.arch,)
     if args.folds < 2:
         raise UsageError(f"--folds must be at least 2, got {args.folds}")
-    os.makedirs(args.out, exist_ok=True)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     started = time.perf_counter()
     results: dict[str, dict[str, Any]] = {arch: {} for arch in archs}
     failed: dict[str, str] = {}
+    todo = []
     for arch in archs:
         os.makedirs(os.path.join(args.out, arch), exist_ok=True)
-        for i, name in enumerate(names, 1):
+        for name in names:
             path = os.path.join(args.out, arch, f"{name}.json")
             if args.resume and os.path.exists(path):
                 with open(path) as handle:
                     results[arch][name] = json.load(handle)
-                continue
-            try:
-                data = load_keel(name)
-            except UsageError:
-                raise
-            except Exception as exc:  # a broken download or file: report it and go on
-                failed[name] = f"{type(exc).__name__}: {exc}"
-                print(f"[{arch}] {name}: cannot load ({failed[name]}), skipped", file=sys.stderr)
-                continue
-            if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < args.folds:
-                failed[name] = f"the minority class has fewer than {args.folds} samples"
-                print(f"[{arch}] {name}: {failed[name]}, skipped", file=sys.stderr)
-                continue
-            t0 = time.perf_counter()
-            scores = evaluate_dataset(data.X, data.y, arch, folds=args.folds, epochs=args.epochs, seed=args.seed)
-            record = {"dataset": name, "arch": arch, "n_samples": int(len(data.y)), "n_features": int(data.X.shape[1]),
-                      "positive_rate": data.positive_rate, "folds": args.folds, "scores": scores,
-                      "mean": {loss: {m: float(np.mean(v)) for m, v in s.items()} for loss, s in scores.items()},
-                      "seconds": time.perf_counter() - t0}
-            _write_atomic(path, json.dumps(record, indent=1))
-            results[arch][name] = record
-            print(f"[{arch}] {i}/{len(names)} {name}: {record['seconds']:.1f} s", file=sys.stderr)
+            else:
+                todo.append((arch, name))
+    options = {"folds": args.folds, "epochs": args.epochs, "seed": args.seed, "out": args.out}
+    for done, (arch, name, status, payload) in enumerate(_run_all(todo, options, args.jobs), 1):
+        if status == "failed":
+            failed[name] = payload
+            print(f"[{arch}] {name}: {payload}, skipped", file=sys.stderr)
+        else:
+            results[arch][name] = payload
+            print(f"[{arch}] {done}/{len(todo)} {name}: {payload['seconds']:.1f} s", file=sys.stderr)
     summaries = {arch: summarize(results[arch]) for arch in archs if results[arch]}
     if not summaries:
         raise UsageError("no dataset could be evaluated")
@@ -400,6 +390,45 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
     for line in _target_lines(report["targets"]):
         print(line)
     return report
+
+
+def run_dataset(arch: str, name: str, options: dict[str, Any]) -> tuple[str, str, str, Any]:
+    """Evaluate one dataset and write its result file atomically: ``(arch, name, "done", record)``,
+    or ``(arch, name, "failed", reason)`` when it cannot be loaded or split."""
+    try:
+        data = load_keel(name)
+    except UsageError:
+        raise
+    except Exception as exc:  # a broken download or file: report it and go on
+        return arch, name, "failed", f"cannot load ({type(exc).__name__}: {exc})"
+    folds = options["folds"]
+    if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < folds:
+        return arch, name, "failed", f"the minority class has fewer than {folds} samples"
+    t0 = time.perf_counter()
+    scores = evaluate_dataset(data.X, data.y, arch, folds=folds, epochs=options["epochs"], seed=options["seed"])
+    record = {"dataset": name, "arch": arch, "n_samples": int(len(data.y)), "n_features": int(data.X.shape[1]),
+              "positive_rate": data.positive_rate, "folds": folds, "scores": scores,
+              "mean": {loss: {m: float(np.mean(v)) for m, v in s.items()} for loss, s in scores.items()},
+              "seconds": time.perf_counter() - t0}
+    _write_atomic(os.path.join(options["out"], arch, f"{name}.json"), json.dumps(record, indent=1))
+    return arch, name, "done", record
+
+
+def _run_all(todo: list[tuple[str, str]], options: dict[str, Any], jobs: int) -> Any:
+    """``run_dataset`` over ``todo``, in this process or in ``jobs`` spawned worker processes."""
+    if jobs == 1:
+        for arch, name in todo:
+            yield run_dataset(arch, name, options)
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    # spawn: a forked JAX runtime is not safe.  Each worker compiles its own programs,
+    # which is where the time of small datasets goes, so workers overlap well.
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_dataset, arch, name, options) for arch, name in todo]
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
 
 
 def _targets(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -432,4 +461,5 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", help="the summary JSON (default: OUT/summary.json)")
     p.add_argument("--plot", help="the sign-test figure (default: OUT/sign_test.png)")
     p.add_argument("--resume", action="store_true", help="keep the per-dataset results already in OUT")
+    p.add_argument("--jobs", type=int, default=1, help="datasets evaluated in parallel worker processes")
     p.set_defaults(func=suite)
