@@ -86,6 +86,12 @@ JAX_SCRIPT = textwrap.dedent('''
     assert l_single[0] != l_single[-1]
     local = float(anyloss_jax.f1_loss(x[8:16] @ params0["w"] + params0["b"], y[8:16]))
     assert abs(local - l_single[0]) > 1e-3     # a shard alone would see another loss
+    # Multi-class under shard_map: 4 x C counts in one psum.
+    ids = jnp.asarray(rng.integers(0, 3, 32)); scores = jnp.asarray(rng.normal(size=(32, 3)))
+    macro = jax.shard_map(lambda z, t: anyloss_jax.anyloss(z, t, "f1", task="multiclass", axis_name="d"),
+                          mesh=mesh, in_specs=(P("d"), P("d")), out_specs=P())
+    np.testing.assert_allclose(float(macro(scores, ids)),
+                               float(anyloss_jax.anyloss(scores, ids, "f1", task="multiclass")), rtol=1e-12)
     print("ok", l_single)
 ''')
 
@@ -176,6 +182,13 @@ KERAS_TORCH_SCRIPT = textwrap.dedent('''
         np.testing.assert_allclose(float(loss), float(expected), rtol=1e-12)
         # The all-reduce's backward sums the ranks' gradients (as DDP's averaging expects).
         np.testing.assert_allclose(logits.grad.numpy(), world * whole.grad[shard].numpy(), rtol=1e-10)
+        # Multi-class: 4 x C counts in one all-reduce.
+        ids = rng.integers(0, 3, 32); ids[16:] = 0   # the second shard sees one class only
+        scores = rng.normal(size=(32, 3))
+        macro = anyloss_keras.AnyLoss("f1", task="multiclass", from_logits=True, distributed=True)
+        local = macro(torch.tensor(ids[shard]), torch.tensor(scores[shard]))
+        expected = al.anyloss(ids, scores, "f1", task="multiclass", from_logits=True)
+        np.testing.assert_allclose(float(local), float(expected), rtol=1e-12)
         dist.destroy_process_group()
 
     if __name__ == "__main__":

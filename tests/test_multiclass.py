@@ -205,3 +205,16 @@ def test_keras_multiclass_value_config_and_fit():
     history = model.fit(LOGITS.astype("float32"), IDS, epochs=15, batch_size=N, verbose=0).history["loss"]
     assert all(np.isfinite(history)) and history[-1] < history[0]
 
+
+
+@pytest.mark.backend("keras")
+def test_keras_multiclass_float64_matches_the_reference_to_1e12():
+    import keras
+
+    import anyloss_keras
+
+    if keras.backend.backend() == "jax" and not __import__("jax").config.jax_enable_x64:
+        pytest.skip("float64 needs JAX_ENABLE_X64 on the JAX backend")
+    for average in ("macro", "weighted"):
+        loss_fn = anyloss_keras.AnyLoss("f1", task="multiclass", average=average, from_logits=True, dtype="float64")
+        np.testing.assert_allclose(float(loss_fn(IDS, LOGITS)), _expected(average), rtol=1e-12)

@@ -9,6 +9,7 @@ backends.  It covers only what ``anyloss_core`` uses.
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 import array_api_compat
@@ -34,7 +35,14 @@ any = ops.any  # noqa: A001
 ones = ops.ones
 ones_like = ops.ones_like
 log = ops.log
-mean = ops.mean
+
+
+def mean(x: Any, axis: Any = None) -> Any:
+    # Not ops.mean: on the torch backend it computes float64 input in float32.
+    count = math.prod(x.shape) if axis is None else x.shape[axis]
+    return ops.sum(x, axis=axis) / float(count)
+
+
 max = ops.max  # noqa: A001
 min = ops.min  # noqa: A001
 argmax = ops.argmax
