@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 
 from . import speed as speed_module
 from . import suite as suite_module
-from .data import UsageError, load_csv, load_dataset, standardize
+from .data import UsageError, load_csv, load_dataset, standardize, write_text_atomic
 from .engines import BACKENDS, LossSpec, train
 
 SCORES = ("accuracy", "f1", "gmean", "balanced_accuracy")
@@ -244,13 +243,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def _write_json(path: str, report: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w") as handle:
-            json.dump(report, handle, indent=2)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc}") from None
+    write_text_atomic(path, json.dumps(report, indent=2))
 
 
 def _plot(path: str, curves: dict[str, list[float]], report: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Dataset", "DATASETS", "KEEL_PAPER_FILTER", "load_dataset", "load_csv", "load_keel", "keel_names",
-           "UsageError"]
+           "pad_folds", "write_text_atomic", "UsageError"]
 
 
 class UsageError(Exception):
@@ -219,3 +219,34 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     mean, std = filled[0].mean(axis=0), filled[0].std(axis=0)
     std = np.where(std > 0, std, 1.0)
     return [(a - mean) / std for a in filled]
+
+
+def pad_folds(X: np.ndarray, y: np.ndarray, splits: list, label_dtype: Any = np.float32) -> dict[str, Any]:
+    """Standardized per-fold arrays, zero-padded to one shape so the folds can train as one batch.
+
+    ``X`` (F, n, d) and ``y`` (F, n) of the training folds with a row mask ``m`` (F, n: 1 for real rows,
+    0 for padding), ``Xv`` (F, v, d) of the validation folds, the validation labels ``y_val`` (one array
+    per fold) and the median training-fold size ``n_train``.
+    """
+    folds, d = len(splits), X.shape[1]
+    n, v = max(len(tr) for tr, _ in splits), max(len(va) for _, va in splits)
+    out: dict[str, Any] = {"X": np.zeros((folds, n, d), np.float32), "y": np.zeros((folds, n), label_dtype),
+                           "m": np.zeros((folds, n), np.float32), "Xv": np.zeros((folds, v, d), np.float32)}
+    for f, (tr, va) in enumerate(splits):
+        X_tr, X_va = standardize(X[tr], X[va])
+        out["X"][f, : len(tr)], out["y"][f, : len(tr)], out["m"][f, : len(tr)] = X_tr, y[tr], 1.0
+        out["Xv"][f, : len(va)] = X_va
+    out["y_val"] = [y[va] for _, va in splits]
+    out["n_train"] = int(np.median([len(tr) for tr, _ in splits]))
+    return out
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc}") from None

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import UsageError, standardize
+from .data import UsageError, pad_folds
 
 #: Loss names of the multi-class comparison: (kind, approximation).
 LOSSES: dict[str, tuple[str, Any]] = {
@@ -81,13 +81,8 @@ def train_folds(loss: str, X: np.ndarray, y: np.ndarray, splits: list, *, arch: 
     if approximation in ("sharp2", "sharp4"):
         approximation = al.SharpenedSoftmax(float(approximation[-1]))
     classes = int(y.max()) + 1
-    n, v, d = max(len(t) for t, _ in splits), max(len(s) for _, s in splits), X.shape[1]
-    F = len(splits)
-    Xt, Yt, Mt, Xv = (np.zeros((F, n, d), np.float32), np.zeros((F, n), np.int32), np.zeros((F, n), np.float32),
-                      np.zeros((F, v, d), np.float32))
-    for f, (tr, va) in enumerate(splits):
-        a, b = standardize(X[tr], X[va])
-        Xt[f, : len(tr)], Yt[f, : len(tr)], Mt[f, : len(tr)], Xv[f, : len(va)] = a, y[tr], 1.0, b
+    folds = pad_folds(X, y, splits, np.int32)
+    d = X.shape[1]
 
     def objective(params, apply, x, t, m):
         z = apply(params, x)
@@ -109,8 +104,8 @@ def train_folds(loss: str, X: np.ndarray, y: np.ndarray, splits: list, *, arch: 
         (params, _), _ = jax.lax.scan(epoch, (params, opt.init(params)), None, length=epochs)
         return apply(params, xv)
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), F)
-    logits = np.asarray(jax.jit(jax.vmap(one_fold))(Xt, Yt, Mt, Xv, keys))
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(splits))
+    logits = np.asarray(jax.jit(jax.vmap(one_fold))(folds["X"], folds["y"], folds["m"], folds["Xv"], keys))
     return [logits[f, : len(va)] for f, (_, va) in enumerate(splits)]
 
 

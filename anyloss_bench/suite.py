@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import KEEL_PAPER_FILTER, UsageError, keel_names, load_keel, standardize
+from .data import KEEL_PAPER_FILTER, UsageError, keel_names, load_keel, pad_folds, write_text_atomic
 
 METRICS = ("accuracy", "f1", "gmean", "balanced_accuracy")
 LOSSES = ("mse", "bce", *METRICS)  # "accuracy" etc. = the AnyLoss loss of that metric
@@ -52,24 +52,10 @@ TARGET_MAX_LOSE = 0.05
 
 
 def _fold_arrays(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> dict[str, Any]:
-    """Standardized, zero-padded per-fold arrays: train (F, n, d), validation (F, v, d), masks."""
+    """The stratified folds of one dataset as padded arrays (:func:`anyloss_bench.data.pad_folds`)."""
     from sklearn.model_selection import StratifiedKFold
 
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
-    n = max(len(tr) for tr, _ in splits)
-    v = max(len(va) for _, va in splits)
-    d = X.shape[1]
-    out = {k: np.zeros(shape, np.float32) for k, shape in
-           (("X", (folds, n, d)), ("y", (folds, n)), ("m", (folds, n)), ("Xv", (folds, v, d)))}
-    yv = []
-    for f, (tr, va) in enumerate(splits):
-        X_tr, X_va = standardize(X[tr], X[va])
-        out["X"][f, : len(tr)], out["y"][f, : len(tr)], out["m"][f, : len(tr)] = X_tr, y[tr], 1.0
-        out["Xv"][f, : len(va)] = X_va
-        yv.append(y[va])
-    out["y_val"] = yv
-    out["n_train"] = int(np.median([len(tr) for tr, _ in splits]))
-    return out
+    return pad_folds(X, y, list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)))
 
 
 def _loss_fn(loss: str) -> Any:
@@ -336,13 +322,6 @@ def _dataset_names(spec: str) -> list[str]:
     return names
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def suite(args: argparse.Namespace) -> dict[str, Any]:
     if args.source != "keel":
         raise UsageError(f"unknown --source {args.source!r}; only keel is available")
@@ -384,8 +363,8 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
     print(text)
     report = {"source": args.source, "datasets": names, "failed": failed, "seconds": time.perf_counter() - started,
               "summaries": summaries, "targets": _targets(summaries)}
-    _write_atomic(args.json or os.path.join(args.out, "summary.json"), json.dumps(report, indent=1))
-    _write_atomic(os.path.join(args.out, "summary.md"), text + "\n")
+    write_text_atomic(args.json or os.path.join(args.out, "summary.json"), json.dumps(report, indent=1))
+    write_text_atomic(os.path.join(args.out, "summary.md"), text + "\n")
     plot(args.plot or os.path.join(args.out, "sign_test.png"), summaries)
     for line in _target_lines(report["targets"]):
         print(line)
@@ -410,7 +389,7 @@ def run_dataset(arch: str, name: str, options: dict[str, Any]) -> tuple[str, str
               "positive_rate": data.positive_rate, "folds": folds, "scores": scores,
               "mean": {loss: {m: float(np.mean(v)) for m, v in s.items()} for loss, s in scores.items()},
               "seconds": time.perf_counter() - t0}
-    _write_atomic(os.path.join(options["out"], arch, f"{name}.json"), json.dumps(record, indent=1))
+    write_text_atomic(os.path.join(options["out"], arch, f"{name}.json"), json.dumps(record, indent=1))
     return arch, name, "done", record
 
 

@@ -101,7 +101,3 @@ class LossConfigMixin:
                                   **self.metric_params)
         return confusion_loss(counts, self._metric_fn, xp=xp)
 
-    @property
-    def task_options(self) -> dict[str, Any]:
-        """The multi-class arguments of the core's functions."""
-        return {"task": self.task, "num_classes": self.num_classes, "ignore_index": self.ignore_index}

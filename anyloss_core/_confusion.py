@@ -14,6 +14,7 @@ from typing import Any
 
 from ._approximations import Approximation, get_approximation
 from ._metrics import Confusion
+from ._multiclass import soft_class_confusion
 from ._namespace import compute_dtype, dot, get_namespace, sigmoid, times_one_minus, values_available
 
 __all__ = ["soft_confusion", "soft_confusion_with_pullback", "confusion", "check_scale"]
@@ -193,8 +194,6 @@ def soft_confusion(
         [1.0, 0.0, 0.0, 2.0]
     """
     if task != "binary":  # per-class counts, see anyloss_core._multiclass
-        from ._multiclass import soft_class_confusion
-
         return soft_class_confusion(
             y_true, y_pred, task=task, num_classes=num_classes, ignore_index=ignore_index, from_logits=from_logits,
             scale=scale, approximation=approximation, sample_weight=sample_weight, validate=validate, xp=xp,

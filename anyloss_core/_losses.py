@@ -8,7 +8,7 @@ from typing import Any
 from ._approximations import Approximation
 from ._confusion import confusion, soft_confusion
 from ._metrics import Metric, get_metric
-from ._multiclass import average_metric, check_task, class_confusion, soft_class_confusion
+from ._multiclass import average_metric, check_task, class_confusion
 from ._namespace import get_namespace
 
 __all__ = [
@@ -109,13 +109,7 @@ def anyloss(
         0.44
     """
     metric_fn = get_metric(metric, **metric_params)  # resolve first: a bad name fails before any work
-    if task != "binary":
-        check_task(task, average)
-        class_counts = soft_class_confusion(
-            y_true, y_pred, task=task, num_classes=num_classes, ignore_index=ignore_index, from_logits=from_logits,
-            scale=scale, approximation=approximation, sample_weight=sample_weight, validate=validate, xp=xp,
-        )
-        return 1.0 - average_metric(class_counts, metric, task=task, average=average, xp=xp, **metric_params)
+    check_task(task, average)
     counts = soft_confusion(
         y_true,
         y_pred,
@@ -125,7 +119,12 @@ def anyloss(
         sample_weight=sample_weight,
         validate=validate,
         xp=xp,
+        task=task,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
     )
+    if task != "binary":  # the per-class metrics take the metric's name (accuracy, B-Acc are special there)
+        return confusion_loss(counts, metric, xp=xp, task=task, average=average, **metric_params)
     return confusion_loss(counts, metric_fn, xp=xp)
 
 

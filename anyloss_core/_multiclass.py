@@ -36,7 +36,7 @@ from typing import Any
 
 from ._approximations import get_approximation
 from ._metrics import Confusion, Metric, get_metric, ratio
-from ._namespace import compute_dtype, get_namespace, values_available
+from ._namespace import compute_dtype, get_namespace, sigmoid, values_available
 
 __all__ = ["TASKS", "AVERAGES", "SharpenedSoftmax", "class_confusion", "soft_class_confusion", "average_metric"]
 
@@ -96,8 +96,12 @@ def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignor
             bad = bad[bad != ignore_index] if ignore_index is not None else bad
             raise ValueError(f"class id {int(bad[0])} is out of range for {classes} classes"
                              + ("" if ignore_index is None else f" (ignore_index={ignore_index})"))
-    one_hot = xp.astype(ids[:, None] == xp.arange(classes, dtype=ids.dtype)[None, :], dtype)
-    return one_hot, None if mask is None else xp.astype(mask, dtype)
+    return _one_hot(ids, classes, dtype, xp), None if mask is None else xp.astype(mask, dtype)
+
+
+def _one_hot(ids: Any, classes: int, dtype: Any, xp: Any) -> Any:
+    """``(n,)`` integer ids as ``(n, classes)`` rows of 0 and 1 (an id outside the range: a row of 0)."""
+    return xp.astype(ids[:, None] == xp.arange(classes, dtype=ids.dtype)[None, :], dtype)
 
 
 def _row_weights(sample_weight: Any, mask: Any, n: Any, dtype: Any, xp: Any, validate: bool) -> Any:
@@ -226,16 +230,13 @@ def class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", num_c
     if task == "multiclass" and len(y_pred.shape) == 1:
         if num_classes is None:
             raise ValueError("predicted class ids (n,) need num_classes")
-        y_pred = xp.astype(y_pred[:, None] == xp.arange(num_classes, dtype=y_pred.dtype)[None, :], dtype)
+        y_pred = _one_hot(y_pred, num_classes, dtype, xp)
     Y, mask = _targets(y_true, y_pred, task, num_classes, ignore_index, validate, dtype, xp)
     if task == "multilabel":
         scores = xp.astype(y_pred, dtype)
-        if from_logits:
-            scores = 1.0 / (1.0 + xp.exp(-scores))
-        Yh = xp.astype(scores > threshold, dtype)
+        Yh = xp.astype((sigmoid(scores, xp) if from_logits else scores) > threshold, dtype)
     else:
-        best = xp.argmax(y_pred, axis=1)
-        Yh = xp.astype(best[:, None] == xp.arange(y_pred.shape[1], dtype=best.dtype)[None, :], dtype)
+        Yh = _one_hot(xp.argmax(y_pred, axis=1), y_pred.shape[1], dtype, xp)
     w = _row_weights(sample_weight, mask, y_pred.shape[0], dtype, xp, validate and values_available(y_pred, xp))
     return _counts(Y, Yh, w, xp)
 

@@ -143,7 +143,7 @@ def sum_over_replicas(counts: al.Confusion) -> al.Confusion:
         summed = context.all_reduce(tf.distribute.ReduceOp.SUM, ops.stack(tuple(counts)))
         return al.Confusion(*ops.unstack(summed, 4))
     if backend == "torch":
-        from anyloss_torch._functional import all_reduce_counts
+        from anyloss_torch._distributed import all_reduce_counts
 
         return all_reduce_counts(counts)
     return counts

@@ -22,6 +22,8 @@ import torch
 
 import anyloss_core as al
 
+from ._distributed import all_reduce_counts
+
 __all__ = ["soft_counts", "soft_loss"]
 
 
@@ -96,27 +98,24 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
     ``distributed=True`` the counts are summed over ``process_group`` first (see
     ``all_reduce_counts``).
     """
-    if task != "binary":  # plain autograd of the core's per-class counts
+    one_node = not distributed and input.device.type == "cpu" and task == "binary"
+    if task == "binary":
+        if one_node and _analytic_applies(input, weight, options["approximation"]):
+            counts, pullback = _counts_and_pullback(input, target, weight, options)
+            stacked = torch.stack(tuple(counts))
+            result = al.metric_value_and_grad(metric, al.Confusion(*stacked.tolist()))
+            if result is not None:
+                value, metric_grad = result
+                loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
+                return _LossFromCounts.apply(input, loss, metric_grad, pullback)
+            counts = al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
+        else:
+            counts = soft_counts(input, target, weight, **options)
+    else:  # plain autograd of the core's per-class counts
         counts = al.soft_confusion(target, input, sample_weight=weight, task=task, num_classes=num_classes,
                                    ignore_index=ignore_index, **options)
-        if distributed:
-            from ._functional import all_reduce_counts
-
-            counts = all_reduce_counts(counts, process_group)
-        return al.confusion_loss(counts, metric, task=task, average=average, **(metric_params or {}))
-    if not distributed and input.device.type == "cpu" and _analytic_applies(input, weight, options["approximation"]):
-        counts, pullback = _counts_and_pullback(input, target, weight, options)
-        stacked = torch.stack(tuple(counts))
-        result = al.metric_value_and_grad(metric, al.Confusion(*stacked.tolist()))
-        if result is not None:
-            value, metric_grad = result
-            loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
-            return _LossFromCounts.apply(input, loss, metric_grad, pullback)
-        counts = al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
-    else:
-        counts = soft_counts(input, target, weight, **options)
     if distributed:
-        from ._functional import all_reduce_counts
-
         counts = all_reduce_counts(counts, process_group)
-    return al.confusion_loss(counts, metric)
+    if task == "binary":
+        return al.confusion_loss(counts, metric)
+    return al.confusion_loss(counts, metric, task=task, average=average, **(metric_params or {}))
