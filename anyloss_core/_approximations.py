@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from ._namespace import clip, sigmoid, sigmoid_of_temporary
+from ._namespace import clip, scale_temporary, sigmoid, sigmoid_of_temporary
 
 __all__ = [
     "Approximation",
@@ -70,9 +70,7 @@ class AnyLossApproximation:
 
     def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
         p = sigmoid(y_pred, xp) if from_logits else y_pred
-        x = p - 0.5
-        x *= scale  # in place on a fresh temporary (a rebinding for immutable arrays)
-        yh = sigmoid_of_temporary(x, xp)
+        yh = sigmoid_of_temporary(scale_temporary(p - 0.5, scale, xp), xp)
         return yh, 1.0 - yh
 
     def scale_gradient(self, grad: Any, yh: Any, yh_c: Any, *, scale: float, xp: Any) -> Any:

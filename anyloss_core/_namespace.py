@@ -87,6 +87,20 @@ def sigmoid_of_temporary(x: Any, xp: Any) -> Any:
     return sigmoid(x, xp)
 
 
+def scale_temporary(x: Any, scale: float, xp: Any) -> Any:
+    """``x * scale`` for an ``x`` the caller owns and no longer needs: in place where autograd allows.
+
+    Not in place for a torch tensor that autograd records or ``torch.compile`` traces:
+    the torch adapter's compiled path saves selected activations for the backward,
+    and PyTorch asks that such a region hold no in-place ops.
+    """
+    framework = _framework_module(xp)
+    if framework is not None and framework.__name__ == "torch" and _needs_autograd(x):
+        return x * scale
+    x *= scale  # a rebinding for immutable arrays (JAX)
+    return x
+
+
 def times_one_minus(x: Any, p: Any, xp: Any) -> Any:
     """``x * (1 - p)`` for an ``x`` the caller owns: in place (one fused kernel) on torch."""
     framework = _framework_module(xp)

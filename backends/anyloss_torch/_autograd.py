@@ -12,13 +12,21 @@ closed forms instead, and this module only wires them into
   costs nothing there, and it replaces a dozen 0-d kernels and their backward
   nodes, which dominate small batches.  On an accelerator reading them would
   synchronize with the host every step, so there the metric stays in autograd.
+
+Under ``torch.compile`` inductor fuses the plain composition itself, and the
+only thing left to decide is what the backward recomputes: on a CPU a selective
+checkpoint policy saves the sigmoids' outputs and the counts (see
+``_save_sigmoids_and_counts``); on an accelerator the partitioner's own choice
+(recompute, fewer bytes) stands.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 import anyloss_core as al
 
@@ -79,11 +87,43 @@ def _counts_and_pullback(input: torch.Tensor, target: Any, weight: Any, options:
         return al.soft_confusion_with_pullback(target, input, sample_weight=weight, **options)
 
 
+_SAVED_OPS = frozenset({torch.ops.aten.sigmoid.default, torch.ops.aten.dot.default, torch.ops.aten.sum.default,
+                        torch.ops.aten.sum.dim_IntList})
+
+
+def _save_sigmoids_and_counts(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
+    # Inductor's partitioner recomputes the elementwise ops of the forward in the
+    # backward: it counts bytes moved, which is right on an accelerator.  On a CPU the
+    # step is bound by exp instead, and recomputing A(sigmoid(z)) costs two exp per
+    # sample where BCE's backward has one.  Saving both sigmoids' outputs leaves a
+    # backward with no exp; the counts are saved too, else the backward would sum
+    # them again in a second pass.
+    return CheckpointPolicy.MUST_SAVE if op in _SAVED_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _compiled_soft_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any]) -> al.Confusion:
+    """The core's counts as ``torch.compile`` traces them on a CPU: sigmoids and counts saved for the backward."""
+
+    def counts_of(input: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(al.soft_confusion(target, input, sample_weight=weight, **options))
+
+    counts = checkpoint(counts_of, input, use_reentrant=False,
+                        context_fn=functools.partial(create_selective_checkpoint_contexts, _save_sigmoids_and_counts))
+    return al.Confusion(*counts)
+
+
+def _compiling_on_cpu(input: torch.Tensor) -> bool:
+    return (torch.compiler.is_compiling() and input.device.type == "cpu" and torch.is_grad_enabled()
+            and input.requires_grad)
+
+
 def soft_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -> al.Confusion:
     """Soft counts of ``input`` against ``target``: the analytic backward where it applies."""
     if _analytic_applies(input, weight, options["approximation"]):
         counts, pullback = _counts_and_pullback(input, target, weight, options)
         return al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
+    if _compiling_on_cpu(input):
+        return _compiled_soft_counts(input, target, weight, options)
     return al.soft_confusion(target, input, sample_weight=weight, **options)
 
 
