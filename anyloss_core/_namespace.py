@@ -37,14 +37,31 @@ def get_namespace(*arrays: Any, xp: Any = None) -> Any:
     present = [a for a in arrays if a is not None and type(a) not in (bool, int, float, complex)]
     if not present:
         raise TypeError("anyloss needs at least one array argument to find its array namespace")
+    torch_namespace = sys.modules.get("array_api_compat.torch")
+    if torch_namespace is not None and all(_is_torch_tensor(a) for a in present):
+        # What array_namespace returns for torch tensors, without its lru_cache'd type
+        # lookups: torch.compile cannot trace into a cache and warns at every compile.
+        return torch_namespace
     return array_api_compat.array_namespace(*present)
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+# array-api-compat's is_torch_namespace / is_jax_namespace, as plain name checks
+# (theirs are lru_cache'd, which torch.compile warns about).
+_TORCH_NAMESPACES = frozenset({"torch", "array_api_compat.torch"})
+_JAX_NAMESPACES = frozenset({"jax.numpy", "jax.experimental.array_api"})
 
 
 def _framework_module(xp: Any) -> ModuleType | None:
     """The framework behind a namespace, if it is one we have a fast path for."""
-    if array_api_compat.is_torch_namespace(xp):
+    name = getattr(xp, "__name__", None)
+    if name in _TORCH_NAMESPACES:
         return sys.modules.get("torch")
-    if array_api_compat.is_jax_namespace(xp):
+    if name in _JAX_NAMESPACES:
         return sys.modules.get("jax")
     return None
 
@@ -165,15 +182,7 @@ def values_available(x: Any, xp: Any) -> bool:
     hook = getattr(xp, "values_available", None)
     if hook is not None:
         return bool(hook(x))
-    if array_api_compat.is_jax_array(x):
-        # array-api-compat calls every JAX array lazy; only tracers are.
-        jax = sys.modules["jax"]
-        if isinstance(x, jax.core.Tracer):
-            return False
-        return all(d.platform == "cpu" for d in x.devices())
-    if array_api_compat.is_lazy_array(x):
-        return False
-    if array_api_compat.is_torch_array(x):
+    if _is_torch_tensor(x):  # first: array-api-compat's type checks are lru_cache'd (see get_namespace)
         torch = sys.modules["torch"]
         if torch.compiler.is_compiling():
             return False
@@ -183,6 +192,14 @@ def values_available(x: Any, xp: Any) -> bool:
         if functorch is not None and functorch.is_functorch_wrapped_tensor(x):
             return False
         return True
+    if array_api_compat.is_jax_array(x):
+        # array-api-compat calls every JAX array lazy; only tracers are.
+        jax = sys.modules["jax"]
+        if isinstance(x, jax.core.Tracer):
+            return False
+        return all(d.platform == "cpu" for d in x.devices())
+    if array_api_compat.is_lazy_array(x):
+        return False
     return True
 
 

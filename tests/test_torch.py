@@ -178,6 +178,22 @@ def test_torch_compile_equals_eager_per_approximation(approximation, from_logits
     torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-9, atol=1e-12)
 
 
+def test_torch_compile_traces_without_warnings_about_caches():
+    # array-api-compat's namespace lookups are lru_cache'd, which dynamo cannot trace
+    # and warns about at every compile; the core resolves torch tensors without them.
+    import warnings
+
+    torch._dynamo.reset()
+    x = torch.randn(40, requires_grad=True)
+    y = torch.tensor([0, 1] * 20)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.compile(anyloss_torch.GMeanLoss(), fullgraph=True)(x, y).backward()
+        torch.compile(anyloss_torch.f1_loss, fullgraph=True)(x.detach(), y)
+    assert not [w for w in caught if "lru_cache" in str(w.message)], [str(w.message)[:120] for w in caught]
+    assert torch.isfinite(x.grad).all()
+
+
 def _compiled_graphs(loss_fn, x, y):
     """The forward and backward aten graphs that torch.compile's partitioner produces."""
     from functorch.compile import make_boxed_func

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import array_api_compat.torch  # noqa: F401  (loaded now: the core's get_namespace then skips lru_cache'd lookups)
 import torch
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
