@@ -167,15 +167,17 @@ def test_torch_compile_equals_eager_per_approximation(approximation, from_logits
     rng = np.random.default_rng(15)
     n = 300
     y = torch.tensor(rng.integers(0, 2, (n, 1)))
-    w = torch.tensor(rng.uniform(0.5, 2.0, (n, 1)), dtype=torch.float64)
+    w1 = torch.tensor(rng.uniform(0.5, 2.0, (n, 1)), dtype=torch.float64, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
     raw = rng.normal(0, 2, (n, 1)) if from_logits else rng.uniform(0.05, 0.95, (n, 1))
     x1 = torch.tensor(raw, dtype=torch.float64, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
-    eager, comp = loss_fn(x1, y, w), compiled(x2, y, w)
+    eager, comp = loss_fn(x1, y, w1), compiled(x2, y, w2)
     eager.backward()
     comp.backward()
     torch.testing.assert_close(comp, eager, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(w2.grad, w1.grad, rtol=1e-9, atol=1e-12)  # weights captured by the checkpoint
 
 
 def test_torch_compile_traces_without_warnings_about_caches():
