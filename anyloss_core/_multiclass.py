@@ -36,7 +36,7 @@ from typing import Any
 
 from ._approximations import get_approximation
 from ._metrics import Confusion, Metric, get_metric, ratio
-from ._namespace import compute_dtype, get_namespace, sigmoid, values_available
+from ._namespace import compute_dtype, get_namespace, sigmoid, softmax, values_available
 
 __all__ = ["TASKS", "AVERAGES", "SharpenedSoftmax", "class_confusion", "soft_class_confusion", "average_metric"]
 
@@ -169,11 +169,6 @@ def soft_class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", 
     return _counts(Y, Yh, w, xp)
 
 
-def _softmax(z: Any, xp: Any) -> Any:
-    e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
-    return e / xp.sum(e, axis=1, keepdims=True)
-
-
 def _log_probabilities(p: Any, from_logits: bool, xp: Any) -> Any:
     if from_logits:
         return p
@@ -206,9 +201,9 @@ def _multiclass_decisions(p: Any, from_logits: bool, scale: float | None, approx
     if name == "softmax":
         name = SharpenedSoftmax()
     if isinstance(name, SharpenedSoftmax):
-        return _softmax(float(name.sharpness) * _log_probabilities(p, from_logits, xp), xp)
+        return softmax(float(name.sharpness) * _log_probabilities(p, from_logits, xp), xp)
     if name == "ovr":
-        probs = _softmax(p, xp) if from_logits else p
+        probs = softmax(p, xp) if from_logits else p
         yh, _ = get_approximation("anyloss")(probs, from_logits=False, scale=73.0 if scale is None else scale, xp=xp)
         return yh
     raise ValueError(f"unknown multiclass approximation {name!r}; choose one of "

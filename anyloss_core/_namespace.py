@@ -22,6 +22,7 @@ __all__ = [
     "get_namespace",
     "compute_dtype",
     "sigmoid",
+    "softmax",
     "values_available",
 ]
 
@@ -89,6 +90,26 @@ def sigmoid(x: Any, xp: Any) -> Any:
     e = xp.exp(-xp.abs(x))
     inv = 1.0 / (1.0 + e)
     return xp.where(x >= 0, inv, e * inv)
+
+
+def softmax(z: Any, xp: Any) -> Any:
+    """Softmax over the last axis, ``exp(z - max z) / sum exp(z - max z)``.
+
+    The framework's own where there is one (torch, JAX, or a namespace that exports
+    ``softmax``, like the Keras shim): its backward uses the output only,
+    ``y (g - sum(g y))``, where autodiff of the formula below also differentiates
+    the max shift (whose gradient is zero) and needs ``exp`` again.
+    """
+    framework = _framework_module(xp)
+    if framework is not None and framework.__name__ == "torch":
+        return framework.softmax(z, dim=-1)
+    if framework is not None and framework.__name__ == "jax":
+        return framework.nn.softmax(z, axis=-1)
+    native = getattr(xp, "softmax", None)
+    if native is not None:
+        return native(z, axis=-1)
+    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
 
 
 def sigmoid_of_temporary(x: Any, xp: Any) -> Any:
