@@ -13,19 +13,23 @@ import sys
 import time
 
 
-def bench(fn, repeats):
-    fn()  # warm-up / compile
-    return [_timed(fn) for _ in range(repeats)]
-
-
 def _timed(fn):
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def report(mode, n, times_a, times_b):
-    a, b = statistics.median(times_a), statistics.median(times_b)
+def interleaved(fn_a, fn_b, repeats):
+    """Median seconds of ``fn_a`` and of ``fn_b``, called alternately after one warm-up (compile) call each."""
+    fn_a(), fn_b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        times_a.append(_timed(fn_a))
+        times_b.append(_timed(fn_b))
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def report(mode, n, a, b):
     print(f"{mode:<14} n={n:.0e}  anyloss-f1 {a * 1e3:8.2f} ms  BCE {b * 1e3:8.2f} ms  ratio {a / b:5.2f}x")
 
 
@@ -47,13 +51,7 @@ def run_torch(n, repeats):
         return go
 
     for mode, wrap in [("torch eager", lambda m: m), ("torch.compile", torch.compile)]:
-        a_fn, b_fn = step(wrap(f1), y), step(wrap(bce), y)
-        ta, tb = [], []
-        a_fn(), b_fn()
-        for _ in range(repeats):  # interleaved
-            ta.append(_timed(a_fn))
-            tb.append(_timed(b_fn))
-        report(mode, n, ta, tb)
+        report(mode, n, *interleaved(step(wrap(f1), y), step(wrap(bce), y), repeats))
 
 
 def run_jax(n, repeats):
@@ -67,12 +65,7 @@ def run_jax(n, repeats):
     y = (jax.random.uniform(jax.random.PRNGKey(1), (n,)) < 0.1).astype(jnp.int32)
     g_a = jax.jit(jax.grad(lambda z: anyloss_jax.f1_loss(z, y, validate=False)))
     g_b = jax.jit(jax.grad(lambda z: optax.sigmoid_binary_cross_entropy(z, y.astype(z.dtype)).mean()))
-    g_a(z).block_until_ready(), g_b(z).block_until_ready()
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(_timed(lambda: g_a(z).block_until_ready()))
-        tb.append(_timed(lambda: g_b(z).block_until_ready()))
-    report("jax.jit", n, ta, tb)
+    report("jax.jit", n, *interleaved(lambda: g_a(z).block_until_ready(), lambda: g_b(z).block_until_ready(), repeats))
 
 
 if __name__ == "__main__":

@@ -9,24 +9,9 @@ process and prints the medians and their ratio for torch eager, torch.compile an
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(fn_a, fn_b, repeats):
-    fn_a(), fn_b()  # warm-up / compile
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        times_a.append(_timed(fn_a))
-        times_b.append(_timed(fn_b))
-    return statistics.median(times_a), statistics.median(times_b)
+from loss_step import interleaved  # the sibling script: same timing protocol
 
 
 def report(mode, n, classes, a, b):

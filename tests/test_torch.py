@@ -236,17 +236,6 @@ def test_torch_compile_backward_on_cpu_reuses_the_forward_sigmoids():
     assert not any("sum" in op or "dot" in op for op in backward), backward  # no second reduction pass
 
 
-def _autograd_nodes(tensor):
-    seen, stack = set(), [tensor.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return {type(node).__name__ for node in seen}
-
-
 def test_torch_multiclass_backward_goes_through_the_native_softmax():
     # The core takes the framework's own softmax, whose backward needs only its
     # output; autodiff of exp(z - max z) / sum(...) also differentiated the max shift
@@ -254,7 +243,7 @@ def test_torch_multiclass_backward_goes_through_the_native_softmax():
     # now 2.3x and 1.0x).
     x = torch.randn(50, 4, requires_grad=True)
     loss = anyloss_torch.F1Loss(task="multiclass", num_classes=4)(x, torch.randint(0, 4, (50,)))
-    nodes = _autograd_nodes(loss)
+    nodes = _graph_nodes(loss.grad_fn)
     assert "SoftmaxBackward0" in nodes, nodes
     assert not nodes & {"AmaxBackward0", "MaxBackward1", "ExpBackward0"}, nodes
 

@@ -88,8 +88,7 @@ def _counts_and_pullback(input: torch.Tensor, target: Any, weight: Any, options:
         return al.soft_confusion_with_pullback(target, input, sample_weight=weight, **options)
 
 
-_SAVED_OPS = frozenset({torch.ops.aten.sigmoid.default, torch.ops.aten.dot.default, torch.ops.aten.sum.default,
-                        torch.ops.aten.sum.dim_IntList})
+_SAVED_OPS = frozenset({torch.ops.aten.sigmoid.default, torch.ops.aten.dot.default, torch.ops.aten.sum.default})
 
 
 def _save_sigmoids_and_counts(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
