@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import gc
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -9,6 +12,8 @@ import torch.distributed as dist
 import anyloss_torch
 
 STEPS, LR = 3, 0.5
+# A rank that dies makes the others fail within this time instead of gloo's default 30 minutes.
+TIMEOUT = datetime.timedelta(seconds=300)
 
 
 def data(n: int = 32):
@@ -32,7 +37,7 @@ def train(net, x, y, loss_fn):
         loss = loss_fn(net(x)[:, 0], y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 
@@ -43,15 +48,27 @@ def single_process(metric: str):
     return losses, [p.detach().numpy().copy() for p in net.parameters()]
 
 
+def _train_shard(rank: int, world: int, metric: str) -> tuple[list[float], list[np.ndarray]]:
+    x, y = data()
+    shard = slice(rank * len(y) // world, (rank + 1) * len(y) // world)
+    net = torch.nn.parallel.DistributedDataParallel(model())
+    losses = train(net, x[shard], y[shard], anyloss_torch.AnyLoss(metric, distributed=True))
+    return losses, [p.detach().numpy().copy() for p in net.module.parameters()]
+
+
 def worker(rank: int, world: int, init_file: str, metric: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # One thread per rank: 4 ranks with a thread per core each oversubscribe a small machine.
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=TIMEOUT)
     try:
-        x, y = data()
-        shard = slice(rank * len(y) // world, (rank + 1) * len(y) // world)
-        net = torch.nn.parallel.DistributedDataParallel(model())
-        losses = train(net, x[shard], y[shard], anyloss_torch.AnyLoss(metric, distributed=True))
+        # The DDP wrapper (its reducer holds the group and pending work) is gone when this returns.
+        losses, params = _train_shard(rank, world, metric)
+        gc.collect()
+        # Teardown in step: no rank closes its gloo pairs while a peer still talks to it
+        # (a rank that tore down early made its peer abort: "terminate called without an active exception").
+        dist.barrier()
         if rank == 0:
-            arrays = {f"arr_{i}": p.detach().numpy() for i, p in enumerate(net.module.parameters())}
-            np.savez(out, losses=np.array(losses), **arrays)
+            np.savez(out, losses=np.array(losses), **{f"arr_{i}": p for i, p in enumerate(params)})
     finally:
         dist.destroy_process_group()

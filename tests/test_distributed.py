@@ -44,6 +44,38 @@ def test_ddp_matches_single_process_full_batch(world, metric, tmp_path):
     del torch
 
 
+@pytest.mark.backend("torch")
+def test_all_reduce_is_differentiable_without_deprecated_api(tmp_path):
+    """One gloo rank in this process: value and gradient equal the local loss, and no warning at all.
+
+    (torch.distributed.nn.functional.all_reduce, used before, warns FutureWarning on every call.)
+    """
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    import torch.distributed as dist
+
+    import anyloss_torch
+
+    x = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64)
+    y = (torch.arange(9) % 3 == 0).long()
+    local_x = x.clone().requires_grad_()
+    expected = anyloss_torch.F1Loss()(local_x, y)
+    expected.backward()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            reduced_x = x.clone().requires_grad_()
+            loss = anyloss_torch.F1Loss(distributed=True)(reduced_x, y)
+            loss.backward()
+    finally:
+        dist.destroy_process_group()
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(reduced_x.grad, local_x.grad, rtol=1e-12, atol=0)
+    assert reduced_x.grad.abs().sum() > 0
+
+
 JAX_SCRIPT = textwrap.dedent('''
     import numpy as np, jax, jax.numpy as jnp, optax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -164,10 +196,12 @@ KERAS_JAX_SCRIPT = KERAS_DATA + textwrap.dedent('''
 ''')
 
 KERAS_TORCH_SCRIPT = textwrap.dedent('''
-    import sys, numpy as np, torch, torch.distributed as dist, torch.multiprocessing as mp
+    import datetime, sys, numpy as np, torch, torch.distributed as dist, torch.multiprocessing as mp
 
     def worker(rank, world, init):
-        dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=300))
         import keras, anyloss_keras, anyloss_core as al
         keras.config.set_floatx("float64")
         rng = np.random.default_rng(0)
@@ -189,6 +223,7 @@ KERAS_TORCH_SCRIPT = textwrap.dedent('''
         local = macro(torch.tensor(ids[shard]), torch.tensor(scores[shard]))
         expected = al.anyloss(ids, scores, "f1", task="multiclass", from_logits=True)
         np.testing.assert_allclose(float(local), float(expected), rtol=1e-12)
+        dist.barrier()   # teardown in step (see tests/_ddp_worker.py)
         dist.destroy_process_group()
 
     if __name__ == "__main__":

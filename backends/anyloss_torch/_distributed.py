@@ -11,14 +11,44 @@ import anyloss_core as al
 __all__ = ["all_reduce_counts"]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """``all_reduce(x, SUM)`` whose backward is ``all_reduce(grad, SUM)``.
+
+    The adjoint of "every rank receives the sum of the ranks' tensors" is "every
+    rank's tensor receives the sum of the ranks' incoming gradients".  Written here
+    on the supported ``torch.distributed.all_reduce`` because
+    ``torch.distributed.nn.functional.all_reduce`` is deprecated.  Both collectives
+    are synchronous (no pending work object outlives the call), so nothing of ours
+    is in flight when a rank tears its process group down.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
+        import torch.distributed as dist
+
+        ctx.group = group
+        summed = tensor.clone()  # all_reduce works in place: never on the caller's tensor
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM, group=group)
+        return summed
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        import torch.distributed as dist
+
+        summed = grad.contiguous().clone()
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM, group=ctx.group)
+        return summed, None
+
+
 def all_reduce_counts(counts: al.Confusion, process_group: Any = None) -> al.Confusion:
     """Sum the four counts over the processes of ``process_group``, with autograd.
 
-    The backward of a differentiable all-reduce sums the incoming gradients over
-    the ranks: each rank's local counts receive ``world_size`` times the gradient
-    of the global loss, and DistributedDataParallel's averaging of the parameter
+    The backward of the all-reduce sums the incoming gradients over the ranks:
+    each rank's local counts receive ``world_size`` times the gradient of the
+    global loss, and DistributedDataParallel's averaging of the parameter
     gradients over ranks divides it out again, so a DDP step equals the
-    single-process step on the global batch.
+    single-process step on the global batch.  Multi-class counts (``(C,)`` each)
+    travel in the same single all-reduce.
     """
     import torch.distributed as dist
 
@@ -27,9 +57,7 @@ def all_reduce_counts(counts: al.Confusion, process_group: Any = None) -> al.Con
             "distributed=True needs an initialized torch.distributed process group "
             "(torch.distributed.init_process_group, or launch with torchrun)"
         )
-    from torch.distributed.nn.functional import all_reduce
-
     stacked = torch.stack(tuple(counts))
     group = process_group if process_group is not None else dist.group.WORLD
-    summed = all_reduce(stacked, op=dist.ReduceOp.SUM, group=group)
+    summed = _AllReduceSum.apply(stacked, group)
     return al.Confusion(*summed.unbind(0))
