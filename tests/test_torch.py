@@ -139,6 +139,92 @@ def test_bad_input_errors():
         anyloss_torch.F1Loss(distributed=True)(torch.randn(4), torch.tensor([0, 1, 0, 1]))
 
 
+_LOSS_CLASSES = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
+_COMMON_PARAMETERS = ["from_logits", "scale", "approximation", "validate", "distributed", "process_group", "task",
+                      "average", "num_classes", "ignore_index", "reduction", "weight", "pos_weight"]
+
+
+@pytest.mark.parametrize("name", _LOSS_CLASSES)
+def test_constructors_list_their_parameters(name):
+    import inspect
+
+    cls = getattr(anyloss_torch, name)
+    parameters = inspect.signature(cls).parameters
+    assert set(_COMMON_PARAMETERS) <= set(parameters), list(parameters)
+    assert all(parameters[p].kind is inspect.Parameter.KEYWORD_ONLY for p in _COMMON_PARAMETERS)
+    if name == "AnyLoss":
+        assert "metric" in parameters and "metric_params" in parameters  # a metric's own parameters
+        return
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()), list(parameters)
+    assert ("beta" in parameters) == (name == "FBetaLoss")
+    with pytest.raises(TypeError, match=rf"^{name}\.__init__\(\) got an unexpected keyword argument 'size'"):
+        cls(size=3)  # a typo is the caller's, named by the class, not blamed on the metric
+
+
+def test_reduction_accepts_mean_only():
+    x, y = torch.randn(10), torch.randint(0, 2, (10,))
+    loss_fn = anyloss_torch.F1Loss(reduction="mean")
+    assert loss_fn.reduction == "mean" and repr(loss_fn) == repr(anyloss_torch.F1Loss())
+    assert torch.equal(loss_fn(x, y), anyloss_torch.F1Loss()(x, y))
+    assert torch.equal(anyloss_torch.anyloss(x, y, reduction="mean"), anyloss_torch.anyloss(x, y))
+    assert torch.equal(anyloss_torch.fbeta_loss(x, y, beta=2.0, reduction="mean"),
+                       anyloss_torch.FBetaLoss(2.0, reduction="mean")(x, y))
+    for reduction, why in [("none", "no per-sample loss"), ("sum", "nothing to sum"), ("avg", "got 'avg'")]:
+        for build in (lambda r: anyloss_torch.F1Loss(reduction=r), lambda r: anyloss_torch.AnyLoss("mcc", reduction=r),
+                      lambda r: anyloss_torch.anyloss(x, y, reduction=r)):
+            with pytest.raises(ValueError, match=f"^reduction.*{why}.*one statistic of the whole batch|"
+                                                 f"^reduction.*one statistic of the whole batch.*{why}"):
+                build(reduction)
+
+
+def test_bce_weight_and_pos_weight_name_the_alternative():
+    with pytest.raises(TypeError, match=r"call time, loss_fn\(input, target, weight=w\)"):
+        anyloss_torch.F1Loss(weight=torch.ones(4))
+    for build in (lambda: anyloss_torch.AnyLoss("f1", pos_weight=torch.tensor(3.0)),
+                  lambda: anyloss_torch.GMeanLoss(pos_weight=torch.tensor(3.0)),
+                  lambda: anyloss_torch.anyloss(torch.randn(4), torch.tensor([0, 1, 0, 1]), pos_weight=3.0)):
+        with pytest.raises(TypeError, match=r"pos_weight is not supported.*FBetaLoss\(beta=2\.0\).*"
+                                            r"weight=1 \+ \(pos_weight - 1\) \* target"):
+            build()
+    # The recipe the message gives: positives count pos_weight times, as if repeated.
+    x, y = torch.randn(12, dtype=torch.float64), torch.randint(0, 2, (12,))
+    y[:2] = torch.tensor([0, 1])
+    w = 1 + (3 - 1) * y
+    torch.testing.assert_close(anyloss_torch.F1Loss()(x, y, weight=w.double()),
+                               anyloss_torch.F1Loss()(x.repeat_interleave(w), y.repeat_interleave(w)))
+
+
+def test_ignore_index_is_rejected_outside_multiclass():
+    x, y = torch.randn(8), torch.tensor([0, 1, -100, 1, 0, -100, 1, 0])
+    for build in (lambda: anyloss_torch.F1Loss(ignore_index=-100),
+                  lambda: anyloss_torch.AnyLoss("f1", task="multilabel", ignore_index=0),
+                  lambda: anyloss_torch.anyloss(x, y, ignore_index=-100)):
+        with pytest.raises(ValueError, match=r"ignore_index applies only to task='multiclass'.*zero weight"):
+            build()
+    # The binary recipe the message gives equals dropping the rows.
+    keep = y != -100
+    torch.testing.assert_close(anyloss_torch.F1Loss()(x, y.where(keep, 0), weight=keep.float()),
+                               anyloss_torch.F1Loss()(x[keep], y[keep]))
+    logits, ids = torch.randn(6, 3), torch.tensor([0, 2, -100, 1, 1, -100])
+    multiclass = anyloss_torch.F1Loss(task="multiclass", ignore_index=-100)(logits, ids)
+    torch.testing.assert_close(multiclass, anyloss_torch.F1Loss(task="multiclass")(logits[ids >= 0], ids[ids >= 0]))
+
+
+def test_input_must_be_a_tensor_and_targets_convert():
+    x, y = torch.tensor([-1.0, 2.0, 0.5]), [0, 1, 1]
+    for call in (anyloss_torch.F1Loss(), anyloss_torch.anyloss, anyloss_torch.gmean_loss):
+        for bad in ([-1.0, 2.0, 0.5], np.array([-1.0, 2.0, 0.5])):
+            name = type(bad).__name__
+            with pytest.raises(TypeError, match=rf"^input must be a torch\.Tensor, got {name}; .*torch\.as_tensor"):
+                call(bad, torch.tensor(y))
+        expected = call(x, torch.tensor(y))
+        assert torch.equal(call(x, y), expected) and torch.equal(call(x, np.array(y)), expected)
+    torch.testing.assert_close(anyloss_torch.f1_loss(x, y, weight=[1.0, 2.0, 1.0]),
+                               anyloss_torch.f1_loss(x, y, weight=torch.tensor([1.0, 2.0, 1.0])))
+    with pytest.raises(TypeError, match="^target must be a tensor or array-like of numbers, got str"):
+        anyloss_torch.f1_loss(x, "011")
+
+
 @pytest.mark.parametrize("metric", ["f1", "gmean"])
 def test_torch_compile_fullgraph_equals_eager(metric):
     torch._dynamo.reset()
@@ -362,6 +448,7 @@ def _graph_nodes(fn):
 @pytest.mark.parametrize("labels", ["mixed", "no_positives", "no_negatives"])
 def test_one_node_backward_is_used_and_equals_autodiff(metric, labels):
     """On a CPU the whole loss is one autograd node (metric on floats + the counts' pullback)."""
+    params = {"beta": 2.0} if metric == "fbeta" else {}  # a metric's parameters, where it takes some
     rng = np.random.default_rng(15)
     y_np = {"mixed": rng.integers(0, 2, 50), "no_positives": np.zeros(50, int), "no_negatives": np.ones(50, int)}
     y = torch.tensor(y_np[labels])
@@ -371,14 +458,14 @@ def test_one_node_backward_is_used_and_equals_autodiff(metric, labels):
             raw = rng.normal(size=50) if from_logits else rng.uniform(0.01, 0.99, 50)
             x1 = torch.tensor(raw, requires_grad=True)
             loss = anyloss_torch.anyloss(x1, y, metric, weight=w, from_logits=from_logits,
-                                         approximation=approximation)
+                                         approximation=approximation, **params)
             assert _graph_nodes(loss.grad_fn) == {"_LossFromCountsBackward", "AccumulateGrad"}
             loss.backward()
             # Autodiff of the plain composition (weights requiring grad take that path).
             x2 = torch.tensor(raw, requires_grad=True)
             w2 = w.clone().requires_grad_(True)
             plain = anyloss_torch.anyloss(x2, y, metric, weight=w2, from_logits=from_logits,
-                                          approximation=approximation)
+                                          approximation=approximation, **params)
             assert "_LossFromCountsBackward" not in _graph_nodes(plain.grad_fn)
             plain.backward()
             torch.testing.assert_close(loss, plain, rtol=1e-13, atol=1e-15)

@@ -13,11 +13,78 @@ from ._autograd import soft_loss
 __all__ = ["anyloss", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss", "balanced_accuracy_loss"]
 
 
-def as_tensors_like(input: torch.Tensor, *others: Any) -> tuple[Any, ...]:
-    """``others`` as tensors on ``input``'s device (NumPy labels are common); ``None`` stays."""
-    return tuple(
-        o if o is None or isinstance(o, torch.Tensor) else torch.as_tensor(o, device=input.device) for o in others
-    )
+_BATCH_STATISTIC = (
+    "AnyLoss is one statistic of the whole batch (1 - metric of the batch's soft confusion counts), "
+    "not a mean of per-sample losses"
+)
+
+
+def check_torch_options(*, task: str, ignore_index: Any, reduction: Any, pos_weight: Any, weight: Any = None) -> None:
+    """Reject, with the alternative named, the arguments of torch's own losses that have no meaning here.
+
+    ``weight`` is the constructor's (``BCEWithLogitsLoss(weight=...)``); the call's
+    per-sample ``weight`` is supported and not checked here.
+    """
+    if reduction != "mean":
+        if reduction == "none":
+            raise ValueError(
+                f"reduction='none' is not supported: {_BATCH_STATISTIC}, so there is no per-sample loss to return; "
+                "reduction='mean' (the default) is accepted and changes nothing. For one loss per class use "
+                "average='none' with task='multiclass' or 'multilabel'"
+            )
+        if reduction == "sum":
+            raise ValueError(
+                f"reduction='sum' is not supported: {_BATCH_STATISTIC}, so there is nothing to sum; "
+                "reduction='mean' (the default) is accepted and changes nothing. To weight samples pass "
+                "per-sample weights at call time (weight=...)"
+            )
+        raise ValueError(f"reduction must be 'mean', got {reduction!r}: {_BATCH_STATISTIC}")
+    if weight is not None:
+        raise TypeError(
+            "weight= at construction is not supported (BCEWithLogitsLoss's fixed per-element rescaling has no "
+            "counterpart in a batch statistic): per-sample weights are given at call time, "
+            "loss_fn(input, target, weight=w) with w of shape (n,), and they weight the soft confusion counts"
+        )
+    if pos_weight is not None:
+        raise TypeError(
+            "pos_weight is not supported: AnyLoss weights confusion counts, not per-sample log-losses. "
+            "To favour recall use F-beta with beta > 1 (FBetaLoss(beta=2.0), or metric='fbeta', beta=2.0); "
+            "to make positives count pos_weight times, as BCE's pos_weight does, pass per-sample weights at "
+            "call time: weight=1 + (pos_weight - 1) * target"
+        )
+    if ignore_index is not None and task != "multiclass":
+        how = ("loss_fn(input, target.where(keep, 0), weight=keep.float()) with keep = target != ignore_index"
+               if task == "binary" else "weight=keep.float() with keep an (n,) boolean mask of the rows that count")
+        raise ValueError(
+            f"ignore_index applies only to task='multiclass' (class-id targets), got task={task!r}; "
+            f"to leave rows out, give them zero weight at call time: {how}"
+        )
+
+
+def _as_tensor(name: str, value: Any, device: torch.device) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(
+            f"{name} must be a tensor or array-like of numbers, got {type(value).__name__} ({error})"
+        ) from None
+
+
+def as_tensors_like(input: torch.Tensor, target: Any, weight: Any = None) -> tuple[Any, Any]:
+    """``target`` and ``weight`` as tensors on ``input``'s device (NumPy labels are common); ``None`` stays.
+
+    ``input`` itself must be a tensor, as for torch's own losses: it is what the
+    gradient flows to, and a list or NumPy array would have none.
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(
+            f"input must be a torch.Tensor, got {type(input).__name__}; convert with torch.as_tensor(input)"
+        )
+    if target is not None and not isinstance(target, torch.Tensor):
+        target = _as_tensor("target", target, input.device)
+    if weight is not None and not isinstance(weight, torch.Tensor):
+        weight = _as_tensor("weight", weight, input.device)
+    return target, weight
 
 
 def anyloss(
@@ -36,6 +103,8 @@ def anyloss(
     average: str = "macro",
     num_classes: int | None = None,
     ignore_index: int | None = None,
+    reduction: str = "mean",
+    pos_weight: None = None,
     **metric_params: Any,
 ) -> torch.Tensor:
     r"""AnyLoss of ``input`` (logits by default) against ``target``: ``1 - metric(soft counts)``.
@@ -52,7 +121,15 @@ def anyloss(
     ``task="multiclass"`` takes ``(n, C)`` logits (softmax) and class ids ``(n,)``
     or one-hot targets, as ``nn.CrossEntropyLoss``; ``task="multilabel"`` takes
     ``(n, C)`` logits (a sigmoid per label) and multi-hot targets; ``average``,
-    ``num_classes`` and ``ignore_index`` as in :func:`anyloss_core.anyloss`.
+    ``num_classes`` and ``ignore_index`` as in :func:`anyloss_core.anyloss`
+    (``ignore_index`` with ``task="multiclass"`` only).
+
+    The loss is one statistic of the whole batch, so ``reduction`` accepts only
+    ``"mean"`` (a no-op, for code written for ``binary_cross_entropy_with_logits``);
+    ``"none"`` and ``"sum"`` raise ``ValueError``.  ``pos_weight`` raises
+    ``TypeError``: use F-beta with ``beta > 1`` or per-sample weights
+    ``weight = 1 + (pos_weight - 1) * target``.  ``input`` must be a tensor;
+    ``target`` and ``weight`` may also be NumPy arrays or lists.
 
     Value checks (labels in {0, 1}) run only for CPU tensors outside
     ``torch.compile`` / ``vmap``: on an accelerator they would cost a host sync.
@@ -65,6 +142,7 @@ def anyloss(
         >>> round(loss.item(), 2), bool(torch.isfinite(logits.grad).all())
         (0.18, True)
     """
+    check_torch_options(task=task, ignore_index=ignore_index, reduction=reduction, pos_weight=pos_weight)
     target, weight = as_tensors_like(input, target, weight)
     return soft_loss(
         input,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 import anyloss_core as al
 
 from ._autograd import soft_loss
-from ._functional import as_tensors_like
+from ._functional import as_tensors_like, check_torch_options
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
 
@@ -39,7 +40,15 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         average: per-class averaging for multi-class / multi-label: "macro" (default),
             "micro", "weighted" or "none" (a loss per class).
         num_classes: checked against the input's class axis when given.
-        ignore_index: a class id whose rows do not count (class-id targets).
+        ignore_index: a class id whose rows do not count (``task="multiclass"`` with
+            class-id targets only; other tasks raise ``ValueError`` here).
+        reduction: only ``"mean"`` (a no-op, accepted for code written for torch's
+            losses): the loss is one statistic of the whole batch, not a mean of
+            per-sample losses, so ``"none"`` and ``"sum"`` raise ``ValueError``.
+        weight: not supported here (``TypeError``): per-sample weights are given at
+            call time, ``loss_fn(input, target, weight=w)``.
+        pos_weight: not supported (``TypeError``): use F-beta with ``beta > 1`` to
+            favour recall, or per-sample weights ``1 + (pos_weight - 1) * target``.
         **metric_params: the metric's parameters, e.g. ``beta=2.0``.
 
     Examples:
@@ -50,6 +59,9 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         >>> round(loss_fn(torch.tensor([3.0, -3.0]), torch.tensor([1, 0])).item(), 4)
         0.0
     """
+
+    #: As torch's losses have it; always "mean" (the only value accepted), so not part of the configuration.
+    reduction = "mean"
 
     def __init__(
         self,
@@ -65,9 +77,14 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         average: str = "macro",
         num_classes: int | None = None,
         ignore_index: int | None = None,
+        reduction: str = "mean",
+        weight: None = None,
+        pos_weight: None = None,
         **metric_params: Any,
     ) -> None:
         super().__init__()
+        check_torch_options(task=task, ignore_index=ignore_index, reduction=reduction, pos_weight=pos_weight,
+                            weight=weight)
         self._init_config(
             metric,
             task=task,
@@ -127,7 +144,57 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         return state
 
 
-class F1Loss(AnyLoss):
+class _FixedMetricLoss(AnyLoss):
+    """AnyLoss with the metric fixed by the subclass (``fixed_metric``); no metric parameters."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            # A copy of __init__ per class, so that a wrong keyword is reported as
+            # "F1Loss.__init__() got an unexpected keyword argument", not as this private base's.
+            init = _FixedMetricLoss.__init__
+            copy = types.FunctionType(init.__code__, init.__globals__, init.__name__, init.__defaults__,
+                                      init.__closure__)
+            copy.__kwdefaults__, copy.__annotations__ = init.__kwdefaults__, init.__annotations__
+            copy.__qualname__, copy.__module__ = f"{cls.__qualname__}.__init__", cls.__module__
+            cls.__init__ = copy  # type: ignore[method-assign]
+
+    def __init__(
+        self,
+        *,
+        from_logits: bool = True,
+        scale: float = 73.0,
+        approximation: Any = "anyloss",
+        validate: bool = True,
+        distributed: bool = False,
+        process_group: Any = None,
+        task: str = "binary",
+        average: str = "macro",
+        num_classes: int | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        weight: None = None,
+        pos_weight: None = None,
+    ) -> None:
+        super().__init__(
+            self.fixed_metric,
+            from_logits=from_logits,
+            scale=scale,
+            approximation=approximation,
+            validate=validate,
+            distributed=distributed,
+            process_group=process_group,
+            task=task,
+            average=average,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            weight=weight,
+            pos_weight=pos_weight,
+        )
+
+
+class F1Loss(_FixedMetricLoss):
     r"""F1 loss :math:`1 - 2TP / (2TP + FP + FN)`; see :class:`AnyLoss`.
 
     Examples:
@@ -138,41 +205,65 @@ class F1Loss(AnyLoss):
 
     fixed_metric = "f1"
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-
 
 class FBetaLoss(AnyLoss):
-    r"""F-beta loss :math:`1 - (1+\beta^2)TP / ((1+\beta^2)TP + FP + \beta^2 FN)`; see :class:`AnyLoss`."""
+    r"""F-beta loss :math:`1 - (1+\beta^2)TP / ((1+\beta^2)TP + FP + \beta^2 FN)`; see :class:`AnyLoss`.
+
+    ``beta > 1`` weights recall above precision (FN count ``beta**2`` times as much as FP).
+    """
 
     fixed_metric = "fbeta"
 
-    def __init__(self, beta: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(beta=beta, **kwargs)
+    def __init__(
+        self,
+        beta: float = 1.0,
+        *,
+        from_logits: bool = True,
+        scale: float = 73.0,
+        approximation: Any = "anyloss",
+        validate: bool = True,
+        distributed: bool = False,
+        process_group: Any = None,
+        task: str = "binary",
+        average: str = "macro",
+        num_classes: int | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        weight: None = None,
+        pos_weight: None = None,
+    ) -> None:
+        super().__init__(
+            "fbeta",
+            beta=beta,
+            from_logits=from_logits,
+            scale=scale,
+            approximation=approximation,
+            validate=validate,
+            distributed=distributed,
+            process_group=process_group,
+            task=task,
+            average=average,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            weight=weight,
+            pos_weight=pos_weight,
+        )
 
 
-class AccuracyLoss(AnyLoss):
+class AccuracyLoss(_FixedMetricLoss):
     r"""Accuracy loss :math:`1 - (TP + TN) / n`; see :class:`AnyLoss`."""
 
     fixed_metric = "accuracy"
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
 
-
-class GMeanLoss(AnyLoss):
+class GMeanLoss(_FixedMetricLoss):
     r"""G-mean loss :math:`1 - \sqrt{TPR \cdot TNR}`; see :class:`AnyLoss`."""
 
     fixed_metric = "gmean"
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
 
-
-class BalancedAccuracyLoss(AnyLoss):
+class BalancedAccuracyLoss(_FixedMetricLoss):
     r"""Balanced-accuracy loss :math:`1 - (TPR + TNR) / 2`; see :class:`AnyLoss`."""
 
     fixed_metric = "balanced_accuracy"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
