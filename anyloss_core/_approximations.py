@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from ._names import unknown_name
 from ._namespace import clip, scale_temporary, sigmoid, sigmoid_of_temporary
 
 __all__ = [
@@ -188,9 +189,8 @@ def get_approximation(approximation: str | Approximation) -> Approximation:
         try:
             return _BUILT_IN[approximation]()
         except KeyError:
-            raise ValueError(
-                f"unknown approximation {approximation!r}; choose one of {', '.join(APPROXIMATIONS)} "
-                "or pass an approximation object"
+            raise unknown_name(
+                "approximation", approximation, APPROXIMATIONS, also=" or pass an approximation object"
             ) from None
     if callable(approximation):
         return approximation

@@ -13,7 +13,7 @@ from ._approximations import Approximation, get_approximation
 from ._confusion import check_scale, soft_confusion
 from ._losses import confusion_loss
 from ._metrics import Metric, get_metric
-from ._multiclass import check_task
+from ._multiclass import check_multiclass_approximation, check_task
 
 __all__ = ["LossConfigMixin"]
 
@@ -44,15 +44,18 @@ class LossConfigMixin:
             raise TypeError(f"validate must be True or False, got {validate!r}")
         metric = self.fixed_metric or metric
         # Resolve now, so a typo fails when the loss is built rather than at the first step.
+        check_task(task, average)
         self._metric_fn = get_metric(metric, **metric_params)
-        get_approximation(approximation)
+        if task == "multiclass":  # "softmax", "ovr" or a SharpenedSoftmax there
+            check_multiclass_approximation(approximation)
+        else:
+            get_approximation(approximation)
         self.metric = metric
         self.metric_params = dict(metric_params)
         self.from_logits = from_logits
-        self.scale = check_scale(scale)
+        self.scale = check_scale(scale)  # every task: the same check as the binary path
         self.approximation = approximation
         self.validate = validate
-        check_task(task, average)
         for name, value in (("num_classes", num_classes), ("ignore_index", ignore_index)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise TypeError(f"{name} must be an integer or None, got {value!r}")

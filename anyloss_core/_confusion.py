@@ -14,8 +14,9 @@ from typing import Any
 
 from ._approximations import Approximation, get_approximation
 from ._metrics import Confusion
-from ._multiclass import soft_class_confusion
+from ._multiclass import check_task, soft_class_confusion
 from ._namespace import compute_dtype, dot, get_namespace, sigmoid, times_one_minus, values_available
+from ._scale import check_scale
 
 __all__ = ["soft_confusion", "soft_confusion_with_pullback", "confusion", "check_scale"]
 
@@ -77,24 +78,28 @@ def _flatten_weight(sample_weight: Any, sample_shape: tuple[int | None, ...], xp
     )
 
 
-def check_scale(scale: Any) -> float:
-    """The amplifying scale ``L`` as a float; ``ValueError`` unless finite and > 0."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a positive number, got {type(scale).__name__}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
-    return float(scale)
+def _has_nan(x: Any, xp: Any) -> bool:
+    """Whether ``x`` holds a NaN: ``x != x`` (no ``isnan`` needed, which the Keras shim lacks)."""
+    return bool(xp.any(x != x))
 
 
 def _check_values(y: Any, p: Any, w: Any, from_logits: bool, xp: Any) -> None:
+    # One reduction per array when the values are fine; only a failed check looks
+    # again, to report NaN as NaN rather than as a value out of range.
     if not bool(xp.all((y == 0) | (y == 1))):
+        if _has_nan(y, xp):
+            raise ValueError("y_true contains NaN")
         raise ValueError("y_true must hold binary labels 0 and 1 (pass validate=False for soft labels)")
     if not from_logits and not bool(xp.all((p >= 0) & (p <= 1))):
+        if _has_nan(p, xp):
+            raise ValueError("y_pred contains NaN")
         raise ValueError(
             "y_pred has values outside [0, 1] but from_logits=False: pass probabilities, "
             "or from_logits=True for logits"
         )
     if w is not None and not bool(xp.all(w >= 0)):
+        if _has_nan(w, xp):
+            raise ValueError("sample_weight contains NaN")
         raise ValueError("sample_weight must be non-negative")
 
 
@@ -193,12 +198,13 @@ def soft_confusion(
         >>> [round(float(v), 4) for v in c]
         [1.0, 0.0, 0.0, 2.0]
     """
+    scale = check_scale(scale)  # on every path, also where the approximation ignores it
     if task != "binary":  # per-class counts, see anyloss_core._multiclass
+        check_task(task)
         return soft_class_confusion(
             y_true, y_pred, task=task, num_classes=num_classes, ignore_index=ignore_index, from_logits=from_logits,
             scale=scale, approximation=approximation, sample_weight=sample_weight, validate=validate, xp=xp,
         )
-    scale = check_scale(scale)
     approx = get_approximation(approximation)
     y, p, w, xp = _prepare(
         y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp

@@ -7,7 +7,7 @@ from typing import Any
 
 from ._approximations import Approximation
 from ._confusion import confusion, soft_confusion
-from ._metrics import Metric, get_metric
+from ._metrics import Metric, check_metric_value, get_metric
 from ._multiclass import average_metric, check_task, class_confusion
 from ._namespace import get_namespace
 
@@ -41,7 +41,10 @@ def confusion_loss(counts: Any, metric: str | Metric = "f1", *, xp: Any = None, 
     if task != "binary":  # per-class counts, (C,) arrays
         return 1.0 - average_metric(counts, metric, task=task, average=average, xp=xp, **metric_params)
     metric_fn = get_metric(metric, **metric_params)
-    return 1.0 - metric_fn(counts, get_namespace(counts.tp, xp=xp))
+    xp = get_namespace(counts.tp, xp=xp)
+    value = metric_fn(counts, xp)
+    check_metric_value(metric, metric_fn, value, xp)  # a user metric's concrete value in [0, 1]
+    return 1.0 - value
 
 
 def anyloss(
@@ -67,22 +70,31 @@ def anyloss(
 
     where the counts are :func:`soft_confusion` of the approximated predictions
     :math:`\hat y_i = A(p_i) = \sigma(L (p_i - 1/2))` and :math:`f` is the metric:
-    a registered name ("f1", "fbeta", "gmean", "balanced_accuracy", "mcc", ...) or
+    a registered name ("f1", "fbeta", "gmean", "balanced_accuracy", "mcc", ...), an
+    F-beta alias ``f<beta>`` ("f2" is "fbeta" with ``beta=2.0``, "f0.5" with 0.5), or
     a callable ``f(confusion, xp)``.  Parameters of the metric pass by keyword
-    (``beta=2.0`` for "fbeta").
+    (``beta=2.0`` for "fbeta", which needs it; "f2" takes no ``beta``).
 
     The loss is a mean-free batch statistic: it is not an average of per-sample
     terms, and ``sample_weight`` weights the counts (weighted TP, FP, ...) instead
     of multiplying the result.  Its value lies in [0, 1] for the built-in metrics
     and is finite for every finite input, including batches with no positives
-    (see the 0/0 conventions in :mod:`anyloss_core._metrics`).
+    (see the 0/0 conventions in :mod:`anyloss_core._metrics`).  A user's metric
+    must return values in [0, 1] too; when the value is concrete (eager, on a CPU)
+    that is checked.
+
+    With ``validate=True`` and concrete arrays, NaN in ``y_true``, in probabilities
+    or in ``sample_weight`` raises ``ValueError`` ("y_pred contains NaN").  NaN
+    *logits* (``from_logits=True``) are not looked for, as in the frameworks' own
+    losses: they give a NaN loss, as they would with binary cross-entropy.
 
     Args:
         y_true: labels in {0, 1}, shape ``(n,)`` or ``(n, 1)``.
         y_pred: probabilities (default) or logits (``from_logits=True``), same length.
         metric: metric name or callable.
         from_logits: whether ``y_pred`` holds logits.
-        scale: the paper's amplifying scale ``L`` (73 by default; see :func:`scale_range`).
+        scale: the paper's amplifying scale ``L`` (73 by default; see :func:`scale_range`);
+            finite and > 0 for every task, also where the approximation ignores it.
         approximation: "anyloss" (the paper's A), "identity" (plain soft counts) or
             "sol-cosine" (Score-Oriented Loss), or an approximation object.
         sample_weight: optional non-negative per-sample weights.
@@ -107,6 +119,8 @@ def anyloss(
         0.33
         >>> round(float(al.anyloss(y, p, "fbeta", beta=2.0)), 2)  # F2 = 5 / (5 + 4) = 0.56
         0.44
+        >>> round(float(al.anyloss(y, p, "f2")), 2)  # the same
+        0.44
     """
     metric_fn = get_metric(metric, **metric_params)  # resolve first: a bad name fails before any work
     check_task(task, average)
@@ -125,7 +139,10 @@ def anyloss(
     )
     if task != "binary":  # the per-class metrics take the metric's name (accuracy, B-Acc are special there)
         return confusion_loss(counts, metric, xp=xp, task=task, average=average, **metric_params)
-    return confusion_loss(counts, metric_fn, xp=xp)
+    xp = get_namespace(counts.tp, xp=xp)
+    value = metric_fn(counts, xp)
+    check_metric_value(metric, metric_fn, value, xp)  # named as given (confusion_loss sees the function)
+    return 1.0 - value
 
 
 def with_metric(loss_fn: Any, metric: str, *, doc: str | None = None, **defaults: Any) -> Any:
@@ -213,6 +230,9 @@ fbeta_loss = with_metric(
     beta=1.0,
     doc=r"""F-beta loss :math:`1 - (1+\beta^2) TP / ((1+\beta^2) TP + FP + \beta^2 FN)`; see :func:`anyloss`.
 
+    ``beta`` is 1.0 (F1) unless given; ``anyloss(metric="fbeta")`` needs it, or an
+    alias: ``anyloss(y, p, "f2")``.
+
     Examples:
         >>> import numpy as np, anyloss_core as al
         >>> y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
@@ -273,4 +293,7 @@ def score(
         validate=validate,
         xp=xp,
     )
-    return metric_fn(counts, get_namespace(counts.tp, xp=xp))
+    xp = get_namespace(counts.tp, xp=xp)
+    value = metric_fn(counts, xp)
+    check_metric_value(metric, metric_fn, value, xp)
+    return value

@@ -35,23 +35,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._approximations import get_approximation
-from ._metrics import Confusion, Metric, get_metric, ratio
+from ._metrics import Confusion, Metric, check_metric_value, get_metric, ratio
+from ._names import unknown_name
 from ._namespace import compute_dtype, get_namespace, sigmoid, softmax, values_available
+from ._scale import check_scale
 
 __all__ = ["TASKS", "AVERAGES", "SharpenedSoftmax", "class_confusion", "soft_class_confusion", "average_metric"]
 
 TASKS = ("binary", "multiclass", "multilabel")
 AVERAGES = ("micro", "macro", "weighted", "none")
 MULTICLASS_APPROXIMATIONS = ("softmax", "ovr")
+#: What ``approximation=`` accepts for ``task="multiclass"`` ("anyloss", every API's default, is "softmax").
+MULTICLASS_APPROXIMATION_NAMES = ("anyloss", *MULTICLASS_APPROXIMATIONS)
 #: Default sharpening exponent of the "softmax" approximation (see the multi-class docs page).
 SOFTMAX_SCALE = 1.0
 
 
-def check_task(task: Any, average: Any) -> None:
+def check_task(task: Any, average: Any = "macro") -> None:
+    """``ValueError`` (with the closest valid names) for an unknown ``task`` or ``average``."""
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        raise unknown_name("task", task, TASKS)
     if average not in AVERAGES:
-        raise ValueError(f"unknown average {average!r}; choose one of {', '.join(AVERAGES)}")
+        raise unknown_name("average", average, AVERAGES)
+
+
+def check_multiclass_approximation(approximation: Any) -> None:
+    """``ValueError`` unless ``approximation`` is a multi-class name ("anyloss", "softmax", "ovr") or a
+    :class:`SharpenedSoftmax`."""
+    if isinstance(approximation, SharpenedSoftmax) or approximation in MULTICLASS_APPROXIMATION_NAMES:
+        return
+    raise unknown_name("approximation", approximation, MULTICLASS_APPROXIMATION_NAMES,
+                       also=" or a SharpenedSoftmax (for task='multiclass')")
 
 
 def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignore_index: int | None,
@@ -72,6 +86,8 @@ def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignor
         y = xp.astype(y_true, dtype, copy=False)
         if validate:
             if not bool(xp.all((y == 0) | (y == 1))):
+                if bool(xp.any(y != y)):  # NaN (x != x: the Keras shim has no isnan)
+                    raise ValueError("y_true contains NaN")
                 raise ValueError(f"{task} one-hot / multi-hot y_true must hold 0 and 1")
             if task == "multiclass" and not bool(xp.all(xp.sum(y, axis=1) == 1)):
                 raise ValueError("multiclass one-hot y_true must have exactly one 1 per row")
@@ -113,6 +129,8 @@ def _row_weights(sample_weight: Any, mask: Any, n: Any, dtype: Any, xp: Any, val
         concrete = validate and values_available(sw, xp)
         w = xp.astype(xp.reshape(sw, (-1,)), dtype, copy=False)
         if concrete and not bool(xp.all(w >= 0)):
+            if bool(xp.any(w != w)):  # only once the cheap check failed: name NaN as NaN
+                raise ValueError("sample_weight contains NaN")
             raise ValueError("sample_weight must be non-negative")
     if mask is not None:
         w = mask if w is None else w * mask
@@ -150,20 +168,26 @@ def soft_class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", 
     xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
     y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true
     y_pred = xp.asarray(y_pred) if not hasattr(y_pred, "shape") else y_pred
+    check_task(task)
     if task not in ("multiclass", "multilabel"):
         raise ValueError(f"soft_class_confusion is for task 'multiclass' or 'multilabel', got {task!r}")
+    scale = 73.0 if scale is None else check_scale(scale)  # also where the approximation ignores it
+    if task == "multiclass" and approximation is not None:
+        check_multiclass_approximation(approximation)
     if not xp.isdtype(y_pred.dtype, "real floating"):
         raise TypeError(f"y_pred must be a floating array of probabilities or logits, got dtype {y_pred.dtype}")
     dtype = compute_dtype(y_pred.dtype, xp)
     p = xp.astype(y_pred, dtype, copy=False)
     Y, mask = _targets(y_true, p, task, num_classes, ignore_index, validate, dtype, xp)
     if validate and not from_logits and values_available(p, xp) and not bool(xp.all((p >= 0) & (p <= 1))):
+        if bool(xp.any(p != p)):
+            raise ValueError("y_pred contains NaN")
         raise ValueError("y_pred has values outside [0, 1] but from_logits=False: pass probabilities, "
                          "or from_logits=True for logits")
     w = _row_weights(sample_weight, mask, p.shape[0], dtype, xp, validate and values_available(p, xp))
     if task == "multilabel":
         approx = get_approximation("anyloss" if approximation is None else approximation)
-        Yh, _ = approx(p, from_logits=from_logits, scale=73.0 if scale is None else float(scale), xp=xp)
+        Yh, _ = approx(p, from_logits=from_logits, scale=scale, xp=xp)
     else:
         Yh = _multiclass_decisions(p, from_logits, scale, approximation, xp)
     return _counts(Y, Yh, w, xp)
@@ -196,7 +220,7 @@ class SharpenedSoftmax:
             raise ValueError(f"sharpness must be > 0, got {self.sharpness!r}")
 
 
-def _multiclass_decisions(p: Any, from_logits: bool, scale: float | None, approximation: Any, xp: Any) -> Any:
+def _multiclass_decisions(p: Any, from_logits: bool, scale: float, approximation: Any, xp: Any) -> Any:
     name = DEFAULT_MULTICLASS_APPROXIMATION if approximation in (None, "anyloss") else approximation
     if name == "softmax":
         name = SharpenedSoftmax()
@@ -204,10 +228,10 @@ def _multiclass_decisions(p: Any, from_logits: bool, scale: float | None, approx
         return softmax(float(name.sharpness) * _log_probabilities(p, from_logits, xp), xp)
     if name == "ovr":
         probs = softmax(p, xp) if from_logits else p
-        yh, _ = get_approximation("anyloss")(probs, from_logits=False, scale=73.0 if scale is None else scale, xp=xp)
+        yh, _ = get_approximation("anyloss")(probs, from_logits=False, scale=scale, xp=xp)
         return yh
-    raise ValueError(f"unknown multiclass approximation {name!r}; choose one of "
-                     f"{', '.join(MULTICLASS_APPROXIMATIONS)}")
+    check_multiclass_approximation(name)  # raises: the name is none of the above
+    raise AssertionError(name)
 
 
 def class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", num_classes: int | None = None,
@@ -218,6 +242,7 @@ def class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", num_c
     ``y_pred`` is ``(n, C)`` scores (probabilities or logits), or for multi-class also
     predicted class ids ``(n,)``; counts are float64 for NumPy, so metrics equal scikit-learn's.
     """
+    check_task(task)
     xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
     y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true
     y_pred = xp.asarray(y_pred) if not hasattr(y_pred, "shape") else y_pred
@@ -250,8 +275,11 @@ def average_metric(counts: Confusion, metric: str | Metric, *, task: str, averag
         return ratio(xp.sum(present * recall), xp.sum(present), xp)
     fn = get_metric(metric, **metric_params)
     if average == "micro":
-        return fn(Confusion(*(xp.sum(c) for c in counts)), xp)
+        value = fn(Confusion(*(xp.sum(c) for c in counts)), xp)
+        check_metric_value(metric, fn, value, xp)
+        return value
     per_class = fn(counts, xp)
+    check_metric_value(metric, fn, per_class, xp)
     if average == "none":
         return per_class
     if average == "macro":

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._metrics import Confusion
+from ._metrics import Confusion, check_metric_value
 
 __all__ = ["metric_value_and_grad"]
 
@@ -180,7 +180,8 @@ def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confus
     """``(metric(counts), d metric / d counts)`` on Python floats, or ``None`` if unsupported.
 
     ``counts`` holds four Python floats; ``metric`` is ``fn(confusion, xp)``.  A
-    non-finite value or gradient also gives ``None`` (autodiff decides then).
+    non-finite value or gradient also gives ``None`` (autodiff decides then); a
+    user metric's value outside [0, 1] raises ``ValueError``.
 
     Examples:
         >>> import anyloss_core as al
@@ -195,6 +196,7 @@ def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confus
         return None
     if not isinstance(out, _Dual):
         return None
+    check_metric_value(metric, metric, out.value, _XP)  # a user metric's value in [0, 1]
     if not (math.isfinite(out.value) and all(math.isfinite(g) for g in out.grad)):
         return None
     return out.value, Confusion(*out.grad)

@@ -7,11 +7,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["scale_range"]
+__all__ = ["check_scale", "scale_range"]
 
 # Floating formats NumPy does not know, by their bits of precision (with the
 # implicit bit) and largest finite value.
 _EXTRA_FORMATS = {"bfloat16": (2.0**-7, 3.3895313892515355e38)}
+
+
+def check_scale(scale: Any) -> float:
+    """The amplifying scale ``L`` as a float; ``ValueError`` unless finite and > 0.
+
+    Every entry point runs it (binary, multi-class, multi-label, the adapters'
+    classes), also where the approximation ignores the scale, so a bad value fails
+    the same way whatever the task.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a positive number, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+    return float(scale)
 
 
 def _eps_and_max(dtype: Any) -> tuple[float, float]:

@@ -294,10 +294,11 @@ def test_degenerate_batches_are_finite(batch, approximation, dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for metric in sorted(al.METRICS):
-            if metric not in ("fbeta",) and metric.startswith("_"):
+            if metric.startswith("_"):
                 continue
+            params = {"beta": 2.0} if metric == "fbeta" else {}  # "fbeta" needs its beta
             try:
-                loss = al.anyloss(y, p.astype(dtype), metric, approximation=approximation)
+                loss = al.anyloss(y, p.astype(dtype), metric, approximation=approximation, **params)
             except TypeError:  # a user metric registered by another test with parameters
                 continue
             value = float(loss)
@@ -342,7 +343,8 @@ def test_extreme_logits_are_finite_in_every_float_dtype():
         (dict(y_true=np.array([0, 1]), y_pred=np.array([0, 1])), TypeError, ["y_pred", "floating", "int"]),
         (dict(y_true=np.array(["a", "b"]), y_pred=np.array([0.1, 0.2])), TypeError, ["y_true"]),
         (dict(y_true=np.array([0, 1]), y_pred=np.array([-2.0, 3.0])), ValueError, ["[0, 1]", "from_logits"]),
-        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), metric="f3"), ValueError, ["'f3'", "f1"]),
+        (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), metric="fscore"), ValueError,
+         ["'fscore'", "f1"]),
         (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), approximation="cosine"),
          ValueError, ["'cosine'", "sol-cosine"]),
         (dict(y_true=np.array([0, 1]), y_pred=np.array([0.1, 0.2]), scale=0.0), ValueError, ["scale"]),
@@ -467,7 +469,7 @@ def test_importing_the_core_imports_no_framework():
 def test_metric_value_and_grad_matches_float64_central_differences(metric, counts):
     import array_api_compat.numpy as xp
 
-    fn = al.get_metric(metric)
+    fn = al.get_metric(metric, **({"beta": 2.0} if metric == "fbeta" else {}))
     value, grad = al.metric_value_and_grad(fn, al.Confusion(*counts))
 
     def f(c):
@@ -493,3 +495,278 @@ def test_metric_value_and_grad_declines_what_it_cannot_evaluate():
         assert al.metric_value_and_grad(fn, al.Confusion(1.0, 2.0, 3.0, 4.0)) is None
     # A non-finite result is declined too (autodiff decides what to do with it).
     assert al.metric_value_and_grad(lambda c, xp: xp.log(c.fn), al.Confusion(1.0, 0.0, 3.0, 4.0)) is None
+
+
+# --- argument checks on every path (issue 16, item 4) ----------------------------------------------
+
+
+class _ConfiguredLoss(al.LossConfigMixin):
+    """The adapters' classes without a framework: the mixin's checks and configuration."""
+
+    def __init__(self, metric="f1", *, from_logits=False, scale=73.0, approximation="anyloss", validate=True,
+                 task="binary", average="macro", num_classes=None, ignore_index=None, **metric_params):
+        self._init_config(metric, from_logits=from_logits, scale=scale, approximation=approximation,
+                          validate=validate, metric_params=metric_params, task=task, average=average,
+                          num_classes=num_classes, ignore_index=ignore_index)
+
+
+_Y2, _P2 = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
+_IDS3 = np.array([0, 1, 2, 1])
+_LOGITS3 = np.array([[2.0, 0.1, -1.0], [0.0, 1.0, 0.5], [0.3, -0.2, 1.5], [1.0, 0.2, 0.0]])
+_MULTIHOT, _PROBS3 = np.array([[1, 0, 1], [0, 1, 0]]), np.array([[0.9, 0.2, 0.6], [0.1, 0.7, 0.4]])
+
+_SCALE_PATHS = {
+    "binary": lambda s: al.anyloss(_Y2, _P2, scale=s),
+    "multilabel": lambda s: al.anyloss(_MULTIHOT, _PROBS3, task="multilabel", scale=s),
+    "multiclass-ovr": lambda s: al.anyloss(_IDS3, _LOGITS3, from_logits=True, task="multiclass",
+                                           approximation="ovr", scale=s),
+    "multiclass-softmax": lambda s: al.anyloss(_IDS3, _LOGITS3, from_logits=True, task="multiclass", scale=s),
+    "soft_confusion-multilabel": lambda s: al.soft_confusion(_MULTIHOT, _PROBS3, task="multilabel", scale=s),
+    "soft_class_confusion-ovr": lambda s: al.soft_class_confusion(_IDS3, _LOGITS3, from_logits=True,
+                                                                  approximation="ovr", scale=s),
+    "soft_class_confusion-multilabel": lambda s: al.soft_class_confusion(_MULTIHOT, _PROBS3, task="multilabel",
+                                                                         scale=s),
+    "class-multilabel": lambda s: _ConfiguredLoss("f1", task="multilabel", scale=s),
+    "class-multiclass-ovr": lambda s: _ConfiguredLoss("f1", task="multiclass", approximation="ovr", scale=s),
+}
+
+
+@pytest.mark.parametrize("scale", [0, -5, float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("path", list(_SCALE_PATHS))
+def test_scale_is_checked_on_every_path_with_the_binary_error(path, scale):
+    with pytest.raises(ValueError) as binary:
+        al.anyloss(_Y2, _P2, scale=scale)
+    assert "scale must be finite and > 0" in str(binary.value)
+    with pytest.raises(ValueError) as info:
+        _SCALE_PATHS[path](scale)
+    assert str(info.value) == str(binary.value)
+
+
+def test_configured_loss_takes_the_multiclass_approximations():
+    # "ovr" / "softmax" are multi-class names: the class must accept them there (and only there).
+    for approximation in ("ovr", "softmax", al.SharpenedSoftmax(2.0)):
+        _ConfiguredLoss("f1", task="multiclass", approximation=approximation)
+    with pytest.raises(ValueError, match="unknown approximation 'ovr'"):
+        _ConfiguredLoss("f1", approximation="ovr")
+
+
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda xp: al.anyloss(to_xp(xp, [0, 1, 1]), to_xp(xp, [0.2, _NAN, 0.7])), "y_pred contains NaN"),
+        # NaN next to a value out of range is still reported as NaN.
+        (lambda xp: al.anyloss(to_xp(xp, [0, 1, 1]), to_xp(xp, [_NAN, 3.0, 0.7])), "y_pred contains NaN"),
+        (lambda xp: al.anyloss(to_xp(xp, [0.0, _NAN, 1.0]), to_xp(xp, [0.2, 0.5, 0.7])), "y_true contains NaN"),
+        (lambda xp: al.anyloss(to_xp(xp, [0, 1, 1]), to_xp(xp, [0.2, 0.5, 0.7]),
+                               sample_weight=to_xp(xp, [1.0, _NAN, 2.0])), "sample_weight contains NaN"),
+        (lambda xp: al.anyloss(to_xp(xp, [0, 1, 1]), to_xp(xp, [0.2, 0.5, 0.7]),
+                               sample_weight=to_xp(xp, [-1.0, _NAN, 2.0])), "sample_weight contains NaN"),
+        (lambda xp: al.score("f1", to_xp(xp, [0, 1, 1]), to_xp(xp, [0.2, _NAN, 0.7])), "y_pred contains NaN"),
+        (lambda xp: al.anyloss(to_xp(xp, [[1, 0], [0, 1]]), to_xp(xp, [[0.9, _NAN], [0.2, 0.6]]),
+                               task="multilabel"), "y_pred contains NaN"),
+        (lambda xp: al.anyloss(to_xp(xp, [[1.0, 0.0], [_NAN, 1.0]]), to_xp(xp, [[0.9, 0.1], [0.2, 0.6]]),
+                               task="multilabel"), "y_true contains NaN"),
+        (lambda xp: al.anyloss(to_xp(xp, [0, 1]), to_xp(xp, [[0.9, 0.1], [_NAN, 0.6]]), task="multiclass"),
+         "y_pred contains NaN"),
+        (lambda xp: al.anyloss(to_xp(xp, [0, 1]), to_xp(xp, [[2.0, 0.1], [0.0, 0.6]]), task="multiclass",
+                               from_logits=True, sample_weight=to_xp(xp, [_NAN, 1.0])),
+         "sample_weight contains NaN"),
+    ],
+)
+def test_nan_is_reported_as_nan(xp, call, message):
+    with pytest.raises(ValueError) as info:
+        call(xp)
+    assert str(info.value) == message
+
+
+def test_nan_is_found_without_isnan_in_the_namespace():
+    # A namespace may lack isnan (the Keras ops shim does): the check must not need it.
+    import array_api_compat.numpy as np_xp
+
+    class NoIsnan:
+        def __getattr__(self, name):
+            if name == "isnan":
+                raise AttributeError(name)
+            return getattr(np_xp, name)
+
+    for task, y, p in (("binary", _Y2, np.array([0.1, _NAN, 0.3, 0.4])),
+                       ("multilabel", _MULTIHOT, np.array([[0.9, 0.2, _NAN], [0.1, 0.7, 0.4]]))):
+        with pytest.raises(ValueError, match="^y_pred contains NaN$"):
+            al.anyloss(y, p, task=task, xp=NoIsnan())
+
+
+def test_nan_is_not_looked_for_without_validate_or_in_logits():
+    # validate=False: no check at all (the loss is then NaN, as the input).
+    assert math.isnan(float(al.anyloss(_Y2, np.array([0.1, _NAN, 0.3, 0.4]), validate=False)))
+    # Logits are not scanned for NaN (documented): NaN in, NaN out, like the frameworks' BCE.
+    assert math.isnan(float(al.anyloss(_Y2, np.array([0.1, _NAN, 0.3, 0.4]), from_logits=True)))
+    assert "NaN" in al.anyloss.__doc__ and "from_logits=True" in al.anyloss.__doc__
+
+
+_BUILT_IN_METRICS = ("accuracy", "balanced_accuracy", "f1", "fbeta", "gmean", "jaccard", "mcc", "precision",
+                     "recall", "specificity", "tss", "youden")
+
+
+@pytest.mark.parametrize(
+    "argument,name,suggestion,valid",
+    [
+        ("metric", "F1", "f1", _BUILT_IN_METRICS),
+        ("metric", "f-1", "f1", _BUILT_IN_METRICS),
+        ("metric", "balanced-accuracy", "balanced_accuracy", _BUILT_IN_METRICS),
+        ("metric", "Balanced Accuracy", "balanced_accuracy", _BUILT_IN_METRICS),
+        ("metric", "gmaen", "gmean", _BUILT_IN_METRICS),
+        ("metric", "F2", "f2", _BUILT_IN_METRICS),
+        ("task", "multi-class", "multiclass", ("binary", "multiclass", "multilabel")),
+        ("task", "Multilabel", "multilabel", ("binary", "multiclass", "multilabel")),
+        ("average", "Macro", "macro", ("micro", "macro", "weighted", "none")),
+        ("average", "wieghted", "weighted", ("micro", "macro", "weighted", "none")),
+        ("approximation", "sol_cosine", "sol-cosine", ("anyloss", "identity", "sol-cosine")),
+        ("approximation", "Identity", "identity", ("anyloss", "identity", "sol-cosine")),
+    ],
+)
+def test_unknown_names_suggest_the_valid_spelling(argument, name, suggestion, valid):
+    kwargs = {"metric": "f1", "task": "multilabel", "average": "macro", "approximation": "anyloss", argument: name}
+    for call in (lambda: al.anyloss(_MULTIHOT, _PROBS3, **kwargs),
+                 lambda: _ConfiguredLoss(**kwargs)):
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(f"unknown {argument} {name!r} (did you mean {suggestion!r}?)"), message
+        for valid_name in valid:
+            assert valid_name in message, (valid_name, message)
+
+
+def test_unknown_names_elsewhere_suggest_too():
+    with pytest.raises(ValueError, match=r"unknown metric 'F1' \(did you mean 'f1'\?\)"):
+        al.get_metric("F1")
+    with pytest.raises(ValueError, match=r"unknown metric 'Accuracy' \(did you mean 'accuracy'\?\)"):
+        al.score("Accuracy", _Y2, _P2)
+    with pytest.raises(ValueError, match=r"unknown approximation 'OVR' \(did you mean 'ovr'\?\)"):
+        al.anyloss(_IDS3, _LOGITS3, from_logits=True, task="multiclass", approximation="OVR")
+    with pytest.raises(ValueError, match=r"unknown task 'multi-label' \(did you mean 'multilabel'\?\)"):
+        al.soft_confusion(_MULTIHOT, _PROBS3, task="multi-label")
+    # Nothing close: no suggestion, the list of valid names only.
+    with pytest.raises(ValueError) as info:
+        al.anyloss(_Y2, _P2, "zzz")
+    assert "did you mean" not in str(info.value) and "balanced_accuracy" in str(info.value)
+
+
+_BATCH = {c.batch.id: c.batch for c in CASES}
+
+
+@pytest.mark.parametrize("alias,beta", [("f2", 2.0), ("f0.5", 0.5), ("f1.5", 1.5), ("f3", 3.0), ("f1.0", 1.0)])
+@pytest.mark.parametrize("batch", ["random-probs", "weighted-probs", "random-logits"])
+def test_fbeta_aliases_are_fbeta_with_that_beta(alias, beta, batch, xp):
+    b = _BATCH[batch]
+    expected = reference_loss(Case(b, "fbeta", (("beta", beta),)))
+    got = al.anyloss(to_xp(xp, b.y), to_xp(xp, b.pred, xp.float64), alias, from_logits=b.from_logits,
+                     sample_weight=to_xp(xp, b.weight))
+    assert_close(got, expected, 1e-12, xp, xp.float64)
+    counts = al.Confusion(*(xp.asarray(v) for v in (5.0, 1.0, 2.0, 3.0)))  # tn, fn, fp, tp
+    b2 = beta * beta
+    assert to_float(al.get_metric(alias)(counts, xp)) == pytest.approx((1 + b2) * 3 / ((1 + b2) * 3 + 2 + b2 * 1))
+
+
+def test_fbeta_aliases_equal_sklearn_and_round_trip_in_a_config():
+    sk = pytest.importorskip("sklearn.metrics")
+    y, p = LABEL_SETS[0][1], LABEL_SETS[0][2]
+    for alias, beta in (("f2", 2.0), ("f0.5", 0.5)):
+        assert float(al.score(alias, y, p)) == sk.fbeta_score(y, (p > 0.5).astype(int), beta=beta, zero_division=0)
+        probs = _softmax_rows(_LOGITS3)
+        assert float(al.score(alias, _IDS3, probs, task="multiclass")) == pytest.approx(
+            sk.fbeta_score(_IDS3, probs.argmax(1), beta=beta, average="macro", zero_division=0), rel=1e-14)
+        loss = _ConfiguredLoss(alias, task="multiclass", from_logits=True)
+        again = _ConfiguredLoss(**loss.config_dict())
+        assert again.config_dict() == loss.config_dict() and again.metric == alias
+
+
+def _softmax_rows(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_fbeta_alias_with_beta_is_an_error():
+    for call in (lambda: al.anyloss(_Y2, _P2, "f2", beta=3.0), lambda: al.get_metric("f0.5", beta=0.5),
+                 lambda: _ConfiguredLoss("f2", beta=2.0)):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert "beta" in str(info.value) and "'fbeta'" in str(info.value)
+
+
+def test_fbeta_without_beta_is_an_error_but_fbeta_loss_defaults_to_one():
+    for call in (lambda: al.anyloss(_Y2, _P2, "fbeta"), lambda: al.get_metric("fbeta"),
+                 lambda: al.score("fbeta", _Y2, _P2), lambda: _ConfiguredLoss("fbeta"),
+                 lambda: al.anyloss(_IDS3, _LOGITS3, "fbeta", from_logits=True, task="multiclass")):
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert "'fbeta' needs beta=" in message and "'f2'" in message, message
+    # fbeta_loss documents beta=1.0: F1, from the textbook formula on the soft counts.
+    tn, fn, fp, tp = (float(v) for v in al.soft_confusion(_Y2, _P2))
+    assert float(al.fbeta_loss(_Y2, _P2)) == pytest.approx(1 - 2 * tp / (2 * tp + fp + fn), rel=1e-12)
+
+
+def _overshoot(c, xp):
+    return 1.5 + 0.0 * c.tp
+
+
+def _undershoot(c, xp):
+    return c.tp / (c.tp + c.fp) - 1.2
+
+
+def _nan_metric(c, xp):
+    return c.tp * float("nan")
+
+
+def _rounding(c, xp):  # 1 + 1e-7: within the tolerance for rounding
+    return (c.tp + c.tn + c.fp + c.fn) / (c.tp + c.tn + c.fp + c.fn) + 1e-7
+
+
+@pytest.mark.parametrize("metric,shown", [(_overshoot, "1.5"), (_undershoot, "-"), (_nan_metric, "nan")])
+def test_a_user_metric_outside_0_1_is_an_error(metric, shown, xp):
+    y, p = to_xp(xp, _Y2), to_xp(xp, _P2)
+    calls = [
+        lambda: al.anyloss(y, p, metric),
+        lambda: al.score(metric, y, p),
+        lambda: al.confusion_loss(al.soft_confusion(y, p), metric),
+        lambda: al.anyloss(to_xp(xp, _MULTIHOT), to_xp(xp, _PROBS3), metric, task="multilabel", average="none"),
+        lambda: al.anyloss(to_xp(xp, _MULTIHOT), to_xp(xp, _PROBS3), metric, task="multilabel", average="micro"),
+        lambda: al.score(metric, to_xp(xp, _IDS3), to_xp(xp, _LOGITS3), task="multiclass"),
+    ]
+    if metric is not _nan_metric:  # on floats a NaN result declines (autodiff decides)
+        calls.append(lambda: al.metric_value_and_grad(metric, al.Confusion(5.0, 1.0, 2.0, 3.0)))
+    for call in calls:
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert f"metric {metric.__name__!r} returned {shown}" in message and "[0, 1]" in message, message
+
+
+def test_a_registered_user_metric_is_named_by_its_name():
+    al.register_metric("_test_overshoot", _overshoot, overwrite=True)
+    with pytest.raises(ValueError, match=r"metric '_test_overshoot' returned 1\.5"):
+        al.anyloss(_Y2, _P2, "_test_overshoot")
+
+
+def test_user_metric_range_check_tolerates_rounding_and_skips_what_is_not_concrete():
+    assert float(al.anyloss(_Y2, _P2, _rounding)) == pytest.approx(-1e-7, abs=1e-12)
+    import array_api_compat.numpy as np_xp
+
+    class Traced:  # a namespace whose values cannot be read (as under jit): nothing is checked
+        def __getattr__(self, name):
+            return getattr(np_xp, name)
+
+        @staticmethod
+        def values_available(x):
+            return False
+
+    assert float(al.anyloss(_Y2, _P2, _overshoot, xp=Traced())) == pytest.approx(-0.5)
+    # Built-ins are not checked (they lie in [0, 1] by construction).
+    from anyloss_core._metrics import check_metric_value
+
+    check_metric_value("f1", al.get_metric("f1"), 1.5, np_xp)
+    with pytest.raises(ValueError):
+        check_metric_value("mine", _overshoot, 1.5, np_xp)
