@@ -199,3 +199,104 @@ def test_distributed_option_is_checked_and_serialized():
     assert anyloss_keras.F1Loss().distributed is False
     with pytest.raises(TypeError, match="distributed must be True or False"):
         anyloss_keras.AnyLoss(distributed="yes")
+
+
+# Logits passed as probabilities (from_logits=False, the default): the check inside compiled fit.
+
+def _linear_model(activation=None):
+    keras.utils.set_random_seed(3)
+    return keras.Sequential([keras.Input((4,)),
+                             keras.layers.Dense(1, activation=activation, kernel_initializer="ones")])
+
+
+def _wide_data():
+    # Inputs of scale 100 and unit weights: a linear unit's outputs are far outside [0, 1].
+    rng = np.random.default_rng(41)
+    X = (100.0 * rng.normal(size=(32, 4))).astype("float32")
+    return X, (X[:, :1] > 0).astype("float32")
+
+
+def _fit(model, loss_fn, **compile_kwargs):
+    X, y = _wide_data()
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss_fn, **compile_kwargs)
+    return model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_fit_on_logits_with_from_logits_false_fails_naming_from_logits(run_eagerly):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an error, not (only) a warning, on every backend's default compile
+        with pytest.raises(Exception, match=r"from_logits=True") as info:
+            _fit(_linear_model(), anyloss_keras.F1Loss(), run_eagerly=run_eagerly)
+    assert "outside [0, 1]" in str(info.value)
+
+
+def test_fit_on_probabilities_passes_the_check():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = _fit(_linear_model("sigmoid"), anyloss_keras.F1Loss())
+    assert all(math.isfinite(v) for v in history.history["loss"])
+
+
+def test_validate_false_turns_the_check_off():
+    history = _fit(_linear_model(), anyloss_keras.F1Loss(validate=False))
+    assert all(math.isfinite(v) for v in history.history["loss"])
+
+
+def test_jit_compile_without_a_check_warns_once_instead():
+    if BACKEND == "jax":
+        pytest.skip("JAX checks under jit (tested above: jit is its default)")
+    # TensorFlow's XLA drops assertions; torch.compile would break its graph on a value read.
+    loss_fn = anyloss_keras.F1Loss()
+    with pytest.warns(UserWarning, match=r"from_logits=True") as record:
+        _fit(_linear_model(), loss_fn, jit_compile=True)
+    assert sum("cannot check" in str(w.message) for w in record) == 1
+
+
+def _compiled(fn):
+    """``fn`` as a compiled step would run it: tf.function, jax.jit, or eager on PyTorch."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+def test_compiled_check_accepts_0_and_1_and_rejects_nan_and_logits():
+    y = np.array([[0.0], [1.0], [1.0], [0.0]], "float32")
+    loss_fn = anyloss_keras.F1Loss()
+    step = _compiled(lambda p: loss_fn(y, p))
+    edges = np.array([[0.0], [1.0], [0.5], [1.0]], "float32")
+    assert math.isfinite(float(step(edges)))
+    for bad in (np.array([[0.0], [1.0], [np.nan], [0.2]], "float32"),
+                np.array([[-0.1], [1.0], [0.5], [0.2]], "float32"),
+                np.array([[0.0], [1.5], [0.5], [0.2]], "float32")):
+        with pytest.raises(Exception, match=r"from_logits=True"):
+            float(step(bad))
+    assert math.isfinite(float(_compiled(lambda p: anyloss_keras.F1Loss(validate=False)(y, p))(
+        np.array([[-3.0], [4.0], [0.5], [1.0]], "float32"))))
+
+
+def test_eager_checks_cover_the_first_calls_and_are_not_config():
+    loss_fn = anyloss_keras.F1Loss()
+    y, p = np.array([0, 1, 1]), np.array([0.3, 0.6, 0.2], "float32")
+    for _ in range(3):
+        loss_fn(y, p)
+    assert loss_fn._eager_checks_left == _checks().EAGER_CHECKS - 3
+    assert "_eager_checks_left" not in loss_fn.get_config()
+    clone = anyloss_keras.F1Loss.from_config(loss_fn.get_config())
+    assert clone._eager_checks_left == _checks().EAGER_CHECKS
+
+
+def _checks():
+    from anyloss_keras import _checks
+
+    return _checks

@@ -9,6 +9,7 @@ from keras import ops
 
 import anyloss_core as al
 
+from . import _checks
 from . import _namespace as kxp
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
@@ -32,7 +33,12 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         from_logits: ``y_pred`` holds logits instead of probabilities.
         scale: the amplifying scale ``L`` (73, as in the paper).
         approximation: "anyloss", "identity" or "sol-cosine".
-        validate: check label values when they are concrete (eager calls).
+        validate: check the values: labels when they are concrete (eager calls), and that
+            ``y_pred`` holds probabilities when ``from_logits=False``, also inside compiled
+            ``fit`` (an assertion in the TensorFlow graph, a callback on failure under JAX;
+            the first eager calls on an accelerator), so that logits passed as probabilities
+            stop training with an error naming ``from_logits=True``.  ``False`` turns all
+            checks off.
         name: the loss name (default: the metric's name with "_anyloss").
         reduction: accepted for Keras compatibility; a batch statistic is not reduced.
         dtype: the dtype the loss is computed in (default: float32, also under mixed precision).
@@ -91,6 +97,8 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         if not isinstance(distributed, bool):
             raise TypeError(f"distributed must be True or False, got {distributed!r}")
         self.distributed = distributed
+        self._eager_checks_left = _checks.EAGER_CHECKS  # state of the probability check, not config
+        self._warned = False
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return self._loss(y_true, y_pred, None)
@@ -106,6 +114,8 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             return self._loss(y_true, y_pred, sample_weight)
 
     def _loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
+        if self.validate and not self.from_logits:
+            y_pred = _checks.check_probabilities(ops.convert_to_tensor(y_pred), self)
         if keras.backend.backend() == "torch" and self.task == "binary" and not self.distributed:
             # The torch adapter's one-node backward (the same core math, fewer kernels).
             from anyloss_torch._autograd import soft_loss
