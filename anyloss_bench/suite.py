@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import KEEL_PAPER_FILTER, UsageError, keel_names, load_keel, pad_folds, write_text_atomic
+from .data import KEEL_PAPER_FILTER, UsageError, check_writable, keel_names, load_keel, pad_folds, write_text_atomic
 
 METRICS = ("accuracy", "f1", "gmean", "balanced_accuracy")
 LOSSES = ("mse", "bce", *METRICS)  # "accuracy" etc. = the AnyLoss loss of that metric
@@ -335,12 +335,17 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--folds must be at least 2, got {args.folds}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    check_writable(args.json, "--json")
+    check_writable(args.plot, "--plot")
     started = time.perf_counter()
     results: dict[str, dict[str, Any]] = {arch: {} for arch in archs}
     failed: dict[str, str] = {}
     todo = []
     for arch in archs:
-        os.makedirs(os.path.join(args.out, arch), exist_ok=True)
+        try:
+            os.makedirs(os.path.join(args.out, arch), exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: cannot create {os.path.join(args.out, arch)}: {exc}") from None
         for name in names:
             path = os.path.join(args.out, arch, f"{name}.json")
             if args.resume and os.path.exists(path):

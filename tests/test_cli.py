@@ -32,9 +32,26 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["compare", "--folds", "1"], ["--folds"]),
         (["compare", "--model", "cnn"], ["invalid choice"]),
         (["compare", "--csv", "x.csv"], ["--target"]),
+        (["compare", "--lr", "-1"], ["--lr must be a positive number, got -1"]),
+        (["compare", "--lr", "nan"], ["--lr"]),
+        (["compare", "--batch-size", "0"], ["--batch-size must be at least 1, got 0"]),
+        (["compare", "--json", "/nonexistent/dir/out.json"], ["--json", "/nonexistent/dir does not exist"]),
+        (["compare", "--plot", "/nonexistent/dir/curves.png"], ["--plot", "does not exist"]),
+        (["compare", "--json", "/"], ["is a folder"]),
+        (["compare", "--csv", "x.csv", "--target", "y", "--sep", ";;"], ["--sep must be one character"]),
+        (["compare", "--positive", "benign"], ["positive class of --dataset breast_cancer is 'malignant'"]),
+        (["compare", "--task", "multiclass", "--lr", "0"], ["--lr"]),
+        (["reproduce", "--json", "/nonexistent/dir/rows.json"], ["/nonexistent/dir does not exist"]),
     ],
 )
-def test_usage_errors_exit_2_with_one_line(args, words, capsys):
+def test_usage_errors_exit_2_with_one_line(args, words, capsys, monkeypatch):
+    import anyloss_bench.cli as cli
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before refusing the options")
+
+    monkeypatch.setattr(cli, "cross_validate", no_training)  # option values are checked before any work
+    monkeypatch.setattr(cli, "train", no_training)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -46,13 +63,127 @@ def test_csv_errors(tmp_path, capsys):
     path = tmp_path / "d.csv"
     path.write_text("a,b,label\n1,x,0\n2,y,1\n3,z,2\n")
     assert main(["compare", "--csv", str(path), "--target", "label"]) == 2
-    assert "exactly two classes, found 3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "column 'label' has 3 classes (0, 1, 2), not two: use --task multiclass" in err
+    assert len(err.strip().splitlines()) == 1
     assert main(["compare", "--csv", str(path), "--target", "nope"]) == 2
-    assert "column 'nope' not in" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "column 'nope' not in" in err and "--sep" in err
     many = "\n".join(f"{i},id{i},{i % 2}" for i in range(150))
     path.write_text("a,b,label\n" + many + "\n")
     assert main(["compare", "--csv", str(path), "--target", "label"]) == 2
     assert "too many to one-hot encode" in capsys.readouterr().err
+
+
+# --- reading CSV files (pandas) and the per-fold preprocessing (scikit-learn) ----------------------
+
+
+def _rows(n: int = 40, sep: str = ",") -> list[str]:
+    rng = np.random.default_rng(0)
+    return [sep.join([f"{rng.normal():.3f}", rng.choice(["red", "blue"]), "pos" if i % 4 == 0 else "neg"])
+            for i in range(n)]
+
+
+def test_csv_with_a_utf8_bom(tmp_path):
+    # Excel's "CSV UTF-8" starts the file with a BOM, which a plain reader glues to the first column's name.
+    from anyloss_bench.data import load_csv
+
+    path = tmp_path / "excel.csv"
+    path.write_bytes(("\ufefflabel,x,color\n" + "\n".join(
+        ",".join([r.split(",")[2], r.split(",")[0], r.split(",")[1]]) for r in _rows())).encode("utf-8"))
+    data = load_csv(str(path), "label")
+    assert list(data.X.columns) == ["x", "color"] and data.positive_class == "pos" and data.y.sum() == 10
+
+
+def test_csv_with_semicolons_sniffed_or_given(tmp_path, capsys):
+    from anyloss_bench.data import load_csv
+
+    path = tmp_path / "semi.csv"
+    path.write_text("x;color;label\n" + "\n".join(_rows(sep=";")) + "\n")
+    data = load_csv(str(path), "label")
+    assert list(data.X.columns) == ["x", "color"] and data.categorical == ("color",) and data.n_features == 3
+    assert data.positive_class == "pos" and len(data.y) == 40
+    assert load_csv(str(path), "label", sep=";").n_features == 3
+    # A separator that is given is used as given: a wrong one says so, in one line.
+    assert main(["compare", "--csv", str(path), "--target", "label", "--sep", ","]) == 2
+    err = capsys.readouterr().err
+    assert "column 'label' not in" in err and "separator ','" in err and len(err.strip().splitlines()) == 1
+    tabs = tmp_path / "tabs.tsv"
+    tabs.write_text("x\tcolor\tlabel\n" + "\n".join(_rows(sep="\t")) + "\n")
+    assert load_csv(str(tabs), "label").n_features == 3
+
+
+def test_na_tokens_keep_a_numeric_column_numeric(tmp_path):
+    # One "n/a" among 374 numbers used to make the column categorical: "374 distinct values: too many".
+    from anyloss_bench.data import UsageError, load_csv
+
+    rng = np.random.default_rng(0)
+    values = [f"{v:.4f}" for v in rng.normal(size=380)]
+    for i, token in zip((3, 50, 100, 150, 200, 250), ("n/a", "NA", "", "?", "null", "NaN"), strict=True):
+        values[i] = token
+    path = tmp_path / "na.csv"
+    path.write_text("age,label\n" + "\n".join(f"{v},{'a' if i % 5 else 'b'}" for i, v in enumerate(values)) + "\n")
+    data = load_csv(str(path), "label")
+    assert data.categorical == () and data.n_features == 1 and int(data.X["age"].isna().sum()) == 6
+    train, val = np.arange(0, 300), np.arange(300, 380)
+    X_tr, X_va = data.fold(train, val)
+    assert np.isfinite(X_tr).all() and np.isfinite(X_va).all()  # imputed with the training fold's median
+    age = data.X["age"].to_numpy()[train]
+    filled = np.where(np.isnan(age), np.nanmedian(age), age)
+    assert X_tr[:, 0] == pytest.approx((filled - filled.mean()) / filled.std())
+    # A token that is not a missing-value marker is named, with what to do.
+    values[7] = "n.a."
+    path.write_text("age,label\n" + "\n".join(f"{v},{'a' if i % 5 else 'b'}" for i, v in enumerate(values)) + "\n")
+    with pytest.raises(UsageError, match=r"column 'age' holds numbers but 1 cell is not \('n.a.'\); if they mean"):
+        load_csv(str(path), "label")
+
+
+def test_rows_without_a_target_are_dropped_and_counted(tmp_path):
+    from anyloss_bench.data import load_csv
+
+    path = tmp_path / "holes.csv"
+    rows = _rows()
+    rows[5] = rows[5].rsplit(",", 1)[0] + ","
+    rows[9] = rows[9].rsplit(",", 1)[0] + ",NA"
+    path.write_text("x,color,label\n" + "\n".join(rows) + "\n")
+    data = load_csv(str(path), "label")
+    assert data.dropped_rows == 2 and len(data.y) == len(data.X) == 38
+    assert data.classes == ("neg", "pos")  # a missing target is not a third class
+
+
+def test_positive_chooses_the_class_coded_1(tmp_path, capsys):
+    from anyloss_bench.data import UsageError, load_csv
+
+    path = tmp_path / "p.csv"
+    path.write_text("x,label\n" + "\n".join(f"{i},{1 if i % 3 == 0 else 0}" for i in range(30)) + "\n")
+    assert load_csv(str(path), "label").positive_class == "1"
+    data = load_csv(str(path), "label", positive="0")
+    assert data.positive_class == "0" and data.y.sum() == 20
+    assert load_csv(str(path), "label", positive="1.0").positive_class == "1"
+    with pytest.raises(UsageError, match="--positive 'maybe' is not a class"):
+        load_csv(str(path), "label", positive="maybe")
+
+
+def test_preprocessing_is_fitted_on_the_training_fold(tmp_path):
+    from anyloss_bench.data import load_csv, load_dataset
+
+    path = tmp_path / "leak.csv"
+    lines = [f"{i if i < 30 else 1000 + i},{'red' if i % 2 else 'blue'},{i % 3 == 0}" for i in range(30)]
+    lines += ["5,green,False", "7,,True"]  # a category the training fold never sees; a missing category
+    path.write_text("x,color,label\n" + "\n".join(lines) + "\n")
+    data = load_csv(str(path), "label")
+    assert data.categories == (("blue", "green", "red"),) and data.n_features == 4
+    train, val = np.arange(0, 20), np.arange(20, 32)
+    X_tr, X_va = data.fold(train, val)
+    assert X_tr.shape == (20, 3) and X_va.shape == (12, 3)  # x, blue, red: the training fold's categories
+    assert X_tr[:, 0].mean() == pytest.approx(0, abs=1e-12) and X_tr[:, 0].std() == pytest.approx(1)
+    assert X_va[10, 1:].tolist() == [0.0, 0.0]  # "green": unknown to the training fold
+    assert X_va[11, 1:].sum() == 1.0  # missing: the training fold's most frequent category
+    # A bundled dataset takes the same path, numeric only: the training fold's median, mean and std.
+    bc = load_dataset("breast_cancer")
+    X_tr, X_va = bc.fold(np.arange(300), np.arange(300, 393))
+    mean, std = bc.X[:300].mean(0), bc.X[:300].std(0)
+    assert np.allclose(X_va, (bc.X[300:] - mean) / std, rtol=0, atol=1e-12)
 
 
 def test_no_traceback_from_a_subprocess():
@@ -61,7 +192,7 @@ def test_no_traceback_from_a_subprocess():
 
 
 @pytest.mark.skipif(BACKEND_OF_SESSION is None, reason="no framework backend in this session")
-def test_smoke_run_writes_the_json_schema(tmp_path):
+def test_smoke_run_writes_the_json_schema(tmp_path, capsys):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 3))
     y = (X[:, 0] + 0.3 * rng.normal(size=120) > 1.0).astype(int)
@@ -69,21 +200,34 @@ def test_smoke_run_writes_the_json_schema(tmp_path):
     lines = ["f1,f2,f3,color,cls"] + [
         f"{a:.4f},{'' if i == 3 else f'{b:.4f}'},{c:.4f},{col},{'yes' if t else 'no'}"
         for i, ((a, b, c), col, t) in enumerate(zip(X, color, y, strict=True))
-    ]
+    ] + ["0.1,0.2,0.3,red,", "0.4,0.5,0.6,blue,n/a"]  # two rows without a target
     path = tmp_path / "data.csv"
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "r.json"
     code = main(["compare", "--csv", str(path), "--target", "cls", "--losses", "bce,f1,gmean",
                  "--folds", "2", "--epochs", "5", "--backend", BACKEND_OF_SESSION, "--json", str(out)])
     assert code == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert "n=120 (2 rows without a target dropped)" in head and "positive class 'yes'" in head
     report = json.loads(out.read_text())
     assert report["dataset"] == "data" and report["n_samples"] == 120 and report["n_features"] == 5
+    assert report["positive_class"] == "yes" and report["dropped_missing_target"] == 2
     assert report["positive_rate"] == pytest.approx(y.mean()) and report["folds"] == 2
     assert report["model"] == "slp" and set(report["results"]) == {"bce", "f1", "gmean"}
     for result in report["results"].values():
         for score in ("accuracy", "f1", "gmean", "balanced_accuracy"):
             assert set(result[score]) == {"mean", "std"} and 0 <= result[score]["mean"] <= 1
         assert result["seconds_per_epoch"] > 0
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION is None, reason="no framework backend in this session")
+def test_bundled_dataset_names_its_positive_class(tmp_path, capsys):
+    out = tmp_path / "bc.json"
+    assert main(["compare", "--losses", "bce", "--folds", "2", "--epochs", "1", "--backend", BACKEND_OF_SESSION,
+                 "--json", str(out), "--positive", "malignant"]) == 0
+    assert "positive class 'malignant' (rate 0.092)" in capsys.readouterr().out.splitlines()[0]
+    report = json.loads(out.read_text())
+    assert report["positive_class"] == "malignant" and report["dropped_missing_target"] == 0
 
 
 @pytest.mark.skipif(BACKEND_OF_SESSION is None, reason="no framework backend in this session")
@@ -147,7 +291,7 @@ SPEED_GROUP = {"jax": "jax", "torch": "torch"}.get(BACKEND_OF_SESSION or "") or 
         (["speed", "--backends", "mxnet"], ["unknown backend 'mxnet'"]),
         (["speed", "--sizes", "1e3,abc"], ["'abc' is not a number"]),
         (["speed", "--sizes", "1.5"], ["not a whole number"]),
-        (["speed", "--metric", "f3"], ["--metric", "f3"]),
+        (["speed", "--metric", "nope"], ["--metric", "nope"]),  # "f3" is F-beta with beta 3 in the core
         (["speed", "--repeats", "0"], ["--repeats"]),
     ],
 )
@@ -236,3 +380,18 @@ def test_multiclass_csv_gives_class_ids(tmp_path):
     path.write_text("a,label\n1,cat\n2,dog\n")
     with pytest.raises(UsageError, match="three or more classes"):
         load_csv(str(path), "label", multiclass=True)
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION != "jax", reason="the multiclass comparison runs in the jax session")
+def test_multiclass_csv_runs_with_categorical_columns_and_missing_targets(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    lines = [f"{rng.normal() + i % 3:.3f};{'abc'[(i + (i % 7 == 0)) % 3]};{'' if i == 4 else 'xyz'[i % 3]}"
+             for i in range(60)]
+    path = tmp_path / "three.csv"
+    path.write_text("x;letter;label\n" + "\n".join(lines) + "\n")
+    out = tmp_path / "mc.json"
+    assert main(["compare", "--task", "multiclass", "--csv", str(path), "--target", "label", "--folds", "2",
+                 "--epochs", "5", "--losses", "ce,macro_f1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["classes"] == 3 and report["n_samples"] == 59 and report["dropped_missing_target"] == 1
+    assert report["n_features"] == 4 and "1 row without a target dropped" in capsys.readouterr().out
