@@ -4,11 +4,19 @@ Datasets #1 (make_classification, 9:1) and #3 (breast cancer, 10:1); the paper's
 protocol (10-fold CV, SLP 1,000 epochs or MLP 100 epochs, per-loss learning
 rates of its Tables 17 and 18); each AnyLoss and SOL loss scored on its own
 metric beside MSE and BCE, and our number printed beside the paper's.
+
+``--protocol paper`` (the default) trains the SLP's MSE, BCE and AnyLoss losses as the
+authors' code does (:mod:`anyloss_bench.protocols`: float64, zero init, full-batch plain
+gradient descent, the delta rule as "MSE"); the SOL losses, which the authors trained
+in Keras, and the MLP keep the Adam engine of ``anyloss compare``.  ``--protocol adam``
+trains every SLP loss with Adam, as this command did before.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 #: Table 6 (and Tables 17-18 for G-mean): paper scores by (dataset, arch) and metric,
 #: for (MSE, BCE, SOL, AnyLoss); SOL has no G-mean variant.
@@ -87,3 +95,24 @@ def markdown(table: list[dict[str, Any]]) -> str:
         lines.append(f"| {DATASET_LABELS[r['dataset']]} | {r['arch'].upper()} | {r['metric']} | {cells} | "
                      f"{'yes' if r['beats_baselines'] else 'no'} | {'yes' if r['within_0.02_or_above'] else 'no'} |")
     return "\n".join(lines)
+
+
+def paper_slp_results(data: Any, dataset: str, *, folds: int, seed: int, backend: str) -> dict[str, Any]:
+    """``{loss: {metric: {mean, std}}}`` of the SLP under ``--protocol paper``: MSE, BCE and the AnyLoss losses
+    by :func:`anyloss_bench.protocols.paper_slp_scores` (Table 17's learning rates), SOL by the Adam engine."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from . import protocols
+    from .cli import cross_validate
+
+    lrs = LEARNING_RATES[(dataset, "slp")]
+    gd_losses = [loss for loss in LOSSES if not loss.startswith("sol-")]
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(data.y)), data.y))
+    scores = protocols.paper_slp_scores(data.X, data.y, gd_losses, lrs, splits, METRICS)
+    results: dict[str, Any] = {loss: {m: {"mean": float(np.mean(v)), "std": float(np.std(v))} for m, v in s.items()}
+                               for loss, s in scores.items()}
+    sol = [loss for loss in LOSSES if loss.startswith("sol-")]
+    sol_results, _ = cross_validate(data, sol, model="slp", folds=folds, epochs={n: epochs_for(n, "slp") for n in sol},
+                                    lr=lrs, batch_size=None, backend=backend, seed=seed)
+    results.update(sol_results)
+    return results

@@ -1,10 +1,13 @@
 """``anyloss suite``: the paper's breadth test (Table 3, Table 4, Figure 4) on the KEEL imbalanced sets.
 
-For each dataset, the ``compare`` protocol with the paper's losses: MSE, BCE and the
-AnyLoss losses for accuracy, F1, G-mean and balanced accuracy, 10-fold stratified CV,
-the SLP (1,000 full-batch epochs) and the MLP (100 epochs, batches of 5% of the
-training fold, 50% for the G-mean and balanced-accuracy losses), Adam with the
-per-loss learning rates of the paper's Tables 15 and 16.
+For each dataset, the paper's losses: MSE, BCE and the AnyLoss losses for accuracy,
+F1, G-mean and balanced accuracy, 10-fold stratified CV.  ``--protocol paper`` (the
+default) trains the SLP as the authors' code does (float64, zero init, 1,000 full-batch
+plain gradient-descent steps, the delta rule as "MSE"; :mod:`anyloss_bench.protocols`);
+``--protocol adam`` trains it with Adam in float32, as this command did before.  The MLP
+(100 epochs, batches of 5% of the training fold, 50% for the G-mean and
+balanced-accuracy losses, Adam with the per-loss learning rates of the paper's Table 16,
+fresh weights for every loss and fold) is the same under both protocols.
 
 Speed: the ten folds of one loss train together, as one ``jax.vmap`` over folds of a
 ``lax.scan`` over epochs (and mini-batches), compiled once per dataset shape.  Folds
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from . import protocols
 from .data import KEEL_PAPER_FILTER, UsageError, check_writable, keel_names, load_keel, pad_folds, write_text_atomic
 
 METRICS = ("accuracy", "f1", "gmean", "balanced_accuracy")
@@ -162,13 +166,19 @@ def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr:
 
 
 def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10, epochs: int | None = None,
-                     seed: int = 0) -> dict[str, dict[str, list[float]]]:
+                     seed: int = 0, protocol: str = protocols.DEFAULT_PROTOCOL) -> dict[str, dict[str, list[float]]]:
     """``{loss: {metric: [score per fold]}}`` of every loss of the suite on one dataset."""
     import anyloss_core as al
 
     from .cli import LOSSES as CLI_LOSSES
     from .cli import paper_batch_size
 
+    if protocol == "paper" and arch == "slp":
+        from sklearn.model_selection import StratifiedKFold
+
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+        return protocols.paper_slp_scores(X, y, LOSSES, protocols.PAPER_SLP_LEARNING_RATES, splits, METRICS,
+                                          iterations=epochs or protocols.PAPER_SLP_ITERATIONS)
     data = _fold_arrays(X, y, folds, seed)
     scores: dict[str, dict[str, list[float]]] = {}
     for loss in LOSSES:
@@ -329,6 +339,7 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
         import optax  # noqa: F401
     except ImportError:
         raise UsageError("anyloss suite trains with JAX: pip install 'anyloss[jax]' optax") from None
+    protocol = protocols.check_protocol(getattr(args, "protocol", protocols.DEFAULT_PROTOCOL))
     names = _dataset_names(args.datasets)
     archs = ("slp", "mlp") if args.arch == "both" else (args.arch,)
     if args.folds < 2:
@@ -348,12 +359,16 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--out {args.out}: cannot create {os.path.join(args.out, arch)}: {exc}") from None
         for name in names:
             path = os.path.join(args.out, arch, f"{name}.json")
+            record = None
             if args.resume and os.path.exists(path):
                 with open(path) as handle:
-                    results[arch][name] = json.load(handle)
+                    record = json.load(handle)
+            # A result of another protocol (files written before --protocol existed were Adam's) is redone.
+            if record is not None and record.get("protocol", "adam") == protocol:
+                results[arch][name] = record
             else:
                 todo.append((arch, name))
-    options = {"folds": args.folds, "epochs": args.epochs, "seed": args.seed, "out": args.out}
+    options = {"folds": args.folds, "epochs": args.epochs, "seed": args.seed, "out": args.out, "protocol": protocol}
     for done, (arch, name, status, payload) in enumerate(_run_all(todo, options, args.jobs), 1):
         if status == "failed":
             failed[name] = payload
@@ -366,8 +381,8 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("no dataset could be evaluated")
     text = markdown(summaries)
     print(text)
-    report = {"source": args.source, "datasets": names, "failed": failed, "seconds": time.perf_counter() - started,
-              "summaries": summaries, "targets": _targets(summaries)}
+    report = {"source": args.source, "protocol": protocol, "datasets": names, "failed": failed,
+              "seconds": time.perf_counter() - started, "summaries": summaries, "targets": _targets(summaries)}
     write_text_atomic(args.json or os.path.join(args.out, "summary.json"), json.dumps(report, indent=1))
     write_text_atomic(os.path.join(args.out, "summary.md"), text + "\n")
     plot(args.plot or os.path.join(args.out, "sign_test.png"), summaries)
@@ -389,9 +404,11 @@ def run_dataset(arch: str, name: str, options: dict[str, Any]) -> tuple[str, str
     if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < folds:
         return arch, name, "failed", f"the minority class has fewer than {folds} samples"
     t0 = time.perf_counter()
-    scores = evaluate_dataset(data.X, data.y, arch, folds=folds, epochs=options["epochs"], seed=options["seed"])
-    record = {"dataset": name, "arch": arch, "n_samples": int(len(data.y)), "n_features": int(data.X.shape[1]),
-              "positive_rate": data.positive_rate, "folds": folds, "scores": scores,
+    protocol = options.get("protocol", protocols.DEFAULT_PROTOCOL)
+    scores = evaluate_dataset(data.X, data.y, arch, folds=folds, epochs=options["epochs"], seed=options["seed"],
+                              protocol=protocol)
+    record = {"dataset": name, "arch": arch, "protocol": protocol, "n_samples": int(len(data.y)),
+              "n_features": int(data.X.shape[1]), "positive_rate": data.positive_rate, "folds": folds, "scores": scores,
               "mean": {loss: {m: float(np.mean(v)) for m, v in s.items()} for loss, s in scores.items()},
               "seconds": time.perf_counter() - t0}
     write_text_atomic(os.path.join(options["out"], arch, f"{name}.json"), json.dumps(record, indent=1))
@@ -440,6 +457,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--arch", choices=("slp", "mlp", "both"), default="both")
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--epochs", type=int, default=None, help="default: 1000 (SLP), 100 (MLP), as the paper")
+    p.add_argument("--protocol", choices=protocols.PROTOCOLS, default=protocols.DEFAULT_PROTOCOL,
+                   help="paper: the SLP as the authors' code trains it (float64, zero init, full-batch gradient "
+                        "descent, the delta rule as MSE); adam: the SLP with Adam in float32 (the earlier "
+                        "default). The MLP is the paper's under both")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="anyloss-suite", help="folder for per-dataset results, summary and figure")
     p.add_argument("--json", help="the summary JSON (default: OUT/summary.json)")

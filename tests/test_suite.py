@@ -122,3 +122,109 @@ def test_two_dataset_smoke_run_writes_results_resumes_and_skips_a_broken_set(tmp
     assert "pima: cannot load (OSError: truncated file), skipped" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == {"pima": "cannot load (OSError: truncated file)"}
+
+
+# --- --protocol paper: the SLP as the authors' code trains it ---------------------------------------
+
+L = 73.0
+
+
+def _numpy_slp_f1_step(theta: np.ndarray, Xa: np.ndarray, y: np.ndarray, lr: float) -> np.ndarray:
+    """The authors' F1 update, written out: theta (bias first), Xa with a column of ones."""
+    p = 1.0 / (1.0 + np.exp(-(Xa @ theta)))
+    yh = 1.0 / (1.0 + np.exp(-L * (p - 0.5)))
+    syh, syhy, sy = yh.sum(), yh @ y, y.sum()
+    dyh = L * yh * (1 - yh) * p * (1 - p)  # d yh / d z
+    grad = -2 * ((y * dyh) @ Xa * (sy + syh) - dyh @ Xa * syhy) / (sy + syh) ** 2  # d(1 - 2 syhy / (sy + syh))
+    return theta - lr * grad
+
+
+def _numpy_slp_gmean_step(theta: np.ndarray, Xa: np.ndarray, y: np.ndarray, lr: float) -> np.ndarray:
+    """The authors' G-mean update as their notebook writes it (4x the exact gradient of 1 - sqrt(TPR TNR))."""
+    p = 1.0 / (1.0 + np.exp(-(Xa @ theta)))
+    yh = 1.0 / (1.0 + np.exp(-L * (p - 0.5)))
+    syh, syhy, sy, n = yh.sum(), yh @ y, y.sum(), len(y)
+    dyh = L * yh * (1 - yh) * p * (1 - p)
+    r1, r2 = (y * dyh) @ Xa, n - syh - sy + syhy
+    grad = -2 * (r1 * r2 + (-(dyh @ Xa) + r1) * syhy) / (sy * (n - sy) * syhy * r2) ** 0.5
+    return theta - lr * grad
+
+
+TINY_X = np.array([[0.5, -1.0], [1.5, 0.3], [-0.7, 0.8], [0.2, 0.1], [-1.2, -0.4], [2.0, 1.1], [0.9, -0.6],
+                   [-0.3, 1.7]])
+TINY_Y = np.array([1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+
+
+def _folds_of(parts: list[tuple[np.ndarray, np.ndarray]], Xv: np.ndarray) -> dict:
+    """Padded fold arrays (float64) of training sets of unequal size, one validation set for all."""
+    n = max(len(y) for _, y in parts)
+    F, d = len(parts), parts[0][0].shape[1]
+    out = {"X": np.zeros((F, n, d)), "y": np.zeros((F, n)), "m": np.zeros((F, n)), "Xv": np.stack([Xv] * F)}
+    for f, (X, y) in enumerate(parts):
+        out["X"][f, : len(y)], out["y"][f, : len(y)], out["m"][f, : len(y)] = X, y, 1.0
+    return out
+
+
+@pytest.mark.backend("jax")
+@pytest.mark.parametrize("loss,numpy_step", [("f1", _numpy_slp_f1_step), ("gmean", _numpy_slp_gmean_step)])
+def test_paper_slp_gradient_descent_equals_the_numpy_update(loss, numpy_step):
+    pytest.importorskip("optax")
+    from anyloss_bench import protocols
+
+    lr, iterations = protocols.PAPER_SLP_LEARNING_RATES[loss], 5
+    Xa = np.hstack([np.ones((len(TINY_Y), 1)), TINY_X])
+    theta = np.zeros(3)  # zero init, bias first
+    for _ in range(iterations):
+        theta = numpy_step(theta, Xa, TINY_Y, lr)
+    assert np.abs(theta).max() > 1e-4  # the steps moved the weights
+    # The same steps through our loss and jax.grad, in float64, with a second, padded fold beside it.
+    folds = _folds_of([(TINY_X, TINY_Y), (TINY_X[:5], TINY_Y[:5])], TINY_X)
+    logits = protocols.train_slp_paper(loss, folds, lr=lr, iterations=iterations)
+    assert logits.dtype == np.float64
+    np.testing.assert_allclose(logits[0], Xa @ theta, rtol=1e-10, atol=1e-12)
+    theta5 = np.zeros(3)
+    for _ in range(iterations):
+        theta5 = numpy_step(theta5, Xa[:5], TINY_Y[:5], lr)
+    np.testing.assert_allclose(logits[1], Xa @ theta5, rtol=1e-10, atol=1e-12)  # padding rows change nothing
+    import jax
+
+    assert not jax.config.jax_enable_x64  # 64-bit mode did not leak out of the call
+
+
+@pytest.mark.backend("jax")
+def test_paper_slp_starts_at_zero_and_the_delta_rule_is_linear_against_minus_one_plus_one():
+    pytest.importorskip("optax")
+    from anyloss_bench import protocols
+
+    folds = _folds_of([(TINY_X, TINY_Y)], TINY_X)
+    for loss in suite.LOSSES:  # no step: zero weights and bias, every prediction negative (z = 0 is not > 0)
+        logits = protocols.train_slp_paper(loss, folds, lr=0.1, iterations=0)
+        assert np.all(logits == 0.0) and np.all(protocols.predictions(logits) == 0.0)
+    # One delta-rule step: theta - lr * (-(t - z) X / n) with t = 2y - 1 and z = 0.
+    Xa = np.hstack([np.ones((8, 1)), TINY_X])
+    t = 2 * TINY_Y - 1
+    theta = 0.01 * (t @ Xa) / 8
+    np.testing.assert_allclose(protocols.train_slp_paper("mse", folds, lr=0.01, iterations=1)[0], Xa @ theta,
+                               rtol=1e-12)
+    # Run to convergence, the output is the least-squares linear fit of -1/+1 (no sigmoid), read as sign(z).
+    z = protocols.train_slp_paper("mse", folds, lr=0.2, iterations=3000)[0]
+    np.testing.assert_allclose(z, Xa @ np.linalg.lstsq(Xa, t, rcond=None)[0], atol=1e-8)
+    np.testing.assert_array_equal(protocols.predictions(z), (np.sign(z) > 0).astype(float))
+    np.testing.assert_array_equal(protocols.predictions(np.array([-2.0, -0.0, 0.0, 1e-9, 3.0])), [0, 0, 0, 1, 1])
+
+
+@needs_suite
+@pytest.mark.backend("jax")
+def test_suite_json_records_the_protocol_and_resume_redoes_another_protocol(tmp_path):
+    out = tmp_path / "suite"
+    args = ["suite", "--datasets", "haberman", "--arch", "slp", "--folds", "3", "--epochs", "4", "--out", str(out)]
+    assert main(args) == 0  # the default protocol
+    assert json.loads((out / "summary.json").read_text())["protocol"] == "paper"
+    assert json.loads((out / "slp" / "haberman.json").read_text())["protocol"] == "paper"
+    assert main([*args, "--protocol", "adam", "--resume"]) == 0  # a paper result is not reused for adam
+    assert json.loads((out / "summary.json").read_text())["protocol"] == "adam"
+    record = json.loads((out / "slp" / "haberman.json").read_text())
+    assert record["protocol"] == "adam"
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["summaries"]["slp"]["metrics"]["f1"]) >= {"beats_both", "wins", "sign_test"}
+    assert summary["summaries"]["slp"]["datasets"] == 1
