@@ -3,7 +3,8 @@
 ``anyloss compare``: which loss gives the best F1 (or balanced accuracy, G-mean,
 accuracy) on your data?  Stratified k-fold cross-validation of the paper's SLP or
 MLP trained with each loss; the features' preprocessing (imputation, one-hot
-encoding, standardization) is fitted on each training fold only.
+encoding, standardization) is fitted on each training fold only.  A verdict per
+metric ends the table (``verdict.py``: Bayesian correlated t-test over the folds).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import speed as speed_module
 from . import suite as suite_module
+from . import verdict as verdict_module
 from .data import UsageError, check_writable, load_csv, load_dataset, parse_sep, write_text_atomic
 from .engines import BACKENDS, LossSpec, train
 
@@ -29,6 +31,9 @@ SCORES = ("accuracy", "f1", "gmean", "balanced_accuracy")
 LOSSES: dict[str, LossSpec] = {
     "mse": LossSpec("mse"),
     "bce": LossSpec("bce"),
+    "bce+threshold": LossSpec("bce"),
+    "wbce": LossSpec("wbce"),
+    "focal": LossSpec("focal"),
     "accuracy": LossSpec("anyloss", "accuracy"),
     "f1": LossSpec("anyloss", "f1"),
     "f0.5": LossSpec("anyloss", "fbeta", (("beta", 0.5),)),
@@ -42,6 +47,12 @@ LOSSES: dict[str, LossSpec] = {
     "bce+undersample": LossSpec("bce"),
 }
 RESAMPLED = {"bce+smote", "bce+undersample"}
+#: BCE, then per target metric the threshold that maximises it on out-of-fold scores of the training fold.
+THRESHOLDED = {"bce+threshold"}
+#: Inner folds of ``bce+threshold`` (its cost: INNER_FOLDS + 1 BCE fits per outer fold).
+INNER_FOLDS = 3
+#: The AnyLoss losses (the verdict sets them against the best of the others).
+ANYLOSS = {n for n, s in LOSSES.items() if s.kind == "anyloss" and s.approximation == "anyloss"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,12 +70,30 @@ def _parse_losses(text: str) -> list[str]:
     return names
 
 
-def _default_losses() -> list[str]:
+def _default_losses(backend: str = "jax") -> list[str]:
+    """Every loss whose packages are installed."""
+    names = list(LOSSES)
     try:
         import imblearn  # noqa: F401
     except ImportError:
-        return [n for n in LOSSES if n not in RESAMPLED]
-    return list(LOSSES)
+        names = [n for n in names if n not in RESAMPLED]
+    if backend == "torch" and not _has_torchvision():
+        names.remove("focal")
+    return names
+
+
+def _has_torchvision() -> bool:
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check_loss_packages(losses: list[str], backend: str) -> None:
+    if "focal" in losses and backend == "torch" and not _has_torchvision():
+        raise UsageError("loss 'focal' on --backend torch needs torchvision (its sigmoid_focal_loss): "
+                         "pip install torchvision")
 
 
 def _resample(name: str, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,11 +126,42 @@ def paper_batch_size(spec: LossSpec, model: str, n_train: int) -> int:
     return max(2, int(round(share * n_train)))
 
 
+def tuned_thresholds(data: Any, train_index: np.ndarray, *, fit: Any, seed: int,
+                     inner_folds: int = INNER_FOLDS) -> dict[str, float]:
+    """Per score, the logit threshold that maximises it on out-of-fold scores of the training fold only.
+
+    As scikit-learn's ``TunedThresholdClassifierCV``: ``inner_folds`` stratified splits of ``train_index``,
+    preprocessing and model fitted on each inner training part (``fit(X_tr, y_tr, X_va, seed) -> logits``), the
+    held-out logits pooled, and ``anyloss_core.best_threshold`` on them (predicted positive when the logit is
+    above the threshold, its decision rule).  Nothing outside ``train_index`` is read.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    import anyloss_core as al
+
+    y = data.y[train_index]
+    k = min(inner_folds, int(y.sum()), int(len(y) - y.sum()))
+    if k < 2:  # too few minority samples to split: the training fold's own (in-sample) scores
+        X_tr, _ = data.fold(train_index, train_index[:1])
+        scores = fit(X_tr, y, X_tr, seed)
+    else:
+        scores = np.empty(len(y))
+        inner = StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        for j, (itr, iva) in enumerate(inner):
+            X_itr, X_iva = data.fold(train_index[itr], train_index[iva])
+            scores[iva] = fit(X_itr, y[itr], X_iva, seed + 7919 * (j + 1))
+    return {s: float(al.best_threshold(y, scores.astype(np.float64), s).threshold) for s in SCORES}
+
+
 def cross_validate(
     data: Any, losses: list[str], *, model: str, folds: int, epochs: dict[str, int], lr: dict[str, float],
     batch_size: int | None, backend: str, seed: int,
-) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Stratified k-fold scores of each loss: ``({loss: {score: {mean, std}, seconds_per_epoch}}, curves)``."""
+) -> tuple[dict[str, Any], dict[str, dict[str, list[float]]]]:
+    """Stratified k-fold scores of each loss: ``({loss: {score: {mean, std}, seconds_per_epoch}}, per_fold)``.
+
+    ``per_fold[loss][score]`` lists the score of each fold.  ``bce+threshold`` scores each metric at the threshold
+    tuned for it on the training fold (:func:`tuned_thresholds`); its ``seconds_per_epoch`` adds up its fits.
+    """
     from sklearn.model_selection import StratifiedKFold
 
     import anyloss_core as al
@@ -109,7 +169,8 @@ def cross_validate(
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(data.y)), data.y))
     features = [data.fold(tr, va) for tr, va in splits]  # preprocessing fitted on each training fold
     results: dict[str, Any] = {}
-    curves: dict[str, list[float]] = {}
+    all_folds: dict[str, dict[str, list[float]]] = {}
+    plain: dict[tuple[Any, ...], Any] = {}  # BCE fits of each fold, shared by bce and bce+threshold
     total, done, started = len(losses) * len(splits), 0, time.perf_counter()
     for name in losses:
         spec = LOSSES[name]
@@ -121,19 +182,39 @@ def cross_validate(
             if name in RESAMPLED:
                 X_tr, y_tr = _resample(name, X_tr, y_tr, seed + k)
             batch = batch_size or paper_batch_size(spec, model, len(y_tr))
-            result = train(backend, spec, X_tr, y_tr, X_va, arch=model, epochs=epochs[name], lr=lr[name],
-                           batch_size=batch, seed=seed + k)
-            for s in SCORES:
-                per_fold[s].append(float(al.score(s, data.y[va], result.val_logits.astype(np.float64),
-                                                  from_logits=True)))
-            seconds.append(result.seconds_per_epoch)
-            if k == 0:
-                curves[name] = result.history
+            key = (spec, k, epochs[name], lr[name], batch)
+            result = plain.get(key) if name not in RESAMPLED else None
+            if result is None:
+                result = train(backend, spec, X_tr, y_tr, X_va, arch=model, epochs=epochs[name], lr=lr[name],
+                               batch_size=batch, seed=seed + k)
+                if name not in RESAMPLED:
+                    plain[key] = result
+            logits = result.val_logits.astype(np.float64)
+            fold_seconds = result.seconds_per_epoch
+            if name in THRESHOLDED:
+                inner_seconds: list[float] = []
+
+                def fit(X_a, y_a, X_b, fit_seed, name=name, spec=spec, inner_seconds=inner_seconds):
+                    inner = train(backend, spec, X_a, y_a, X_b, arch=model, epochs=epochs[name], lr=lr[name],
+                                  batch_size=batch_size or paper_batch_size(spec, model, len(y_a)), seed=fit_seed)
+                    inner_seconds.append(inner.seconds_per_epoch)
+                    return inner.val_logits
+
+                thresholds = tuned_thresholds(data, tr, fit=fit, seed=seed + k)
+                fold_seconds += sum(inner_seconds)
+                for s in SCORES:
+                    hard = (logits > thresholds[s]).astype(np.float64)
+                    per_fold[s].append(float(al.score(s, data.y[va], hard)))
+            else:
+                for s in SCORES:
+                    per_fold[s].append(float(al.score(s, data.y[va], logits, from_logits=True)))
+            seconds.append(fold_seconds)
             done += 1
             _progress(done, total, started)
         results[name] = {s: {"mean": float(np.mean(v)), "std": float(np.std(v))} for s, v in per_fold.items()}
         results[name]["seconds_per_epoch"] = float(np.median(seconds))
-    return results, curves
+        all_folds[name] = per_fold
+    return results, all_folds
 
 
 def compare_multiclass(args: argparse.Namespace) -> dict[str, Any]:
@@ -198,7 +279,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     _check_options(args)
     if args.task == "multiclass":
         return compare_multiclass(args)
-    losses = _parse_losses(args.losses) if args.losses else _default_losses()
+    losses = _parse_losses(args.losses) if args.losses else _default_losses(args.backend)
     if args.csv:
         data = load_csv(args.csv, args.target, args.positive, sep=args.sep)
     else:
@@ -210,9 +291,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     if minority < args.folds:
         raise UsageError(f"the minority class has {minority} samples, fewer than --folds {args.folds}")
     _check_backend(args.backend)
+    _check_loss_packages(losses, args.backend)
 
     epochs = args.epochs or (1000 if args.model == "slp" else 100)
-    results, curves = cross_validate(
+    results, per_fold = cross_validate(
         data, losses, model=args.model, folds=args.folds, epochs={n: epochs for n in losses},
         lr={n: args.lr for n in losses}, batch_size=args.batch_size, backend=args.backend, seed=args.seed,
     )
@@ -228,12 +310,15 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend,
         "epochs": epochs,
         "results": results,
+        "verdict": verdict_module.verdict(per_fold, ANYLOSS, SCORES),
     }
     print(format_table(report))
+    print()
+    print(verdict_module.format_verdict(report["verdict"]))
     if args.json:
         _write_json(args.json, report)
     if args.plot:
-        _plot(args.plot, curves, report)
+        _plot(args.plot, per_fold, report)
     return report
 
 
@@ -277,7 +362,8 @@ def _write_json(path: str, report: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(report, indent=2))
 
 
-def _plot(path: str, curves: dict[str, list[float]], report: dict[str, Any]) -> None:
+def _plot(path: str, per_fold: dict[str, dict[str, list[float]]], report: dict[str, Any]) -> None:
+    """Per metric, each loss's fold scores (box and points), the verdict's AnyLoss / baseline pair in colour."""
     try:
         import matplotlib
 
@@ -285,21 +371,36 @@ def _plot(path: str, curves: dict[str, list[float]], report: dict[str, Any]) -> 
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, history in curves.items():
-        ax.plot(np.arange(1, len(history) + 1), history, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (fold 1)")
-    ax.set_title(f"{report['dataset']}, {report['model'].upper()}")
-    ax.legend(fontsize=7, ncol=2)
+    names = list(per_fold)
+    fig, axes = plt.subplots(len(SCORES), 1, figsize=(max(6.0, 0.55 * len(names) + 2), 2.6 * len(SCORES)),
+                             sharex=True)
+    rng = np.random.default_rng(0)
+    for ax, s in zip(np.atleast_1d(axes), SCORES, strict=True):
+        data = [per_fold[n][s] for n in names]
+        ax.boxplot(data, widths=0.5, showfliers=False)
+        v = report.get("verdict", {}).get(s, {})
+        for i, (n, values) in enumerate(zip(names, data, strict=True), start=1):
+            color = "tab:red" if n == v.get("anyloss") else "tab:blue" if n == v.get("baseline") else "0.4"
+            ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=10, color=color, zorder=3)
+        ax.set_ylabel(verdict_module.LABELS.get(s, s) + " per fold")
+        if v:
+            title = f"best {v['best']} ({v['best_mean']:.3f})"
+            if v.get("p_better") is not None:
+                title += (f"; {v['anyloss']} (red) vs {v['baseline']} (blue): P(better) {v['p_better']:.2f}, "
+                          f"P(equivalent) {v['p_equivalent']:.2f}, P(worse) {v['p_worse']:.2f}")
+            ax.set_title(title, fontsize=8)
+    np.atleast_1d(axes)[-1].set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right", fontsize=8)
+    fig.suptitle(f"{report['dataset']}, {report['model'].upper()}, {report['folds']}-fold CV")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def reproduce(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from . import protocols
     from . import reproduce as paper
 
+    protocol = protocols.check_protocol(getattr(args, "protocol", protocols.DEFAULT_PROTOCOL))
     if args.table != 6:
         raise UsageError(f"only --table 6 is reproduced, got {args.table}")
     if args.folds < 2:
@@ -313,6 +414,11 @@ def reproduce(args: argparse.Namespace) -> list[dict[str, Any]]:
         data = load_dataset(dataset, seed=args.seed)
         for arch in archs:
             started = time.perf_counter()
+            if protocol == "paper" and arch == "slp":
+                results[(dataset, arch)] = paper.paper_slp_results(data, dataset, folds=args.folds, seed=args.seed,
+                                                                   backend=args.backend)
+                print(f"{paper.DATASET_LABELS[dataset]}, SLP: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+                continue
             results[(dataset, arch)], _ = cross_validate(
                 data, list(paper.LOSSES), model=arch, folds=args.folds,
                 epochs={n: paper.epochs_for(n, arch) for n in paper.LOSSES},
@@ -322,7 +428,7 @@ def reproduce(args: argparse.Namespace) -> list[dict[str, Any]]:
                   file=sys.stderr)
     table = paper.rows(results)
     text = paper.markdown(table)
-    print(f"Table 6, ours (paper), {args.folds}-fold CV, backend {args.backend}\n")
+    print(f"Table 6, ours (paper), {args.folds}-fold CV, protocol {protocol}, backend {args.backend}\n")
     print(text)
     if args.markdown:
         try:
@@ -331,7 +437,7 @@ def reproduce(args: argparse.Namespace) -> list[dict[str, Any]]:
         except OSError as exc:
             raise UsageError(f"cannot write {args.markdown}: {exc}") from None
     if args.json:
-        _write_json(args.json, {"rows": table, "folds": args.folds, "backend": args.backend})
+        _write_json(args.json, {"protocol": protocol, "rows": table, "folds": args.folds, "backend": args.backend})
     return table
 
 
@@ -362,13 +468,17 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--backend", choices=BACKENDS, default="jax")
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--json", help="write the results as JSON")
-    cmp.add_argument("--plot", help="write learning curves as PNG")
+    cmp.add_argument("--plot", help="write each loss's per-fold scores, per metric, as PNG")
     cmp.set_defaults(func=compare)
     rep = sub.add_parser("reproduce", help="the paper's Table 6 on the datasets that load offline, beside its numbers")
     rep.add_argument("--table", type=int, default=6)
     rep.add_argument("--arch", choices=("slp", "mlp", "both"), default="both")
     rep.add_argument("--folds", type=int, default=10)
     rep.add_argument("--backend", choices=BACKENDS, default="jax")
+    rep.add_argument("--protocol", choices=("paper", "adam"), default="paper",
+                     help="paper: the SLP as the authors' code trains it (float64, zero init, full-batch gradient "
+                          "descent, the delta rule as MSE; SOL and the MLP with Adam); adam: every loss with Adam "
+                          "(the earlier default)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--markdown", help="write the table as markdown")
     rep.add_argument("--json", help="write the rows as JSON")

@@ -3,7 +3,8 @@
 Each engine takes standardized float32 features and 0/1 labels and returns the
 validation logits, the training loss per epoch and the wall time.  The losses
 come from the adapters (``anyloss_jax``, ``anyloss_torch``, ``anyloss_keras``) or
-the framework's own MSE / BCE; nothing here re-implements a loss.
+the framework's own MSE / BCE / class-weighted BCE / sigmoid focal loss; nothing here
+re-implements a loss.
 
 Models (the paper's section 4): SLP = one logistic unit; MLP = one hidden layer of
 2 sigmoid units with batch normalization before the activation (Keras defaults:
@@ -18,16 +19,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LossSpec", "TrainResult", "train", "BACKENDS"]
+__all__ = ["LossSpec", "TrainResult", "train", "BACKENDS", "balanced_class_weights", "FOCAL_GAMMA"]
 
 BACKENDS = ("jax", "torch", "keras")
 
 
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
-    """What to minimise: "mse", "bce", or an AnyLoss metric with its approximation."""
+    """What to minimise: "mse", "bce", "wbce", "focal", or an AnyLoss metric with its approximation."""
 
-    kind: str  # "mse" | "bce" | "anyloss"
+    kind: str  # "mse" | "bce" | "wbce" | "focal" | "anyloss"
     metric: str = "f1"
     params: tuple[tuple[str, float], ...] = ()
     approximation: str = "anyloss"
@@ -46,6 +47,20 @@ class TrainResult:
         """Median epoch time after the first (compilation and caches out of the way)."""
         steady = self.epoch_seconds[1:] or self.epoch_seconds or [self.seconds]
         return float(np.median(steady))
+
+
+#: The focusing parameter of the sigmoid focal loss (Lin et al. 2017), every backend: the default of
+#: ``optax.sigmoid_focal_loss``, ``keras.losses.BinaryFocalCrossentropy`` and torchvision's
+#: ``sigmoid_focal_loss``; no alpha class weighting (optax's and Keras's default; torchvision's ``alpha=-1``).
+FOCAL_GAMMA = 2.0
+
+
+def balanced_class_weights(y: np.ndarray) -> tuple[float, float]:
+    """``(w0, w1)`` with ``w_c = n / (2 n_c)``: scikit-learn's ``class_weight="balanced"`` for two classes."""
+    y = np.asarray(y)
+    n, n1 = len(y), int(np.sum(y == 1))
+    n0 = n - n1
+    return (n / (2 * n0) if n0 else 1.0), (n / (2 * n1) if n1 else 1.0)
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -90,12 +105,19 @@ def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainRe
             h = (h - mean) / jnp.sqrt(var + 1e-3) * p["gamma"] + p["beta"]
             return jax.nn.sigmoid(h) @ p["w2"] + p["b2"], st
 
+    w0, w1 = balanced_class_weights(y)
+
     def loss_fn(p, st, x, t):
         z, st = forward(p, st, x, True)
         if spec.kind == "mse":
             value = jnp.mean((jax.nn.sigmoid(z) - t) ** 2)
         elif spec.kind == "bce":
             value = optax.sigmoid_binary_cross_entropy(z, t.astype(z.dtype)).mean()
+        elif spec.kind == "wbce":
+            weight = jnp.where(t == 1, w1, w0).astype(z.dtype)
+            value = (optax.sigmoid_binary_cross_entropy(z, t.astype(z.dtype)) * weight).mean()
+        elif spec.kind == "focal":
+            value = optax.sigmoid_focal_loss(z, t.astype(z.dtype), gamma=FOCAL_GAMMA).mean()
         else:
             value = anyloss_jax.anyloss(z, t, spec.metric, approximation=spec.approximation, validate=False,
                                         **dict(spec.params))
@@ -149,6 +171,17 @@ def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
     elif spec.kind == "bce":
         def loss_fn(z, t):
             return torch.nn.functional.binary_cross_entropy_with_logits(z, t.float())
+    elif spec.kind == "wbce":
+        w0, w1 = balanced_class_weights(y)
+
+        def loss_fn(z, t):
+            weight = torch.where(t == 1, w1, w0).to(z.dtype)
+            return torch.nn.functional.binary_cross_entropy_with_logits(z, t.float(), weight=weight)
+    elif spec.kind == "focal":
+        sigmoid_focal_loss = _torchvision_focal()
+
+        def loss_fn(z, t):
+            return sigmoid_focal_loss(z, t.float(), alpha=-1, gamma=FOCAL_GAMMA, reduction="mean")
     else:
         module = anyloss_torch.AnyLoss(spec.metric, approximation=spec.approximation, validate=False,
                                        **dict(spec.params))
@@ -183,6 +216,16 @@ def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
     return TrainResult(val, history, seconds, epoch_seconds)
 
 
+def _torchvision_focal() -> Any:
+    try:
+        from torchvision.ops import sigmoid_focal_loss
+    except ImportError:
+        from .data import UsageError
+
+        raise UsageError("loss 'focal' on --backend torch needs torchvision: pip install torchvision") from None
+    return sigmoid_focal_loss
+
+
 def _train_keras(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
     import keras
 
@@ -199,8 +242,10 @@ def _train_keras(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
         def mse(t, z):
             return keras.ops.mean((keras.ops.sigmoid(z[:, 0]) - keras.ops.cast(t[:, 0], z.dtype)) ** 2)
         loss: Any = mse
-    elif spec.kind == "bce":
+    elif spec.kind in ("bce", "wbce"):
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
+    elif spec.kind == "focal":
+        loss = keras.losses.BinaryFocalCrossentropy(gamma=FOCAL_GAMMA, from_logits=True)
     else:
         loss = anyloss_keras.AnyLoss(metric=spec.metric, from_logits=True, approximation=spec.approximation,
                                      validate=False, **dict(spec.params))
@@ -208,7 +253,8 @@ def _train_keras(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> Train
     timer = _epoch_timer(keras)
     start = time.perf_counter()
     fit = model.fit(X, y.reshape(-1, 1).astype("float32"), epochs=epochs, batch_size=min(batch_size, len(y)),
-                    shuffle=True, verbose=0, callbacks=[timer])
+                    shuffle=True, verbose=0, callbacks=[timer],
+                    class_weight=dict(enumerate(balanced_class_weights(y))) if spec.kind == "wbce" else None)
     seconds = time.perf_counter() - start
     return TrainResult(model.predict(X_val, verbose=0)[:, 0], list(fit.history["loss"]), seconds, timer.seconds)
 

@@ -395,3 +395,194 @@ def test_multiclass_csv_runs_with_categorical_columns_and_missing_targets(tmp_pa
     report = json.loads(out.read_text())
     assert report["classes"] == 3 and report["n_samples"] == 59 and report["dropped_missing_target"] == 1
     assert report["n_features"] == 4 and "1 row without a target dropped" in capsys.readouterr().out
+
+
+# --- the baselines wbce, focal, bce+threshold and the verdict (issue 17) ---------------------------
+
+
+def test_balanced_class_weights_are_n_over_2_n_c():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from anyloss_bench.engines import balanced_class_weights
+
+    y = np.array([0] * 6 + [1] * 2)
+    assert balanced_class_weights(y) == pytest.approx((8 / 12, 8 / 4))
+    y = np.random.default_rng(0).integers(0, 2, 37)
+    expected = compute_class_weight("balanced", classes=np.array([0, 1]), y=y)
+    assert balanced_class_weights(y) == pytest.approx(tuple(expected))
+    w0, w1 = balanced_class_weights(y)
+    assert w0 * np.sum(y == 0) + w1 * np.sum(y == 1) == pytest.approx(len(y))  # mean weight 1
+
+
+def _has_torchvision() -> bool:
+    from anyloss_bench.cli import _has_torchvision
+
+    return _has_torchvision()
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION is None, reason="no framework backend in this session")
+def test_wbce_and_focal_train_what_they_say():
+    # Untrained SLP (p = 0.5): weighted BCE with balanced weights (mean 1 over the batch) starts at ln 2, the
+    # focal loss (gamma 2, no alpha) at (1 - 0.5)^2 ln 2; after training, the class weights predict more positives.
+    from anyloss_bench.cli import LOSSES
+    from anyloss_bench.engines import train
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 3)).astype("float32")
+    y = (X[:, 0] + rng.normal(size=80) > 1.2).astype(int)
+    names = ["bce", "wbce"] + (["focal"] if BACKEND_OF_SESSION != "torch" or _has_torchvision() else [])
+    first = {n: train(BACKEND_OF_SESSION, LOSSES[n], X, y, X, arch="slp", epochs=1, lr=1e-6, batch_size=80,
+                      seed=0).history[0] for n in names}
+    assert first["wbce"] == pytest.approx(np.log(2), abs=1e-4)
+    if "focal" in first:
+        assert first["focal"] == pytest.approx(0.25 * np.log(2), abs=1e-4)
+    trained = {n: train(BACKEND_OF_SESSION, LOSSES[n], X, y, X, arch="slp", epochs=30, lr=0.05, batch_size=80,
+                        seed=0).val_logits for n in ("bce", "wbce")}
+    assert (trained["wbce"] > 0).sum() > (trained["bce"] > 0).sum()
+
+
+def test_focal_on_torch_without_torchvision_is_a_usage_error(monkeypatch, capsys):
+    import anyloss_bench.cli as cli
+
+    monkeypatch.setattr(cli, "_has_torchvision", lambda: False)
+    monkeypatch.setattr(cli, "_check_backend", lambda backend: None)
+    monkeypatch.setattr(cli, "cross_validate", lambda *a, **k: pytest.fail("trained"))
+    assert "focal" not in cli._default_losses("torch") and "focal" in cli._default_losses("jax")
+    assert main(["compare", "--losses", "bce,focal", "--backend", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert "loss 'focal' on --backend torch needs torchvision" in err and len(err.strip().splitlines()) == 1
+
+
+def _fake_train(backend, spec, X, y, X_val, **kwargs):
+    """A stand-in for a framework: the first standardized feature as the logit."""
+    from anyloss_bench.engines import TrainResult
+
+    return TrainResult(np.asarray(X_val[:, 0], dtype=np.float64), [0.0], 1.0, [1.0, 1.0])
+
+
+def test_bce_threshold_is_tuned_on_the_training_fold_only(monkeypatch):
+    from sklearn.model_selection import StratifiedKFold
+
+    import anyloss_bench.cli as cli
+    import anyloss_core
+    from anyloss_bench.data import load_dataset
+
+    data = load_dataset("breast_cancer", seed=0)
+    seen_indices: list[np.ndarray] = []
+    real_fold = type(data).fold
+
+    def fold(self, train, val):
+        seen_indices.append(np.concatenate([train, val]))
+        return real_fold(self, train, val)
+
+    seen_labels: list[np.ndarray] = []
+    real_best = anyloss_core.best_threshold
+
+    def best_threshold(y_true, y_score, metric="f1", **kw):
+        seen_labels.append(np.asarray(y_true))
+        return real_best(y_true, y_score, metric, **kw)
+
+    monkeypatch.setattr(type(data), "fold", fold)
+    monkeypatch.setattr(anyloss_core, "best_threshold", best_threshold)
+    monkeypatch.setattr(cli, "train", _fake_train)
+    results, per_fold = cli.cross_validate(data, ["bce+threshold"], model="slp", folds=3, epochs={"bce+threshold": 1},
+                                           lr={"bce+threshold": 0.01}, batch_size=None, backend="jax", seed=0)
+    splits = list(StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(len(data.y)), data.y))
+    # One best_threshold per score and outer fold, each on the labels of that training fold (out-of-fold scores).
+    assert len(seen_labels) == 3 * len(cli.SCORES)
+    for k, (tr, va) in enumerate(splits):
+        for labels in seen_labels[k * len(cli.SCORES):(k + 1) * len(cli.SCORES)]:
+            assert np.array_equal(labels, data.y[tr])
+        # the inner fits' preprocessing reads the training fold only
+        inner = seen_indices[3 + k * cli.INNER_FOLDS: 3 + (k + 1) * cli.INNER_FOLDS]
+        assert len(inner) == cli.INNER_FOLDS
+        for idx in inner:
+            assert set(idx) <= set(tr) and not set(idx) & set(va)
+    # The F1 column scores the validation fold at the F1-tuned threshold: recompute fold 1 by hand.
+    tr, va = splits[0]
+    X_tr, X_va = data.fold(tr, va)
+    t = cli.tuned_thresholds(data, tr, fit=lambda a, b, c, s: c[:, 0], seed=0)["f1"]
+    assert per_fold["bce+threshold"]["f1"][0] == pytest.approx(
+        float(anyloss_core.score("f1", data.y[va], (X_va[:, 0] > t).astype(float))))
+    assert results["bce+threshold"]["seconds_per_epoch"] == pytest.approx(1 + cli.INNER_FOLDS)
+
+
+def test_verdict_agrees_with_baycomp():
+    baycomp = pytest.importorskip("baycomp")
+    from anyloss_bench.verdict import format_verdict, verdict
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.8, 0.9, 10)
+    per_fold = {
+        "bce": {"f1": base, "gmean": base + 0.02},
+        "bce+threshold": {"f1": base + 0.01, "gmean": base},
+        "f1": {"f1": base + rng.normal(0.01, 0.01, 10), "gmean": base - 0.01},
+        "gmean": {"f1": base - 0.05, "gmean": base + 0.05 + rng.normal(0, 0.005, 10)},
+    }
+    result = verdict(per_fold, {"f1", "gmean"}, ("f1", "gmean"))
+    assert result["f1"]["anyloss"] == "f1" and result["f1"]["baseline"] == "bce+threshold"
+    assert result["gmean"]["best"] == "gmean" and result["gmean"]["baseline"] == "bce"
+    for metric, v in result.items():
+        p = (v["p_better"], v["p_equivalent"], v["p_worse"])
+        assert sum(p) == pytest.approx(1.0)
+        expected = baycomp.two_on_single(np.asarray(per_fold[v["anyloss"]][metric]),
+                                         np.asarray(per_fold[v["baseline"]][metric]), rope=0.01, runs=1)
+        assert p == pytest.approx(tuple(expected))
+    assert result["gmean"]["p_better"] > 0.9  # 0.03 better on every fold
+    text = format_verdict(result).splitlines()
+    assert text[1].startswith("G-mean: best is gmean (") and "the G-mean loss vs bce: P(better) " in text[1]
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION is None, reason="no framework backend in this session")
+def test_new_losses_run_and_the_json_has_a_verdict(tmp_path, capsys):
+    pytest.importorskip("baycomp")
+    out, plot = tmp_path / "r.json", tmp_path / "p.png"
+    losses = ["bce+threshold", "wbce", "f1"] + (["focal"] if BACKEND_OF_SESSION != "torch" or _has_torchvision()
+                                                else [])
+    assert main(["compare", "--losses", ",".join(losses), "--folds", "2", "--epochs", "3", "--backend",
+                 BACKEND_OF_SESSION, "--json", str(out)] + (["--plot", str(plot)] if _has_matplotlib() else [])) == 0
+    text = capsys.readouterr().out
+    assert "F1: best is " in text and "the F1 loss vs " in text
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == set(losses)
+    for result in report["results"].values():
+        for score in ("accuracy", "f1", "gmean", "balanced_accuracy"):
+            assert 0 <= result[score]["mean"] <= 1
+    assert set(report["verdict"]) == {"accuracy", "f1", "gmean", "balanced_accuracy"}
+    v = report["verdict"]["f1"]
+    assert v["anyloss"] == "f1" and v["baseline"] in losses and v["baseline"] != "f1"
+    assert v["p_better"] + v["p_equivalent"] + v["p_worse"] == pytest.approx(1.0)
+    if _has_matplotlib():
+        assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION != "jax", reason="the paper protocol trains with JAX")
+def test_reproduce_json_records_the_protocol(tmp_path, monkeypatch):
+    from anyloss_bench import cli
+    from anyloss_bench import reproduce as paper
+    from anyloss_bench.data import Dataset
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(8), np.zeros(32)].astype(np.int64)
+    X = rng.normal(size=(40, 3)) + y[:, None]
+    monkeypatch.setattr(cli, "load_dataset", lambda name, seed=0: Dataset(name, X, y, positive_class="1"))
+    monkeypatch.setattr(paper, "epochs_for", lambda loss, arch: 2)  # the SOL rows, with Adam
+    out = tmp_path / "rows.json"
+    assert main(["reproduce", "--arch", "slp", "--folds", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["protocol"] == "paper"
+    assert len(report["rows"]) == 8
+    for row in report["rows"]:
+        assert {"dataset", "arch", "metric", "ours", "paper", "beats_baselines", "within_0.02_or_above"} <= set(row)
+        assert all(v is None or 0.0 <= v <= 1.0 for v in row["ours"])
+    assert main(["reproduce", "--arch", "slp", "--folds", "2", "--protocol", "adam", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["protocol"] == "adam"
+    assert main(["reproduce", "--protocol", "tuned"]) == 2  # not implemented yet: a usage error
