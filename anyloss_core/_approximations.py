@@ -11,11 +11,13 @@ less than one rounding unit per sample and costs a third of the loss step under
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ._names import unknown_name
 from ._namespace import clip, scale_temporary, sigmoid, sigmoid_of_temporary
+from ._types import Array, Namespace
 
 __all__ = [
     "Approximation",
@@ -31,9 +33,15 @@ __all__ = [
 class Approximation(Protocol):
     """What an approximation is: a callable returning ``(yh, 1 - yh)``."""
 
-    name: str
+    if TYPE_CHECKING:  # read-only for type checkers, so frozen dataclasses qualify
 
-    def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]: ...
+        @property
+        def name(self) -> str: ...
+
+    else:
+        name: str
+
+    def __call__(self, y_pred: Array, *, from_logits: bool, scale: float, xp: Namespace) -> tuple[Array, Array]: ...
 
 
 class DifferentiableApproximation(Approximation, Protocol):
@@ -45,7 +53,7 @@ class DifferentiableApproximation(Approximation, Protocol):
     """
 
     def derivative(
-        self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any
+        self, y_pred: Array, yh: Array, yh_c: Array, *, from_logits: bool, scale: float, xp: Namespace
     ) -> Any: ...
 
 
@@ -69,19 +77,21 @@ class AnyLossApproximation:
     name: str = "anyloss"
     sigmoid_first: ClassVar[bool] = True  # from logits = the probability form of sigmoid(z)
 
-    def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
+    def __call__(self, y_pred: Array, *, from_logits: bool, scale: float, xp: Namespace) -> tuple[Array, Array]:
         p = sigmoid(y_pred, xp) if from_logits else y_pred
         yh = sigmoid_of_temporary(scale_temporary(p - 0.5, scale, xp), xp)
         return yh, 1.0 - yh
 
-    def scale_gradient(self, grad: Any, yh: Any, yh_c: Any, *, scale: float, xp: Any) -> Any:
+    def scale_gradient(self, grad: Array, yh: Array, yh_c: Array, *, scale: float, xp: Namespace) -> Array:
         r"""``grad * dA/dp`` with :math:`dA/dp = L A (1 - A)`, updating the caller's fresh ``grad`` in place."""
         grad *= yh
         grad *= yh_c
         grad *= scale
         return grad
 
-    def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
+    def derivative(
+        self, y_pred: Array, yh: Array, yh_c: Array, *, from_logits: bool, scale: float, xp: Namespace
+    ) -> Array:
         r""":math:`dA/dp = L A (1 - A)` (eq. 4); from a logit, times :math:`dp/dz = p (1 - p)`."""
         # In-place updates of fresh temporaries only (a rebinding for immutable arrays):
         # a backward pass on a CPU is dominated by allocating n-element buffers.
@@ -107,13 +117,15 @@ class IdentityApproximation:
     name: str = "identity"
     sigmoid_first: ClassVar[bool] = True  # from logits = the probability form of sigmoid(z)
 
-    def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
+    def __call__(self, y_pred: Array, *, from_logits: bool, scale: float, xp: Namespace) -> tuple[Array, Array]:
         if from_logits:
             p = sigmoid(y_pred, xp)
             return p, 1.0 - p
         return y_pred, 1.0 - y_pred
 
-    def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
+    def derivative(
+        self, y_pred: Array, yh: Array, yh_c: Array, *, from_logits: bool, scale: float, xp: Namespace
+    ) -> Array:
         r""":math:`d\sigma/dz = \sigma (1 - \sigma)` from logits, 1 from probabilities."""
         if from_logits:
             return yh * yh_c
@@ -146,7 +158,7 @@ class SolCosineApproximation:
         if not self.delta > 0.0:
             raise ValueError(f"sol-cosine delta must be > 0, got {self.delta!r}")
 
-    def __call__(self, y_pred: Any, *, from_logits: bool, scale: float, xp: Any) -> tuple[Any, Any]:
+    def __call__(self, y_pred: Array, *, from_logits: bool, scale: float, xp: Namespace) -> tuple[Array, Array]:
         p = sigmoid(y_pred, xp) if from_logits else y_pred
         u = clip((p - self.mu) / self.delta, -1.0, 1.0, xp)
         # F' = (1 + cos(pi u)) / 2 vanishes at u = +-1, so the clip leaves F and its
@@ -158,7 +170,9 @@ class SolCosineApproximation:
         wave = -xp.sin(math.pi * w) / math.pi
         return clip(0.5 * (1.0 + u + wave), 0.0, 1.0, xp), clip(0.5 * (1.0 - u - wave), 0.0, 1.0, xp)
 
-    def derivative(self, y_pred: Any, yh: Any, yh_c: Any, *, from_logits: bool, scale: float, xp: Any) -> Any:
+    def derivative(
+        self, y_pred: Array, yh: Array, yh_c: Array, *, from_logits: bool, scale: float, xp: Namespace
+    ) -> Array:
         r""":math:`F'(p) = (1 + \cos(\pi u)) / (2 \delta)`, 0 outside the support (there :math:`\cos(\pi u) = -1`)."""
         p = sigmoid(y_pred, xp) if from_logits else y_pred
         u = clip((p - self.mu) / self.delta, -1.0, 1.0, xp)
@@ -168,7 +182,7 @@ class SolCosineApproximation:
         return d
 
 
-_BUILT_IN: dict[str, type] = {
+_BUILT_IN: dict[str, Callable[[], Approximation]] = {
     "anyloss": AnyLossApproximation,
     "identity": IdentityApproximation,
     "sol-cosine": SolCosineApproximation,

@@ -12,8 +12,9 @@ from typing import Any
 from ._approximations import Approximation, get_approximation
 from ._confusion import check_scale, soft_confusion
 from ._losses import confusion_loss
-from ._metrics import Metric, get_metric
+from ._metrics import Confusion, Metric, get_metric
 from ._multiclass import check_multiclass_approximation, check_task
+from ._types import Array, Namespace
 
 __all__ = ["LossConfigMixin"]
 
@@ -83,7 +84,9 @@ class LossConfigMixin:
     def config_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config_dict().items())
 
-    def soft_counts(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *, xp: Any = None) -> Any:
+    def soft_counts(
+        self, y_true: Array, y_pred: Array, sample_weight: Array | None = None, *, xp: Namespace | None = None
+    ) -> Confusion:
         return soft_confusion(
             y_true,
             y_pred,
@@ -98,7 +101,7 @@ class LossConfigMixin:
             ignore_index=self.ignore_index,
         )
 
-    def loss_from_counts(self, counts: Any, *, xp: Any = None) -> Any:
+    def loss_from_counts(self, counts: Confusion, *, xp: Namespace | None = None) -> Array:
         if self.task != "binary":
             return confusion_loss(counts, self.metric, xp=xp, task=self.task, average=self.average,
                                   **self.metric_params)

@@ -16,7 +16,8 @@ from ._approximations import Approximation, get_approximation
 from ._metrics import Confusion
 from ._multiclass import check_task, soft_class_confusion
 from ._namespace import compute_dtype, dot, get_namespace, sigmoid, times_one_minus, values_available
-from ._scale import check_scale
+from ._scale import DEFAULT_SCALE, check_scale
+from ._types import Array, Namespace
 
 __all__ = ["soft_confusion", "soft_confusion_with_pullback", "confusion", "check_scale"]
 
@@ -25,7 +26,7 @@ def _drop_trailing_one(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
     return shape[:-1] if len(shape) >= 2 and shape[-1] == 1 else shape
 
 
-def _shape(x: Any) -> tuple[int | None, ...]:
+def _shape(x: Array) -> tuple[int | None, ...]:
     """The shape, ``None`` for a dimension unknown until run time (a symbolic batch axis)."""
     return tuple(None if d is None else int(d) for d in x.shape)
 
@@ -39,7 +40,7 @@ def _count(shape: tuple[int | None, ...]) -> int | None:
     return None if None in shape else math.prod(shape)  # type: ignore[arg-type]
 
 
-def _flatten_pair(y_true: Any, y_pred: Any, xp: Any) -> tuple[Any, Any, tuple[int | None, ...]]:
+def _flatten_pair(y_true: Array, y_pred: Array, xp: Namespace) -> tuple[Any, Any, tuple[int | None, ...]]:
     """Bring ``y_true`` and ``y_pred`` to one flat sample axis, never broadcasting.
 
     ``(n,)`` and ``(n, 1)`` are interchangeable; more generally a trailing axis of
@@ -62,7 +63,7 @@ def _flatten_pair(y_true: Any, y_pred: Any, xp: Any) -> tuple[Any, Any, tuple[in
     return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1,)), a
 
 
-def _flatten_weight(sample_weight: Any, sample_shape: tuple[int | None, ...], xp: Any) -> Any:
+def _flatten_weight(sample_weight: Array, sample_shape: tuple[int | None, ...], xp: Namespace) -> Array:
     """Per-sample weights of shape ``sample_shape`` (or its leading axis) as ``(n,)``."""
     w_shape = _drop_trailing_one(_shape(sample_weight))
     if _same(w_shape, sample_shape):
@@ -78,12 +79,12 @@ def _flatten_weight(sample_weight: Any, sample_shape: tuple[int | None, ...], xp
     )
 
 
-def _has_nan(x: Any, xp: Any) -> bool:
+def _has_nan(x: Array, xp: Namespace) -> bool:
     """Whether ``x`` holds a NaN: ``x != x`` (no ``isnan`` needed, which the Keras shim lacks)."""
     return bool(xp.any(x != x))
 
 
-def _check_values(y: Any, p: Any, w: Any, from_logits: bool, xp: Any) -> None:
+def _check_values(y: Array, p: Array, w: Array | None, from_logits: bool, xp: Namespace) -> None:
     # One reduction per array when the values are fine; only a failed check looks
     # again, to report NaN as NaN rather than as a value out of range.
     if not bool(xp.all((y == 0) | (y == 1))):
@@ -104,13 +105,13 @@ def _check_values(y: Any, p: Any, w: Any, from_logits: bool, xp: Any) -> None:
 
 
 def _prepare(
-    y_true: Any,
-    y_pred: Any,
-    sample_weight: Any,
+    y_true: Array,
+    y_pred: Array,
+    sample_weight: Array | None,
     *,
     from_logits: bool,
     validate: bool,
-    xp: Any,
+    xp: Namespace,
     dtype: Any = None,
 ) -> tuple[Any, Any, Any, Any]:
     """Checked, flattened ``(y, p, w)`` in the compute dtype, and that dtype."""
@@ -141,7 +142,7 @@ def _prepare(
     return y, p, w, xp
 
 
-def _counts(y: Any, yh: Any, yh_c: Any, w: Any, xp: Any) -> Confusion:
+def _counts(y: Array, yh: Array, yh_c: Array, w: Array | None, xp: Namespace) -> Confusion:
     """The four sums of eq. 6, weights entering as weighted counts."""
     pos = y if w is None else w * y
     neg = 1.0 - y if w is None else w - pos
@@ -154,15 +155,15 @@ def _counts(y: Any, yh: Any, yh_c: Any, w: Any, xp: Any) -> Confusion:
 
 
 def soft_confusion(
-    y_true: Any,
-    y_pred: Any,
+    y_true: Array,
+    y_pred: Array,
     *,
     from_logits: bool = False,
-    scale: float = 73.0,
+    scale: float = DEFAULT_SCALE,
     approximation: str | Approximation = "anyloss",
-    sample_weight: Any = None,
+    sample_weight: Array | None = None,
     validate: bool = True,
-    xp: Any = None,
+    xp: Namespace | None = None,
     task: str = "binary",
     num_classes: int | None = None,
     ignore_index: int | None = None,
@@ -214,15 +215,15 @@ def soft_confusion(
 
 
 def soft_confusion_with_pullback(
-    y_true: Any,
-    y_pred: Any,
+    y_true: Array,
+    y_pred: Array,
     *,
     from_logits: bool = False,
-    scale: float = 73.0,
+    scale: float = DEFAULT_SCALE,
     approximation: str | Approximation = "anyloss",
-    sample_weight: Any = None,
+    sample_weight: Array | None = None,
     validate: bool = True,
-    xp: Any = None,
+    xp: Namespace | None = None,
 ) -> tuple[Confusion, Any] | None:
     r"""The soft counts and their pullback, for an analytic backward pass.
 
@@ -253,7 +254,7 @@ def soft_confusion_with_pullback(
         yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
     counts = _counts(y, yh, yh_c, w, xp)
 
-    def pullback(g: Confusion) -> Any:
+    def pullback(g: Confusion) -> Array:
         on_pos, on_neg = g.tp - g.fn, g.fp - g.tn
         grad = y * (on_pos - on_neg)  # y * on_pos + (1 - y) * on_neg, updated in place
         grad += on_neg
@@ -273,7 +274,7 @@ def soft_confusion_with_pullback(
     return counts, pullback
 
 
-def _default_float(xp: Any) -> Any:
+def _default_float(xp: Namespace) -> Any:
     info = getattr(xp, "__array_namespace_info__", None)
     if info is not None:
         try:
@@ -284,14 +285,14 @@ def _default_float(xp: Any) -> Any:
 
 
 def confusion(
-    y_true: Any,
-    y_pred: Any,
+    y_true: Array,
+    y_pred: Array,
     *,
     threshold: float = 0.5,
     from_logits: bool = False,
-    sample_weight: Any = None,
+    sample_weight: Array | None = None,
     validate: bool = True,
-    xp: Any = None,
+    xp: Namespace | None = None,
 ) -> Confusion:
     """Hard confusion counts of thresholded predictions, for evaluation.
 

@@ -7,9 +7,11 @@ from typing import Any
 
 from ._approximations import Approximation
 from ._confusion import confusion, soft_confusion
-from ._metrics import Metric, check_metric_value, get_metric
+from ._metrics import Confusion, Metric, check_metric_value, get_metric
 from ._multiclass import average_metric, check_task, class_confusion
 from ._namespace import get_namespace
+from ._scale import DEFAULT_SCALE
+from ._types import Array, Namespace
 
 __all__ = [
     "with_metric",
@@ -24,8 +26,8 @@ __all__ = [
 ]
 
 
-def confusion_loss(counts: Any, metric: str | Metric = "f1", *, xp: Any = None, task: str = "binary",
-                   average: str = "macro", **metric_params: Any) -> Any:
+def confusion_loss(counts: Confusion, metric: str | Metric = "f1", *, xp: Namespace | None = None,
+                   task: str = "binary", average: str = "macro", **metric_params: Any) -> Array:
     """``1 - metric(counts)``: the loss from (soft) confusion counts.
 
     The second half of :func:`anyloss`, for callers that combine counts first: the
@@ -48,22 +50,22 @@ def confusion_loss(counts: Any, metric: str | Metric = "f1", *, xp: Any = None, 
 
 
 def anyloss(
-    y_true: Any,
-    y_pred: Any,
+    y_true: Array,
+    y_pred: Array,
     metric: str | Metric = "f1",
     *,
     from_logits: bool = False,
-    scale: float = 73.0,
+    scale: float = DEFAULT_SCALE,
     approximation: str | Approximation = "anyloss",
-    sample_weight: Any = None,
+    sample_weight: Array | None = None,
     validate: bool = True,
-    xp: Any = None,
+    xp: Namespace | None = None,
     task: str = "binary",
     average: str = "macro",
     num_classes: int | None = None,
     ignore_index: int | None = None,
     **metric_params: Any,
-) -> Any:
+) -> Array:
     r"""AnyLoss (eq. 5 of the paper): one minus a metric of the soft confusion matrix.
 
     .. math:: \mathcal{L} = 1 - f(TN, FN, FP, TP)
@@ -244,20 +246,20 @@ fbeta_loss = with_metric(
 
 def score(
     metric: str | Metric,
-    y_true: Any,
-    y_pred: Any,
+    y_true: Array,
+    y_pred: Array,
     *,
     threshold: float = 0.5,
     from_logits: bool = False,
-    sample_weight: Any = None,
+    sample_weight: Array | None = None,
     validate: bool = True,
-    xp: Any = None,
+    xp: Namespace | None = None,
     task: str = "binary",
     average: str = "macro",
     num_classes: int | None = None,
     ignore_index: int | None = None,
     **metric_params: Any,
-) -> Any:
+) -> Array:
     """The hard metric of thresholded predictions, equal to scikit-learn's value.
 
     ``score("f1", y, p)`` equals ``sklearn.metrics.f1_score(y, p > 0.5)``; likewise

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 from ._names import name_key, unknown_name
 from ._namespace import clip, values_available
+from ._types import Array, Namespace
 
 __all__ = [
     "Confusion",
@@ -67,51 +68,51 @@ _FLOOR = 2.0**-63
 class Confusion(NamedTuple):
     """The four (soft or hard, possibly weighted) confusion counts, as 0-d arrays."""
 
-    tn: Any
-    fn: Any
-    fp: Any
-    tp: Any
+    tn: Array
+    fn: Array
+    fp: Array
+    tp: Array
 
 
 Metric = Callable[..., Any]
 
 
-def ratio(num: Any, den: Any, xp: Any) -> Any:
+def ratio(num: Array, den: Array, xp: Namespace) -> Array:
     """``num / den`` for non-negative counts, 0 where ``den`` is 0; finite derivative."""
     return num / clip(den, _FLOOR, None, xp)
 
 
-def _sqrt(x: Any, xp: Any) -> Any:
+def _sqrt(x: Array, xp: Namespace) -> Array:
     # sqrt'(0) is infinite: floor the argument so 0 * sqrt'(x) cannot be NaN.
     return xp.sqrt(clip(x, _FLOOR * _FLOOR, None, xp))
 
 
-def _present(count: Any, xp: Any) -> Any:
+def _present(count: Array, xp: Namespace) -> Array:
     """1.0 where a class has support (``count > 0``), else 0.0; no gradient."""
     return xp.astype(count > 0, count.dtype)
 
 
-def accuracy(c: Confusion, xp: Any) -> Any:
+def accuracy(c: Confusion, xp: Namespace) -> Array:
     r"""Accuracy :math:`(TP + TN) / (TP + TN + FP + FN)`."""
     return ratio(c.tp + c.tn, c.tp + c.tn + c.fp + c.fn, xp)
 
 
-def precision(c: Confusion, xp: Any) -> Any:
+def precision(c: Confusion, xp: Namespace) -> Array:
     r"""Precision :math:`TP / (TP + FP)`; 0 when nothing is predicted positive."""
     return ratio(c.tp, c.tp + c.fp, xp)
 
 
-def recall(c: Confusion, xp: Any) -> Any:
+def recall(c: Confusion, xp: Namespace) -> Array:
     r"""Recall (sensitivity, TPR) :math:`TP / (TP + FN)`; 0 when there are no positives."""
     return ratio(c.tp, c.tp + c.fn, xp)
 
 
-def specificity(c: Confusion, xp: Any) -> Any:
+def specificity(c: Confusion, xp: Namespace) -> Array:
     r"""Specificity (TNR) :math:`TN / (TN + FP)`; 0 when there are no negatives."""
     return ratio(c.tn, c.tn + c.fp, xp)
 
 
-def fbeta(c: Confusion, xp: Any, *, beta: float = 1.0) -> Any:
+def fbeta(c: Confusion, xp: Namespace, *, beta: float = 1.0) -> Array:
     r"""F-beta :math:`(1 + \beta^2) TP / ((1 + \beta^2) TP + FP + \beta^2 FN)`.
 
     ``beta > 1`` weighs recall higher, ``beta < 1`` precision.  0 when the batch
@@ -121,24 +122,24 @@ def fbeta(c: Confusion, xp: Any, *, beta: float = 1.0) -> Any:
     return ratio((1.0 + b2) * c.tp, (1.0 + b2) * c.tp + c.fp + b2 * c.fn, xp)
 
 
-def f1(c: Confusion, xp: Any) -> Any:
+def f1(c: Confusion, xp: Namespace) -> Array:
     r"""F1 :math:`2 TP / (2 TP + FP + FN)`, the harmonic mean of precision and recall."""
     return fbeta(c, xp, beta=1.0)
 
 
-def jaccard(c: Confusion, xp: Any) -> Any:
+def jaccard(c: Confusion, xp: Namespace) -> Array:
     r"""Jaccard index (IoU) :math:`TP / (TP + FP + FN)`."""
     return ratio(c.tp, c.tp + c.fp + c.fn, xp)
 
 
-def balanced_accuracy(c: Confusion, xp: Any) -> Any:
+def balanced_accuracy(c: Confusion, xp: Namespace) -> Array:
     r"""Balanced accuracy :math:`(TPR + TNR) / 2`, over the classes present in ``y_true``."""
     has_pos, has_neg = _present(c.tp + c.fn, xp), _present(c.tn + c.fp, xp)
     total = has_pos * recall(c, xp) + has_neg * specificity(c, xp)
     return total / clip(has_pos + has_neg, 1.0, None, xp)
 
 
-def gmean(c: Confusion, xp: Any) -> Any:
+def gmean(c: Confusion, xp: Namespace) -> Array:
     r"""Geometric mean :math:`\sqrt{TPR \cdot TNR}`, over the classes present in ``y_true``."""
     has_pos, has_neg = _present(c.tp + c.fn, xp), _present(c.tn + c.fp, xp)
     tpr, tnr = recall(c, xp), specificity(c, xp)
@@ -146,7 +147,7 @@ def gmean(c: Confusion, xp: Any) -> Any:
     return xp.where(has_pos * has_neg > 0, both, has_pos * tpr + has_neg * tnr)
 
 
-def mcc(c: Confusion, xp: Any) -> Any:
+def mcc(c: Confusion, xp: Namespace) -> Array:
     r"""Matthews correlation rescaled to [0, 1]: :math:`(MCC + 1) / 2`.
 
     .. math:: MCC = \frac{TP \cdot TN - FP \cdot FN}
@@ -162,7 +163,7 @@ def mcc(c: Confusion, xp: Any) -> Any:
     return (clip(corr, -1.0, 1.0, xp) + 1.0) / 2.0
 
 
-def youden(c: Confusion, xp: Any) -> Any:
+def youden(c: Confusion, xp: Namespace) -> Array:
     r"""Youden's J (TSS, informedness) rescaled to [0, 1]: :math:`(TPR + TNR - 1 + 1) / 2`.
 
     Rescaled, J is balanced accuracy (with the same present-class convention), and
@@ -307,7 +308,7 @@ def _metric_name(metric: Any) -> str:
 _RANGE_TOLERANCE = 1e-5
 
 
-def check_metric_value(metric: Any, fn: Metric, value: Any, xp: Any) -> None:
+def check_metric_value(metric: Any, fn: Metric, value: Any, xp: Namespace) -> None:
     """``ValueError`` when a user metric returns a value outside [0, 1] (or NaN).
 
     Checked only for metrics that are not built in (those lie in [0, 1] by

@@ -38,7 +38,8 @@ from ._approximations import get_approximation
 from ._metrics import Confusion, Metric, check_metric_value, get_metric, ratio
 from ._names import unknown_name
 from ._namespace import compute_dtype, get_namespace, sigmoid, softmax, values_available
-from ._scale import check_scale
+from ._scale import DEFAULT_SCALE, check_scale
+from ._types import Array, Namespace
 
 __all__ = ["TASKS", "AVERAGES", "SharpenedSoftmax", "class_confusion", "soft_class_confusion", "average_metric"]
 
@@ -68,8 +69,8 @@ def check_multiclass_approximation(approximation: Any) -> None:
                        also=" or a SharpenedSoftmax (for task='multiclass')")
 
 
-def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignore_index: int | None,
-             validate: bool, dtype: Any, xp: Any) -> tuple[Any, Any]:
+def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, ignore_index: int | None,
+             validate: bool, dtype: Any, xp: Namespace) -> tuple[Any, Any]:
     """One-hot / multi-hot targets ``(n, C)`` in ``dtype`` and a row mask (``None``: every row counts)."""
     if len(y_pred.shape) != 2:
         raise ValueError(f"{task} y_pred must have shape (n, C), got {tuple(y_pred.shape)}")
@@ -115,12 +116,13 @@ def _targets(y_true: Any, y_pred: Any, task: str, num_classes: int | None, ignor
     return _one_hot(ids, classes, dtype, xp), None if mask is None else xp.astype(mask, dtype)
 
 
-def _one_hot(ids: Any, classes: int, dtype: Any, xp: Any) -> Any:
+def _one_hot(ids: Array, classes: int, dtype: Any, xp: Namespace) -> Array:
     """``(n,)`` integer ids as ``(n, classes)`` rows of 0 and 1 (an id outside the range: a row of 0)."""
     return xp.astype(ids[:, None] == xp.arange(classes, dtype=ids.dtype)[None, :], dtype)
 
 
-def _row_weights(sample_weight: Any, mask: Any, n: Any, dtype: Any, xp: Any, validate: bool) -> Any:
+def _row_weights(sample_weight: Array | None, mask: Array | None, n: Any, dtype: Any, xp: Namespace,
+                 validate: bool) -> Array | None:
     w = None
     if sample_weight is not None:
         sw = xp.asarray(sample_weight) if not hasattr(sample_weight, "shape") else sample_weight
@@ -137,11 +139,11 @@ def _row_weights(sample_weight: Any, mask: Any, n: Any, dtype: Any, xp: Any, val
     return w
 
 
-def _sum_rows(a: Any, w: Any, xp: Any) -> Any:
+def _sum_rows(a: Array, w: Array | None, xp: Namespace) -> Array:
     return xp.sum(a, axis=0) if w is None else xp.sum(a * w[:, None], axis=0)
 
 
-def _counts(Y: Any, Yh: Any, w: Any, xp: Any) -> Confusion:
+def _counts(Y: Array, Yh: Array, w: Array | None, xp: Namespace) -> Confusion:
     tp = _sum_rows(Y * Yh, w, xp)
     pos = _sum_rows(Y, w, xp)
     pred = _sum_rows(Yh, w, xp)
@@ -152,10 +154,10 @@ def _counts(Y: Any, Yh: Any, w: Any, xp: Any) -> Confusion:
     return Confusion(tn=total - tp - fn - fp, fn=fn, fp=fp, tp=tp)
 
 
-def soft_class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", num_classes: int | None = None,
+def soft_class_confusion(y_true: Array, y_pred: Array, *, task: str = "multiclass", num_classes: int | None = None,
                          ignore_index: int | None = None, from_logits: bool = False, scale: float | None = None,
-                         approximation: Any = None, sample_weight: Any = None, validate: bool = True,
-                         xp: Any = None) -> Confusion:
+                         approximation: Any = None, sample_weight: Array | None = None, validate: bool = True,
+                         xp: Namespace | None = None) -> Confusion:
     """Soft per-class counts, each a ``(C,)`` array; see the module docstring for the formulas.
 
     Examples:
@@ -171,7 +173,7 @@ def soft_class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", 
     check_task(task)
     if task not in ("multiclass", "multilabel"):
         raise ValueError(f"soft_class_confusion is for task 'multiclass' or 'multilabel', got {task!r}")
-    scale = 73.0 if scale is None else check_scale(scale)  # also where the approximation ignores it
+    scale = DEFAULT_SCALE if scale is None else check_scale(scale)  # also where the approximation ignores it
     if task == "multiclass" and approximation is not None:
         check_multiclass_approximation(approximation)
     if not xp.isdtype(y_pred.dtype, "real floating"):
@@ -193,7 +195,7 @@ def soft_class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", 
     return _counts(Y, Yh, w, xp)
 
 
-def _log_probabilities(p: Any, from_logits: bool, xp: Any) -> Any:
+def _log_probabilities(p: Array, from_logits: bool, xp: Namespace) -> Array:
     if from_logits:
         return p
     tiny = float(xp.finfo(p.dtype).smallest_normal)
@@ -220,7 +222,7 @@ class SharpenedSoftmax:
             raise ValueError(f"sharpness must be > 0, got {self.sharpness!r}")
 
 
-def _multiclass_decisions(p: Any, from_logits: bool, scale: float, approximation: Any, xp: Any) -> Any:
+def _multiclass_decisions(p: Array, from_logits: bool, scale: float, approximation: Any, xp: Namespace) -> Array:
     name = DEFAULT_MULTICLASS_APPROXIMATION if approximation in (None, "anyloss") else approximation
     if name == "softmax":
         name = SharpenedSoftmax()
@@ -234,9 +236,10 @@ def _multiclass_decisions(p: Any, from_logits: bool, scale: float, approximation
     raise AssertionError(name)
 
 
-def class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", num_classes: int | None = None,
+def class_confusion(y_true: Array, y_pred: Array, *, task: str = "multiclass", num_classes: int | None = None,
                     ignore_index: int | None = None, threshold: float = 0.5, from_logits: bool = False,
-                    sample_weight: Any = None, validate: bool = True, xp: Any = None) -> Confusion:
+                    sample_weight: Array | None = None, validate: bool = True,
+                    xp: Namespace | None = None) -> Confusion:
     """Hard per-class counts: argmax decisions (multi-class) or ``probability > threshold`` per label.
 
     ``y_pred`` is ``(n, C)`` scores (probabilities or logits), or for multi-class also
@@ -261,8 +264,8 @@ def class_confusion(y_true: Any, y_pred: Any, *, task: str = "multiclass", num_c
     return _counts(Y, Yh, w, xp)
 
 
-def average_metric(counts: Confusion, metric: str | Metric, *, task: str, average: str, xp: Any = None,
-                   **metric_params: Any) -> Any:
+def average_metric(counts: Confusion, metric: str | Metric, *, task: str, average: str, xp: Namespace | None = None,
+                   **metric_params: Any) -> Array:
     """The metric of per-class counts, averaged as scikit-learn's ``average=`` (``"none"``: per class)."""
     check_task(task, average)
     xp = get_namespace(counts.tp, xp=xp)

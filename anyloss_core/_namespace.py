@@ -16,6 +16,8 @@ from typing import Any
 
 import array_api_compat
 
+from ._types import Array, Namespace
+
 __all__ = [
     "clip",
     "dot",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-def get_namespace(*arrays: Any, xp: Any = None) -> Any:
+def get_namespace(*arrays: Any, xp: Namespace | None = None) -> Namespace:
     """The Array API namespace of ``arrays``, or ``xp`` when given.
 
     Python scalars and ``None`` are ignored, so optional arguments can be passed
@@ -46,7 +48,7 @@ def get_namespace(*arrays: Any, xp: Any = None) -> Any:
     return array_api_compat.array_namespace(*present)
 
 
-def _is_torch_tensor(x: Any) -> bool:
+def _is_torch_tensor(x: Array) -> bool:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
 
@@ -57,7 +59,7 @@ _TORCH_NAMESPACES = frozenset({"torch", "array_api_compat.torch"})
 _JAX_NAMESPACES = frozenset({"jax.numpy", "jax.experimental.array_api"})
 
 
-def _framework_module(xp: Any) -> ModuleType | None:
+def _framework_module(xp: Namespace) -> ModuleType | None:
     """The framework behind a namespace, if it is one we have a fast path for."""
     name = getattr(xp, "__name__", None)
     if name in _TORCH_NAMESPACES:
@@ -67,7 +69,7 @@ def _framework_module(xp: Any) -> ModuleType | None:
     return None
 
 
-def sigmoid(x: Any, xp: Any) -> Any:
+def sigmoid(x: Array, xp: Namespace) -> Array:
     """Logistic function ``1 / (1 + exp(-x))`` that cannot overflow.
 
     Uses the framework's own sigmoid where there is one (torch, JAX, or a
@@ -92,7 +94,7 @@ def sigmoid(x: Any, xp: Any) -> Any:
     return xp.where(x >= 0, inv, e * inv)
 
 
-def softmax(z: Any, xp: Any) -> Any:
+def softmax(z: Array, xp: Namespace) -> Array:
     """Softmax over the last axis, ``exp(z - max z) / sum exp(z - max z)``.
 
     The framework's own where there is one (torch, JAX, or a namespace that exports
@@ -112,7 +114,7 @@ def softmax(z: Any, xp: Any) -> Any:
     return e / xp.sum(e, axis=-1, keepdims=True)
 
 
-def sigmoid_of_temporary(x: Any, xp: Any) -> Any:
+def sigmoid_of_temporary(x: Array, xp: Namespace) -> Array:
     """``sigmoid(x)`` for an ``x`` the caller owns and no longer needs: in place where that is cheap.
 
     torch gets ``torch.sigmoid_`` (on a CPU a fresh n-element buffer costs page faults
@@ -125,7 +127,7 @@ def sigmoid_of_temporary(x: Any, xp: Any) -> Any:
     return sigmoid(x, xp)
 
 
-def scale_temporary(x: Any, scale: float, xp: Any) -> Any:
+def scale_temporary(x: Array, scale: float, xp: Namespace) -> Array:
     """``x * scale`` for an ``x`` the caller owns and no longer needs: in place where autograd allows.
 
     Not in place for a torch tensor that autograd records or ``torch.compile`` traces:
@@ -139,7 +141,7 @@ def scale_temporary(x: Any, scale: float, xp: Any) -> Any:
     return x
 
 
-def times_one_minus(x: Any, p: Any, xp: Any) -> Any:
+def times_one_minus(x: Array, p: Array, xp: Namespace) -> Array:
     """``x * (1 - p)`` for an ``x`` the caller owns: in place (one fused kernel) on torch."""
     framework = _framework_module(xp)
     if framework is not None and framework.__name__ == "torch" and not _needs_autograd(x):
@@ -147,14 +149,14 @@ def times_one_minus(x: Any, p: Any, xp: Any) -> Any:
     return x * (1.0 - p)
 
 
-def _needs_autograd(x: Any) -> bool:
+def _needs_autograd(x: Array) -> bool:
     # In-place updates of a tensor that autograd records would be an error or, worse,
     # silently change what the backward pass reads.
     torch = sys.modules["torch"]
     return bool(x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()
 
 
-def clip(x: Any, lo: float | None, hi: float | None, xp: Any) -> Any:
+def clip(x: Array, lo: float | None, hi: float | None, xp: Namespace) -> Array:
     """``clip(x, lo, hi)`` with Python-scalar bounds; either bound may be ``None``.
 
     torch gets ``torch.clamp`` directly: array-api-compat's wrapper promotes the
@@ -167,7 +169,7 @@ def clip(x: Any, lo: float | None, hi: float | None, xp: Any) -> Any:
     return xp.clip(x, lo, hi)
 
 
-def dot(a: Any, b: Any, xp: Any) -> Any:
+def dot(a: Array, b: Array, xp: Namespace) -> Array:
     """``sum(a * b)`` of two 1-D arrays, as a 0-d array.
 
     torch gets one BLAS dot: eager torch would otherwise allocate an n-element
@@ -182,7 +184,7 @@ def dot(a: Any, b: Any, xp: Any) -> Any:
     return xp.sum(a * b)
 
 
-def compute_dtype(dtype: Any, xp: Any) -> Any:
+def compute_dtype(dtype: Any, xp: Namespace) -> Any:
     """The floating dtype the counts are accumulated in: at least float32.
 
     float16 and bfloat16 inputs are promoted, because a sum of n values in half
@@ -193,7 +195,7 @@ def compute_dtype(dtype: Any, xp: Any) -> Any:
     return xp.float32
 
 
-def values_available(x: Any, xp: Any) -> bool:
+def values_available(x: Array, xp: Namespace) -> bool:
     """True when checking the values of ``x`` is cheap and allowed.
 
     False under tracing (``jax.jit``, ``torch.compile``, ``torch.func.vmap``,
@@ -224,6 +226,6 @@ def values_available(x: Any, xp: Any) -> bool:
     return True
 
 
-def finfo_tiny(dtype: Any, xp: Any) -> float:
+def finfo_tiny(dtype: Any, xp: Namespace) -> float:
     """Smallest positive normal number of a floating dtype."""
     return float(xp.finfo(dtype).smallest_normal)

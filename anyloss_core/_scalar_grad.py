@@ -125,18 +125,18 @@ class _ScalarNamespace:
 
     @staticmethod
     def sqrt(x: Any) -> _Dual:
-        x = _lift(x)
-        root = math.sqrt(x.value)
-        return _chain(x, root, 0.5 / root if root > 0 else math.inf)
+        d = _lift(x)
+        root = math.sqrt(d.value)
+        return _chain(d, root, 0.5 / root if root > 0 else math.inf)
 
     @staticmethod
     def clip(x: Any, lo: float | None = None, hi: float | None = None) -> _Dual:
-        x = _lift(x)
-        if lo is not None and x.value < lo:
+        d = _lift(x)
+        if lo is not None and d.value < lo:
             return _Dual(float(lo))
-        if hi is not None and x.value > hi:
+        if hi is not None and d.value > hi:
             return _Dual(float(hi))
-        return x  # the gradient passes at the bounds, as torch.clamp and jnp.clip
+        return d  # the gradient passes at the bounds, as torch.clamp and jnp.clip
 
     @staticmethod
     def where(condition: Any, a: Any, b: Any) -> _Dual:
@@ -144,29 +144,29 @@ class _ScalarNamespace:
 
     @staticmethod
     def maximum(a: Any, b: Any) -> _Dual:
-        a, b = _lift(a), _lift(b)
-        return a if a.value >= b.value else b
+        da, db = _lift(a), _lift(b)
+        return da if da.value >= db.value else db
 
     @staticmethod
     def minimum(a: Any, b: Any) -> _Dual:
-        a, b = _lift(a), _lift(b)
-        return a if a.value <= b.value else b
+        da, db = _lift(a), _lift(b)
+        return da if da.value <= db.value else db
 
     @staticmethod
     def abs(x: Any) -> _Dual:
-        x = _lift(x)
-        return x if x.value >= 0 else -x
+        d = _lift(x)
+        return d if d.value >= 0 else -d
 
     @staticmethod
     def exp(x: Any) -> _Dual:
-        x = _lift(x)
-        e = math.exp(x.value)
-        return _chain(x, e, e)
+        d = _lift(x)
+        e = math.exp(d.value)
+        return _chain(d, e, e)
 
     @staticmethod
     def log(x: Any) -> _Dual:
-        x = _lift(x)
-        return _chain(x, math.log(x.value), 1.0 / x.value)
+        d = _lift(x)
+        return _chain(d, math.log(d.value), 1.0 / d.value)
 
     @staticmethod
     def astype(x: Any, dtype: Any) -> _Dual:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-__all__ = ["check_scale", "scale_range"]
+__all__ = ["DEFAULT_SCALE", "check_scale", "scale_range"]
+
+#: The default amplifying scale ``L`` of every loss, core and adapters (the paper's 73).
+#: Inside the float64 range at accuracy 1e-3 (``scale_range("float64", 0.001) == (13.85, 73.62)``).
+DEFAULT_SCALE: Final = 73.0
 
 # Floating formats NumPy does not know, by their bits of precision (with the
 # implicit bit) and largest finite value.

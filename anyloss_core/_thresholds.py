@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from ._confusion import _default_float, _flatten_weight, _has_nan, _shape
 from ._metrics import Confusion, Metric, check_metric_value, get_metric
 from ._namespace import get_namespace
+from ._types import Array, Namespace
 
 __all__ = ["Threshold", "best_threshold"]
 
@@ -30,7 +31,7 @@ def _drop_trailing_one(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
     return shape[:-1] if len(shape) >= 2 and shape[-1] == 1 else shape
 
 
-def _check(y_true: Any, y_score: Any, sample_weight: Any, xp: Any) -> tuple[Any, Any, Any, Any]:
+def _check(y_true: Array, y_score: Array, sample_weight: Array | None, xp: Namespace) -> tuple[Any, Any, Any, Any]:
     """Flat, checked ``(y, s, w)``: labels and weights in the count dtype, scores in their own float dtype."""
     y_true = y_true if hasattr(y_true, "shape") else xp.asarray(y_true)
     y_score = y_score if hasattr(y_score, "shape") else xp.asarray(y_score)
@@ -76,7 +77,7 @@ def _check(y_true: Any, y_score: Any, sample_weight: Any, xp: Any) -> tuple[Any,
     return y, s, w, dtype
 
 
-def _below(x: Any, xp: Any) -> float:
+def _below(x: Array, xp: Namespace) -> float:
     """The largest number of ``x``'s dtype below the 0-d array ``x``."""
     nextafter = getattr(xp, "nextafter", None)
     if nextafter is not None:
@@ -86,7 +87,7 @@ def _below(x: Any, xp: Any) -> float:
     return value - max(abs(value) * eps, tiny)
 
 
-def _between(a: Any, b: Any) -> float:
+def _between(a: Array, b: Array) -> float:
     """A threshold ``t`` with ``b <= t < a`` in the dtype of the 0-d arrays ``a > b``: their midpoint.
 
     Computed in the scores' own dtype, so the threshold is exact in that dtype and
@@ -100,12 +101,12 @@ def _between(a: Any, b: Any) -> float:
 
 
 def best_threshold(
-    y_true: Any,
-    y_score: Any,
+    y_true: Array,
+    y_score: Array,
     metric: str | Metric = "f1",
     *,
-    sample_weight: Any = None,
-    xp: Any = None,
+    sample_weight: Array | None = None,
+    xp: Namespace | None = None,
     **metric_params: Any,
 ) -> Threshold:
     r"""The threshold ``t`` maximising ``metric`` of the predictions ``y_score > t``, exactly.

@@ -770,3 +770,60 @@ def test_user_metric_range_check_tolerates_rounding_and_skips_what_is_not_concre
     check_metric_value("f1", al.get_metric("f1"), 1.5, np_xp)
     with pytest.raises(ValueError):
         check_metric_value("mine", _overshoot, 1.5, np_xp)
+
+
+# The default scale lives in one place ---------------------------------------------------------------------
+
+_ADAPTERS = {"anyloss_torch": "torch", "anyloss_jax": "jax", "anyloss_keras": "keras"}
+# Public names whose ``scale`` defaults to ``None``, which means DEFAULT_SCALE (resolved inside).
+_SCALE_NONE_MEANS_DEFAULT = {"anyloss_core.soft_class_confusion"}
+
+
+def _public_scale_defaults(module):
+    """``{"module.name": default}`` for every public function or class of ``module`` with a ``scale`` default.
+
+    A required ``scale`` (``check_scale(scale)``) has no default to keep in line.
+    """
+    import inspect
+
+    defaults = {}
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if not callable(obj):
+            continue
+        try:
+            parameters = inspect.signature(obj).parameters
+        except (TypeError, ValueError):  # a builtin or extension callable without a signature
+            continue
+        if "scale" in parameters and parameters["scale"].default is not inspect.Parameter.empty:
+            defaults[f"{module.__name__}.{name}"] = parameters["scale"].default
+    return defaults
+
+
+@pytest.mark.parametrize("module_name", ["anyloss_core", *_ADAPTERS])
+def test_every_public_scale_defaults_to_the_one_constant(module_name):
+    import importlib
+    import importlib.util
+
+    from anyloss_core._scale import DEFAULT_SCALE
+
+    for needed in (module_name, _ADAPTERS.get(module_name)):
+        if needed is not None and importlib.util.find_spec(needed) is None:
+            pytest.skip(f"{needed} is not installed in this session")
+    defaults = _public_scale_defaults(importlib.import_module(module_name))
+    expected = {
+        "anyloss_core": {"anyloss", "f1_loss", "fbeta_loss", "soft_confusion", "soft_confusion_with_pullback"},
+        "anyloss_torch": {"AnyLoss", "F1Loss", "anyloss", "f1_loss"},
+        "anyloss_jax": {"anyloss", "f1_loss"},
+        "anyloss_keras": {"AnyLoss", "F1Loss"},
+    }[module_name]
+    missing = {f"{module_name}.{name}" for name in expected} - set(defaults)
+    assert not missing, f"no scale parameter found on {sorted(missing)}"  # the check is not vacuous
+    wrong = {
+        name: default
+        for name, default in defaults.items()
+        if not (default is None and name in _SCALE_NONE_MEANS_DEFAULT)
+        and not (type(default) is float and default == DEFAULT_SCALE)
+    }
+    assert not wrong, f"scale defaults other than DEFAULT_SCALE = {DEFAULT_SCALE!r}: {wrong}"
+    assert DEFAULT_SCALE == 73.0  # the paper's L; reprs and docs show scale=73.0

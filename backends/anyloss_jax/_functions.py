@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 import anyloss_core as al
+from anyloss_core._scale import DEFAULT_SCALE
 
 __all__ = ["anyloss", "soft_confusion", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss",
            "balanced_accuracy_loss"]
@@ -19,7 +20,7 @@ def soft_confusion(
     labels: jax.Array,
     *,
     from_logits: bool = True,
-    scale: float = 73.0,
+    scale: float = DEFAULT_SCALE,
     approximation: Any = "anyloss",
     sample_weight: jax.Array | None = None,
     validate: bool = True,
@@ -61,7 +62,7 @@ def anyloss(
     metric: Any = "f1",
     *,
     from_logits: bool = True,
-    scale: float = 73.0,
+    scale: float = DEFAULT_SCALE,
     approximation: Any = "anyloss",
     sample_weight: jax.Array | None = None,
     validate: bool = True,

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 import anyloss_core as al
+from anyloss_core._scale import DEFAULT_SCALE
 
 from . import _checks
 from . import _namespace as kxp
@@ -66,7 +67,7 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         metric: Any = "f1",
         *,
         from_logits: bool = False,
-        scale: float = 73.0,
+        scale: float = DEFAULT_SCALE,
         approximation: str = "anyloss",
         validate: bool = True,
         name: str | None = None,

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 import anyloss_core as al
+from anyloss_core._scale import DEFAULT_SCALE
 
 from ._autograd import soft_loss
 
@@ -94,7 +95,7 @@ def anyloss(
     *,
     weight: torch.Tensor | None = None,
     from_logits: bool = True,
-    scale: float = 73.0,
+    scale: float = DEFAULT_SCALE,
     approximation: Any = "anyloss",
     validate: bool = True,
     distributed: bool = False,

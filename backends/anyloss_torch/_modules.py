@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import anyloss_core as al
+from anyloss_core._scale import DEFAULT_SCALE
 
 from ._autograd import soft_loss
 from ._functional import as_tensors_like, check_torch_options
@@ -68,7 +69,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         metric: Any = "f1",
         *,
         from_logits: bool = True,
-        scale: float = 73.0,
+        scale: float = DEFAULT_SCALE,
         approximation: Any = "anyloss",
         validate: bool = True,
         distributed: bool = False,
@@ -163,7 +164,7 @@ class _FixedMetricLoss(AnyLoss):
         self,
         *,
         from_logits: bool = True,
-        scale: float = 73.0,
+        scale: float = DEFAULT_SCALE,
         approximation: Any = "anyloss",
         validate: bool = True,
         distributed: bool = False,
@@ -219,7 +220,7 @@ class FBetaLoss(AnyLoss):
         beta: float = 1.0,
         *,
         from_logits: bool = True,
-        scale: float = 73.0,
+        scale: float = DEFAULT_SCALE,
         approximation: Any = "anyloss",
         validate: bool = True,
         distributed: bool = False,
