@@ -9,10 +9,10 @@
   scores of the training fold (``INNER_FOLDS`` stratified inner folds, :func:`inner_splits`), found by
   ``anyloss_core.best_threshold`` (:func:`best_thresholds`); nothing outside the training fold is read.
 
-``compare`` trains them one fold at a time (``anyloss_bench.engines``, ``cli.tuned_thresholds``); ``suite`` and
+``compare`` trains them one fold at a time (``anyloss_bench.engines``, ``common.tuned_thresholds``); ``suite`` and
 ``reproduce`` train all folds of one loss at once (a ``jax.vmap`` over folds), with the same splits and rules.
 Under ``--protocol paper`` the paper's SLP trains them like BCE: float64, zero init, full-batch plain gradient
-descent at BCE's learning rate (:func:`paper_slp_scores`).
+descent at BCE's learning rate (:func:`anyloss_bench.protocols.baseline_slp_scores`).
 """
 
 from __future__ import annotations
@@ -148,31 +148,6 @@ def train_slp_gd(kind: str, folds: dict[str, Any], *, lr: float, iterations: int
 
         args = [jnp.asarray(folds[k], jnp.float64) for k in ("X", "y", "m", "Xv")]
         return np.asarray(jax.jit(jax.vmap(one_fold))(*args), np.float64)
-
-
-def paper_slp_scores(X: np.ndarray, y: np.ndarray, splits: list, metrics: tuple[str, ...], *, lr: float,
-                     iterations: int, seed: int, losses: tuple[str, ...] = STRONG) -> dict[str, dict[str, list[float]]]:
-    """``{loss: {metric: [score per fold]}}`` of the strong baselines on the paper's SLP (``--protocol paper``).
-
-    They train like the paper's BCE: float64, zero init, full-batch gradient descent at BCE's learning rate
-    ``lr``; ``wbce`` and ``focal`` predict positive when ``z > 0``, ``bce+threshold`` when ``z`` is above the
-    threshold tuned for each metric on inner folds of the training fold.
-    """
-    from . import protocols
-
-    data = protocols.pad_folds64(X, y, splits)
-    out: dict[str, dict[str, list[float]]] = {}
-    for loss in losses:
-        if loss == "bce+threshold":
-            outer = protocols.train_slp_paper("bce", data, lr=lr, iterations=iterations)
-            inner = all_inner_splits(y, splits, seed)
-            inner_data = protocols.pad_folds64(X, y, [pair for pairs in inner for pair in pairs])
-            inner_logits = protocols.train_slp_paper("bce", inner_data, lr=lr, iterations=iterations)
-            out[loss] = thresholded_scores(y, splits, outer, inner, inner_logits, metrics)
-        else:
-            logits = train_slp_gd(loss, data, lr=lr, iterations=iterations)
-            out[loss] = protocols.score_folds(logits, data["y_val"], metrics)
-    return out
 
 
 def beats(ours: float, theirs: list[float | None]) -> bool:

@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from .baselines import STRONG, all_inner_splits, thresholded_scores, train_slp_gd
+
 PROTOCOLS = ("paper", "paper-code", "tuned", "adam")
 DEFAULT_PROTOCOL = "paper"
 
@@ -92,7 +94,7 @@ def paper_slp_loss(loss: str) -> Any:
 
 
 def _anyloss_spec(loss: str) -> tuple[str, str, tuple]:
-    from .cli import LOSSES
+    from .common import LOSSES
 
     spec = LOSSES[loss]
     return spec.metric, spec.approximation, spec.params
@@ -177,6 +179,30 @@ def paper_slp_scores(X: np.ndarray, y: np.ndarray, losses: tuple[str, ...] | lis
                               metrics) for loss in losses}
 
 
+def baseline_slp_scores(X: np.ndarray, y: np.ndarray, splits: list, metrics: tuple[str, ...], *, lr: float,
+                        iterations: int, seed: int, losses: tuple[str, ...] = STRONG
+                        ) -> dict[str, dict[str, list[float]]]:
+    """``{loss: {metric: [score per fold]}}`` of the strong baselines on the paper's SLP (``--protocol paper``).
+
+    They train like the paper's BCE: float64, zero init, full-batch gradient descent at BCE's learning rate
+    ``lr``; ``wbce`` and ``focal`` predict positive when ``z > 0``, ``bce+threshold`` when ``z`` is above the
+    threshold tuned for each metric on inner folds of the training fold.
+    """
+    data = pad_folds64(X, y, splits)
+    out: dict[str, dict[str, list[float]]] = {}
+    for loss in losses:
+        if loss == "bce+threshold":
+            outer = train_slp_paper("bce", data, lr=lr, iterations=iterations)
+            inner = all_inner_splits(y, splits, seed)
+            inner_data = pad_folds64(X, y, [pair for pairs in inner for pair in pairs])
+            inner_logits = train_slp_paper("bce", inner_data, lr=lr, iterations=iterations)
+            out[loss] = thresholded_scores(y, splits, outer, inner, inner_logits, metrics)
+        else:
+            logits = train_slp_gd(loss, data, lr=lr, iterations=iterations)
+            out[loss] = score_folds(logits, data["y_val"], metrics)
+    return out
+
+
 # --- paper-code: the notebook's MLP, one model carried over losses and folds ------------------------
 
 #: The notebook's (4-40) chains: MSE's model alone; then one model for BCE and the AnyLoss losses, in this order.
@@ -205,7 +231,7 @@ def paper_code_loss(loss: str) -> Any:
     import anyloss_core as al
     import anyloss_jax
 
-    from .cli import LOSSES
+    from .common import LOSSES
 
     def mean(v, m):
         return jnp.sum(m * v) / jnp.maximum(jnp.sum(m), 1.0)
@@ -231,9 +257,9 @@ def paper_code_fit(loss: str, *, epochs: int, lr: float, batch_size: int, n: int
     import jax.numpy as jnp
     import optax
 
-    from .suite import _forward
+    from . import models
 
-    loss_fn, forward, opt = paper_code_loss(loss), _forward("mlp"), optax.adam(lr)
+    loss_fn, forward, opt = paper_code_loss(loss), models.forward("mlp"), optax.adam(lr)
     n_batches = -(-n // batch_size)
 
     def fit(params, stats, X, y, m, key):
@@ -279,19 +305,19 @@ def paper_code_mlp_logits(folds: dict[str, Any], losses: tuple[str, ...] | list[
     import jax
     import jax.numpy as jnp
 
-    from .suite import _forward, _init
+    from . import models
 
     chains = tuple(c for c in chains if any(loss in losses for loss in c))
     chained = {loss for c in chains for loss in c}
     chains += tuple((loss,) for loss in losses if loss not in chained)
     F, n, d = folds["X"].shape
-    forward = _forward("mlp")
+    forward = models.forward("mlp")
     fits = {loss: paper_code_fit(loss, epochs=epochs, lr=lrs.get(loss, lrs.get("f1", 1e-3)),
                                  batch_size=batch_sizes.get(loss, batch_sizes.get("f1", n)), n=n)
             for c in chains for loss in c}
     out = {loss: np.zeros(folds["Xv"].shape[:2], np.float32) for loss in losses}
     for c, chain in enumerate(chains):
-        params, stats = _init("mlp", d, jax.random.PRNGKey(seed))  # one model per chain, before the folds
+        params, stats = models.init("mlp", d, jax.random.PRNGKey(seed))  # one model per chain, before the folds
         for f in range(F):
             X, y, m = (jnp.asarray(folds[k][f]) for k in ("X", "y", "m"))
             for j, loss in enumerate(chain):
@@ -316,7 +342,7 @@ def paper_code_scores(X: np.ndarray, y: np.ndarray, losses: tuple[str, ...] | li
     """``{loss: {metric: [score per fold]}}`` of the notebook's MLP (carry-over) on one dataset."""
     import anyloss_core as al
 
-    from .cli import LOSSES, paper_batch_size
+    from .common import LOSSES, paper_batch_size
     from .data import pad_folds
 
     folds = pad_folds(X, y, splits)
@@ -338,7 +364,7 @@ TUNED_HOLDOUT = 0.2
 
 def tuning_metric(loss: str) -> str:
     """What a loss's learning rate is chosen on: an AnyLoss loss's own metric; F1 for every other loss."""
-    from .cli import LOSSES
+    from .common import LOSSES
 
     spec = LOSSES[loss]
     if spec.kind == "anyloss" and spec.metric in ("accuracy", "f1", "gmean", "balanced_accuracy"):
@@ -354,7 +380,7 @@ def _engine_loss(loss: str) -> Any:
 
     import anyloss_jax
 
-    from .cli import LOSSES
+    from .common import LOSSES
     from .engines import FOCAL_GAMMA
 
     spec = LOSSES[loss]
@@ -386,9 +412,9 @@ def train_folds_lr(loss: str, arch: str, folds: dict[str, Any], lrs: np.ndarray,
     import jax.numpy as jnp
     import optax
 
-    from .suite import _forward, _init
+    from . import models
 
-    loss_fn, forward = _engine_loss(loss), _forward(arch)
+    loss_fn, forward = _engine_loss(loss), models.forward(arch)
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
     n, d = folds["X"].shape[1:]
     full_batch = arch == "slp" or batch_size >= n
@@ -409,7 +435,7 @@ def train_folds_lr(loss: str, arch: str, folds: dict[str, Any], lrs: np.ndarray,
                 pick(new_state, state)), None
 
     def one_fold(X, y, m, Xv, key, lr):
-        params, stats = _init(arch, d, key)
+        params, stats = models.init(arch, d, key)
         state = opt.init(params)
         state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
 
@@ -462,7 +488,7 @@ def tuned_scores(X: np.ndarray, y: np.ndarray, arch: str, losses: tuple[str, ...
     """
     import anyloss_core as al
 
-    from .cli import RESAMPLED
+    from .common import RESAMPLED
     from .data import UsageError, pad_folds
 
     unsupported = [loss for loss in losses if loss in RESAMPLED]
@@ -528,11 +554,9 @@ def reproduce_results(protocol: str, data: Any, arch: str, losses: list[str], lr
     notebook's chain, each carry one model of their own over the folds (as the authors' SOL notebook 4-22 does).
     ``tuned``: :func:`tuned_scores` (``lrs`` unused); ``epochs(loss, arch)`` gives each loss's epochs.
     """
-    from sklearn.model_selection import StratifiedKFold
+    from .common import LOSSES, paper_batch_size, stratified_splits
 
-    from .cli import LOSSES, paper_batch_size
-
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(data.y)), data.y))
+    splits = stratified_splits(data.y, folds, seed)
     if protocol == "paper-code":
         scores = paper_code_scores(data.X, data.y, losses, lrs, splits, metrics, epochs=epochs(losses[0], arch),
                                    seed=seed)

@@ -340,7 +340,7 @@ def _available(group: str) -> bool:
         not group.startswith("keras") or importlib.util.find_spec("keras") is not None)
 
 
-def speed(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     import anyloss_core as al
 
     try:
@@ -363,9 +363,9 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
               "groups": results}
     print(format_report(report))
     if args.json:
-        from .cli import _write_json
+        from .common import write_json
 
-        _write_json(args.json, report)
+        write_json(args.json, report)
     return report
 
 
@@ -428,6 +428,21 @@ def format_report(report: dict[str, Any]) -> str:
                          f"{rec['anyloss_ms']:8.3f} ms / {rec['bce_ms']:8.3f} ms = {rec['ratio_bce']:.2f}x   "
                          f"{_verdict(rec['ratio_bce'], EPOCH_TARGET)}")
     return "\n".join(lines)
+
+
+def add_parser(sub: Any) -> None:
+    """``anyloss speed``'s options, on the ``anyloss`` command's subparsers ``sub``."""
+    spd = sub.add_parser("speed", help="time the loss step and the training epoch against the framework's own BCE")
+    spd.add_argument("--backends", help=f"comma-separated, from: {', '.join(GROUPS)} "
+                                        "(default: every one installed)")
+    spd.add_argument("--sizes", default=",".join(str(n) for n in DEFAULT_SIZES),
+                     help="comma-separated numbers of samples (default: 1e3,1e5,1e6,1e7)")
+    spd.add_argument("--metric", default="f1")
+    spd.add_argument("--repeats", type=int, default=30, help="timed steps per loss and size (median)")
+    spd.add_argument("--epoch-repeats", type=int, default=3,
+                     help="training runs per loss for the epoch ratio (0: skip the epochs)")
+    spd.add_argument("--json", help="write every figure as JSON")
+    spd.set_defaults(func=run)
 
 
 if __name__ == "__main__":  # the per-group worker: prints one JSON line

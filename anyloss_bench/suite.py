@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -33,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from . import baselines, protocols
+from . import baselines, models, protocols
+from .common import LOSSES as LOSS_SPECS
+from .common import paper_batch_size, stratified_splits
 from .data import KEEL_PAPER_FILTER, UsageError, check_writable, keel_names, load_keel, pad_folds, write_text_atomic
 
 METRICS = ("accuracy", "f1", "gmean", "balanced_accuracy")
@@ -62,9 +63,7 @@ TARGET_MAX_LOSE = 0.05
 
 def _fold_arrays(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> dict[str, Any]:
     """The stratified folds of one dataset as padded arrays (:func:`anyloss_bench.data.pad_folds`)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    return pad_folds(X, y, list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)))
+    return pad_folds(X, y, stratified_splits(y, folds, seed))
 
 
 def _loss_fn(loss: str) -> Any:
@@ -84,43 +83,6 @@ def _loss_fn(loss: str) -> Any:
     return lambda z, y, m, w: anyloss_jax.anyloss(z, y, loss, sample_weight=m, validate=False)
 
 
-def _forward(arch: str) -> Any:
-    import jax
-    import jax.numpy as jnp
-
-    if arch == "slp":
-        def slp(params, stats, x, m, training):
-            return x @ params["w"] + params["b"], stats
-        return slp
-
-    def mlp(params, stats, x, m, training):
-        # One hidden layer of 2 sigmoid units, batch normalization before the activation
-        # (Keras defaults: momentum 0.99, epsilon 1e-3), statistics over the unmasked rows.
-        h = x @ params["w1"]
-        if training:
-            count = jnp.maximum(jnp.sum(m), 1.0)
-            mean = (m @ h) / count
-            var = (m @ (h - mean) ** 2) / count
-            stats = {"mean": 0.99 * stats["mean"] + 0.01 * mean, "var": 0.99 * stats["var"] + 0.01 * var}
-        else:
-            mean, var = stats["mean"], stats["var"]
-        h = (h - mean) / jnp.sqrt(var + 1e-3) * params["gamma"] + params["beta"]
-        return jax.nn.sigmoid(h) @ params["w2"] + params["b2"], stats
-    return mlp
-
-
-def _init(arch: str, d: int, key: Any) -> tuple[dict, dict]:
-    import jax
-    import jax.numpy as jnp
-
-    if arch == "slp":
-        return {"w": jnp.zeros((d,)), "b": jnp.zeros(())}, {}
-    k1, k2 = jax.random.split(key)
-    params = {"w1": jax.random.normal(k1, (d, 2)) / math.sqrt(d), "gamma": jnp.ones((2,)), "beta": jnp.zeros((2,)),
-              "w2": jax.random.normal(k2, (2,)) / math.sqrt(2.0), "b2": jnp.zeros(())}
-    return params, {"mean": jnp.zeros((2,)), "var": jnp.ones((2,))}
-
-
 def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr: float, batch_size: int,
                 seed: int) -> np.ndarray:
     """Validation logits ``(F, v)`` of every fold trained with ``loss``: one vmapped, scanned program."""
@@ -128,7 +90,7 @@ def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr:
     import jax.numpy as jnp
     import optax
 
-    loss_fn, forward = _loss_fn(loss), _forward(arch)
+    loss_fn, forward = _loss_fn(loss), models.forward(arch)
     opt = optax.adam(lr)
     n, d = folds["X"].shape[1:]
     full_batch = arch == "slp"
@@ -151,7 +113,7 @@ def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr:
         return (pick(new_params, params), pick(new_stats, stats), pick(new_state, state)), None
 
     def one_fold(X, y, m, Xv, key):
-        params, stats = _init(arch, d, key)
+        params, stats = models.init(arch, d, key)
         state = opt.init(params)
         w = baselines.class_weights(y, m)  # of the whole training fold, also for its mini-batches
 
@@ -182,38 +144,29 @@ def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10
     """``{loss: {metric: [score per fold]}}`` of every loss of the suite on one dataset."""
     import anyloss_core as al
 
-    from .cli import LOSSES as CLI_LOSSES
-    from .cli import paper_batch_size
-
     if protocol == "tuned":  # each loss's learning rate by inner validation on the training fold
-        from sklearn.model_selection import StratifiedKFold
-
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+        splits = stratified_splits(y, folds, seed)
         return protocols.tuned_scores(X, y, arch, LOSSES, splits, METRICS, epochs=epochs or EPOCHS[arch], seed=seed,
-                                      batch_size=lambda loss, n: paper_batch_size(CLI_LOSSES[loss], arch, n))[0]
+                                      batch_size=lambda loss, n: paper_batch_size(LOSS_SPECS[loss], arch, n))[0]
     if protocol in ("paper", "paper-code") and arch == "slp":  # paper-code's SLP is paper's
-        from sklearn.model_selection import StratifiedKFold
-
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+        splits = stratified_splits(y, folds, seed)
         scores = protocols.paper_slp_scores(X, y, PAPER_LOSSES, protocols.PAPER_SLP_LEARNING_RATES, splits, METRICS,
                                             iterations=epochs or protocols.PAPER_SLP_ITERATIONS)
         # The strong baselines train like the paper's BCE (float64, zero init, full-batch GD at BCE's rate).
-        scores.update(baselines.paper_slp_scores(X, y, splits, METRICS, lr=protocols.PAPER_SLP_LEARNING_RATES["bce"],
-                                                 iterations=epochs or protocols.PAPER_SLP_ITERATIONS, seed=seed))
+        scores.update(protocols.baseline_slp_scores(X, y, splits, METRICS, lr=protocols.PAPER_SLP_LEARNING_RATES["bce"],
+                                                    iterations=epochs or protocols.PAPER_SLP_ITERATIONS, seed=seed))
         return scores
     data = _fold_arrays(X, y, folds, seed)
     scores: dict[str, dict[str, list[float]]] = {}
     outer: dict[str, np.ndarray] = {}
     if protocol == "paper-code":  # the notebook's MLP: one model carried over losses and folds (a leak)
-        from sklearn.model_selection import StratifiedKFold
-
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+        splits = stratified_splits(y, folds, seed)
         scores = protocols.paper_code_scores(X, y, PAPER_LOSSES, LEARNING_RATES[arch], splits, METRICS,
                                              epochs=epochs or EPOCHS[arch], seed=seed)
     for loss in LOSSES:
         if loss in scores and not (loss == "bce" and "bce+threshold" in LOSSES):
             continue  # scored by paper-code; BCE's fresh fits still feed bce+threshold
-        batch = paper_batch_size(CLI_LOSSES[loss], arch, data["n_train"])
+        batch = paper_batch_size(LOSS_SPECS[loss], arch, data["n_train"])
         fit = dict(epochs=epochs or EPOCHS[arch], lr=LEARNING_RATES[arch][loss], seed=seed)
         if loss == "bce+threshold":  # BCE's fits, thresholds tuned on inner folds of each training fold
             scores[loss] = _thresholded(X, y, arch, folds, seed, outer["bce"], fit)
@@ -230,15 +183,10 @@ def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10
 def _thresholded(X: np.ndarray, y: np.ndarray, arch: str, folds: int, seed: int, bce_logits: np.ndarray,
                  fit: dict[str, Any]) -> dict[str, list[float]]:
     """``bce+threshold`` with the Adam engine: every outer fold's inner BCE fits as one vmapped program."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from .cli import LOSSES as CLI_LOSSES
-    from .cli import paper_batch_size
-
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+    splits = stratified_splits(y, folds, seed)
     inner = baselines.all_inner_splits(y, splits, seed)
     inner_data = pad_folds(X, y, [pair for pairs in inner for pair in pairs])
-    logits = train_folds("bce", arch, inner_data, batch_size=paper_batch_size(CLI_LOSSES["bce"], arch,
+    logits = train_folds("bce", arch, inner_data, batch_size=paper_batch_size(LOSS_SPECS["bce"], arch,
                                                                               inner_data["n_train"]), **fit)
     return baselines.thresholded_scores(y, splits, bce_logits, inner, logits, METRICS)
 
@@ -427,7 +375,7 @@ def _dataset_names(spec: str) -> list[str]:
     return names
 
 
-def suite(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.source != "keel":
         raise UsageError(f"unknown --source {args.source!r}; only keel is available")
     try:
@@ -566,4 +514,4 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plot", help="the sign-test figure (default: OUT/sign_test.png)")
     p.add_argument("--resume", action="store_true", help="keep the per-dataset results already in OUT")
     p.add_argument("--jobs", type=int, default=1, help="datasets evaluated in parallel worker processes")
-    p.set_defaults(func=suite)
+    p.set_defaults(func=run)

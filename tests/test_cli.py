@@ -45,13 +45,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args, words, capsys, monkeypatch):
-    import anyloss_bench.cli as cli
+    from anyloss_bench import common, compare, reproduce
 
     def no_training(*a, **k):
         raise AssertionError("trained before refusing the options")
 
-    monkeypatch.setattr(cli, "cross_validate", no_training)  # option values are checked before any work
-    monkeypatch.setattr(cli, "train", no_training)
+    monkeypatch.setattr(compare, "cross_validate", no_training)  # option values are checked before any work
+    monkeypatch.setattr(reproduce, "cross_validate", no_training)
+    monkeypatch.setattr(common, "train", no_training)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -234,7 +235,7 @@ def test_bundled_dataset_names_its_positive_class(tmp_path, capsys):
 def test_loss_names_train_what_they_say():
     # Each name trains its own loss: the first epoch's loss of an untrained SLP (zero
     # weights, p = 0.5) is 0.25 for MSE and ln 2 for BCE.
-    from anyloss_bench.cli import LOSSES
+    from anyloss_bench.common import LOSSES
     from anyloss_bench.engines import train
 
     rng = np.random.default_rng(1)
@@ -415,7 +416,7 @@ def test_balanced_class_weights_are_n_over_2_n_c():
 
 
 def _has_torchvision() -> bool:
-    from anyloss_bench.cli import _has_torchvision
+    from anyloss_bench.compare import _has_torchvision
 
     return _has_torchvision()
 
@@ -424,7 +425,7 @@ def _has_torchvision() -> bool:
 def test_wbce_and_focal_train_what_they_say():
     # Untrained SLP (p = 0.5): weighted BCE with balanced weights (mean 1 over the batch) starts at ln 2, the
     # focal loss (gamma 2, no alpha) at (1 - 0.5)^2 ln 2; after training, the class weights predict more positives.
-    from anyloss_bench.cli import LOSSES
+    from anyloss_bench.common import LOSSES
     from anyloss_bench.engines import train
 
     rng = np.random.default_rng(1)
@@ -442,12 +443,12 @@ def test_wbce_and_focal_train_what_they_say():
 
 
 def test_focal_on_torch_without_torchvision_is_a_usage_error(monkeypatch, capsys):
-    import anyloss_bench.cli as cli
+    from anyloss_bench import compare
 
-    monkeypatch.setattr(cli, "_has_torchvision", lambda: False)
-    monkeypatch.setattr(cli, "_check_backend", lambda backend: None)
-    monkeypatch.setattr(cli, "cross_validate", lambda *a, **k: pytest.fail("trained"))
-    assert "focal" not in cli._default_losses("torch") and "focal" in cli._default_losses("jax")
+    monkeypatch.setattr(compare, "_has_torchvision", lambda: False)
+    monkeypatch.setattr(compare, "check_backend", lambda backend: None)
+    monkeypatch.setattr(compare, "cross_validate", lambda *a, **k: pytest.fail("trained"))
+    assert "focal" not in compare._default_losses("torch") and "focal" in compare._default_losses("jax")
     assert main(["compare", "--losses", "bce,focal", "--backend", "torch"]) == 2
     err = capsys.readouterr().err
     assert "loss 'focal' on --backend torch needs torchvision" in err and len(err.strip().splitlines()) == 1
@@ -463,7 +464,7 @@ def _fake_train(backend, spec, X, y, X_val, **kwargs):
 def test_bce_threshold_is_tuned_on_the_training_fold_only(monkeypatch):
     from sklearn.model_selection import StratifiedKFold
 
-    import anyloss_bench.cli as cli
+    import anyloss_bench.common as common
     import anyloss_core
     from anyloss_bench.data import load_dataset
 
@@ -484,27 +485,28 @@ def test_bce_threshold_is_tuned_on_the_training_fold_only(monkeypatch):
 
     monkeypatch.setattr(type(data), "fold", fold)
     monkeypatch.setattr(anyloss_core, "best_threshold", best_threshold)
-    monkeypatch.setattr(cli, "train", _fake_train)
-    results, per_fold = cli.cross_validate(data, ["bce+threshold"], model="slp", folds=3, epochs={"bce+threshold": 1},
-                                           lr={"bce+threshold": 0.01}, batch_size=None, backend="jax", seed=0)
+    monkeypatch.setattr(common, "train", _fake_train)
+    results, per_fold = common.cross_validate(data, ["bce+threshold"], model="slp", folds=3,
+                                              epochs={"bce+threshold": 1}, lr={"bce+threshold": 0.01},
+                                              batch_size=None, backend="jax", seed=0)
     splits = list(StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(len(data.y)), data.y))
     # One best_threshold per score and outer fold, each on the labels of that training fold (out-of-fold scores).
-    assert len(seen_labels) == 3 * len(cli.SCORES)
+    assert len(seen_labels) == 3 * len(common.SCORES)
     for k, (tr, va) in enumerate(splits):
-        for labels in seen_labels[k * len(cli.SCORES):(k + 1) * len(cli.SCORES)]:
+        for labels in seen_labels[k * len(common.SCORES):(k + 1) * len(common.SCORES)]:
             assert np.array_equal(labels, data.y[tr])
         # the inner fits' preprocessing reads the training fold only
-        inner = seen_indices[3 + k * cli.INNER_FOLDS: 3 + (k + 1) * cli.INNER_FOLDS]
-        assert len(inner) == cli.INNER_FOLDS
+        inner = seen_indices[3 + k * common.INNER_FOLDS: 3 + (k + 1) * common.INNER_FOLDS]
+        assert len(inner) == common.INNER_FOLDS
         for idx in inner:
             assert set(idx) <= set(tr) and not set(idx) & set(va)
     # The F1 column scores the validation fold at the F1-tuned threshold: recompute fold 1 by hand.
     tr, va = splits[0]
     X_tr, X_va = data.fold(tr, va)
-    t = cli.tuned_thresholds(data, tr, fit=lambda a, b, c, s: c[:, 0], seed=0)["f1"]
+    t = common.tuned_thresholds(data, tr, fit=lambda a, b, c, s: c[:, 0], seed=0)["f1"]
     assert per_fold["bce+threshold"]["f1"][0] == pytest.approx(
         float(anyloss_core.score("f1", data.y[va], (X_va[:, 0] > t).astype(float))))
-    assert results["bce+threshold"]["seconds_per_epoch"] == pytest.approx(1 + cli.INNER_FOLDS)
+    assert results["bce+threshold"]["seconds_per_epoch"] == pytest.approx(1 + common.INNER_FOLDS)
 
 
 def test_verdict_agrees_with_baycomp():
@@ -566,14 +568,13 @@ def _has_matplotlib() -> bool:
 
 @pytest.mark.skipif(BACKEND_OF_SESSION != "jax", reason="the paper protocol trains with JAX")
 def test_reproduce_json_records_the_protocol(tmp_path, monkeypatch):
-    from anyloss_bench import cli
     from anyloss_bench import reproduce as paper
     from anyloss_bench.data import Dataset
 
     rng = np.random.default_rng(0)
     y = np.r_[np.ones(8), np.zeros(32)].astype(np.int64)
     X = rng.normal(size=(40, 3)) + y[:, None]
-    monkeypatch.setattr(cli, "load_dataset", lambda name, seed=0: Dataset(name, X, y, positive_class="1"))
+    monkeypatch.setattr(paper, "load_dataset", lambda name, seed=0: Dataset(name, X, y, positive_class="1"))
     monkeypatch.setattr(paper, "epochs_for", lambda loss, arch: 2)  # the SOL rows, with Adam
     out = tmp_path / "rows.json"
     assert main(["reproduce", "--arch", "slp", "--folds", "2", "--json", str(out)]) == 0
@@ -678,7 +679,6 @@ def test_reproduce_reads_the_kaggle_files_as_the_paper_sampled_them(tmp_path):
 
 @pytest.mark.skipif(BACKEND_OF_SESSION != "jax", reason="the paper protocol trains with JAX")
 def test_reproduce_runs_the_kaggle_sets_and_the_strong_baselines(tmp_path, monkeypatch):
-    from anyloss_bench import cli
     from anyloss_bench import reproduce as paper
     from anyloss_bench.data import Dataset
 
@@ -686,7 +686,7 @@ def test_reproduce_runs_the_kaggle_sets_and_the_strong_baselines(tmp_path, monke
     _write_kaggle_like(tmp_path, rng)
     yb = np.r_[np.ones(8), np.zeros(32)].astype(np.int64)
     Xb = rng.normal(size=(40, 3)) + yb[:, None]
-    monkeypatch.setattr(cli, "load_dataset", lambda name, seed=0: Dataset(name, Xb, yb, positive_class="1"))
+    monkeypatch.setattr(paper, "load_dataset", lambda name, seed=0: Dataset(name, Xb, yb, positive_class="1"))
     monkeypatch.setattr(paper, "epochs_for", lambda loss, arch: 2)  # the SOL rows, with Adam
     out = tmp_path / "rows.json"
     assert main(["reproduce", "--arch", "slp", "--folds", "2", "--data-dir", str(tmp_path), "--json", str(out)]) == 0
@@ -697,3 +697,54 @@ def test_reproduce_runs_the_kaggle_sets_and_the_strong_baselines(tmp_path, monke
         assert all(0.0 <= v <= 1.0 for v in row["strong"].values())
         assert row["beats_strong"] == (row["ours"][3] > max(row["strong"].values()))
         assert row["beats_baselines"] == (row["ours"][3] > max(row["ours"][:2]))
+
+
+def _bench_imports() -> dict[str, set[str]]:
+    """``{module: modules of anyloss_bench it imports}``, module-level and function-level imports alike."""
+    import ast
+    import pathlib
+
+    import anyloss_bench
+
+    package = pathlib.Path(anyloss_bench.__file__).parent
+    modules = {path.stem for path in package.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1:
+                    names = [node.module] if node.module else [a.name for a in node.names]
+                elif node.level == 0 and (node.module or "").startswith("anyloss_bench"):
+                    rest = (node.module or "").removeprefix("anyloss_bench").lstrip(".")
+                    names = [rest] if rest else [a.name for a in node.names]
+                else:
+                    continue
+            elif isinstance(node, ast.Import):
+                names = [a.name.removeprefix("anyloss_bench.") for a in node.names
+                         if a.name.startswith("anyloss_bench.")]
+            else:
+                continue
+            edges |= {name.split(".")[0] for name in names if name and name.split(".")[0] in modules}
+        graph[path.stem] = edges - {path.stem}
+    return graph
+
+
+def test_bench_modules_import_no_circle_and_only_the_entry_point_is_cli():
+    graph = _bench_imports()
+    assert {"cli", "reproduce", "suite", "speed", "protocols"} <= set(graph)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph[module]):
+            if state.get(other) == 1:
+                raise AssertionError("import circle: " + " -> ".join([*path[path.index(other):], other]))
+            if other not in state:
+                visit(other, [*path, other])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not [m for m, edges in graph.items() if "cli" in edges]

@@ -189,7 +189,7 @@ def test_reproduce_dispatches_paper_code_and_tuned(tmp_path, monkeypatch):
     from anyloss_bench.data import Dataset
 
     X, y, _ = _data(40)
-    monkeypatch.setattr(cli, "load_dataset", lambda name, seed=0: Dataset(name, X, y, positive_class="1"))
+    monkeypatch.setattr(paper, "load_dataset", lambda name, seed=0: Dataset(name, X, y, positive_class="1"))
     calls = []
 
     def fake(protocol, data, arch, losses, lrs, metrics, **kwargs):
@@ -201,7 +201,7 @@ def test_reproduce_dispatches_paper_code_and_tuned(tmp_path, monkeypatch):
         return {loss: {m: {"mean": 0.5, "std": 0.0} for m in paper.METRICS} for loss in losses}, {}
 
     monkeypatch.setattr(protocols, "reproduce_results", fake)
-    monkeypatch.setattr(cli, "cross_validate", fake_cv)
+    monkeypatch.setattr(paper, "cross_validate", fake_cv)
     out = tmp_path / "rows.json"
     for protocol in ("paper-code", "tuned"):
         calls.clear()
