@@ -7,7 +7,12 @@ plain gradient-descent steps, the delta rule as "MSE"; :mod:`anyloss_bench.proto
 ``--protocol adam`` trains it with Adam in float32, as this command did before.  The MLP
 (100 epochs, batches of 5% of the training fold, 50% for the G-mean and
 balanced-accuracy losses, Adam with the per-loss learning rates of the paper's Table 16,
-fresh weights for every loss and fold) is the same under both protocols.
+fresh weights for every loss and fold) is the same under both.  ``--protocol
+paper-code`` adds the authors' MLP carry-over (one model per dataset, never
+re-initialised across losses and folds: a leak, kept to measure it) and ``--protocol
+tuned`` picks each loss's Adam learning rate from one grid by inner validation on the
+training fold; both live in :mod:`anyloss_bench.protocols`.  Beside the paper's losses,
+the strong baselines (BCE with a tuned threshold, class-weighted BCE, focal loss).
 
 Speed: the ten folds of one loss train together, as one ``jax.vmap`` over folds of a
 ``lax.scan`` over epochs (and mini-batches), compiled once per dataset shape.  Folds
