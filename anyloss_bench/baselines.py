@@ -127,27 +127,22 @@ def train_slp_gd(kind: str, folds: dict[str, Any], *, lr: float, iterations: int
     ``iterations`` full-batch gradient-descent steps ``theta -= lr * grad`` (as
     :func:`anyloss_bench.protocols.train_slp_paper` trains BCE), vmapped over folds."""
     import jax
-    import jax.numpy as jnp
 
-    with jax.enable_x64(True):
+    from .models import gd_validation_logits
+
+    def make_step():
         loss_fn = masked_loss(kind)
 
-        def one_fold(X, y, m, Xv):
-            w = class_weights(y, m)
+        def objective(params, X, y, m):
+            return loss_fn(X @ params["w"] + params["b"], y, m, class_weights(y, m))
 
-            def objective(params):
-                return loss_fn(X @ params["w"] + params["b"], y, m, w)
+        def step(params, X, y, m):
+            grads = jax.grad(objective)(params, X, y, m)
+            return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
 
-            def step(_, params):
-                grads = jax.grad(objective)(params)
-                return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
+        return step
 
-            params = {"w": jnp.zeros(X.shape[1], jnp.float64), "b": jnp.zeros((), jnp.float64)}
-            params = jax.lax.fori_loop(0, iterations, step, params)
-            return Xv @ params["w"] + params["b"]
-
-        args = [jnp.asarray(folds[k], jnp.float64) for k in ("X", "y", "m", "Xv")]
-        return np.asarray(jax.jit(jax.vmap(one_fold))(*args), np.float64)
+    return gd_validation_logits(make_step, folds, iterations)
 
 
 def beats(ours: float, theirs: list[float | None]) -> bool:

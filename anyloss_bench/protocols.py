@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from .baselines import STRONG, all_inner_splits, thresholded_scores, train_slp_gd
+from .models import gd_validation_logits
 
 PROTOCOLS = ("paper", "paper-code", "tuned", "adam")
 DEFAULT_PROTOCOL = "paper"
@@ -141,20 +142,7 @@ def train_slp_paper(loss: str, folds: dict[str, Any], *, lr: float, iterations: 
 
     64-bit mode is switched on only inside this call (``jax.enable_x64``), so nothing else changes dtype.
     """
-    import jax
-    import jax.numpy as jnp
-
-    with jax.enable_x64(True):
-        step = paper_slp_step(loss, lr)
-
-        def one_fold(X, y, m, Xv):
-            params = {"w": jnp.zeros(X.shape[1], jnp.float64), "b": jnp.zeros((), jnp.float64)}
-            params = jax.lax.fori_loop(0, iterations, lambda _, p: step(p, X, y, m), params)
-            return Xv @ params["w"] + params["b"]
-
-        run = jax.jit(jax.vmap(one_fold))
-        args = [jnp.asarray(folds[k], jnp.float64) for k in ("X", "y", "m", "Xv")]
-        return np.asarray(run(*args), np.float64)
+    return gd_validation_logits(lambda: paper_slp_step(loss, lr), folds, iterations)
 
 
 def predictions(logits: np.ndarray) -> np.ndarray:
