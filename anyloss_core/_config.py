@@ -14,6 +14,7 @@ from ._confusion import check_scale, soft_confusion
 from ._losses import confusion_loss
 from ._metrics import Confusion, Metric, get_metric
 from ._multiclass import check_multiclass_approximation, check_task
+from ._running import check_momentum, running_confusion_loss, running_counts_shape
 from ._types import Array, Namespace
 
 __all__ = ["LossConfigMixin"]
@@ -38,6 +39,7 @@ class LossConfigMixin:
         average: str = "macro",
         num_classes: int | None = None,
         ignore_index: int | None = None,
+        momentum: float | None = None,
     ) -> None:
         if not isinstance(from_logits, bool):
             raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
@@ -63,6 +65,9 @@ class LossConfigMixin:
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         self.task, self.average, self.num_classes, self.ignore_index = task, average, num_classes, ignore_index
+        self.momentum = check_momentum(momentum)
+        if self.momentum is not None:
+            running_counts_shape(task, num_classes)  # per-class state needs num_classes: say so now
 
     def config_dict(self) -> dict[str, Any]:
         """The constructor arguments, metric parameters flattened in (as they are passed)."""
@@ -79,6 +84,8 @@ class LossConfigMixin:
         if self.task != "binary":  # binary configurations stay as they were
             config.update(task=self.task, average=self.average, num_classes=self.num_classes,
                           ignore_index=self.ignore_index)
+        if self.momentum is not None:  # configurations without running counts stay as they were
+            config["momentum"] = self.momentum
         return config
 
     def config_repr(self) -> str:
@@ -107,3 +114,15 @@ class LossConfigMixin:
                                   **self.metric_params)
         return confusion_loss(counts, self._metric_fn, xp=xp)
 
+
+    def running_loss_from_counts(self, counts: Confusion, state: Array, *, stop_gradient: Any,
+                                 xp: Namespace | None = None) -> tuple[Array, Array]:
+        """``(loss, new_state)`` at running counts (``momentum`` set); see :mod:`anyloss_core._running`."""
+        if self.momentum is None:
+            raise ValueError("running counts need momentum= in (0, 1] when the loss is built")
+        if self.task != "binary":
+            return running_confusion_loss(counts, state, self.metric, momentum=self.momentum,
+                                          stop_gradient=stop_gradient, xp=xp, task=self.task,
+                                          average=self.average, **self.metric_params)
+        return running_confusion_loss(counts, state, self._metric_fn, momentum=self.momentum,
+                                      stop_gradient=stop_gradient, xp=xp)

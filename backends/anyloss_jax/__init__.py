@@ -18,6 +18,8 @@ from ._functions import (
     f1_loss,
     fbeta_loss,
     gmean_loss,
+    init_running_counts,
+    running_anyloss,
     soft_confusion,
 )
 
@@ -28,5 +30,7 @@ __all__ = [
     "f1_loss",
     "fbeta_loss",
     "gmean_loss",
+    "init_running_counts",
+    "running_anyloss",
     "soft_confusion",
 ]

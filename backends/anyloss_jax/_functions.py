@@ -9,10 +9,12 @@ import jax
 import jax.numpy as jnp
 
 import anyloss_core as al
+import anyloss_core._running as al_running
+from anyloss_core._multiclass import check_task
 from anyloss_core._scale import DEFAULT_SCALE
 
 __all__ = ["anyloss", "soft_confusion", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss",
-           "balanced_accuracy_loss"]
+           "balanced_accuracy_loss", "init_running_counts", "running_anyloss"]
 
 
 def soft_confusion(
@@ -105,6 +107,87 @@ def anyloss(
         ignore_index=ignore_index,
     )
     return al.confusion_loss(counts, metric, task=task, average=average, **metric_params)
+
+
+def init_running_counts(num_classes: int | None = None, *, task: str = "binary", dtype: Any = jnp.float32) -> jax.Array:
+    """An empty state for :func:`running_anyloss`: zeros of shape ``(4,)``, or ``(num_classes, 4)`` per class.
+
+    The order is tn, fn, fp, tp (as fractions once filled); the first batch fills an
+    empty state.
+
+    Examples:
+        >>> import anyloss_jax
+        >>> anyloss_jax.init_running_counts().shape, anyloss_jax.init_running_counts(3, task="multiclass").shape
+        ((4,), (3, 4))
+    """
+    check_task(task)
+    if task == "binary" and num_classes is not None:
+        raise ValueError(f"num_classes={num_classes} is for task='multiclass' or 'multilabel'; the binary state "
+                         "is (4,)")
+    return jnp.zeros(al_running.running_counts_shape(task, num_classes), dtype=dtype)
+
+
+def running_anyloss(
+    logits: jax.Array,
+    labels: jax.Array,
+    state: jax.Array,
+    metric: Any = "f1",
+    *,
+    momentum: float,
+    from_logits: bool = True,
+    scale: float = DEFAULT_SCALE,
+    approximation: Any = "anyloss",
+    sample_weight: jax.Array | None = None,
+    validate: bool = True,
+    axis_name: Hashable | None = None,
+    task: str = "binary",
+    average: str = "macro",
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
+    **metric_params: Any,
+) -> tuple[jax.Array, jax.Array]:
+    r"""AnyLoss at running counts, for mini-batches: ``(loss, new_state)``, pure.
+
+    .. math:: u' = (1 - m)\, u + m\, c_B / n_B, \qquad
+              \mathcal{L} = 1 - f(n_B u' + c_B - \mathrm{sg}[c_B])
+
+    The state ``u`` (from :func:`init_running_counts`, then the previous call's
+    ``new_state``) holds the counts tn, fn, fp, tp as fractions; ``momentum`` ``m``
+    is the newest batch's weight.  The loss's value is one minus the metric at the
+    running counts and its gradient that of the batch's soft counts, weighted by the
+    metric's slope at the running counts (stochastic compositional optimisation,
+    SOX).  ``momentum=1`` is :func:`anyloss`.  ``new_state`` carries no gradient:
+    thread it through ``jax.value_and_grad(..., has_aux=True)``.  With ``axis_name``
+    the counts are summed over the mapped axis first, so every device computes the
+    same state.  The other arguments are those of :func:`anyloss`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, anyloss_jax
+        >>> state = anyloss_jax.init_running_counts()
+        >>> def loss_fn(logits, labels, state):
+        ...     return anyloss_jax.running_anyloss(logits, labels, state, "f1", momentum=0.1)
+        >>> step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+        >>> (loss, state), grads = step(jnp.array([-1.0, 2.0, 0.5, 0.2]), jnp.array([0, 1, 1, 0]), state)
+        >>> state.round(2)  # filled by the first batch: tn, fn, fp, tp (logit 0.2 is mostly a false positive)
+        Array([0.26, 0.  , 0.24, 0.5 ], dtype=float32)
+    """
+    al_running.check_momentum(momentum)  # a bad momentum fails before any work
+    counts = soft_confusion(
+        logits,
+        labels,
+        from_logits=from_logits,
+        scale=scale,
+        approximation=approximation,
+        sample_weight=sample_weight,
+        validate=validate,
+        axis_name=axis_name,
+        task=task,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
+    )
+    return al_running.running_confusion_loss(counts, jnp.asarray(state), metric, momentum=momentum,
+                                             stop_gradient=jax.lax.stop_gradient, task=task, average=average,
+                                             **metric_params)
 
 
 accuracy_loss = al.with_metric(anyloss, "accuracy")

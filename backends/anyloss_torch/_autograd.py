@@ -33,7 +33,7 @@ import anyloss_core as al
 
 from ._distributed import all_reduce_counts
 
-__all__ = ["soft_counts", "soft_loss"]
+__all__ = ["global_counts", "soft_counts", "soft_loss"]
 
 
 class _SoftCounts(torch.autograd.Function):
@@ -127,6 +127,21 @@ def soft_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -
     return al.soft_confusion(target, input, sample_weight=weight, **options)
 
 
+def global_counts(input: torch.Tensor, target: Any, weight: Any, *, distributed: bool = False,
+                  process_group: Any = None, task: str = "binary", num_classes: Any = None, ignore_index: Any = None,
+                  **options: Any) -> al.Confusion:
+    """The soft counts of the batch (the analytic backward where it applies), summed over ``process_group``
+    when ``distributed``: the counts of the global batch."""
+    if task == "binary":
+        counts = soft_counts(input, target, weight, **options)
+    else:  # plain autograd of the core's per-class counts
+        counts = al.soft_confusion(target, input, sample_weight=weight, task=task, num_classes=num_classes,
+                                   ignore_index=ignore_index, **options)
+    if distributed:
+        counts = all_reduce_counts(counts, process_group)
+    return counts
+
+
 def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, distributed: bool = False,
               process_group: Any = None, task: str = "binary", average: str = "macro", num_classes: Any = None,
               ignore_index: Any = None, metric_params: Any = None, **options: Any) -> torch.Tensor:
@@ -139,23 +154,18 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
     ``all_reduce_counts``).
     """
     one_node = not distributed and input.device.type == "cpu" and task == "binary"
-    if task == "binary":
-        if one_node and _analytic_applies(input, weight, options["approximation"]):
-            counts, pullback = _counts_and_pullback(input, target, weight, options)
-            stacked = torch.stack(tuple(counts))
-            result = al.metric_value_and_grad(metric, al.Confusion(*stacked.tolist()))
-            if result is not None:
-                value, metric_grad = result
-                loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
-                return _LossFromCounts.apply(input, loss, metric_grad, pullback)
-            counts = al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
-        else:
-            counts = soft_counts(input, target, weight, **options)
-    else:  # plain autograd of the core's per-class counts
-        counts = al.soft_confusion(target, input, sample_weight=weight, task=task, num_classes=num_classes,
-                                   ignore_index=ignore_index, **options)
-    if distributed:
-        counts = all_reduce_counts(counts, process_group)
+    if one_node and _analytic_applies(input, weight, options["approximation"]):
+        counts, pullback = _counts_and_pullback(input, target, weight, options)
+        stacked = torch.stack(tuple(counts))
+        result = al.metric_value_and_grad(metric, al.Confusion(*stacked.tolist()))
+        if result is not None:
+            value, metric_grad = result
+            loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
+            return _LossFromCounts.apply(input, loss, metric_grad, pullback)
+        counts = al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
+    else:
+        counts = global_counts(input, target, weight, distributed=distributed, process_group=process_group,
+                               task=task, num_classes=num_classes, ignore_index=ignore_index, **options)
     if task == "binary":
         return al.confusion_loss(counts, metric)
     return al.confusion_loss(counts, metric, task=task, average=average, **(metric_params or {}))

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 import anyloss_core as al
+import anyloss_core._running as al_running
 from anyloss_core._scale import DEFAULT_SCALE
 
-from ._autograd import soft_loss
+from ._autograd import global_counts, soft_loss
 from ._functional import as_tensors_like, check_torch_options
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
@@ -43,6 +44,16 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         num_classes: checked against the input's class axis when given.
         ignore_index: a class id whose rows do not count (``task="multiclass"`` with
             class-id targets only; other tasks raise ``ValueError`` here).
+        momentum: ``None`` (default): the loss of the batch.  A number ``m`` in (0, 1]:
+            running counts for mini-batches (SOX): the buffer ``running_counts`` (tn, fn,
+            fp, tp as fractions; ``(num_classes, 4)`` per class, so ``num_classes`` is then
+            required for multi-class / multi-label) becomes ``(1 - m) * running + m *
+            batch`` at every call in training mode, and the loss is ``1 - metric`` at the
+            running counts, with the gradient of the batch's counts weighted by the
+            metric's slope there.  ``m = 1`` is the plain loss.  In ``eval()`` mode the
+            loss is the batch's and the buffer is left alone; ``reset_running_counts()``
+            empties it; it is in ``state_dict`` and, with ``distributed=True``, the same
+            on every rank (the counts are summed first).  See the training how-to.
         reduction: only ``"mean"`` (a no-op, accepted for code written for torch's
             losses): the loss is one statistic of the whole batch, not a mean of
             per-sample losses, so ``"none"`` and ``"sum"`` raise ``ValueError``.
@@ -78,6 +89,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         average: str = "macro",
         num_classes: int | None = None,
         ignore_index: int | None = None,
+        momentum: float | None = None,
         reduction: str = "mean",
         weight: None = None,
         pos_weight: None = None,
@@ -97,12 +109,31 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
             approximation=approximation,
             validate=validate,
             metric_params=metric_params,
+            momentum=momentum,
         )
         self.distributed = bool(distributed)
         self.process_group = process_group
+        self._register_running_counts()
+
+    def _register_running_counts(self) -> None:
+        # A buffer, as BatchNorm's running statistics: in state_dict, moved by .to(), not a parameter.
+        shape = al_running.running_counts_shape(self.task, self.num_classes) if self.momentum is not None else None
+        current = getattr(self, "running_counts", None)
+        if shape is None:
+            self.register_buffer("running_counts", None)
+        elif current is None or tuple(current.shape) != shape:
+            self.register_buffer("running_counts", torch.zeros(shape, dtype=torch.float32))
+
+    def reset_running_counts(self) -> None:
+        """Empty the running counts (zeros): the next training batch fills them, as at the start."""
+        if self.running_counts is None:
+            raise RuntimeError(f"{type(self).__name__} has no running counts: build it with momentum=...")
+        self.running_counts.zero_()
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         target, weight = as_tensors_like(input, target, weight)
+        if self.momentum is not None and self.training:
+            return self._running_loss(input, target, weight)
         return soft_loss(
             input,
             target,
@@ -121,6 +152,17 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
             validate=self.validate,
         )
 
+    def _running_loss(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        counts = global_counts(
+            input, target, weight, distributed=self.distributed, process_group=self.process_group, task=self.task,
+            num_classes=self.num_classes, ignore_index=self.ignore_index, from_logits=self.from_logits,
+            scale=self.scale, approximation=self.approximation, validate=self.validate,
+        )
+        loss, state = self.running_loss_from_counts(counts, self.running_counts, stop_gradient=torch.Tensor.detach)
+        with torch.no_grad():
+            self.running_counts.copy_(state)
+        return loss
+
     def extra_repr(self) -> str:
         text = self.config_repr()
         return text + (", distributed=True" if self.distributed else "")
@@ -134,10 +176,11 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         config = dict(state["config"])
         metric = config.pop("metric", self.fixed_metric)
         known = ("from_logits", "scale", "approximation", "validate", "task", "average", "num_classes",
-                 "ignore_index")
+                 "ignore_index", "momentum")
         kwargs = {k: config.pop(k) for k in known if k in config}
         self._init_config(metric, metric_params=config, **kwargs)
         self.distributed = bool(state.get("distributed", False))
+        self._register_running_counts()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -173,6 +216,7 @@ class _FixedMetricLoss(AnyLoss):
         average: str = "macro",
         num_classes: int | None = None,
         ignore_index: int | None = None,
+        momentum: float | None = None,
         reduction: str = "mean",
         weight: None = None,
         pos_weight: None = None,
@@ -189,6 +233,7 @@ class _FixedMetricLoss(AnyLoss):
             average=average,
             num_classes=num_classes,
             ignore_index=ignore_index,
+            momentum=momentum,
             reduction=reduction,
             weight=weight,
             pos_weight=pos_weight,
@@ -229,6 +274,7 @@ class FBetaLoss(AnyLoss):
         average: str = "macro",
         num_classes: int | None = None,
         ignore_index: int | None = None,
+        momentum: float | None = None,
         reduction: str = "mean",
         weight: None = None,
         pos_weight: None = None,
@@ -246,6 +292,7 @@ class FBetaLoss(AnyLoss):
             average=average,
             num_classes=num_classes,
             ignore_index=ignore_index,
+            momentum=momentum,
             reduction=reduction,
             weight=weight,
             pos_weight=pos_weight,
