@@ -80,8 +80,9 @@ def jax(session: nox.Session) -> None:
 def _keras(session: nox.Session, backend: str, *packages: str) -> None:
     session.install(*packages, "keras>=3.3")
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_cli.py", "tests/test_docs.py",
+    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_keras_running.py",
+            "tests/test_api_properties.py",
+            "tests/test_multiclass.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_keras", env={"KERAS_BACKEND": backend})
 
 

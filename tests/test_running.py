@@ -176,6 +176,10 @@ def test_torch_buffer_state_dict_reset_and_eval():
     assert torch.equal(loss_fn.running_counts, filled)
     expected = 1 - 5 * (c := reference_counts(z2, y2))[3] / (5 * c[3] + 4 * c[1] + c[2])
     np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+    loss_fn.train()
+    with torch.no_grad():  # a validation pass in training mode: the state untouched too
+        loss_fn(torch.tensor(z2), torch.tensor(y2))
+    assert torch.equal(loss_fn.running_counts, filled)
     loss_fn.reset_running_counts()
     assert not loss_fn.running_counts.any()
     with pytest.raises(RuntimeError, match="no running counts"):

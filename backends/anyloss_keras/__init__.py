@@ -9,6 +9,6 @@ Examples:
     >>> model.compile(optimizer="adam", loss=anyloss_keras.F1Loss())
 """
 
-from ._losses import AccuracyLoss, AnyLoss, BalancedAccuracyLoss, F1Loss, FBetaLoss, GMeanLoss
+from ._losses import AccuracyLoss, AnyLoss, BalancedAccuracyLoss, F1Loss, FBetaLoss, GMeanLoss, RunningCounts
 
-__all__ = ["AccuracyLoss", "AnyLoss", "BalancedAccuracyLoss", "F1Loss", "FBetaLoss", "GMeanLoss"]
+__all__ = ["AccuracyLoss", "AnyLoss", "BalancedAccuracyLoss", "F1Loss", "FBetaLoss", "GMeanLoss", "RunningCounts"]

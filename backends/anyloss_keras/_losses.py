@@ -8,12 +8,13 @@ import keras
 from keras import ops
 
 import anyloss_core as al
+import anyloss_core._running as al_running
 from anyloss_core._scale import DEFAULT_SCALE
 
 from . import _checks
 from . import _namespace as kxp
 
-__all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
+__all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss", "RunningCounts"]
 
 _register = keras.saving.register_keras_serializable(package="anyloss")
 
@@ -53,6 +54,21 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         average: "macro" (default), "micro", "weighted" or "none", for the per-class metrics.
         num_classes: checked against ``y_pred``'s class axis when given.
         ignore_index: a class id whose rows do not count (class-id targets).
+        momentum: ``None`` (default): the loss of the batch.  A number ``m`` in (0, 1]:
+            running counts for mini-batches (SOX; see the training how-to): the variable
+            ``running_counts`` (tn, fn, fp, tp as fractions; ``(num_classes, 4)`` per class,
+            so ``num_classes`` is then required for multi-class / multi-label) becomes
+            ``(1 - m) * running + m * batch`` at every training call, and the loss is ``1 -
+            metric`` at the running counts, with the gradient of the batch's counts
+            weighted by the metric's slope there.  ``m = 1`` is the plain loss.  Calls that
+            Keras makes to evaluate (``evaluate``, the validation pass of ``fit``: a
+            compiled step that takes no gradient) return the batch's loss and leave the
+            state alone.  Pass ``metrics=[loss.running_metric]`` to ``compile``: the
+            state then travels with the model's metrics, which the JAX backend needs (it
+            trains statelessly; without it ``fit`` stops with an error naming this fix),
+            and ``fit`` logs the metric at the running counts (``running_f1``...).  The
+            state is saved with the model (``model.save``); ``reset_running_counts()``
+            empties it.
         **metric_params: the metric's parameters, e.g. ``beta=2.0``.
 
     Examples:
@@ -60,6 +76,13 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         >>> loss_fn = anyloss_keras.AnyLoss(metric="fbeta", beta=2.0)
         >>> float(loss_fn(np.array([[0], [1]]), np.array([[0.01], [0.99]]))) < 1e-6
         True
+
+        Running counts (the JAX backend needs the metric; on the others it adds the log):
+
+        >>> import keras
+        >>> loss_fn = anyloss_keras.F1Loss(momentum=0.1)
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        >>> model.compile(optimizer="adam", loss=loss_fn, metrics=[loss_fn.running_metric])
     """
 
     def __init__(
@@ -78,6 +101,7 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         average: str = "macro",
         num_classes: int | None = None,
         ignore_index: int | None = None,
+        momentum: float | None = None,
         **metric_params: Any,
     ) -> None:
         metric = self.fixed_metric or metric
@@ -94,12 +118,35 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             average=average,
             num_classes=num_classes,
             ignore_index=ignore_index,
+            momentum=momentum,
         )
         if not isinstance(distributed, bool):
             raise TypeError(f"distributed must be True or False, got {distributed!r}")
         self.distributed = distributed
         self._eager_checks_left = _checks.EAGER_CHECKS  # state of the probability check, not config
         self._warned = False
+        # The state: a variable owned by a metric, so that it can travel in the trainer's
+        # metrics state (JAX trains statelessly); None without momentum (today's loss).
+        self.running_metric: RunningCounts | None = None
+        self.running_counts: Any = None
+        if self.momentum is not None:
+            self.running_metric = RunningCounts(self)
+            self.running_counts = self.running_metric.counts
+
+    def reset_running_counts(self) -> None:
+        """Empty the running counts (zeros): the next training batch fills them, as at the start."""
+        if self.running_counts is None:
+            raise RuntimeError(f"{type(self).__name__} has no running counts: build it with momentum=...")
+        self.running_counts.assign(ops.zeros(self.running_counts.shape, dtype=self.running_counts.dtype))
+
+    # Saved with the model: ``model.save`` visits ``model.loss`` and stores these.
+    def save_own_variables(self, store: Any) -> None:
+        if self.running_counts is not None:
+            store["running_counts"] = keras.ops.convert_to_numpy(self.running_counts)
+
+    def load_own_variables(self, store: Any) -> None:
+        if self.running_counts is not None and store is not None and "running_counts" in store:
+            self.running_counts.assign(store["running_counts"])
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return self._loss(y_true, y_pred, None)
@@ -117,6 +164,8 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
     def _loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         if self.validate and not self.from_logits:
             y_pred = _checks.check_probabilities(ops.convert_to_tensor(y_pred), self)
+        if self.momentum is not None and _updates_state(y_pred):
+            return self._running_loss(y_true, y_pred, sample_weight)
         if keras.backend.backend() == "torch" and self.task == "binary" and not self.distributed:
             # The torch adapter's one-node backward (the same core math, fewer kernels).
             from anyloss_torch._autograd import soft_loss
@@ -128,11 +177,155 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             counts = sum_over_replicas(counts)
         return scale_for_replicas(self.loss_from_counts(counts, xp=kxp))
 
+    def _running_loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
+        counts = self.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
+        if self.distributed:
+            counts = sum_over_replicas(counts)  # every replica then computes the same state
+        variable = self.running_counts
+        scope = _stateless_scope()
+        if scope is not None and scope.get_current_value(variable) is None and not _in_symbolic_scope():
+            raise RuntimeError(
+                f"{type(self).__name__}(momentum={self.momentum}) keeps its running counts in a Keras variable "
+                "that this training step does not carry: Keras on the JAX backend trains statelessly and "
+                "carries only the model's and its metrics' variables from step to step, so the counts "
+                "would be silently dropped. Pass the loss's state as a metric when compiling: "
+                "model.compile(..., loss=loss_fn, metrics=[loss_fn.running_metric])"
+            )
+        state = ops.convert_to_tensor(variable)
+        loss, new_state = self.running_loss_from_counts(counts, state, stop_gradient=ops.stop_gradient, xp=kxp)
+        if not _in_symbolic_scope():  # Keras's shape-only build pass changes nothing
+            new_state = ops.cast(new_state, variable.dtype)
+            if scope is None and keras.backend.backend() == "jax":
+                import jax
+
+                if isinstance(new_state, jax.core.Tracer):
+                    raise RuntimeError(
+                        f"{type(self).__name__}(momentum=...) cannot update its running counts inside a bare "
+                        "jax.jit / jax.grad: a Keras variable holds them. Train with model.fit, or use the pure "
+                        "anyloss_jax.running_anyloss(logits, labels, state, momentum=...) in JAX code."
+                    )
+            variable.assign(new_state)
+        return scale_for_replicas(loss)
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(self.config_dict())
         config["distributed"] = self.distributed
         return config
+
+
+def _stateless_scope() -> Any:
+    from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+    return get_stateless_scope()
+
+
+def _in_symbolic_scope() -> bool:
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+    return bool(in_symbolic_scope())
+
+
+def _updates_state(y_pred: Any) -> bool:
+    """Whether a call with running counts is a training step (update) or an evaluation (leave alone).
+
+    Keras tells its loss nothing about training, so each backend's own sign is read: an
+    evaluation is a step that takes no gradient.  PyTorch: Keras evaluates under
+    ``torch.no_grad()``.  TensorFlow: a traced ``tf.function`` with no gradient tape
+    recording (Keras's compiled ``evaluate``); eager calls update (a direct call cannot
+    be told from ``run_eagerly=True`` evaluation).  JAX: inside Keras's stateless step,
+    the predictions are being differentiated (``jax.value_and_grad``) or not; eager
+    calls update.
+    """
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return bool(torch.is_grad_enabled())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return True
+        try:
+            from tensorflow.python.eager import record
+        except ImportError:  # pragma: no cover - older TensorFlow: update, as before
+            return True
+        return bool(record.could_possibly_record())
+    if backend == "jax":
+        import jax
+
+        if not isinstance(y_pred, jax.core.Tracer) or _stateless_scope() is None:
+            return True  # eager, or a bare jit (which raises a clear error later)
+        try:
+            from jax._src.interpreters import ad
+        except ImportError:  # pragma: no cover
+            return True
+        return isinstance(y_pred, (ad.JVPTracer, getattr(ad, "LinearizeTracer", ad.JVPTracer)))
+    return True
+
+
+class _Owner:
+    """Holds the metric's loss out of Keras's reach: the saving code walks a loaded model's
+    attributes without a guard against cycles, and loss -> metric -> loss would be one."""
+
+    def __init__(self, loss: AnyLoss) -> None:
+        self.loss = loss
+
+
+@_register
+class RunningCounts(keras.metrics.Metric):
+    """The running counts of an :class:`AnyLoss` built with ``momentum``, as a Keras metric.
+
+    The loss updates the counts; this metric only carries them in Keras's state (the
+    JAX backend's stateless training step carries the model's and the metrics' variables,
+    nothing else) and reports the loss's metric at the running counts, e.g. the running F1.
+    ``update_state`` and ``reset_state`` do nothing: the counts persist across epochs
+    (as BatchNorm's moving statistics do); ``loss.reset_running_counts()`` empties them.
+    Get it from the loss (``loss.running_metric``), do not build it yourself.
+
+    Examples:
+        >>> import anyloss_keras
+        >>> loss_fn = anyloss_keras.F1Loss(momentum=0.1)
+        >>> loss_fn.running_metric.name, tuple(loss_fn.running_counts.shape)
+        ('running_f1', (4,))
+    """
+
+    def __init__(self, loss: AnyLoss, name: str | None = None, dtype: Any = None) -> None:
+        if not isinstance(loss, AnyLoss) or loss.momentum is None:
+            raise TypeError(f"RunningCounts needs an AnyLoss built with momentum=..., got {loss!r}")
+        metric = loss.fixed_metric or loss.metric
+        super().__init__(name=name or (f"running_{metric}" if isinstance(metric, str) else "running_metric"),
+                         dtype="float32")
+        self._owner = _Owner(loss)
+        shape = al_running.running_counts_shape(loss.task, loss.num_classes)
+        # "mean" over replicas: with distributed=True every replica holds the same state.
+        self.counts = self.add_variable(shape=shape, initializer="zeros", dtype="float32", aggregation="mean",
+                                        name="running_counts")
+
+    def update_state(self, *args: Any, **kwargs: Any) -> None:
+        pass  # the loss updates the counts
+
+    def reset_state(self) -> None:
+        pass  # Keras resets metrics every epoch; the running counts persist
+
+    def result(self) -> Any:
+        counts = ops.convert_to_tensor(self.counts)
+        confusion = al.Confusion(*(counts[..., k] for k in range(4)))
+        return 1.0 - self._owner.loss.loss_from_counts(confusion, xp=kxp)
+
+    def get_config(self) -> dict[str, Any]:
+        # The loss, not a copy: inside model.save / load_model (one object-sharing scope)
+        # the loss in compile's config and this one deserialize to the same object.
+        return {"loss": keras.saving.serialize_keras_object(self._owner.loss), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RunningCounts:
+        loss = keras.saving.deserialize_keras_object(config["loss"])
+        metric = loss.running_metric
+        if metric is None:
+            raise ValueError("RunningCounts config holds a loss without momentum")
+        return metric
 
 
 def sum_over_replicas(counts: al.Confusion) -> al.Confusion:

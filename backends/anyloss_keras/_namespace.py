@@ -24,6 +24,7 @@ asarray = ops.convert_to_tensor
 reshape = ops.reshape
 sum = ops.sum  # noqa: A001
 where = ops.where
+stack = ops.stack  # the running counts' update stacks the four counts
 sqrt = ops.sqrt
 exp = ops.exp
 abs = ops.abs  # noqa: A001

@@ -50,8 +50,9 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
             required for multi-class / multi-label) becomes ``(1 - m) * running + m *
             batch`` at every call in training mode, and the loss is ``1 - metric`` at the
             running counts, with the gradient of the batch's counts weighted by the
-            metric's slope there.  ``m = 1`` is the plain loss.  In ``eval()`` mode the
-            loss is the batch's and the buffer is left alone; ``reset_running_counts()``
+            metric's slope there.  ``m = 1`` is the plain loss.  In ``eval()`` mode and
+            under ``torch.no_grad()`` (a validation pass) the loss is the batch's and the
+            buffer is left alone; ``reset_running_counts()``
             empties it; it is in ``state_dict`` and, with ``distributed=True``, the same
             on every rank (the counts are summed first).  See the training how-to.
         reduction: only ``"mean"`` (a no-op, accepted for code written for torch's
@@ -132,7 +133,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         target, weight = as_tensors_like(input, target, weight)
-        if self.momentum is not None and self.training:
+        if self.momentum is not None and self.training and torch.is_grad_enabled():
             return self._running_loss(input, target, weight)
         return soft_loss(
             input,
