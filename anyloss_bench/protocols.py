@@ -1,7 +1,8 @@
 """Training protocols of ``anyloss suite`` and ``anyloss reproduce`` (``--protocol``).
 
 ``paper``: the single-layer perceptron exactly as the authors' code trains it
-(doheonhan/anyloss, notebooks 4-10 / 4-30 "Single Perceptron ... Datasets"): float64,
+(doheonhan/anyloss, notebooks 4-10 / 4-30 "Single Perceptron ... Datasets"; the AnyLoss
+losses with ``rescue=0``, the paper's gradient, also under ``paper-code``): float64,
 a bias initialised at zero with the weights, full-batch plain gradient descent
 ``theta <- theta - lr * grad``, 1,000 iterations, a fresh start for every loss and
 fold.  "MSE" is the delta rule: a *linear* output ``z`` fitted by mean squared error
@@ -90,8 +91,10 @@ def paper_slp_loss(loss: str) -> Any:
     if loss == "bce":
         return lambda z, y, m: mean(optax.sigmoid_binary_cross_entropy(z, y), m)
     spec = _anyloss_spec(loss)
+    # rescue=0: the paper's gradient, as the authors' code (the library's default rescue gradient moved
+    # 0.4% of this protocol's validation predictions on 10 KEEL sets: docs/howto/training.md).
     return lambda z, y, m: anyloss_jax.anyloss(z, y, spec[0], sample_weight=m, validate=False,
-                                               approximation=spec[1], **dict(spec[2]))
+                                               approximation=spec[1], rescue=0.0, **dict(spec[2]))
 
 
 def _anyloss_spec(loss: str) -> tuple[str, str, tuple]:
@@ -235,7 +238,7 @@ def paper_code_loss(loss: str) -> Any:
         fn = al.get_metric(metric)
         return lambda z, y, m, n: 1.0 - fn(notebook_confusion(z, y, m, n, approximation=approximation), jnp)
     return lambda z, y, m, n: anyloss_jax.anyloss(z, y, metric, sample_weight=m, validate=False,
-                                                  approximation=approximation, **dict(params))
+                                                  approximation=approximation, rescue=0.0, **dict(params))
 
 
 def paper_code_fit(loss: str, *, epochs: int, lr: float, batch_size: int, n: int) -> Any:

@@ -14,6 +14,7 @@ from ._confusion import check_scale, soft_confusion
 from ._losses import confusion_loss
 from ._metrics import Confusion, Metric, get_metric
 from ._multiclass import check_multiclass_approximation, check_task
+from ._rescue import DEFAULT_RESCUE, check_rescue, rescue_for
 from ._running import check_momentum, running_confusion_loss, running_counts_shape
 from ._types import Array, Namespace
 
@@ -40,6 +41,7 @@ class LossConfigMixin:
         num_classes: int | None = None,
         ignore_index: int | None = None,
         momentum: float | None = None,
+        rescue: float = DEFAULT_RESCUE,
     ) -> None:
         if not isinstance(from_logits, bool):
             raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
@@ -66,6 +68,7 @@ class LossConfigMixin:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         self.task, self.average, self.num_classes, self.ignore_index = task, average, num_classes, ignore_index
         self.momentum = check_momentum(momentum)
+        self.rescue = check_rescue(rescue)
         if self.momentum is not None:
             running_counts_shape(task, num_classes)  # per-class state needs num_classes: say so now
 
@@ -86,6 +89,8 @@ class LossConfigMixin:
                           ignore_index=self.ignore_index)
         if self.momentum is not None:  # configurations without running counts stay as they were
             config["momentum"] = self.momentum
+        if self.rescue != DEFAULT_RESCUE:
+            config["rescue"] = self.rescue
         return config
 
     def config_repr(self) -> str:
@@ -126,3 +131,11 @@ class LossConfigMixin:
                                           average=self.average, **self.metric_params)
         return running_confusion_loss(counts, state, self._metric_fn, momentum=self.momentum,
                                       stop_gradient=stop_gradient, xp=xp)
+
+    def rescue_gradient(self, y_true: Array, y_pred: Array, sample_weight: Array | None = None, *,
+                        xp: Namespace | None = None) -> Array:
+        """The rescue term to add to a binary loss (0 in value; see :mod:`anyloss_core._rescue`)."""
+        if self.task != "binary":
+            return 0.0
+        return rescue_for(y_true, y_pred, sample_weight, rescue=self.rescue, from_logits=self.from_logits,
+                          scale=self.scale, approximation=self.approximation, xp=xp)

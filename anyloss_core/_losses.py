@@ -10,6 +10,7 @@ from ._confusion import confusion, soft_confusion
 from ._metrics import Confusion, Metric, check_metric_value, get_metric
 from ._multiclass import average_metric, check_task, class_confusion
 from ._namespace import get_namespace
+from ._rescue import DEFAULT_RESCUE, check_rescue, rescue_for
 from ._scale import DEFAULT_SCALE
 from ._types import Array, Namespace
 
@@ -64,6 +65,7 @@ def anyloss(
     average: str = "macro",
     num_classes: int | None = None,
     ignore_index: int | None = None,
+    rescue: float = DEFAULT_RESCUE,
     **metric_params: Any,
 ) -> Array:
     r"""AnyLoss (eq. 5 of the paper): one minus a metric of the soft confusion matrix.
@@ -108,6 +110,11 @@ def anyloss(
             "none" (one loss per class).
         num_classes: checked against ``y_pred``'s second axis when given.
         ignore_index: a class id whose rows do not count (multi-class ids only).
+        rescue: weight of the rescue gradient (binary task): samples on the wrong side
+            of the threshold also get ``rescue`` times the gradient of binary
+            cross-entropy, the loss's value unchanged, so confidently wrong samples,
+            whose AnyLoss gradient vanishes, are still corrected (see
+            :mod:`anyloss_core._rescue`).  0 is the paper's gradient exactly.
         **metric_params: keyword parameters of the metric.
 
     Returns:
@@ -126,6 +133,7 @@ def anyloss(
     """
     metric_fn = get_metric(metric, **metric_params)  # resolve first: a bad name fails before any work
     check_task(task, average)
+    rescue = check_rescue(rescue)
     counts = soft_confusion(
         y_true,
         y_pred,
@@ -144,7 +152,8 @@ def anyloss(
     xp = get_namespace(counts.tp, xp=xp)
     value = metric_fn(counts, xp)
     check_metric_value(metric, metric_fn, value, xp)  # named as given (confusion_loss sees the function)
-    return 1.0 - value
+    return 1.0 - value + rescue_for(y_true, y_pred, sample_weight, rescue=rescue, from_logits=from_logits,
+                                    scale=scale, approximation=approximation, xp=xp)
 
 
 def with_metric(loss_fn: Any, metric: str, *, doc: str | None = None, **defaults: Any) -> Any:

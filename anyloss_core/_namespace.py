@@ -202,19 +202,24 @@ def values_available(x: Array, xp: Namespace) -> bool:
     any torch.func transform, a symbolic Keras tensor) and on accelerators, where reading a value back would
     force a host-device synchronisation in every training step.
     """
-    hook = getattr(xp, "values_available", None)
-    if hook is not None:
-        return bool(hook(x))
-    if _is_torch_tensor(x):  # first: array-api-compat's type checks are lru_cache'd (see get_namespace)
+    if _is_torch_tensor(x):
+        # Before the namespace's hook: every call of a torch loss passes here, and a
+        # missing attribute of array_api_compat.torch costs a microsecond (its module
+        # __getattr__ falls back to torch); the Keras shim's hook gives the same answer
+        # for a torch tensor.  And before array-api-compat's type checks, which are
+        # lru_cache'd (see get_namespace).
         torch = sys.modules["torch"]
         if torch.compiler.is_compiling():
             return False
-        if x.device.type != "cpu":
+        if not x.is_cpu:  # = device.type == "cpu", at a third of the cost
             return False
         functorch = getattr(torch._C, "_functorch", None)
         if functorch is not None and functorch.is_functorch_wrapped_tensor(x):
             return False
         return True
+    hook = getattr(xp, "values_available", None)
+    if hook is not None:
+        return bool(hook(x))
     if array_api_compat.is_jax_array(x):
         # array-api-compat calls every JAX array lazy; only tracers are.
         jax = sys.modules["jax"]
@@ -229,3 +234,26 @@ def values_available(x: Array, xp: Namespace) -> bool:
 def finfo_tiny(dtype: Any, xp: Namespace) -> float:
     """Smallest positive normal number of a floating dtype."""
     return float(xp.finfo(dtype).smallest_normal)
+
+
+def stop_gradient(x: Array, xp: Namespace) -> Array:
+    """``x`` as a constant for autodiff: the framework's own stop-gradient, or ``x`` where nothing differentiates.
+
+    torch ``Tensor.detach``, ``jax.lax.stop_gradient``, or a namespace's ``stop_gradient``
+    (the Keras shim's ``keras.ops.stop_gradient``); NumPy and array-api-strict have no
+    autodiff, so there ``x`` is already a constant.
+    """
+    native = getattr(xp, "stop_gradient", None)
+    if native is not None:
+        return native(x)
+    framework = _framework_module(xp)
+    if framework is not None and framework.__name__ == "torch":
+        return x.detach()
+    if framework is not None and framework.__name__ == "jax":
+        return framework.lax.stop_gradient(x)
+    return x
+
+
+def differentiable(xp: Namespace) -> bool:
+    """Whether arrays of ``xp`` can carry gradients (torch, JAX, the Keras shim), so gradient-only terms matter."""
+    return getattr(xp, "stop_gradient", None) is not None or _framework_module(xp) is not None

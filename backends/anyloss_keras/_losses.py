@@ -9,6 +9,7 @@ from keras import ops
 
 import anyloss_core as al
 import anyloss_core._running as al_running
+from anyloss_core._rescue import DEFAULT_RESCUE
 from anyloss_core._scale import DEFAULT_SCALE
 
 from . import _checks
@@ -69,6 +70,10 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             and ``fit`` logs the metric at the running counts (``running_f1``...).  The
             state is saved with the model (``model.save``); ``reset_running_counts()``
             empties it.
+        rescue: the weight of the rescue gradient (0.1): samples on the wrong side of the
+            threshold also get ``rescue`` times binary cross-entropy's gradient, the loss's
+            value unchanged, so confidently wrong samples (whose AnyLoss gradient vanishes)
+            are still corrected; 0 is the paper's gradient exactly.  Binary task only.
         **metric_params: the metric's parameters, e.g. ``beta=2.0``.
 
     Examples:
@@ -102,6 +107,7 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         num_classes: int | None = None,
         ignore_index: int | None = None,
         momentum: float | None = None,
+        rescue: float = DEFAULT_RESCUE,
         **metric_params: Any,
     ) -> None:
         metric = self.fixed_metric or metric
@@ -119,6 +125,7 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             num_classes=num_classes,
             ignore_index=ignore_index,
             momentum=momentum,
+            rescue=rescue,
         )
         if not isinstance(distributed, bool):
             raise TypeError(f"distributed must be True or False, got {distributed!r}")
@@ -164,6 +171,14 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
     def _loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         if self.validate and not self.from_logits:
             y_pred = _checks.check_probabilities(ops.convert_to_tensor(y_pred), self)
+        # A term of value 0 whose gradient revives confidently wrong samples (anyloss_core._rescue),
+        # binary task; it also watches for stuck batches.
+        rescue = self.rescue_gradient(y_true, y_pred, sample_weight, xp=kxp)
+        if isinstance(rescue, float):
+            return self._metric_loss(y_true, y_pred, sample_weight)
+        return self._metric_loss(y_true, y_pred, sample_weight) + scale_for_replicas(rescue)
+
+    def _metric_loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         if self.momentum is not None and _updates_state(y_pred):
             return self._running_loss(y_true, y_pred, sample_weight)
         if keras.backend.backend() == "torch" and self.task == "binary" and not self.distributed:

@@ -25,6 +25,7 @@ reshape = ops.reshape
 sum = ops.sum  # noqa: A001
 where = ops.where
 stack = ops.stack  # the running counts' update stacks the four counts
+stop_gradient = ops.stop_gradient  # gradient-only terms (the rescue, the running counts)
 sqrt = ops.sqrt
 exp = ops.exp
 abs = ops.abs  # noqa: A001
@@ -36,6 +37,8 @@ all = ops.all  # noqa: A001
 any = ops.any  # noqa: A001
 ones = ops.ones
 ones_like = ops.ones_like
+zeros_like = ops.zeros_like
+isfinite = ops.isfinite
 log = ops.log
 
 

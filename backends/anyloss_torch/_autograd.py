@@ -30,10 +30,11 @@ import torch
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 import anyloss_core as al
+from anyloss_core._rescue import prepared_for_rescue, rescue_slope, rescue_term
 
-from ._distributed import all_reduce_counts
+from ._distributed import all_reduce_counts, mean_weight_over_ranks
 
-__all__ = ["global_counts", "soft_counts", "soft_loss"]
+__all__ = ["global_counts", "rescue_loss_term", "soft_counts", "soft_loss"]
 
 
 class _SoftCounts(torch.autograd.Function):
@@ -52,21 +53,25 @@ class _SoftCounts(torch.autograd.Function):
 
 
 class _LossFromCounts(torch.autograd.Function):
-    """``1 - metric`` as a 0-d tensor; backward = pullback of ``-grad * d metric / d counts``."""
+    """``1 - metric`` as a 0-d tensor; backward = pullback of ``-grad * d metric / d counts``, plus
+    ``grad * rescue_slope`` (the rescue gradient of :mod:`anyloss_core._rescue`, a constant) when given."""
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, loss: torch.Tensor, metric_grad: al.Confusion, pullback: Any) -> Any:
-        ctx.pullback, ctx.metric_grad = pullback, metric_grad
+    def forward(ctx: Any, input: torch.Tensor, loss: torch.Tensor, metric_grad: al.Confusion, pullback: Any,
+                rescue_slope: Any = None) -> Any:
+        ctx.pullback, ctx.metric_grad, ctx.rescue_slope = pullback, metric_grad, rescue_slope
         ctx.input_shape, ctx.input_dtype = input.shape, input.dtype
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
-        upstream = -float(grad)  # a CPU scalar: this path only runs on a CPU
-        grad_counts = al.Confusion(*(upstream * g for g in ctx.metric_grad))
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None, None]:
+        upstream = float(grad)  # a CPU scalar: this path only runs on a CPU
+        grad_counts = al.Confusion(*(-upstream * g for g in ctx.metric_grad))
         grad_input = ctx.pullback(grad_counts)
-        return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None, None
+        if ctx.rescue_slope is not None:
+            grad_input.add_(ctx.rescue_slope, alpha=upstream)  # the pullback's result is a fresh tensor
+        return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None, None, None
 
 
 def _analytic_applies(input: torch.Tensor, weight: Any, approximation: Any) -> bool:
@@ -144,15 +149,55 @@ def global_counts(input: torch.Tensor, target: Any, weight: Any, *, distributed:
 
 def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, distributed: bool = False,
               process_group: Any = None, task: str = "binary", average: str = "macro", num_classes: Any = None,
-              ignore_index: Any = None, metric_params: Any = None, **options: Any) -> torch.Tensor:
+              ignore_index: Any = None, metric_params: Any = None, rescue: float = 0.0,
+              **options: Any) -> torch.Tensor:
     """``1 - metric(soft counts)``, with as few autograd nodes as the case allows.
 
     ``metric`` is a resolved metric function (binary) or the metric as given with
     ``metric_params`` (multi-class / multi-label, where the core averages per-class
     metrics); ``options`` are those of :func:`anyloss_core.soft_confusion`.  With
     ``distributed=True`` the counts are summed over ``process_group`` first (see
-    ``all_reduce_counts``).
+    ``all_reduce_counts``).  ``rescue`` adds the core's rescue gradient (binary task;
+    :mod:`anyloss_core._rescue`), a term of value 0 of this process's samples.
     """
+    rescue_inputs = None
+    if task == "binary":
+        rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
+                                            scale=options["scale"], approximation=options["approximation"])
+    loss = _metric_loss(input, target, weight, metric, distributed=distributed, process_group=process_group,
+                        task=task, average=average, num_classes=num_classes, ignore_index=ignore_index,
+                        metric_params=metric_params, rescue_inputs=rescue_inputs, rescue=rescue, **options)
+    if isinstance(loss, tuple):  # the one-node path took the rescue into its backward
+        return loss[0]
+    if rescue_inputs is None:
+        return loss
+    return loss + _rescue_term(rescue_inputs, rescue=rescue, from_logits=options["from_logits"],
+                               distributed=distributed, process_group=process_group)
+
+
+def _rescue_term(rescue_inputs: Any, *, rescue: float, from_logits: bool, distributed: bool,
+                 process_group: Any) -> Any:
+    y, z, w, xp = rescue_inputs
+    total = mean_weight_over_ranks(z, w, process_group) if distributed else None
+    return rescue_term(y, z, w, rescue=rescue, from_logits=from_logits, xp=xp, total=total)
+
+
+def rescue_loss_term(input: torch.Tensor, target: Any, weight: Any, *, rescue: float, distributed: bool = False,
+                     process_group: Any = None, from_logits: bool, scale: float, approximation: Any) -> Any:
+    """The rescue term of a binary loss (0 in value; :mod:`anyloss_core._rescue`), normalised by the
+    global batch's weight when ``distributed``; ``0.0`` when it does not apply."""
+    prepared = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=from_logits, scale=scale,
+                                   approximation=approximation)
+    if prepared is None:
+        return 0.0
+    return _rescue_term(prepared, rescue=rescue, from_logits=from_logits, distributed=distributed,
+                        process_group=process_group)
+
+
+def _metric_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, distributed: bool,
+                 process_group: Any, task: str, average: str, num_classes: Any, ignore_index: Any,
+                 metric_params: Any, rescue_inputs: Any = None, rescue: float = 0.0,
+                 **options: Any) -> Any:
     one_node = not distributed and input.device.type == "cpu" and task == "binary"
     if one_node and _analytic_applies(input, weight, options["approximation"]):
         counts, pullback = _counts_and_pullback(input, target, weight, options)
@@ -161,7 +206,12 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
         if result is not None:
             value, metric_grad = result
             loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
-            return _LossFromCounts.apply(input, loss, metric_grad, pullback)
+            slope = None
+            if rescue_inputs is not None:
+                y, z, w, xp = rescue_inputs
+                with torch.no_grad():
+                    slope = rescue_slope(y, z, w, rescue=rescue, from_logits=options["from_logits"], xp=xp)
+            return (_LossFromCounts.apply(input, loss, metric_grad, pullback, slope),)
         counts = al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
     else:
         counts = global_counts(input, target, weight, distributed=distributed, process_group=process_group,

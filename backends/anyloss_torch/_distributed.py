@@ -8,7 +8,7 @@ import torch
 
 import anyloss_core as al
 
-__all__ = ["all_reduce_counts"]
+__all__ = ["all_reduce_counts", "mean_weight_over_ranks"]
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -61,3 +61,20 @@ def all_reduce_counts(counts: al.Confusion, process_group: Any = None) -> al.Con
     group = process_group if process_group is not None else dist.group.WORLD
     summed = _AllReduceSum.apply(stacked, group)
     return al.Confusion(*summed.unbind(0))
+
+
+def mean_weight_over_ranks(z: torch.Tensor, weight: Any, process_group: Any = None) -> torch.Tensor:
+    """The batch's total sample weight averaged over the ranks (no gradient): the rescue term's normaliser.
+
+    DistributedDataParallel averages the ranks' gradients, so a per-sample term that each
+    rank normalises by ``global total / world_size`` gives exactly the single-process
+    gradient of the global batch, also when the shards differ in size.
+    """
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        total = (torch.sum(weight) if weight is not None else torch.tensor(float(z.numel()))).to(z.dtype)
+        total = total.reshape(1).to(z.device).clone()
+        group = process_group if process_group is not None else dist.group.WORLD
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+        return total[0] / dist.get_world_size(group)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 import anyloss_core as al
+from anyloss_core._rescue import DEFAULT_RESCUE, check_rescue
 from anyloss_core._scale import DEFAULT_SCALE
 
 from ._autograd import soft_loss
@@ -104,6 +105,7 @@ def anyloss(
     average: str = "macro",
     num_classes: int | None = None,
     ignore_index: int | None = None,
+    rescue: float = DEFAULT_RESCUE,
     reduction: str = "mean",
     pos_weight: None = None,
     **metric_params: Any,
@@ -132,6 +134,11 @@ def anyloss(
     ``weight = 1 + (pos_weight - 1) * target``.  ``input`` must be a tensor;
     ``target`` and ``weight`` may also be NumPy arrays or lists.
 
+    ``rescue`` (0.1) gives samples on the wrong side of the threshold a small
+    binary-cross-entropy gradient without changing the loss's value, so a network
+    whose logits start large still trains; ``rescue=0`` is the paper's gradient
+    exactly (see :mod:`anyloss_core._rescue`).
+
     Value checks (labels in {0, 1}) run only for CPU tensors outside
     ``torch.compile`` / ``vmap``: on an accelerator they would cost a host sync.
 
@@ -144,6 +151,7 @@ def anyloss(
         (0.18, True)
     """
     check_torch_options(task=task, ignore_index=ignore_index, reduction=reduction, pos_weight=pos_weight)
+    rescue = check_rescue(rescue)
     target, weight = as_tensors_like(input, target, weight)
     return soft_loss(
         input,
@@ -157,6 +165,7 @@ def anyloss(
         num_classes=num_classes,
         ignore_index=ignore_index,
         metric_params=metric_params,
+        rescue=rescue,
         from_logits=from_logits,
         scale=scale,
         approximation=approximation,

@@ -10,9 +10,10 @@ from torch import nn
 
 import anyloss_core as al
 import anyloss_core._running as al_running
+from anyloss_core._rescue import DEFAULT_RESCUE
 from anyloss_core._scale import DEFAULT_SCALE
 
-from ._autograd import global_counts, soft_loss
+from ._autograd import global_counts, rescue_loss_term, soft_loss
 from ._functional import as_tensors_like, check_torch_options
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
@@ -55,6 +56,10 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
             buffer is left alone; ``reset_running_counts()``
             empties it; it is in ``state_dict`` and, with ``distributed=True``, the same
             on every rank (the counts are summed first).  See the training how-to.
+        rescue: the weight of the rescue gradient (0.1): samples on the wrong side of the
+            threshold also get ``rescue`` times binary cross-entropy's gradient, the loss's
+            value unchanged, so confidently wrong samples (whose AnyLoss gradient vanishes)
+            are still corrected; 0 is the paper's gradient exactly.  Binary task only.
         reduction: only ``"mean"`` (a no-op, accepted for code written for torch's
             losses): the loss is one statistic of the whole batch, not a mean of
             per-sample losses, so ``"none"`` and ``"sum"`` raise ``ValueError``.
@@ -91,6 +96,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         num_classes: int | None = None,
         ignore_index: int | None = None,
         momentum: float | None = None,
+        rescue: float = DEFAULT_RESCUE,
         reduction: str = "mean",
         weight: None = None,
         pos_weight: None = None,
@@ -111,6 +117,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
             validate=validate,
             metric_params=metric_params,
             momentum=momentum,
+            rescue=rescue,
         )
         self.distributed = bool(distributed)
         self.process_group = process_group
@@ -147,6 +154,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
             num_classes=self.num_classes,
             ignore_index=self.ignore_index,
             metric_params=self.metric_params,
+            rescue=self.rescue,
             from_logits=self.from_logits,
             scale=self.scale,
             approximation=self.approximation,
@@ -162,7 +170,11 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         loss, state = self.running_loss_from_counts(counts, self.running_counts, stop_gradient=torch.Tensor.detach)
         with torch.no_grad():
             self.running_counts.copy_(state)
-        return loss
+        if self.task != "binary":
+            return loss
+        return loss + rescue_loss_term(input, target, weight, rescue=self.rescue, distributed=self.distributed,
+                                       process_group=self.process_group, from_logits=self.from_logits,
+                                       scale=self.scale, approximation=self.approximation)
 
     def extra_repr(self) -> str:
         text = self.config_repr()
@@ -177,7 +189,7 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         config = dict(state["config"])
         metric = config.pop("metric", self.fixed_metric)
         known = ("from_logits", "scale", "approximation", "validate", "task", "average", "num_classes",
-                 "ignore_index", "momentum")
+                 "ignore_index", "momentum", "rescue")
         kwargs = {k: config.pop(k) for k in known if k in config}
         self._init_config(metric, metric_params=config, **kwargs)
         self.distributed = bool(state.get("distributed", False))
@@ -218,6 +230,7 @@ class _FixedMetricLoss(AnyLoss):
         num_classes: int | None = None,
         ignore_index: int | None = None,
         momentum: float | None = None,
+        rescue: float = DEFAULT_RESCUE,
         reduction: str = "mean",
         weight: None = None,
         pos_weight: None = None,
@@ -235,6 +248,7 @@ class _FixedMetricLoss(AnyLoss):
             num_classes=num_classes,
             ignore_index=ignore_index,
             momentum=momentum,
+            rescue=rescue,
             reduction=reduction,
             weight=weight,
             pos_weight=pos_weight,
@@ -276,6 +290,7 @@ class FBetaLoss(AnyLoss):
         num_classes: int | None = None,
         ignore_index: int | None = None,
         momentum: float | None = None,
+        rescue: float = DEFAULT_RESCUE,
         reduction: str = "mean",
         weight: None = None,
         pos_weight: None = None,
@@ -294,6 +309,7 @@ class FBetaLoss(AnyLoss):
             num_classes=num_classes,
             ignore_index=ignore_index,
             momentum=momentum,
+            rescue=rescue,
             reduction=reduction,
             weight=weight,
             pos_weight=pos_weight,

@@ -1,0 +1,293 @@
+"""The rescue gradient (``rescue=``): the value is the paper's loss, the gradient adds binary cross-entropy's
+on misclassified samples only (a float64 NumPy reference written here), a network with unstandardised inputs
+trains, and a stuck batch warns once.  Runs on every backend of the session."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import requires
+
+import anyloss_core as al
+import anyloss_core._rescue as rescue_module
+
+L = 73.0
+LAMBDA = 0.1
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stuck_check():
+    rescue_module._stuck.update(calls=0, warned=False)
+    yield
+    rescue_module._stuck.update(calls=0, warned=False)
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def reference_gradient(y, pred, w, from_logits, rescue):
+    """d(1 - F1)/d pred of the paper (appendix formula) plus rescue * dBCE/dpred * w / sum(w) where misclassified."""
+    p = _sigmoid(pred) if from_logits else pred
+    a = _sigmoid(L * (p - 0.5))
+    tp, pos, s = (w * y * a).sum(), (w * y).sum(), (w * a).sum()
+    d_f1_d_a = w * (2 * y * (pos + s) - 2 * tp) / (pos + s) ** 2
+    d_a = L * a * (1 - a) * (p * (1 - p) if from_logits else 1.0)
+    paper = -d_f1_d_a * d_a
+    wrong = np.where(y == 1, p < 0.5, p > 0.5)
+    d_bce = (p - y) if from_logits else (p - y) / np.maximum(p * (1 - p), 1e-7)
+    return paper + rescue * np.where(wrong, d_bce, 0.0) * w / w.sum()
+
+
+def _batch(from_logits):
+    rng = np.random.default_rng(3)
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 1, 0, 0], dtype=np.float64)
+    # Two confidently wrong samples (a positive at -6, a negative at +5), the rest near the threshold.
+    z = np.concatenate([[-6.0, 5.0], rng.normal(0, 0.2, 8)])[[0, 2, 3, 1, 4, 5, 6, 7, 8, 9]]
+    w = np.linspace(0.5, 1.5, 10)
+    return y, (z if from_logits else _sigmoid(z)), w
+
+
+def _torch_value_and_grad(y, pred, w, from_logits, rescue):
+    import torch
+
+    import anyloss_torch
+
+    x = torch.tensor(pred, requires_grad=True)
+    loss = anyloss_torch.f1_loss(x, torch.tensor(y), weight=torch.tensor(w), from_logits=from_logits, rescue=rescue)
+    loss.backward()
+    return loss.item(), x.grad.numpy()
+
+
+def _jax_value_and_grad(y, pred, w, from_logits, rescue):
+    import jax
+
+    import anyloss_jax
+
+    with jax.enable_x64(True):
+        value, grad = jax.value_and_grad(lambda x: anyloss_jax.f1_loss(x, y, sample_weight=w, from_logits=from_logits,
+                                                                       rescue=rescue))(np.asarray(pred))
+        return float(value), np.asarray(grad)
+
+
+def _keras_value_and_grad(y, pred, w, from_logits, rescue):
+    import keras
+
+    import anyloss_keras
+
+    loss_fn = anyloss_keras.F1Loss(from_logits=from_logits, rescue=rescue, dtype="float64")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        value, grad = jax.value_and_grad(lambda x: loss_fn(y, x, sample_weight=w))(
+            keras.ops.convert_to_tensor(pred, "float64"))
+        return float(value), np.asarray(grad)
+    if backend == "torch":
+        import torch
+
+        x = torch.tensor(pred, requires_grad=True)
+        value = loss_fn(y, x, sample_weight=w)
+        value.backward()
+        return value.item(), x.grad.numpy()
+    import tensorflow as tf
+
+    x = tf.Variable(pred)
+    with tf.GradientTape() as tape:
+        value = loss_fn(y, x, sample_weight=w)
+    return float(value), tape.gradient(value, x).numpy()
+
+
+ADAPTERS = [
+    pytest.param(_torch_value_and_grad, marks=requires("torch"), id="torch"),
+    pytest.param(_jax_value_and_grad, marks=requires("jax"), id="jax"),
+    pytest.param(_keras_value_and_grad, marks=requires("keras"), id="keras"),
+]
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probabilities"])
+def test_value_is_the_paper_loss_and_gradient_adds_bce_on_misclassified_samples(adapter, from_logits):
+    y, pred, w = _batch(from_logits)
+    value, grad = adapter(y, pred, w, from_logits, LAMBDA)
+    plain_value, plain_grad = adapter(y, pred, w, from_logits, 0.0)
+    assert value == plain_value  # the added term is exactly 0
+    np.testing.assert_allclose(plain_grad, reference_gradient(y, pred, w, from_logits, 0.0), rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(grad, reference_gradient(y, pred, w, from_logits, LAMBDA), rtol=1e-7, atol=1e-12)
+    wrong = np.abs(reference_gradient(y, pred, w, from_logits, LAMBDA) - plain_grad) > 0
+    assert wrong[:2].all() and wrong.sum() >= 2  # the two confidently wrong samples get the BCE gradient
+
+
+def test_numpy_has_nothing_to_differentiate_and_bad_rescue_values_are_named():
+    y, p, _ = _batch(False)
+    assert float(al.f1_loss(y, p)) == float(al.f1_loss(y, p, rescue=0.0))
+    with pytest.raises(ValueError, match="rescue must be finite and >= 0"):
+        al.f1_loss(y, p, rescue=-0.1)
+    with pytest.raises(ValueError, match="rescue must be finite"):
+        al.f1_loss(y, p, rescue=float("nan"))
+    with pytest.raises(TypeError, match="rescue must be a number"):
+        al.f1_loss(y, p, rescue="0.1")
+
+
+# --- the scenario of the training issue: unstandardised breast-cancer features -----------------------------
+
+
+def _breast_cancer():
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, target = datasets.load_breast_cancer(return_X_y=True)
+    return X.astype(np.float32), (target == 0).astype(np.float32)  # malignant (212 of 569) is positive
+
+
+def _train_f1(y, z):
+    from sklearn.metrics import f1_score
+
+    return f1_score(y, np.asarray(z) > 0)
+
+
+def _torch_mlp_f1(loss_fn, seed):
+    import torch
+
+    X, y = _breast_cancer()
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss_fn(net(Xt).squeeze(1), yt).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return _train_f1(y, net(Xt).squeeze(1).numpy())
+
+
+@requires("torch")
+def test_torch_mlp_on_unstandardised_features_trains():
+    import anyloss_torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the stuck warning of the rescue=0 run
+        f1 = [_torch_mlp_f1(anyloss_torch.F1Loss(), seed) for seed in range(3)]
+        stuck = _torch_mlp_f1(anyloss_torch.F1Loss(rescue=0.0), 0)
+    assert np.mean(f1) >= 0.85 and min(f1) >= 0.8, f1
+    assert stuck < 0.1  # without the rescue the same network does not train at all
+
+
+@requires("jax")
+def test_jax_mlp_on_unstandardised_features_trains():
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import anyloss_jax
+
+    X, y = _breast_cancer()
+
+    def run(loss, seed):
+        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+        b1, b2 = 1 / np.sqrt(30), 1 / np.sqrt(32)  # torch.nn.Linear's initialisation
+        params = {"w1": jax.random.uniform(k1, (30, 32), minval=-b1, maxval=b1), "b1": jnp.zeros(32),
+                  "w2": jax.random.uniform(k2, (32,), minval=-b2, maxval=b2), "b2": jnp.zeros(())}
+
+        def forward(p):
+            return jax.nn.relu(X @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+
+        optimizer = optax.adam(1e-3)
+
+        @jax.jit
+        def step(p, s):
+            grads = jax.grad(lambda p: loss(forward(p), y))(p)
+            updates, s = optimizer.update(grads, s)
+            return optax.apply_updates(p, updates), s
+
+        state = optimizer.init(params)
+        for _ in range(300):
+            params, state = step(params, state)
+        return _train_f1(y, forward(params))
+
+    f1 = [run(anyloss_jax.f1_loss, seed) for seed in range(3)]
+    assert np.mean(f1) >= 0.85 and min(f1) >= 0.8, f1
+    assert run(lambda z, t: anyloss_jax.f1_loss(z, t, rescue=0.0), 0) < 0.1
+
+
+@requires("keras")
+def test_keras_mlp_with_logits_on_unstandardised_features_trains():
+    import keras
+
+    import anyloss_keras
+
+    X, y = _breast_cancer()
+
+    def run(loss, seed):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        model.fit(X, y, batch_size=len(X), epochs=300, verbose=0)
+        return _train_f1(y, model.predict(X, verbose=0)[:, 0])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        f1 = [run(anyloss_keras.F1Loss(from_logits=True), seed) for seed in range(3)]
+    assert np.mean(f1) >= 0.85 and min(f1) >= 0.8, f1
+
+
+# --- the stuck-batch warning ----------------------------------------------------------------------------------
+
+
+def _stuck_batch():
+    y = np.array([1.0, 1.0, 0.0, 0.0] * 25)
+    z = np.where(y == 1, -40.0, 40.0)  # every sample confidently wrong
+    return y, z
+
+
+@requires("torch")
+def test_torch_stuck_batch_warns_once_with_the_remedy():
+    import torch
+
+    import anyloss_torch
+
+    y, z = _stuck_batch()
+    x = torch.tensor(z, requires_grad=True)
+    with pytest.warns(UserWarning, match=r"gradient vanishes for nearly every sample.*100 of 100.*Standardise"):
+        anyloss_torch.f1_loss(x, torch.tensor(y), rescue=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        anyloss_torch.f1_loss(x, torch.tensor(y), rescue=0.0)  # once per process
+
+
+@requires("torch")
+def test_torch_no_warning_with_the_rescue_on_logits_or_a_healthy_batch():
+    import torch
+
+    import anyloss_torch
+
+    y, z = _stuck_batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = anyloss_torch.F1Loss()(torch.tensor(z, requires_grad=True), torch.tensor(y))  # the rescue reaches it
+        anyloss_torch.f1_loss(torch.tensor(z * 0.001, requires_grad=True), torch.tensor(y), rescue=0.0)
+    assert loss.item() == pytest.approx(1.0)
+
+
+@requires("jax")
+def test_jax_stuck_batch_warns_eagerly_and_never_under_jit():
+    import jax
+
+    import anyloss_jax
+
+    y, z = _stuck_batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jax.jit(lambda z: anyloss_jax.f1_loss(z, y, rescue=0.0))(z)  # traced: nothing to read
+    with pytest.warns(UserWarning, match="gradient vanishes"):
+        anyloss_jax.f1_loss(z, y, rescue=0.0)
+
+
+@requires("keras")
+def test_keras_probabilities_from_a_flat_sigmoid_warn_even_with_the_rescue():
+    import anyloss_keras
+
+    y, z = _stuck_batch()
+    with pytest.warns(UserWarning, match="pass logits"):
+        anyloss_keras.F1Loss()(y, _sigmoid(z).astype(np.float32))
