@@ -17,8 +17,8 @@ gradient of binary cross-entropy, without changing the loss's value:
 
 where :math:`\mathrm{sg}` stops the gradient, so the added term is exactly 0 and its
 gradient is :math:`\lambda g_i`: :math:`\lambda (\sigma(z_i) - y_i) w_i / \sum_j w_j` for
-logits, :math:`\lambda (p_i - y_i) / (p_i (1 - p_i))\, w_i / \sum_j w_j` for probabilities
-(which the user's own sigmoid turns back into :math:`\lambda (p_i - y_i)`).  A sample is
+logits, :math:`\lambda (p_i - y_i) / \max(p_i (1 - p_i), 10^{-3})\, w_i / \sum_j w_j` for
+probabilities (which the user's own sigmoid turns back into :math:`\lambda (p_i - y_i)` where it is not flat).  A sample is
 wrong when :math:`y_i = 1` and :math:`z_i < 0` (:math:`p_i < 1/2`), or :math:`y_i = 0` and
 :math:`z_i > 0`.  Correctly classified samples get nothing extra, so where every sample
 is right the gradient is the paper's; where a mistake is near the threshold the
@@ -79,8 +79,10 @@ def rescue_slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_log
         slope = sigmoid(z, xp) - y  # d BCE / d logit
     else:
         wrong = xp.where(positive, z < 0.5, z > 0.5)
-        # d BCE / d p; the floor keeps p of exactly 0 or 1 finite (as Keras clips p to [1e-7, 1 - 1e-7]).
-        slope = (z - y) / clip(z * (1.0 - z), 1e-7, None, xp)
+        # d BCE / d p.  The floor bounds it by 1,000 (finite in float16, whose largest number is 65,504, also
+        # for p of exactly 0 or 1); it only weakens the rescue where the model's own sigmoid is flat anyway
+        # (p (1 - p) < 1e-3, |z| > 6.9), which no loss can revive.
+        slope = (z - y) / clip(z * (1.0 - z), 1e-3, None, xp)
     share = xp.ones_like(z) if w is None else stop_gradient(w, xp)
     total = xp.sum(share) if total is None else stop_gradient(total, xp)
     share = (rescue / xp.where(total > 0, total, xp.ones_like(total))) * share
