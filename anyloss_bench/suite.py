@@ -20,6 +20,18 @@ of unequal size are padded with zero-weight rows: the AnyLoss counts take them a
 ``sample_weight = 0``, MSE and BCE as weighted means, batch normalization as masked
 statistics, so padding changes nothing.
 
+Mini-batches and running counts (MLP only; the SLP trains on full batches): ``--batch-size N``
+replaces the paper's batches with ``N`` rows for every loss (bce+threshold's inner fits
+included), and ``--momentum M`` trains the AnyLoss losses on running counts
+(:func:`anyloss_jax.running_anyloss`, stochastic compositional optimisation; every AnyLoss
+loss of the suite runs with ``rescue=0``, the paper's gradient): each fold
+carries its own counts, empty at its start, through the scan; ``M = 1`` is the plain loss,
+MSE, BCE and the strong baselines are unchanged.  ``--momentum`` needs the fresh-weight
+engine (``--protocol paper`` or ``adam``).  A per-dataset result records both, and
+``--resume`` redoes one of other values.  For example, at batches of 8::
+
+    anyloss suite --arch mlp --folds 5 --batch-size 8 --momentum 0.1 --out suite-b8-m0.1
+
 Summary: win counts per metric (Table 3), the mean and standard deviation of
 "AnyLoss - baseline" per imbalance group (Table 4), and the Bayesian sign test
 (``baycomp.SignTest``) win / draw / lose probabilities with rope 0.01 and 0.05
@@ -85,41 +97,59 @@ def _loss_fn(loss: str) -> Any:
         return lambda z, y, m, w: jnp.sum(m * optax.sigmoid_binary_cross_entropy(z, y)) / jnp.maximum(jnp.sum(m), 1.0)
     if loss in ("wbce", "focal"):
         return baselines.masked_loss(loss)
-    return lambda z, y, m, w: anyloss_jax.anyloss(z, y, loss, sample_weight=m, validate=False)
+    # rescue=0: the paper's loss, as every figure of the suite's docs was measured (the library's default
+    # rescue gradient is measured in docs/howto/training.md).
+    return lambda z, y, m, w: anyloss_jax.anyloss(z, y, loss, sample_weight=m, validate=False, rescue=0.0)
 
 
 def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr: float, batch_size: int,
-                seed: int) -> np.ndarray:
-    """Validation logits ``(F, v)`` of every fold trained with ``loss``: one vmapped, scanned program."""
+                seed: int, momentum: float | None = None) -> np.ndarray:
+    """Validation logits ``(F, v)`` of every fold trained with ``loss``: one vmapped, scanned program.
+
+    ``momentum=m`` (AnyLoss losses only) trains on running counts
+    (:func:`anyloss_jax.running_anyloss`): each fold carries its own state through the scan
+    over epochs and mini-batches, empty at the fold's start, so folds never share counts.
+    ``momentum=None`` is the plain loss of each batch; ``momentum=1`` gives the same steps.
+    """
     import jax
     import jax.numpy as jnp
     import optax
 
+    import anyloss_jax
+
+    running = _check_running(loss, momentum)
     loss_fn, forward = _loss_fn(loss), models.forward(arch)
     opt = optax.adam(lr)
     n, d = folds["X"].shape[1:]
     full_batch = arch == "slp"
     n_batches = 1 if full_batch else -(-n // batch_size)
 
-    def objective(params, stats, x, y, m, w):
+    def objective(params, stats, counts, x, y, m, w):
         z, stats = forward(params, stats, x, m, True)
-        return loss_fn(z, y, m, w), stats
+        if running:  # the loss at the running counts; the new counts ride along, like the BN statistics
+            value, counts = anyloss_jax.running_anyloss(z, y, counts, loss, momentum=momentum, sample_weight=m,
+                                                        validate=False, rescue=0.0)
+            return value, (stats, counts)
+        return loss_fn(z, y, m, w), (stats, counts)
 
     def step(carry, batch, w):
-        params, stats, state = carry
+        params, stats, counts, state = carry
         x, y, m = batch
-        (_, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(params, stats, x, y, m, w)
+        (_, (new_stats, new_counts)), grads = jax.value_and_grad(objective, has_aux=True)(
+            params, stats, counts, x, y, m, w)
         updates, new_state = opt.update(grads, state, params)
         new_params = optax.apply_updates(params, updates)
         # An all-padding batch (the last of a smaller fold) and a batch of one (batch
-        # normalization needs two) leave the model as it is.
+        # normalization needs two) leave the model, and the running counts, as they are.
         keep = jnp.sum(m) >= (1.0 if full_batch else 2.0)
         pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)  # noqa: E731
-        return (pick(new_params, params), pick(new_stats, stats), pick(new_state, state)), None
+        return (pick(new_params, params), pick(new_stats, stats), pick(new_counts, counts),
+                pick(new_state, state)), None
 
     def one_fold(X, y, m, Xv, key):
         params, stats = models.init(arch, d, key)
         state = opt.init(params)
+        counts = anyloss_jax.init_running_counts()  # (4,) zeros: empty, filled by the fold's first batch
         w = baselines.class_weights(y, m)  # of the whole training fold, also for its mini-batches
 
         def fold_step(carry, batch):
@@ -136,7 +166,7 @@ def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr:
             carry, _ = jax.lax.scan(fold_step, carry, (X[idx], y[idx], valid))
             return carry, None
 
-        (params, stats, _), _ = jax.lax.scan(epoch, (params, stats, state), jax.random.split(key, epochs))
+        (params, stats, _, _), _ = jax.lax.scan(epoch, (params, stats, counts, state), jax.random.split(key, epochs))
         return forward(params, stats, Xv, None, False)[0]
 
     keys = jax.random.split(jax.random.PRNGKey(seed), folds["X"].shape[0])
@@ -144,15 +174,41 @@ def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr:
     return np.asarray(run(folds["X"], folds["y"], folds["m"], folds["Xv"], keys))
 
 
-def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10, epochs: int | None = None,
-                     seed: int = 0, protocol: str = protocols.DEFAULT_PROTOCOL) -> dict[str, dict[str, list[float]]]:
-    """``{loss: {metric: [score per fold]}}`` of every loss of the suite on one dataset."""
+def _check_running(loss: str, momentum: float | None) -> bool:
+    """Whether ``loss`` trains on running counts; ``ValueError`` for a bad momentum or a loss without counts."""
     import anyloss_core as al
+    from anyloss_core._running import check_momentum
+
+    if check_momentum(momentum) is None:
+        return False
+    if loss not in al.METRICS:  # the suite's AnyLoss losses are named by their metric
+        raise ValueError(f"momentum={momentum} is for the AnyLoss losses (running confusion counts); {loss!r} has none")
+    return True
+
+
+def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10, epochs: int | None = None,
+                     seed: int = 0, protocol: str = protocols.DEFAULT_PROTOCOL, batch_size: int | None = None,
+                     momentum: float | None = None) -> dict[str, dict[str, list[float]]]:
+    """``{loss: {metric: [score per fold]}}`` of every loss of the suite on one dataset.
+
+    ``batch_size`` replaces the paper's MLP batches (5% of the training fold, 50% for the G-mean
+    and B-Acc losses) for every loss, the inner fits of bce+threshold included; the SLP trains on
+    full batches either way.  ``momentum`` trains the MLP's AnyLoss losses on running counts
+    (:func:`train_folds`); the fresh-weight engine only (``protocol`` paper or adam).
+    """
+    import anyloss_core as al
+
+    if momentum is not None and protocol not in ("paper", "adam"):
+        raise ValueError(f"momentum (running counts) is for the fresh-weight engine, protocol 'paper' or 'adam'; "
+                         f"got protocol {protocol!r}")
+
+    def batch_of(loss: str, n: int) -> int:
+        return batch_size if batch_size is not None and arch == "mlp" else paper_batch_size(LOSS_SPECS[loss], arch, n)
 
     if protocol == "tuned":  # each loss's learning rate by inner validation on the training fold
         splits = stratified_splits(y, folds, seed)
         return protocols.tuned_scores(X, y, arch, LOSSES, splits, METRICS, epochs=epochs or EPOCHS[arch], seed=seed,
-                                      batch_size=lambda loss, n: paper_batch_size(LOSS_SPECS[loss], arch, n))[0]
+                                      batch_size=batch_of)[0]
     if protocol in ("paper", "paper-code") and arch == "slp":  # paper-code's SLP is paper's
         splits = stratified_splits(y, folds, seed)
         scores = protocols.paper_slp_scores(X, y, PAPER_LOSSES, protocols.PAPER_SLP_LEARNING_RATES, splits, METRICS,
@@ -166,17 +222,19 @@ def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10
     outer: dict[str, np.ndarray] = {}
     if protocol == "paper-code":  # the notebook's MLP: one model carried over losses and folds (a leak)
         splits = stratified_splits(y, folds, seed)
+        sizes = None if batch_size is None else dict.fromkeys(LOSS_SPECS, batch_size)
         scores = protocols.paper_code_scores(X, y, PAPER_LOSSES, LEARNING_RATES[arch], splits, METRICS,
-                                             epochs=epochs or EPOCHS[arch], seed=seed)
+                                             batch_sizes=sizes, epochs=epochs or EPOCHS[arch], seed=seed)
     for loss in LOSSES:
         if loss in scores and not (loss == "bce" and "bce+threshold" in LOSSES):
             continue  # scored by paper-code; BCE's fresh fits still feed bce+threshold
-        batch = paper_batch_size(LOSS_SPECS[loss], arch, data["n_train"])
         fit = dict(epochs=epochs or EPOCHS[arch], lr=LEARNING_RATES[arch][loss], seed=seed)
         if loss == "bce+threshold":  # BCE's fits, thresholds tuned on inner folds of each training fold
-            scores[loss] = _thresholded(X, y, arch, folds, seed, outer["bce"], fit)
+            scores[loss] = _thresholded(X, y, arch, folds, seed, outer["bce"], fit, batch_size=batch_size)
             continue
-        logits = outer[loss] = train_folds(loss, arch, data, batch_size=batch, **fit)
+        running = momentum if arch == "mlp" and LOSS_SPECS[loss].kind == "anyloss" else None
+        logits = outer[loss] = train_folds(loss, arch, data, batch_size=batch_of(loss, data["n_train"]),
+                                           momentum=running, **fit)
         scores[loss] = scores.get(loss) or {
             metric: [float(al.score(metric, yv, logits[f, : len(yv)].astype(np.float64), from_logits=True))
                      for f, yv in enumerate(data["y_val"])]
@@ -186,13 +244,15 @@ def evaluate_dataset(X: np.ndarray, y: np.ndarray, arch: str, *, folds: int = 10
 
 
 def _thresholded(X: np.ndarray, y: np.ndarray, arch: str, folds: int, seed: int, bce_logits: np.ndarray,
-                 fit: dict[str, Any]) -> dict[str, list[float]]:
-    """``bce+threshold`` with the Adam engine: every outer fold's inner BCE fits as one vmapped program."""
+                 fit: dict[str, Any], batch_size: int | None = None) -> dict[str, list[float]]:
+    """``bce+threshold`` with the Adam engine: every outer fold's inner BCE fits as one vmapped program
+    (MLP batches of ``batch_size`` rows, default the paper's 5% of each inner training set)."""
     splits = stratified_splits(y, folds, seed)
     inner = baselines.all_inner_splits(y, splits, seed)
     inner_data = pad_folds(X, y, [pair for pairs in inner for pair in pairs])
-    logits = train_folds("bce", arch, inner_data, batch_size=paper_batch_size(LOSS_SPECS["bce"], arch,
-                                                                              inner_data["n_train"]), **fit)
+    batch = (batch_size if batch_size is not None and arch == "mlp"
+             else paper_batch_size(LOSS_SPECS["bce"], arch, inner_data["n_train"]))
+    logits = train_folds("bce", arch, inner_data, batch_size=batch, **fit)
     return baselines.thresholded_scores(y, splits, bce_logits, inner, logits, METRICS)
 
 
@@ -394,6 +454,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--folds must be at least 2, got {args.folds}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    batch_size, momentum = mlp_options = _check_running_options(args, protocol)
     check_writable(args.json, "--json")
     check_writable(args.plot, "--plot")
     started = time.perf_counter()
@@ -413,12 +474,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     record = json.load(handle)
             # A result of another protocol (files written before --protocol existed were Adam's), or one
             # without every loss (written before the strong baselines), is redone.
+            # So is one of another --batch-size or --momentum (the MLP's; absent = the paper's batches).
             if (record is not None and record.get("protocol", "adam") == protocol
-                    and all(loss in record.get("mean", {}) for loss in LOSSES)):
+                    and all(loss in record.get("mean", {}) for loss in LOSSES)
+                    and (arch == "slp" or (record.get("batch_size"), record.get("momentum")) == mlp_options)):
                 results[arch][name] = record
             else:
                 todo.append((arch, name))
-    options = {"folds": args.folds, "epochs": args.epochs, "seed": args.seed, "out": args.out, "protocol": protocol}
+    options = {"folds": args.folds, "epochs": args.epochs, "seed": args.seed, "out": args.out, "protocol": protocol,
+               "batch_size": batch_size, "momentum": momentum}
     for done, (arch, name, status, payload) in enumerate(_run_all(todo, options, args.jobs), 1):
         if status == "failed":
             failed[name] = payload
@@ -431,7 +495,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("no dataset could be evaluated")
     text = markdown(summaries)
     print(text)
-    report = {"source": args.source, "protocol": protocol, "datasets": names, "failed": failed,
+    report = {"source": args.source, "protocol": protocol, "batch_size": batch_size, "momentum": momentum,
+              "datasets": names, "failed": failed,
               "seconds": time.perf_counter() - started, "summaries": summaries, "targets": _targets(summaries)}
     write_text_atomic(args.json or os.path.join(args.out, "summary.json"), json.dumps(report, indent=1))
     write_text_atomic(os.path.join(args.out, "summary.md"), text + "\n")
@@ -455,14 +520,33 @@ def run_dataset(arch: str, name: str, options: dict[str, Any]) -> tuple[str, str
         return arch, name, "failed", f"the minority class has fewer than {folds} samples"
     t0 = time.perf_counter()
     protocol = options.get("protocol", protocols.DEFAULT_PROTOCOL)
+    mlp = {"batch_size": options.get("batch_size"), "momentum": options.get("momentum")} if arch == "mlp" else {}
     scores = evaluate_dataset(data.X, data.y, arch, folds=folds, epochs=options["epochs"], seed=options["seed"],
-                              protocol=protocol)
-    record = {"dataset": name, "arch": arch, "protocol": protocol, "n_samples": int(len(data.y)),
+                              protocol=protocol, **mlp)
+    record = {"dataset": name, "arch": arch, "protocol": protocol, **mlp, "n_samples": int(len(data.y)),
               "n_features": int(data.X.shape[1]), "positive_rate": data.positive_rate, "folds": folds, "scores": scores,
               "mean": {loss: {m: float(np.mean(v)) for m, v in s.items()} for loss, s in scores.items()},
               "seconds": time.perf_counter() - t0}
     write_text_atomic(os.path.join(options["out"], arch, f"{name}.json"), json.dumps(record, indent=1))
     return arch, name, "done", record
+
+
+def _check_running_options(args: argparse.Namespace, protocol: str) -> tuple[int | None, float | None]:
+    """``--batch-size`` and ``--momentum``, checked: ``(batch_size, momentum)``, ``None`` where not given."""
+    from anyloss_core._running import check_momentum
+
+    batch_size, momentum = getattr(args, "batch_size", None), getattr(args, "momentum", None)
+    if batch_size is not None and batch_size < 2:
+        raise UsageError(f"--batch-size must be at least 2 (batch normalization needs two rows), got {batch_size}")
+    if momentum is not None:
+        try:
+            momentum = check_momentum(momentum)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--momentum: {exc}") from None
+        if protocol not in ("paper", "adam"):
+            raise UsageError(f"--momentum trains the fresh-weight MLP (--protocol paper or adam), not --protocol "
+                             f"{protocol}")
+    return batch_size, momentum
 
 
 def _run_all(todo: list[tuple[str, str]], options: dict[str, Any], jobs: int) -> Any:
@@ -519,4 +603,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plot", help="the sign-test figure (default: OUT/sign_test.png)")
     p.add_argument("--resume", action="store_true", help="keep the per-dataset results already in OUT")
     p.add_argument("--jobs", type=int, default=1, help="datasets evaluated in parallel worker processes")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="the MLP's mini-batch for every loss, bce+threshold's inner fits included (default: the "
+                        "paper's 5%% of the training fold, 50%% for the G-mean and B-Acc losses); the SLP trains on "
+                        "full batches")
+    p.add_argument("--momentum", type=float, default=None, metavar="M",
+                   help="train the MLP's AnyLoss losses on running counts with momentum M in (0, 1] "
+                        "(anyloss_jax.running_anyloss; 1 = the plain loss; --protocol paper or adam only); the "
+                        "other losses are unchanged")
     p.set_defaults(func=run)

@@ -18,8 +18,8 @@ gradient of binary cross-entropy, without changing the loss's value:
 where :math:`\mathrm{sg}` stops the gradient, so the added term is exactly 0 and its
 gradient is :math:`\lambda g_i`: :math:`\lambda (\sigma(z_i) - y_i) w_i / \sum_j w_j` for
 logits, :math:`\lambda (p_i - y_i) / \max(p_i (1 - p_i), 10^{-3})\, w_i / \sum_j w_j` for
-probabilities (which the user's own sigmoid turns back into :math:`\lambda (p_i - y_i)` where it is not flat).  A sample is
-wrong when :math:`y_i = 1` and :math:`z_i < 0` (:math:`p_i < 1/2`), or :math:`y_i = 0` and
+probabilities (which the user's own sigmoid turns back into :math:`\lambda (p_i - y_i)` where it
+is not flat).  A sample is wrong when :math:`y_i = 1` and :math:`z_i < 0` (:math:`p_i < 1/2`), or :math:`y_i = 0` and
 :math:`z_i > 0`.  Correctly classified samples get nothing extra, so where every sample
 is right the gradient is the paper's; where a mistake is near the threshold the
 paper's gradient (up to :math:`L / 16 \approx 4.6` per unit of count slope) dwarfs the

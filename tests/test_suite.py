@@ -298,3 +298,83 @@ def test_suite_json_records_the_protocol_and_resume_redoes_another_protocol(tmp_
     assert set(summary["summaries"]["slp"]["metrics"]["f1"]) >= {"beats_both", "beats_strong", "datasets", "wins",
                                                                  "sign_test"}
     assert summary["summaries"]["slp"]["datasets"] == 1
+
+
+# --- running counts (--momentum) and --batch-size -------------------------------------------------
+
+
+def _tiny_imbalanced(n: int = 48, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """An imbalanced (1:3) separable-ish set: a batch of 8 often holds zero or one positive."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 4 == 0).astype(float)
+    X = rng.normal(size=(n, 3)) + 1.5 * y[:, None]
+    return X, y
+
+
+@pytest.mark.backend("jax")
+def test_running_counts_momentum_one_is_the_plain_loss_and_the_state_is_carried():
+    pytest.importorskip("optax")
+    import anyloss_core as al
+
+    X, y = _tiny_imbalanced()
+    data = suite._fold_arrays(X, y, 2, 0)
+    fit = dict(epochs=4, lr=1e-2, batch_size=8, seed=0)
+
+    def f1_scores(logits):
+        return [float(al.score("f1", yv, logits[f, : len(yv)].astype(np.float64), from_logits=True))
+                for f, yv in enumerate(data["y_val"])]
+
+    plain = suite.train_folds("f1", "mlp", data, **fit)
+    one = suite.train_folds("f1", "mlp", data, momentum=1.0, **fit)
+    np.testing.assert_allclose(one, plain, rtol=1e-4, atol=1e-5)  # m = 1: the batch's own counts, step for step
+    assert f1_scores(one) == f1_scores(plain)
+    running = suite.train_folds("f1", "mlp", data, momentum=0.1, **fit)
+    assert running.shape == plain.shape and np.all(np.isfinite(running))
+    # An empty state is filled by each batch, so a state that were not carried from step to step (or were reset
+    # every batch) would give the plain loss's steps exactly: the fits must part.
+    assert np.abs(running - plain).max() > 1e-3
+    assert all(0.0 <= s <= 1.0 for s in f1_scores(running))
+    with pytest.raises(ValueError, match="AnyLoss losses"):
+        suite.train_folds("bce", "mlp", data, momentum=0.1, **fit)
+    with pytest.raises(ValueError, match=r"momentum must be in \(0, 1\]"):
+        suite.train_folds("f1", "mlp", data, momentum=0.0, **fit)
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--momentum", "0"], "--momentum: momentum must be in (0, 1]"),
+    (["--momentum", "1.5"], "--momentum: momentum must be in (0, 1]"),
+    (["--momentum", "0.1", "--protocol", "tuned"], "--momentum trains the fresh-weight MLP"),
+    (["--batch-size", "1"], "--batch-size must be at least 2"),
+])
+def test_bad_batch_size_or_momentum_is_a_usage_error(options, message, capsys, tmp_path):
+    pytest.importorskip("optax")
+    assert main(["suite", "--datasets", "paper-filter", "--out", str(tmp_path), *options]) == 2
+    assert message in capsys.readouterr().err
+
+
+@needs_suite
+@pytest.mark.backend("jax")
+def test_suite_batch_size_and_momentum_reach_the_mlp_anyloss_losses_only(tmp_path, monkeypatch):
+    calls = []
+    real = suite.train_folds
+
+    def spy(loss, arch, folds, **kw):
+        calls.append((loss, arch, kw["batch_size"], kw.get("momentum")))
+        return real(loss, arch, folds, **kw)
+
+    monkeypatch.setattr(suite, "train_folds", spy)
+    out = tmp_path / "suite"
+    args = ["suite", "--datasets", "haberman", "--arch", "mlp", "--folds", "2", "--epochs", "1", "--out", str(out),
+            "--batch-size", "16", "--momentum", "0.3"]
+    assert main(args) == 0
+    # Every fit of the MLP on batches of 16; running counts for the four AnyLoss losses, no other.
+    assert {c[2] for c in calls} == {16} and {c[1] for c in calls} == {"mlp"}
+    assert {c[0] for c in calls if c[3] is not None} == set(suite.METRICS)
+    assert all(c[3] == 0.3 for c in calls if c[0] in suite.METRICS)
+    record = json.loads((out / "mlp" / "haberman.json").read_text())
+    assert (record["batch_size"], record["momentum"]) == (16, 0.3)
+    assert all(0.0 <= s <= 1.0 for per_metric in record["scores"].values() for v in per_metric.values() for s in v)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["batch_size"], summary["momentum"]) == (16, 0.3)
+    calls.clear()  # --resume keeps a result of the same options: nothing is trained again
+    assert main([*args, "--resume"]) == 0 and calls == []
