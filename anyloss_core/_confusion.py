@@ -10,13 +10,22 @@ checks need no values and always run, also under ``jit``.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 from ._approximations import Approximation, get_approximation
 from ._metrics import Confusion
 from ._multiclass import check_task, soft_class_confusion
-from ._namespace import compute_dtype, dot, get_namespace, sigmoid, times_one_minus, values_available
+from ._namespace import (
+    all_binary,
+    all_in_unit_interval,
+    all_non_negative,
+    compute_dtype,
+    dot,
+    get_namespace,
+    sigmoid,
+    times_one_minus,
+    values_available,
+)
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
@@ -85,89 +94,24 @@ def _has_nan(x: Array, xp: Namespace) -> bool:
     return bool(xp.any(x != x))
 
 
-def _torch_of(x: Array) -> Any:
-    """The torch module when ``x`` is a torch tensor (the checks' fast path), else ``None``.
-
-    By the array's type, not the namespace: Keras on PyTorch hands the core torch
-    tensors with its own ``keras.ops`` namespace, whose calls cost more.
-    """
-    torch = sys.modules.get("torch")
-    return torch if torch is not None and isinstance(x, torch.Tensor) else None
-
-
-#: Labels checked per block in torch: the check's temporary stays one reused 4 MB buffer (float32).
-_CHECK_BLOCK = 1 << 20
-
-
-def _all_binary(y: Array, xp: Namespace) -> bool:
-    """Whether every label is 0 or 1; False for NaN and infinities.
-
-    ``y - y * y`` is exactly 0 for 0 and 1 and nonzero or NaN for every other value
-    (below 1 ``y * y`` rounds to less than ``y``, above 1 to more; ``inf - inf`` is
-    NaN), so in torch the check is one fused elementwise kernel and one min/max
-    reduction, both vectorised, where ``all((y == 0) | (y == 1))`` runs three
-    boolean kernels and a reduction and allocates three arrays: on one CPU thread
-    0.20 ms against 1.8 ms at n = 1e6.  Above 2**20 labels it runs block by block
-    into one reused 4 MB buffer: a fresh 40 MB temporary at n = 1e7 costs 45 ms in
-    page faults alone, the blocks 3.7 ms in all (the boolean form: 33 ms).
-    Elsewhere the boolean expression, which XLA fuses and NumPy runs fast.
-    """
-    torch = _torch_of(y)
-    if torch is not None:
-        flat = y.detach().reshape(-1)  # no autograd record of the check
-        if flat.shape[0] <= _CHECK_BLOCK:
-            return _zero_residual(torch, torch.addcmul(flat, flat, flat, value=-1.0))
-        buffer = torch.empty_like(flat[:_CHECK_BLOCK])
-        for start in range(0, flat.shape[0], _CHECK_BLOCK):
-            block = flat[start:start + _CHECK_BLOCK]
-            out = buffer[:block.shape[0]]
-            if not _zero_residual(torch, torch.addcmul(block, block, block, value=-1.0, out=out)):
-                return False
-        return True
-    return bool(xp.all((y == 0) | (y == 1)))
-
-
-def _zero_residual(torch: Any, residual: Array) -> bool:
-    """Whether ``residual`` is 0 everywhere: one min/max pass (min and max propagate NaN)."""
-    lo, hi = torch.aminmax(residual)
-    return float(lo) == 0.0 and float(hi) == 0.0
-
-
-def _all_in_unit_interval(p: Array, xp: Namespace) -> bool:
-    """Whether ``0 <= p <= 1`` everywhere; False for NaN.  torch: one min/max pass, no allocation."""
-    torch = _torch_of(p)
-    if torch is not None:
-        lo, hi = torch.aminmax(p.detach())
-        return float(lo) >= 0.0 and float(hi) <= 1.0
-    return bool(xp.all((p >= 0) & (p <= 1)))
-
-
-def _all_non_negative(w: Array, xp: Namespace) -> bool:
-    """Whether ``w >= 0`` everywhere; False for NaN.  torch: one min pass, no allocation."""
-    torch = _torch_of(w)
-    if torch is not None:
-        return float(torch.amin(w.detach())) >= 0.0
-    return bool(xp.all(w >= 0))
-
-
 def _check_values(
     y: Array | None, p: Array, w: Array | None, from_logits: bool, xp: Namespace
 ) -> None:
-    # One fused pass per array when the values are fine (see _all_binary); only a
+    # One fused pass per array when the values are fine (see _namespace.all_binary); only a
     # failed check looks again, to report NaN as NaN rather than as a value out of
     # range.  ``y`` is None for boolean labels, which need no check.
-    if y is not None and not _all_binary(y, xp):
+    if y is not None and not all_binary(y, xp):
         if _has_nan(y, xp):
             raise ValueError("y_true contains NaN")
         raise ValueError("y_true must hold binary labels 0 and 1 (pass validate=False for soft labels)")
-    if not from_logits and not _all_in_unit_interval(p, xp):
+    if not from_logits and not all_in_unit_interval(p, xp):
         if _has_nan(p, xp):
             raise ValueError("y_pred contains NaN")
         raise ValueError(
             "y_pred has values outside [0, 1] but from_logits=False: pass probabilities, "
             "or from_logits=True for logits"
         )
-    if w is not None and not _all_non_negative(w, xp):
+    if w is not None and not all_non_negative(w, xp):
         if _has_nan(w, xp):
             raise ValueError("sample_weight contains NaN")
         raise ValueError("sample_weight must be non-negative")
