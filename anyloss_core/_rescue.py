@@ -156,13 +156,15 @@ def _warn_if_stuck(y: Array, z: Array, *, rescue: float, from_logits: bool, scal
 
 def prepared_for_rescue(y_true: Array, y_pred: Array, sample_weight: Array | None = None, *, rescue: float,
                         from_logits: bool, scale: float = 73.0, approximation: Any = "anyloss",
-                        xp: Namespace | None = None) -> tuple[Array, Array, Array | None, Namespace] | None:
+                        xp: Namespace | None = None,
+                        watch: bool = True) -> tuple[Array, Array, Array | None, Namespace] | None:
     """``(y, z, w, xp)`` flattened and cast as the counts are, when the rescue applies (else ``None``).
 
     Every binary loss of the adapters passes here, so it is also where a stuck batch is
-    detected (:func:`_warn_if_stuck`, a few calls per process).
+    detected (:func:`_warn_if_stuck`, a few calls per process; ``watch=False`` skips it,
+    for a region traced without side effects).
     """
-    check = approximation == "anyloss" and _check_due()
+    check = watch and approximation == "anyloss" and _check_due()
     if rescue == 0.0 and not check:
         return None
     from ._confusion import _prepare  # the counts' own flattening and casting; values were checked there

@@ -231,3 +231,19 @@ def test_keras_probabilities_from_a_flat_sigmoid_warn_even_with_the_rescue():
     y, z = _stuck_batch()
     with pytest.warns(UserWarning, match="pass logits"):
         anyloss_keras.F1Loss()(y, _sigmoid(z).astype(np.float32))
+
+
+@requires("torch")
+def test_torch_compile_gives_the_eager_rescue_gradient():
+    import torch
+
+    import anyloss_torch
+
+    y, z, w = _batch(True)
+    grads = []
+    for fn in (anyloss_torch.F1Loss(), torch.compile(anyloss_torch.F1Loss(), fullgraph=True)):
+        x = torch.tensor(z, dtype=torch.float32, requires_grad=True)
+        fn(x, torch.tensor(y, dtype=torch.float32), torch.tensor(w, dtype=torch.float32)).backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(grads[0], reference_gradient(y, z, w, True, LAMBDA), rtol=1e-4, atol=1e-7)

@@ -106,15 +106,28 @@ def _save_sigmoids_and_counts(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> C
     return CheckpointPolicy.MUST_SAVE if op in _SAVED_OPS else CheckpointPolicy.PREFER_RECOMPUTE
 
 
-def _compiled_soft_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any]) -> al.Confusion:
-    """The core's counts as ``torch.compile`` traces them on a CPU: sigmoids and counts saved for the backward."""
+def _compiled_soft_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any],
+                          rescue: float = 0.0) -> tuple[al.Confusion, Any]:
+    """The core's counts, and the rescue term when ``rescue``, as ``torch.compile`` traces them on a CPU:
+    sigmoids and counts saved for the backward.
 
-    def counts_of(input: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(al.soft_confusion(target, input, sample_weight=weight, **options))
+    The rescue term is traced inside the same region: its sigmoid is the counts' (the
+    compiler merges them), so the backward reads the saved one instead of computing
+    ``exp`` again.
+    """
 
-    counts = checkpoint(counts_of, input, use_reentrant=False,
-                        context_fn=functools.partial(create_selective_checkpoint_contexts, _save_sigmoids_and_counts))
-    return al.Confusion(*counts)
+    def counts_of(input: torch.Tensor) -> tuple[Any, ...]:
+        counts = tuple(al.soft_confusion(target, input, sample_weight=weight, **options))
+        if not rescue:
+            return counts
+        # Traced: no values to watch, and checkpoint regions allow no side effects.
+        y, z, w, xp = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
+                                          watch=False)
+        return (*counts, rescue_term(y, z, w, rescue=rescue, from_logits=options["from_logits"], xp=xp))
+
+    out = checkpoint(counts_of, input, use_reentrant=False,
+                     context_fn=functools.partial(create_selective_checkpoint_contexts, _save_sigmoids_and_counts))
+    return al.Confusion(*out[:4]), (out[4] if rescue else 0.0)
 
 
 def _compiling_on_cpu(input: torch.Tensor) -> bool:
@@ -128,7 +141,7 @@ def soft_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -
         counts, pullback = _counts_and_pullback(input, target, weight, options)
         return al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
     if _compiling_on_cpu(input):
-        return _compiled_soft_counts(input, target, weight, options)
+        return _compiled_soft_counts(input, target, weight, options)[0]
     return al.soft_confusion(target, input, sample_weight=weight, **options)
 
 
@@ -160,6 +173,9 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
     ``all_reduce_counts``).  ``rescue`` adds the core's rescue gradient (binary task;
     :mod:`anyloss_core._rescue`), a term of value 0 of this process's samples.
     """
+    if task == "binary" and rescue and not distributed and _compiling_on_cpu(input):
+        counts, term = _compiled_soft_counts(input, target, weight, options, rescue=rescue)
+        return al.confusion_loss(counts, metric) + term
     rescue_inputs = None
     if task == "binary":
         rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
