@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import anyloss_core as al
 import anyloss_core._running as al_running
 from anyloss_core._multiclass import check_task
-from anyloss_core._rescue import DEFAULT_RESCUE, check_rescue, rescue_for
+from anyloss_core._rescue import DEFAULT_RESCUE, check_rescue, prepared_for_rescue, rescue_term
 from anyloss_core._scale import DEFAULT_SCALE
 
 __all__ = ["anyloss", "soft_confusion", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss",
@@ -112,17 +112,28 @@ def anyloss(
         ignore_index=ignore_index,
     )
     loss = al.confusion_loss(counts, metric, task=task, average=average, **metric_params)
-    return loss + _rescue(logits, labels, sample_weight, rescue, from_logits, task, scale, approximation)
+    return loss + _rescue(logits, labels, sample_weight, rescue, from_logits, task, scale, approximation, axis_name)
 
 
 def _rescue(logits: Any, labels: Any, sample_weight: Any, rescue: Any, from_logits: bool, task: str,
-            scale: float, approximation: Any) -> Any:
-    # A term of value 0 whose gradient revives confidently wrong samples (anyloss_core._rescue).
+            scale: float, approximation: Any, axis_name: Hashable | None) -> Any:
+    """A term of value 0 whose gradient revives confidently wrong samples (:mod:`anyloss_core._rescue`).
+
+    With ``axis_name`` the term is that of the global batch: normalised by the total
+    weight of all shards and summed over them, so it is replicated like the loss.
+    """
     if task != "binary":
         return 0.0
     weight = None if sample_weight is None else jnp.asarray(sample_weight)
-    return rescue_for(jnp.asarray(labels), jnp.asarray(logits), weight, rescue=check_rescue(rescue),
-                      from_logits=from_logits, scale=scale, approximation=approximation)
+    prepared = prepared_for_rescue(jnp.asarray(labels), jnp.asarray(logits), weight, rescue=check_rescue(rescue),
+                                   from_logits=from_logits, scale=scale, approximation=approximation)
+    if prepared is None:
+        return 0.0
+    y, z, w, xp = prepared
+    if axis_name is None:
+        return rescue_term(y, z, w, rescue=rescue, from_logits=from_logits, xp=xp)
+    total = jax.lax.psum(jnp.sum(w) if w is not None else jnp.asarray(z.shape[0], z.dtype), axis_name)
+    return jax.lax.psum(rescue_term(y, z, w, rescue=rescue, from_logits=from_logits, xp=xp, total=total), axis_name)
 
 
 def init_running_counts(num_classes: int | None = None, *, task: str = "binary", dtype: Any = jnp.float32) -> jax.Array:
@@ -205,7 +216,8 @@ def running_anyloss(
     loss, new_state = al_running.running_confusion_loss(counts, jnp.asarray(state), metric, momentum=momentum,
                                                          stop_gradient=jax.lax.stop_gradient, task=task,
                                                          average=average, **metric_params)
-    return loss + _rescue(logits, labels, sample_weight, rescue, from_logits, task, scale, approximation), new_state
+    rescue_value = _rescue(logits, labels, sample_weight, rescue, from_logits, task, scale, approximation, axis_name)
+    return loss + rescue_value, new_state
 
 
 accuracy_loss = al.with_metric(anyloss, "accuracy")
