@@ -254,6 +254,14 @@ def stop_gradient(x: Array, xp: Namespace) -> Array:
     return x
 
 
+def shrink(x: Array, threshold: float, xp: Namespace) -> Array:
+    """``x`` where ``|x| > threshold``, else 0: torch's ``hardshrink`` (one kernel), ``where`` elsewhere."""
+    framework = _framework_module(xp)
+    if framework is not None and framework.__name__ == "torch":
+        return framework.nn.functional.hardshrink(x, threshold)
+    return xp.where(xp.abs(x) > threshold, x, xp.zeros_like(x))
+
+
 def differentiable(xp: Namespace) -> bool:
     """Whether arrays of ``xp`` can carry gradients (torch, JAX, the Keras shim), so gradient-only terms matter."""
     return getattr(xp, "stop_gradient", None) is not None or _framework_module(xp) is not None

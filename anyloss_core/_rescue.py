@@ -43,7 +43,7 @@ import math
 import warnings
 from typing import Any
 
-from ._namespace import clip, differentiable, sigmoid, stop_gradient, values_available
+from ._namespace import clip, differentiable, shrink, sigmoid, stop_gradient, values_available
 from ._types import Array, Namespace
 
 __all__ = ["DEFAULT_RESCUE", "check_rescue", "prepared_for_rescue", "rescue_for", "rescue_slope", "rescue_term"]
@@ -67,27 +67,27 @@ def rescue_slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_log
     """``rescue * g``, the per-sample gradient the rescue adds (a constant: no gradient flows through it).
 
     ``y``, ``z`` (logits or probabilities) and ``w`` are the flattened, checked arrays
-    of the counts, in the compute dtype.  Non-finite inputs get 0.  ``total`` replaces
+    of the counts, in the compute dtype; infinite logits give finite values.  ``total`` replaces
     the batch's total weight ``sum(w)``: under data parallelism with gradients averaged
     over ``R`` workers it is the global total over ``R``, which makes the averaged
     gradient that of the global batch also for shards of unequal size.
     """
     y, z = stop_gradient(y, xp), stop_gradient(z, xp)
-    positive = y > 0.5
+    # A sample is misclassified exactly when its prediction is more than 1/2 from its label: |sigmoid(z) - y| >
+    # 1/2 (z < 0 for a positive, z > 0 for a negative).  sigmoid(z) - y is also BCE's gradient for a logit, so
+    # one shrink of it is the whole slope (a single kernel in torch); infinite logits give finite values.
     if from_logits:
-        wrong = xp.where(positive, z < 0, z > 0)
-        slope = sigmoid(z, xp) - y  # d BCE / d logit
+        slope = shrink(sigmoid(z, xp) - y, 0.5, xp)
     else:
-        wrong = xp.where(positive, z < 0.5, z > 0.5)
         # d BCE / d p.  The floor bounds it by 1,000 (finite in float16, whose largest number is 65,504, also
         # for p of exactly 0 or 1); it only weakens the rescue where the model's own sigmoid is flat anyway
         # (p (1 - p) < 1e-3, |z| > 6.9), which no loss can revive.
-        slope = (z - y) / clip(z * (1.0 - z), 1e-3, None, xp)
-    share = xp.ones_like(z) if w is None else stop_gradient(w, xp)
-    total = xp.sum(share) if total is None else stop_gradient(total, xp)
-    share = (rescue / xp.where(total > 0, total, xp.ones_like(total))) * share
-    wrong = wrong & xp.isfinite(z)  # an infinite logit has no finite correction to receive
-    return xp.where(wrong, slope * share, xp.zeros_like(slope))
+        slope = shrink(z - y, 0.5, xp) / clip(z * (1.0 - z), 1e-3, None, xp)
+    if w is None and total is None and z.shape[0] is not None:
+        return slope * (rescue / max(int(z.shape[0]), 1))  # a Python scale: no reduction, no extra array
+    w = xp.ones_like(z) if w is None else stop_gradient(w, xp)
+    total = xp.sum(w) if total is None else stop_gradient(total, xp)
+    return slope * w * (rescue / xp.where(total > 0, total, xp.ones_like(total)))
 
 
 def rescue_term(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,

@@ -3,7 +3,7 @@
     python benchmarks/value_check.py [n] [threads] [repeats]
 
 Prints p10 / median microseconds of ``all((y == 0) | (y == 1))`` (the check before issue 20) and of
-``anyloss_core._confusion._all_binary`` (``aminmax(y - y*y)``, by blocks above 2**20 labels) on the same
+``anyloss_core._namespace.all_binary`` (``aminmax(y - y*y)``, by blocks above 2**20 labels) on the same
 float32 0/1 labels, interleaved with the order alternated; then forward + backward of ``F1Loss()`` with the old
 check patched in, with the fused one, with ``validate=False``, and ``BCEWithLogitsLoss``.  ``threads`` sets
 ``torch.set_num_threads`` (1 gives figures a loaded machine disturbs least).
@@ -22,12 +22,13 @@ def main(n: int, threads: int, repeats: int) -> None:
     import array_api_compat.torch as xp
 
     import anyloss_core._confusion as confusion
+    import anyloss_core._namespace as namespace
     import anyloss_torch
     from anyloss_bench.speed import _labels, _logits, interleaved
 
     y = torch.tensor(_labels(n))
     checks = {"all((y == 0) | (y == 1))": lambda: bool(xp.all((y == 0) | (y == 1))),
-              "fused _all_binary": lambda: confusion._all_binary(y, xp)}
+              "fused all_binary": lambda: namespace.all_binary(y, xp)}
     for name, t in zip(checks, interleaved(list(checks.values()), repeats, max(5, repeats // 3)), strict=True):
         print(f"n={n:.0e} threads={threads} check {name:26s} p10 {t['p10'] * 1e6:10.1f} us   "
               f"median {t['median'] * 1e6:10.1f} us")
@@ -46,7 +47,8 @@ def main(n: int, threads: int, repeats: int) -> None:
     # so that the rows differ by the check only.
     extra = {"rescue": 0.0} if "rescue" in inspect.signature(anyloss_torch.F1Loss).parameters else {}
     x = torch.tensor(_logits(n), requires_grad=True)
-    losses = {f"F1Loss({_kw(extra)}) old check": (anyloss_torch.F1Loss(**extra), old_check),
+    losses = {"F1Loss() (defaults)": (anyloss_torch.F1Loss(), fused),
+              f"F1Loss({_kw(extra)}) old check": (anyloss_torch.F1Loss(**extra), old_check),
               f"F1Loss({_kw(extra)}) fused check": (anyloss_torch.F1Loss(**extra), fused),
               f"F1Loss({_kw({**extra, 'validate': False})})": (anyloss_torch.F1Loss(validate=False, **extra), fused),
               "BCEWithLogitsLoss()": (torch.nn.BCEWithLogitsLoss(), fused)}
