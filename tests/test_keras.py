@@ -1,4 +1,8 @@
-"""anyloss_keras on the active Keras backend (KERAS_BACKEND): values, fit, jit, precision, saving."""
+"""anyloss_keras on the active Keras backend (KERAS_BACKEND): fit, jit, mixed precision, saving, checks.
+
+The checks every backend shares (the float32 / float64 reference, extreme logits, degenerate batches with
+gradients, shapes, sample weights, bad configuration) are in tests/test_backends.py.
+"""
 
 from __future__ import annotations
 
@@ -9,76 +13,12 @@ import sys
 
 import numpy as np
 import pytest
-from cases import CASES, Case, reference_loss
 
 pytestmark = pytest.mark.backend("keras")
 keras = pytest.importorskip("keras")
 anyloss_keras = pytest.importorskip("anyloss_keras")
 
-import anyloss_core as al  # noqa: E402
-
 BACKEND = keras.backend.backend()
-
-
-def keras_loss(case: Case, **extra):
-    b = case.batch
-    loss_fn = anyloss_keras.AnyLoss(metric=case.metric, from_logits=b.from_logits, scale=case.scale,
-                                    approximation=case.approximation, **case.kwargs, **extra)
-    y_pred = b.pred.astype("float32")
-    return loss_fn(b.y, y_pred, sample_weight=b.weight)
-
-
-@pytest.mark.parametrize("case", CASES[::3], ids=lambda c: c.id)
-def test_matches_reference(case):
-    loss = keras_loss(case)
-    assert tuple(loss.shape) == ()
-    assert float(loss) == pytest.approx(reference_loss(case), abs=2e-5)
-
-
-def test_float64_loss_dtype_matches_reference_closely():
-    if BACKEND == "jax":
-        import jax
-
-        if not jax.config.jax_enable_x64:
-            pytest.skip("float64 on the JAX backend needs JAX_ENABLE_X64=1")
-    for case in CASES[:40]:
-        b = case.batch
-        loss_fn = anyloss_keras.AnyLoss(metric=case.metric, from_logits=b.from_logits, scale=case.scale,
-                                        approximation=case.approximation, dtype="float64", **case.kwargs)
-        loss = loss_fn(b.y, b.pred, sample_weight=b.weight)
-        assert float(loss) == pytest.approx(reference_loss(case), rel=1e-12, abs=1e-15), case.id
-
-
-@pytest.mark.parametrize("pred_shape", ["column", "flat"])
-def test_keras_shapes(pred_shape):
-    rng = np.random.default_rng(31)
-    y = rng.integers(0, 2, (20, 1))
-    p = rng.uniform(size=(20, 1)).astype("float32")
-    pp = p if pred_shape == "column" else p[:, 0]
-    got = float(anyloss_keras.F1Loss()(y, pp))
-    assert got == pytest.approx(float(al.f1_loss(y[:, 0], p[:, 0].astype("float64"))), abs=1e-6)
-    with pytest.raises(ValueError, match=r"\(20, 1\).*\(19,\)"):
-        anyloss_keras.F1Loss()(y, p[:19, 0])
-
-
-def test_sample_weight_weights_the_counts():
-    rng = np.random.default_rng(32)
-    y, p, w = rng.integers(0, 2, 30), rng.uniform(size=30).astype("float32"), rng.uniform(0, 2, 30)
-    got = float(anyloss_keras.GMeanLoss()(y, p, sample_weight=w))
-    want = float(al.gmean_loss(y, p.astype("float64"), sample_weight=w))
-    assert got == pytest.approx(want, abs=1e-6)
-    # Not Keras's default "loss times mean weight":
-    unweighted = float(anyloss_keras.GMeanLoss()(y, p))
-    assert got != pytest.approx(unweighted * w.mean(), abs=1e-4)
-
-
-def test_bad_config_fails_at_construction():
-    with pytest.raises(ValueError, match="unknown metric"):
-        anyloss_keras.AnyLoss(metric="f_1")
-    with pytest.raises(ValueError, match="beta"):
-        anyloss_keras.FBetaLoss(beta=0)
-    with pytest.raises(ValueError, match="y_true"):
-        anyloss_keras.F1Loss()(np.array([0, 3]), np.array([0.2, 0.4], "float32"))
 
 
 def _model(seed=0):
