@@ -111,9 +111,7 @@ def masked_loss(kind: str) -> Any:
     import optax
 
     from .engines import FOCAL_GAMMA
-
-    def mean(v, m):
-        return jnp.sum(m * v) / jnp.maximum(jnp.sum(m), 1.0)
+    from .jax_engine import masked_mean as mean
 
     if kind == "wbce":
         return lambda z, y, m, w: mean(jnp.where(y == 1, w[1], w[0]) * optax.sigmoid_binary_cross_entropy(z, y), m)
@@ -128,7 +126,7 @@ def train_slp_gd(kind: str, folds: dict[str, Any], *, lr: float, iterations: int
     :func:`anyloss_bench.protocols.train_slp_paper` trains BCE), vmapped over folds."""
     import jax
 
-    from .models import gd_validation_logits
+    from .jax_engine import gd_validation_logits
 
     def make_step():
         loss_fn = masked_loss(kind)

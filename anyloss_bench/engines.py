@@ -9,6 +9,14 @@ re-implements a loss.
 Models (the paper's section 4): SLP = one logistic unit; MLP = one hidden layer of
 2 sigmoid units with batch normalization before the activation (Keras defaults:
 momentum 0.99, epsilon 1e-3, in all three engines).
+
+What the engines share: :func:`epoch_batches` (every epoch's batches, drawn from one NumPy
+generator seeded by ``seed``, so JAX and torch train on the same batches) and :func:`run_epochs`
+(the epoch loop: loss history, per-epoch time, ``on_epoch``).  The JAX engine's optimiser step is
+:func:`anyloss_bench.jax_engine.optimizer_step`, the one ``suite``, the protocols and
+``compare --task multiclass`` use (they run it over padded folds in one vmapped program,
+:mod:`anyloss_bench.jax_engine`); the torch engine :func:`fit_torch` also trains table10's CNN.
+Keras trains through ``model.fit``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["LossSpec", "TrainResult", "train", "fit_torch", "check_momentum", "BACKENDS", "balanced_class_weights",
-           "FOCAL_GAMMA"]
+           "FOCAL_GAMMA", "epoch_batches", "run_epochs"]
 
 BACKENDS = ("jax", "torch", "keras")
 
@@ -69,12 +77,42 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The row indices of one epoch's mini-batches, in training order: a permutation drawn from ``rng`` cut into
+    ``batch_size`` pieces (the last one shorter); the whole set in order, with no draw, when one batch holds it.
+
+    Every per-fold engine (JAX, torch, and so Keras's when it follows torch's batches) takes its batches here,
+    so the backends of ``anyloss compare`` see the same batches for the same seed.
+    """
+    return [np.arange(n)] if batch_size >= n else _batches(n, batch_size, rng)
+
+
+def run_epochs(epochs: int, one_epoch: Any, on_epoch: Any = None) -> tuple[list[float], list[float], float]:
+    """``(loss per epoch, seconds per epoch, total seconds)`` of ``epochs`` calls ``one_epoch(e) -> (loss, rows)``.
+
+    ``one_epoch`` returns a Python float (so the epoch's work is done when its time is taken) and the number of
+    rows it trained; ``on_epoch(e, seconds, rows)`` is called after each epoch (e.g. for a rows/s line).
+    """
+    history, epoch_seconds = [], []
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        epoch_start = time.perf_counter()
+        value, rows = one_epoch(epoch)
+        history.append(value)
+        epoch_seconds.append(time.perf_counter() - epoch_start)
+        if on_epoch is not None:
+            on_epoch(epoch, epoch_seconds[-1], rows)
+    return history, epoch_seconds, time.perf_counter() - start
+
+
 def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed, on_epoch=None) -> TrainResult:
     import jax
     import jax.numpy as jnp
     import optax
 
     import anyloss_jax
+
+    from .jax_engine import optimizer_step
 
     key = jax.random.PRNGKey(seed)
     d = X.shape[1]
@@ -125,31 +163,22 @@ def _train_jax(spec, X, y, X_val, arch, epochs, lr, batch_size, seed, on_epoch=N
         return value, st
 
     opt = optax.adam(lr)
-    state = opt.init(params)
-
-    @jax.jit
-    def step(p, st, s, x, t):
-        (value, st), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, st, x, t)
-        updates, s = opt.update(grads, s)
-        return optax.apply_updates(p, updates), st, s, value
+    carry = (params, stats, opt.init(params))
+    step = jax.jit(optimizer_step(loss_fn, opt))  # jax_engine's step (the suite's too), on unpadded batches
 
     Xj, yj = jnp.asarray(X), jnp.asarray(y)
-    rng = np.random.default_rng(seed)
-    history, epoch_seconds = [], []
-    start = time.perf_counter()
-    for _ in range(epochs):
-        epoch_start = time.perf_counter()
-        batches = [None] if batch_size >= len(y) else _batches(len(y), batch_size, rng)
+    n, rng, state = len(y), np.random.default_rng(seed), {"carry": carry}
+
+    def one_epoch(_: int) -> tuple[float, int]:
         values = []
-        for idx in batches:
-            xb, tb = (Xj, yj) if idx is None else (Xj[idx], yj[idx])
-            params, stats, state, value = step(params, stats, state, xb, tb)
+        for idx in epoch_batches(n, batch_size, rng):
+            xb, tb = (Xj, yj) if batch_size >= n else (Xj[idx], yj[idx])  # the whole set: no gather
+            state["carry"], value = step(state["carry"], (xb, tb))
             values.append(value)
-        history.append(float(jnp.mean(jnp.stack(values))))  # waits for the epoch's last step
-        epoch_seconds.append(time.perf_counter() - epoch_start)
-        if on_epoch is not None:
-            on_epoch(len(epoch_seconds) - 1, epoch_seconds[-1], len(y))
-    seconds = time.perf_counter() - start
+        return float(jnp.mean(jnp.stack(values))), n  # float(): waits for the epoch's last step
+
+    history, epoch_seconds, seconds = run_epochs(epochs, one_epoch, on_epoch)
+    params, stats, _ = state["carry"]
     logits, _ = forward(params, stats, jnp.asarray(X_val), False)
     return TrainResult(np.asarray(logits), history, seconds, epoch_seconds)
 
@@ -170,19 +199,22 @@ def _torch_model(arch: str, d: int) -> Any:
                                torch.nn.Sigmoid(), torch.nn.Linear(2, 1))
 
 
-def check_momentum(momentum: float | None) -> None:
-    """A usage error unless ``anyloss_torch.AnyLoss`` takes ``momentum`` (running counts) and ``0 < m <= 1``."""
+def check_momentum(momentum: float | None, backend: str = "torch") -> None:
+    """A usage error unless ``anyloss_<backend>.AnyLoss`` takes ``momentum`` (running counts) and ``0 < m <= 1``.
+
+    ``backend``: ``"torch"`` (``compare``, ``table10 --framework torch``) or ``"keras"`` (``table10 --framework
+    keras``)."""
     if momentum is None:
         return
+    import importlib
     import inspect
-
-    import anyloss_torch
 
     from .data import UsageError
 
-    if "momentum" not in inspect.signature(anyloss_torch.AnyLoss.__init__).parameters:
-        raise UsageError("--momentum needs running counts (anyloss_torch.AnyLoss(metric, momentum=m)), which this "
-                         "version of anyloss_torch does not have")
+    adapter = f"anyloss_{backend}"
+    if "momentum" not in inspect.signature(importlib.import_module(adapter).AnyLoss.__init__).parameters:
+        raise UsageError(f"--momentum needs running counts ({adapter}.AnyLoss(metric, momentum=m)), which this "
+                         f"version of {adapter} does not have")
     if not 0 < momentum <= 1:
         raise UsageError(f"--momentum must be in (0, 1], got {momentum:g}")
 
@@ -253,13 +285,10 @@ def fit_torch(model: Any, spec: LossSpec, X: np.ndarray, y: np.ndarray, X_val: n
     Xt, yt = torch.as_tensor(X, device=dev), torch.as_tensor(y, device=dev)  # no copy on the CPU
     n = len(y)
     rng = np.random.default_rng(seed)
-    history, epoch_seconds = [], []
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        epoch_start = time.perf_counter()
+
+    def one_epoch(_: int, net: Any = net, opt: Any = opt) -> tuple[float, int]:
         values, rows = [], 0
-        batches = [np.arange(n)] if batch_size >= n else _batches(n, batch_size, rng)
-        for idx in batches:
+        for idx in epoch_batches(n, batch_size, rng):
             if len(idx) < min_batch:
                 continue  # batch normalization needs two samples
             local = idx if size == 1 else shard(idx, rank, size)
@@ -278,12 +307,10 @@ def fit_torch(model: Any, spec: LossSpec, X: np.ndarray, y: np.ndarray, X_val: n
         value = torch.stack(values).mean() if values else torch.zeros((), device=dev)
         if size > 1 and spec.kind != "anyloss":  # each rank holds W x its part of the mean: average them
             value = all_reduce_sum(value.reshape(1))[0] / size
-        history.append(float(value))
-        epoch_seconds.append(time.perf_counter() - epoch_start)
-        if on_epoch is not None:
-            on_epoch(epoch, epoch_seconds[-1], rows)
-    seconds = time.perf_counter() - start
-    del net, opt  # the DDP wrapper (its reducer holds the process group) goes before the caller tears down
+        return float(value), rows
+
+    history, epoch_seconds, seconds = run_epochs(epochs, one_epoch, on_epoch)
+    del one_epoch, net, opt  # the DDP wrapper (its reducer holds the process group) goes before the caller tears down
     model.eval()
     with torch.no_grad():
         val = model(torch.as_tensor(X_val, device=dev))[:, 0].cpu().numpy()

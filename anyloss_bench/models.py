@@ -1,4 +1,5 @@
-"""The JAX SLP and MLP of the vmapped engines (``anyloss suite``, :mod:`anyloss_bench.protocols`).
+"""The JAX SLP and MLP of the vmapped engines (``anyloss suite``, :mod:`anyloss_bench.protocols`), trained by
+:mod:`anyloss_bench.jax_engine`.
 
 ``forward(arch)`` is ``f(params, stats, x, m, training) -> (logits, stats)``, ``m`` the 0/1 row mask of padded
 folds (batch normalization's statistics over the unmasked rows); ``init(arch, d, key)`` gives ``(params, stats)``.
@@ -48,27 +49,3 @@ def init(arch: str, d: int, key: Any) -> tuple[dict, dict]:
     params = {"w1": jax.random.normal(k1, (d, 2)) / math.sqrt(d), "gamma": jnp.ones((2,)), "beta": jnp.zeros((2,)),
               "w2": jax.random.normal(k2, (2,)) / math.sqrt(2.0), "b2": jnp.zeros(())}
     return params, {"mean": jnp.zeros((2,)), "var": jnp.ones((2,))}
-
-
-def gd_validation_logits(make_step: Any, folds: dict[str, Any], iterations: int) -> Any:
-    """Validation logits ``(F, v)`` (float64) of the linear unit ``z = X w + b`` trained from zero weights by
-    ``iterations`` full-batch steps ``params = step(params, X, y, m)``, vmapped over the padded folds
-    (``folds["X"], ["y"], ["m"], ["Xv"]``).
-
-    ``make_step()`` builds the step inside the call's 64-bit mode (``jax.enable_x64``, scoped to this call, so
-    nothing else changes dtype): the paper's SLP protocol and the strong baselines under it share this loop.
-    """
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    with jax.enable_x64(True):
-        step = make_step()
-
-        def one_fold(X, y, m, Xv):
-            params = {"w": jnp.zeros(X.shape[1], jnp.float64), "b": jnp.zeros((), jnp.float64)}
-            params = jax.lax.fori_loop(0, iterations, lambda _, p: step(p, X, y, m), params)
-            return Xv @ params["w"] + params["b"]
-
-        args = [jnp.asarray(folds[k], jnp.float64) for k in ("X", "y", "m", "Xv")]
-        return np.asarray(jax.jit(jax.vmap(one_fold))(*args), np.float64)

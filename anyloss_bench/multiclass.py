@@ -57,16 +57,25 @@ def load(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     raise UsageError(f"unknown multiclass dataset {name!r}; choose digits, digits_imbalanced or mnist")
 
 
-def _model(arch: str, d: int, classes: int, key: Any) -> tuple[dict, Any]:
+def _init(arch: str, d: int, classes: int, key: Any) -> dict:
+    """The weights of ``linear`` (zeros) or ``mlp`` (32 ReLU units, He-scaled normal; output 1/sqrt(32))."""
     import jax
     import jax.numpy as jnp
 
     if arch == "linear":
-        return {"w": jnp.zeros((d, classes)), "b": jnp.zeros((classes,))}, lambda p, x: x @ p["w"] + p["b"]
+        return {"w": jnp.zeros((d, classes)), "b": jnp.zeros((classes,))}
     k1, k2 = jax.random.split(key)
-    params = {"w1": jax.random.normal(k1, (d, 32)) * jnp.sqrt(2.0 / d), "b1": jnp.zeros((32,)),
-              "w2": jax.random.normal(k2, (32, classes)) / jnp.sqrt(32.0), "b2": jnp.zeros((classes,))}
-    return params, lambda p, x: jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+    return {"w1": jax.random.normal(k1, (d, 32)) * jnp.sqrt(2.0 / d), "b1": jnp.zeros((32,)),
+            "w2": jax.random.normal(k2, (32, classes)) / jnp.sqrt(32.0), "b2": jnp.zeros((classes,))}
+
+
+def _apply(params: dict, x: Any) -> Any:
+    """The logits ``(n, C)`` of either model (``mlp`` when the weights have a hidden layer)."""
+    import jax
+
+    if "w" in params:
+        return x @ params["w"] + params["b"]
+    return jax.nn.relu(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
 
 
 def train_folds(loss: str, X: Any, y: np.ndarray, splits: list, *, arch: str, epochs: int, lr: float,
@@ -75,12 +84,13 @@ def train_folds(loss: str, X: Any, y: np.ndarray, splits: list, *, arch: str, ep
 
     ``X``: raw features (an array, or a DataFrame with its ``preprocessor``, fitted per training fold).
     """
-    import jax
     import jax.numpy as jnp
     import optax
 
     import anyloss_core as al
     import anyloss_jax
+
+    from . import jax_engine
 
     kind, approximation = LOSSES[loss]
     if approximation in ("sharp2", "sharp4"):
@@ -89,28 +99,17 @@ def train_folds(loss: str, X: Any, y: np.ndarray, splits: list, *, arch: str, ep
     folds = pad_folds(X, y, splits, np.int32, preprocessor)
     d = folds["X"].shape[2]
 
-    def objective(params, apply, x, t, m):
-        z = apply(params, x)
+    def objective(params, aux, x, t, m):
+        z = _apply(params, x)
         if kind == "ce":
-            return jnp.sum(m * optax.softmax_cross_entropy_with_integer_labels(z, t)) / jnp.sum(m)
+            return jnp.sum(m * optax.softmax_cross_entropy_with_integer_labels(z, t)) / jnp.sum(m), aux
         return anyloss_jax.anyloss(z, t, "f1", task="multiclass", average="macro", approximation=approximation,
-                                   sample_weight=m, num_classes=classes, validate=False)
+                                   sample_weight=m, num_classes=classes, validate=False), aux
 
-    def one_fold(x, t, m, xv, key):
-        params, apply = _model(arch, d, classes, key)
-        opt = optax.adam(lr)
-
-        def epoch(carry, _):
-            p, s = carry
-            g = jax.grad(objective)(p, apply, x, t, m)
-            u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), None
-
-        (params, _), _ = jax.lax.scan(epoch, (params, opt.init(params)), None, length=epochs)
-        return apply(params, xv)
-
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(splits))
-    logits = np.asarray(jax.jit(jax.vmap(one_fold))(folds["X"], folds["y"], folds["m"], folds["Xv"], keys))
+    # Full-batch Adam: one step per epoch on the whole (padded) fold; nothing rides along ({}).
+    logits = jax_engine.fit_folds(lambda y_fold, m_fold: objective, lambda key: (_init(arch, d, classes, key), {}),
+                                  lambda params, aux, xv: _apply(params, xv), optax.adam(lr), folds, epochs=epochs,
+                                  batch_size=folds["X"].shape[1], seed=seed, full_batch=True)
     return [logits[f, : len(va)] for f, (_, va) in enumerate(splits)]
 
 

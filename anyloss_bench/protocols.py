@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from .baselines import STRONG, all_inner_splits, thresholded_scores, train_slp_gd
-from .models import gd_validation_logits
+from .jax_engine import gd_validation_logits
 
 PROTOCOLS = ("paper", "paper-code", "tuned", "adam")
 DEFAULT_PROTOCOL = "paper"
@@ -78,13 +78,11 @@ def check_protocol(name: str) -> str:
 def paper_slp_loss(loss: str) -> Any:
     """``f(z, y, m) -> scalar``: the loss the paper's SLP minimises, on logits ``z``, 0/1 labels ``y`` and a
     row mask ``m`` (0 for padding rows)."""
-    import jax.numpy as jnp
     import optax
 
     import anyloss_jax
 
-    def mean(v, m):
-        return jnp.sum(m * v) / jnp.maximum(jnp.sum(m), 1.0)
+    from .jax_engine import masked_mean as mean
 
     if loss == "mse":  # the delta rule: a linear output against -1/+1, halved (see the module docstring)
         return lambda z, y, m: 0.5 * mean((z - (2.0 * y - 1.0)) ** 2, m)
@@ -223,9 +221,7 @@ def paper_code_loss(loss: str) -> Any:
     import anyloss_jax
 
     from .common import LOSSES
-
-    def mean(v, m):
-        return jnp.sum(m * v) / jnp.maximum(jnp.sum(m), 1.0)
+    from .jax_engine import masked_mean as mean
 
     if loss == "mse":  # Dense(1) without activation against 0/1 labels
         return lambda z, y, m, n: mean((z - y) ** 2, m)
@@ -241,17 +237,17 @@ def paper_code_loss(loss: str) -> Any:
                                                   approximation=approximation, rescue=0.0, **dict(params))
 
 
-def paper_code_fit(loss: str, *, epochs: int, lr: float, batch_size: int, n: int) -> Any:
+def paper_code_fit(loss: str, *, epochs: int, lr: float, batch_size: int) -> Any:
     """A jitted ``fit(params, stats, X, y, m, key) -> (params, stats)``: ``epochs`` of mini-batch Adam (a fresh
-    optimizer, as the notebook's ``compile``) from the given weights, on one padded training fold of ``n`` rows."""
+    optimizer, as the notebook's ``compile``) from the given weights, on one padded training fold
+    (:func:`anyloss_bench.jax_engine.fit_fold`)."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    from . import models
+    from . import jax_engine, models
 
     loss_fn, forward, opt = paper_code_loss(loss), models.forward("mlp"), optax.adam(lr)
-    n_batches = -(-n // batch_size)
 
     def fit(params, stats, X, y, m, key):
         n_train = jnp.sum(m)
@@ -260,24 +256,10 @@ def paper_code_fit(loss: str, *, epochs: int, lr: float, batch_size: int, n: int
             z, st = forward(p, st, x, mb, True)
             return loss_fn(z, t, mb, n_train), st
 
-        def step(carry, batch):
-            p, st, s = carry
-            x, t, mb = batch
-            (_, new_st), grads = jax.value_and_grad(objective, has_aux=True)(p, st, x, t, mb)
-            updates, new_s = opt.update(grads, s, p)
-            keep = jnp.sum(mb) >= 2.0  # all padding, or a batch of one (batch normalization needs two)
-            pick = lambda a, b: jax.tree_util.tree_map(lambda u, v: jnp.where(keep, u, v), a, b)  # noqa: E731
-            return (pick(optax.apply_updates(p, updates), p), pick(new_st, st), pick(new_s, s)), None
-
-        def epoch(carry, key_e):
-            order = jnp.argsort(jax.random.uniform(key_e, (n,)) + 2.0 * (1.0 - m))
-            pad = n_batches * batch_size - n
-            idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(n_batches, batch_size)
-            valid = jnp.concatenate([m[order], jnp.zeros((pad,))]).reshape(n_batches, batch_size)
-            return jax.lax.scan(step, carry, (X[idx], y[idx], valid))[0], None
-
-        (params, stats, _), _ = jax.lax.scan(epoch, (params, stats, opt.init(params)), jax.random.split(key, epochs))
-        return params, stats
+        # min_rows 2: all padding, or a batch of one (batch normalization needs two), changes nothing.
+        step = jax_engine.optimizer_step(objective, opt, min_rows=2.0)
+        return jax_engine.fit_fold(step, (params, stats, opt.init(params)), X, y, m, key, epochs=epochs,
+                                   batch_size=batch_size)
 
     return jax.jit(fit)
 
@@ -304,7 +286,7 @@ def paper_code_mlp_logits(folds: dict[str, Any], losses: tuple[str, ...] | list[
     F, n, d = folds["X"].shape
     forward = models.forward("mlp")
     fits = {loss: paper_code_fit(loss, epochs=epochs, lr=lrs.get(loss, lrs.get("f1", 1e-3)),
-                                 batch_size=batch_sizes.get(loss, batch_sizes.get("f1", n)), n=n)
+                                 batch_size=batch_sizes.get(loss, batch_sizes.get("f1", n)))
             for c in chains for loss in c}
     out = {loss: np.zeros(folds["Xv"].shape[:2], np.float32) for loss in losses}
     for c, chain in enumerate(chains):
@@ -373,11 +355,9 @@ def _engine_loss(loss: str) -> Any:
 
     from .common import LOSSES
     from .engines import FOCAL_GAMMA
+    from .jax_engine import masked_mean as mean
 
     spec = LOSSES[loss]
-
-    def mean(v, m):
-        return jnp.sum(m * v) / jnp.maximum(jnp.sum(m), 1.0)
 
     if spec.kind == "mse":
         return lambda z, y, m: mean((jax.nn.sigmoid(z) - y) ** 2, m)
@@ -399,52 +379,24 @@ def train_folds_lr(loss: str, arch: str, folds: dict[str, Any], lrs: np.ndarray,
                    seed: int) -> np.ndarray:
     """The Adam engine of ``anyloss suite`` with one learning rate per fold (``lrs``, shape ``(F,)``): validation
     logits ``(F, v)``; one vmapped program whatever the rates (``optax.inject_hyperparams``)."""
-    import jax
-    import jax.numpy as jnp
     import optax
 
-    from . import models
+    from . import jax_engine, models
 
     loss_fn, forward = _engine_loss(loss), models.forward(arch)
-    opt = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
     n, d = folds["X"].shape[1:]
-    full_batch = arch == "slp" or batch_size >= n
-    n_batches = 1 if full_batch else -(-n // batch_size)
 
-    def objective(params, stats, x, y, m):
-        z, stats = forward(params, stats, x, m, True)
-        return loss_fn(z, y, m), stats
+    def make_objective(y_fold, m_fold):
+        def objective(params, stats, x, y, m):
+            z, stats = forward(params, stats, x, m, True)
+            return loss_fn(z, y, m), stats
+        return objective
 
-    def step(carry, batch):
-        params, stats, state = carry
-        x, y, m = batch
-        (_, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(params, stats, x, y, m)
-        updates, new_state = opt.update(grads, state, params)
-        keep = jnp.sum(m) >= (1.0 if arch == "slp" else 2.0)
-        pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)  # noqa: E731
-        return (pick(optax.apply_updates(params, updates), params), pick(new_stats, stats),
-                pick(new_state, state)), None
-
-    def one_fold(X, y, m, Xv, key, lr):
-        params, stats = models.init(arch, d, key)
-        state = opt.init(params)
-        state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
-
-        def epoch(carry, key_e):
-            if full_batch:
-                return step(carry, (X, y, m))[0], None
-            order = jnp.argsort(jax.random.uniform(key_e, (n,)) + 2.0 * (1.0 - m))
-            pad = n_batches * batch_size - n
-            idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(n_batches, batch_size)
-            valid = jnp.concatenate([m[order], jnp.zeros((pad,))]).reshape(n_batches, batch_size)
-            return jax.lax.scan(step, carry, (X[idx], y[idx], valid))[0], None
-
-        (params, stats, _), _ = jax.lax.scan(epoch, (params, stats, state), jax.random.split(key, epochs))
-        return forward(params, stats, Xv, None, False)[0]
-
-    keys = jax.random.split(jax.random.PRNGKey(seed), folds["X"].shape[0])
-    run = jax.jit(jax.vmap(one_fold))
-    return np.asarray(run(folds["X"], folds["y"], folds["m"], folds["Xv"], keys, jnp.asarray(lrs, jnp.float32)))
+    return jax_engine.fit_folds(make_objective, lambda key: models.init(arch, d, key),
+                                lambda params, stats, Xv: forward(params, stats, Xv, None, False)[0],
+                                optax.inject_hyperparams(optax.adam)(learning_rate=1.0), folds, epochs=epochs,
+                                batch_size=batch_size, seed=seed, full_batch=arch == "slp" or batch_size >= n,
+                                min_rows=1.0 if arch == "slp" else 2.0, learning_rates=lrs)
 
 
 def inner_splits(y: np.ndarray, splits: list, seed: int, holdout: float = TUNED_HOLDOUT) -> list:

@@ -56,33 +56,21 @@ PAPER: dict[tuple[str, str], dict[str, tuple[float | None, ...]]] = {
                           "gmean": (.715, .766, None, .887), "balanced_accuracy": (.766, .793, .865, .877)},
 }
 
-#: Learning rates of Tables 17 (SLP) and 18 (MLP), by loss.
-LEARNING_RATES: dict[tuple[str, str], dict[str, float]] = {
-    ("random", "slp"): {"mse": 1e-2, "bce": 2e-1, "accuracy": 1e-2, "f1": 1e-2, "gmean": 1e-2,
-                        "balanced_accuracy": 1e-2, "sol-accuracy": 1e-2, "sol-f1": 5e-3,
-                        "sol-balanced_accuracy": 5e-3},
-    ("random", "mlp"): {"mse": 1e-3, "bce": 5e-3, "accuracy": 4e-3, "f1": 1e-3, "gmean": 5e-3,
-                        "balanced_accuracy": 5e-3, "sol-accuracy": 1e-3, "sol-f1": 1e-3,
-                        "sol-balanced_accuracy": 2e-2},
-    ("breast_cancer", "slp"): {"mse": 5e-2, "bce": 5e-2, "accuracy": 5e-4, "f1": 1e-3, "gmean": 3e-3,
-                               "balanced_accuracy": 5e-3, "sol-accuracy": 1e-4, "sol-f1": 1e-4,
-                               "sol-balanced_accuracy": 1e-4},
-    ("breast_cancer", "mlp"): {"mse": 1e-3, "bce": 5e-3, "accuracy": 5e-3, "f1": 1e-2, "gmean": 1e-2,
-                               "balanced_accuracy": 5e-3, "sol-accuracy": 1e-3, "sol-f1": 1e-2,
-                               "sol-balanced_accuracy": 5e-3},
-    ("credit_card", "slp"): {"mse": 5e-3, "bce": 1e-2, "accuracy": 1e-3, "f1": 5e-3, "gmean": 1e-3,
-                             "balanced_accuracy": 5e-3, "sol-accuracy": 5e-3, "sol-f1": 1e-3,
-                             "sol-balanced_accuracy": 5e-3},
-    ("credit_card", "mlp"): {"mse": 5e-4, "bce": 5e-3, "accuracy": 3e-3, "f1": 3e-3, "gmean": 3e-3,
-                             "balanced_accuracy": 5e-3, "sol-accuracy": 5e-3, "sol-f1": 1e-2,
-                             "sol-balanced_accuracy": 5e-3},
-    ("diabetes", "slp"): {"mse": 5e-2, "bce": 1e-1, "accuracy": 1e-2, "f1": 1e-2, "gmean": 1e-2,
-                          "balanced_accuracy": 1e-2, "sol-accuracy": 1e-2, "sol-f1": 1e-2,
-                          "sol-balanced_accuracy": 1e-3},
-    ("diabetes", "mlp"): {"mse": 1e-3, "bce": 5e-3, "accuracy": 5e-3, "f1": 3e-3, "gmean": 1e-2,
-                          "balanced_accuracy": 7e-2, "sol-accuracy": 1e-2, "sol-f1": 2e-2,
-                          "sol-balanced_accuracy": 3e-2},
+#: Learning rates of Tables 17 (SLP) and 18 (MLP): a row per (dataset, architecture), a column per loss.
+_RATE_COLUMNS = ("mse", "bce", "accuracy", "f1", "gmean", "balanced_accuracy", "sol-accuracy", "sol-f1",
+                 "sol-balanced_accuracy")
+_RATE_ROWS = {
+    ("random", "slp"):        (1e-2, 2e-1, 1e-2, 1e-2, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3),
+    ("random", "mlp"):        (1e-3, 5e-3, 4e-3, 1e-3, 5e-3, 5e-3, 1e-3, 1e-3, 2e-2),
+    ("breast_cancer", "slp"): (5e-2, 5e-2, 5e-4, 1e-3, 3e-3, 5e-3, 1e-4, 1e-4, 1e-4),
+    ("breast_cancer", "mlp"): (1e-3, 5e-3, 5e-3, 1e-2, 1e-2, 5e-3, 1e-3, 1e-2, 5e-3),
+    ("credit_card", "slp"):   (5e-3, 1e-2, 1e-3, 5e-3, 1e-3, 5e-3, 5e-3, 1e-3, 5e-3),
+    ("credit_card", "mlp"):   (5e-4, 5e-3, 3e-3, 3e-3, 3e-3, 5e-3, 5e-3, 1e-2, 5e-3),
+    ("diabetes", "slp"):      (5e-2, 1e-1, 1e-2, 1e-2, 1e-2, 1e-2, 1e-2, 1e-2, 1e-3),
+    ("diabetes", "mlp"):      (1e-3, 5e-3, 5e-3, 3e-3, 1e-2, 7e-2, 1e-2, 2e-2, 3e-2),
 }
+LEARNING_RATES: dict[tuple[str, str], dict[str, float]] = {
+    key: dict(zip(_RATE_COLUMNS, row, strict=True)) for key, row in _RATE_ROWS.items()}
 for _rates in LEARNING_RATES.values():  # the strong baselines train at BCE's rate (the paper ran none of them)
     _rates.update(dict.fromkeys(STRONG, _rates["bce"]))
 
@@ -373,7 +361,7 @@ def add_parser(sub: Any) -> None:
     rep.add_argument("--folds", type=int, default=None, help="cross-validation folds (default: 10 for Table 6, "
                                                              "5 for Table 10; Table 11 uses a 20%% hold-out)")
     rep.add_argument("--backend", choices=BACKENDS, default=None,
-                     help="default: jax for Table 6, torch for Tables 10 and 11 (Table 10: torch only)")
+                     help="default: jax for Table 6, torch for Tables 10 and 11 (Table 10: torch or keras)")
     rep.add_argument("--nproc", type=int, default=None,
                      help="train data-parallel in N processes (PyTorch, torch.distributed: gloo on CPU, NCCL on "
                           "GPUs; Table 6 with --protocol adam); the models equal one process's up to rounding; "
@@ -387,7 +375,7 @@ def add_parser(sub: Any) -> None:
                      help="Table 10: keep this fraction of the positive digit's images (e.g. 0.1: 1:9 made 1:90)")
     rep.add_argument("--momentum", type=float, default=None,
                      help="Table 10: also train the AnyLoss losses with running counts of this momentum "
-                          "(anyloss_torch.AnyLoss(metric, momentum=M)), shown beside the plain ones")
+                          "(anyloss_torch or anyloss_keras AnyLoss(metric, momentum=M)), shown beside the plain ones")
     rep.add_argument("--protocol", choices=("paper", "paper-code", "tuned", "adam"), default=None,
                      help="paper: the SLP as the authors' code trains it (float64, zero init, full-batch gradient "
                           "descent, the delta rule as MSE; SOL and the MLP with Adam); paper-code: paper, plus the "

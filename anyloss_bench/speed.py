@@ -223,6 +223,15 @@ def _torch_wrap(mode: str) -> Callable[[Any], Any]:
     return lambda m: m
 
 
+def _torch_backward(loss_fn: Any, x: Any, y: Any, sync: Callable[[], None]) -> Callable[[], None]:
+    """One timed loss step on fixed logits ``x``: forward, backward to ``x.grad``, then wait for the device."""
+    def run() -> None:
+        x.grad = None
+        loss_fn(x, y).backward()
+        sync()
+    return run
+
+
 def _torch_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict], dict]:
     import torch
 
@@ -241,20 +250,13 @@ def _torch_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict
             out = torch.empty_like(x)
             wrap = _torch_wrap(mode)
 
-            def step(loss_fn: Any, x: Any = x, y: Any = y) -> Callable[[], None]:
-                def run() -> None:
-                    x.grad = None
-                    loss_fn(x, y).backward()
-                    sync()
-                return run
-
             def copy(x: Any = x, y: Any = y, out: Any = out) -> None:
                 torch.add(x.detach(), y, out=out)
                 sync()
 
-            fns = [step(wrap(anyloss)), step(wrap(bce)), copy]
+            fns = [_torch_backward(wrap(anyloss), x, y, sync), _torch_backward(wrap(bce), x, y, sync), copy]
             if mode in VALIDATING:
-                fns.append(step(wrap(unchecked)))
+                fns.append(_torch_backward(wrap(unchecked), x, y, sync))
             timings = interleaved(fns, repeats, warmup=max(3, repeats // 3))
             records.append(_step_record(mode, n, "default", timings[0], timings[1], timings[2]))
             if mode in VALIDATING:
@@ -294,15 +296,8 @@ def _torch_calls(metric: str, sizes: list[int], repeats: int) -> list[dict]:
             losses = [wrap(anyloss_torch.AnyLoss(metric)), wrap(torch.nn.BCEWithLogitsLoss())]
             if mode in VALIDATING:
                 losses.append(wrap(anyloss_torch.AnyLoss(metric, validate=False)))
-
-            def call(loss_fn: Any, x: Any = x, y: Any = y) -> Callable[[], None]:
-                def run() -> None:
-                    x.grad = None
-                    loss_fn(x, y).backward()
-                    sync()
-                return run
-
-            timings = interleaved([call(f) for f in losses], repeats, warmup=max(20, repeats // 2))
+            timings = interleaved([_torch_backward(f, x, y, sync) for f in losses], repeats,
+                                  warmup=max(20, repeats // 2))
             records.append(_call_record(mode, n, "default", timings[0], timings[1]))
             if mode in VALIDATING:
                 records.append(_call_record(mode, n, "validate=False", timings[2], timings[1]))
@@ -424,6 +419,8 @@ def _jax_training(metric: str, batches: list[int], epochs: int, samples: int) ->
     import jax
     import optax
 
+    from .jax_engine import optimizer_step
+
     anyloss, bce = _jax_losses(metric)
     X, y = training_data(samples)
     params0 = _jax_mlp_init(X.shape[1], jax.random.PRNGKey(0))
@@ -432,25 +429,20 @@ def _jax_training(metric: str, batches: list[int], epochs: int, samples: int) ->
     for batch in batches:
         runs = []
         for loss in (anyloss, bce):
-            def objective(params: Any, xb: Any, yb: Any, loss: Any = loss) -> Any:
-                return loss(_jax_mlp(params, xb), yb)
+            def objective(params: Any, aux: Any, xb: Any, yb: Any, loss: Any = loss) -> Any:
+                return loss(_jax_mlp(params, xb), yb), aux
 
-            @jax.jit
-            def step(params: Any, state: Any, xb: Any, yb: Any, objective: Any = objective) -> Any:
-                value, grads = jax.value_and_grad(objective)(params, xb, yb)
-                updates, state = optimizer.update(grads, state, params)
-                return optax.apply_updates(params, updates), state, value
+            step = jax.jit(optimizer_step(objective, optimizer))  # the command's JAX step (jax_engine)
+            state = {"carry": (params0, {}, optimizer.init(params0))}
 
-            carry = {"params": params0, "state": optimizer.init(params0)}
-
-            def epoch(e: int, step: Any = step, carry: dict = carry, batch: int = batch) -> None:
+            def epoch(e: int, step: Any = step, state: dict = state, batch: int = batch) -> None:
                 order = np.random.default_rng(e).permutation(len(y))
-                params, state = carry["params"], carry["state"]
+                carry = state["carry"]
                 for start in range(0, len(y) - batch + 1, batch):  # drop_last, as in torch
                     index = order[start:start + batch]
-                    params, state, value = step(params, state, X[index], y[index])
+                    carry, value = step(carry, (X[index], y[index]))
                 jax.block_until_ready(value)
-                carry["params"], carry["state"] = params, state
+                state["carry"] = carry
 
             runs.append(epoch)
         a, b = _interleaved_epochs(runs[0], runs[1], epochs)
@@ -672,29 +664,17 @@ def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_rep
               call_sizes: list[int] | None = None, call_repeats: int = 0, batch_sizes: list[int] | None = None,
               train_epochs: int = 0, train_samples: int = TRAIN_SAMPLES) -> dict[str, Any]:
     """Every figure of one backend group, in this process."""
-    calls: list[dict] = []
-    training: list[dict] = []
-    if group == "torch":
-        steps, memory = _torch_steps(metric, sizes, repeats)
-        if call_sizes and call_repeats:
-            calls = _torch_calls(metric, call_sizes, call_repeats)
-        if batch_sizes and train_epochs:
-            training = _torch_training(metric, batch_sizes, train_epochs, train_samples)
-        engine = "torch"
-    elif group == "jax":
-        steps, memory = _jax_steps(metric, sizes, repeats)
-        if call_sizes and call_repeats:
-            calls = _jax_calls(metric, call_sizes, call_repeats)
-        if batch_sizes and train_epochs:
-            training = _jax_training(metric, batch_sizes, train_epochs, train_samples)
-        engine = "jax"
+    # The torch and JAX measurements take (metric, ...); the Keras ones (group, metric, ...), group = its backend.
+    if group in ("torch", "jax"):
+        engine, first = group, (metric,)
+        step_fn, call_fn, train_fn = {"torch": (_torch_steps, _torch_calls, _torch_training),
+                                      "jax": (_jax_steps, _jax_calls, _jax_training)}[group]
     else:
-        steps, memory = _keras_steps(group, metric, sizes, repeats)
-        if call_sizes and call_repeats:
-            calls = _keras_calls(group, metric, call_sizes, call_repeats)
-        if batch_sizes and train_epochs:
-            training = _keras_training(group, metric, batch_sizes, train_epochs, train_samples)
-        engine = "keras"
+        engine, first = "keras", (group, metric)
+        step_fn, call_fn, train_fn = _keras_steps, _keras_calls, _keras_training
+    steps, memory = step_fn(*first, sizes, repeats)
+    calls = call_fn(*first, call_sizes, call_repeats) if call_sizes and call_repeats else []
+    training = train_fn(*first, batch_sizes, train_epochs, train_samples) if batch_sizes and train_epochs else []
     epochs = _epochs(engine, metric, epoch_repeats) if epoch_repeats > 0 else []
     return {"group": group, "steps": steps, "memory": memory, "calls": calls, "training": training,
             "epochs": epochs}

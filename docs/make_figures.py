@@ -15,8 +15,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import anyloss_core as al  # noqa: E402
+from anyloss_core.adapters import get_approximation, get_namespace  # noqa: E402
 
 OUT = pathlib.Path(__file__).parent / "figures"
+
+
+def _save(fig: plt.Figure, ax: plt.Axes, name: str, xlabel: str, ylabel: str) -> None:
+    """Label the axes, add the legend and write ``OUT/name`` (both figures share this layout)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / name, dpi=110)
+    plt.close(fig)
 
 
 def approximation() -> None:
@@ -25,17 +36,11 @@ def approximation() -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(p, p, "k--", lw=1, label="identity (no amplification)")
     for scale in (5, 10, 30, 73):
-        yh, _ = al.get_approximation("anyloss")(p, from_logits=False, scale=float(scale),
-                                                xp=al.get_namespace(p))
+        yh, _ = get_approximation("anyloss")(p, from_logits=False, scale=float(scale), xp=get_namespace(p))
         ax.plot(p, yh, label=f"A(p), L = {scale}")
-    sol, _ = al.get_approximation("sol-cosine")(p, from_logits=False, scale=73.0, xp=al.get_namespace(y))
+    sol, _ = get_approximation("sol-cosine")(p, from_logits=False, scale=73.0, xp=get_namespace(y))
     ax.plot(p, sol, ":", label="SOL cosine (mu 0.5, delta 0.1)")
-    ax.set_xlabel("predicted probability p")
-    ax.set_ylabel("near-label A(p)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(OUT / "approximation.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ax, "approximation.png", "predicted probability p", "near-label A(p)")
 
 
 def scale_ranges() -> None:
@@ -50,12 +55,7 @@ def scale_ranges() -> None:
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.set_ylim(0, 100)
-    ax.set_xlabel("accuracy level t")
-    ax.set_ylabel("scale L")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(OUT / "scale_range.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ax, "scale_range.png", "accuracy level t", "scale L")
 
 
 if __name__ == "__main__":

@@ -378,3 +378,53 @@ def test_suite_batch_size_and_momentum_reach_the_mlp_anyloss_losses_only(tmp_pat
     assert (summary["batch_size"], summary["momentum"]) == (16, 0.3)
     calls.clear()  # --resume keeps a result of the same options: nothing is trained again
     assert main([*args, "--resume"]) == 0 and calls == []
+
+
+def test_jax_engine_step_is_the_numpy_gradient_step_and_padding_changes_nothing():
+    """The shared JAX engine (suite, protocols, multiclass, compare): one SGD step of the logistic SLP from zero
+    weights is ``-lr * X^T (1/2 - y) / n`` (a float64 NumPy formula); a batch of padding rows leaves every
+    weight, statistic and optimiser state as it was; padded folds under ``map_folds`` train as each fold alone."""
+    pytest.importorskip("optax")
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from anyloss_bench import jax_engine
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3)).astype(np.float32)
+    y = (rng.random(12) < 0.4).astype(np.float32)
+    lr = 0.5
+
+    def objective(params, aux, x, t, m):
+        z = x @ params["w"] + params["b"]
+        loss = jnp.sum(m * optax.sigmoid_binary_cross_entropy(z, t)) / jnp.maximum(jnp.sum(m), 1.0)
+        return loss, {"steps": aux["steps"] + 1}  # what rides along (BN statistics, running counts)
+
+    params = {"w": jnp.zeros(3), "b": jnp.zeros(())}
+    sgd = optax.sgd(lr)
+    (new, aux, _), value = jax_engine.optimizer_step(objective, sgd)(
+        (params, {"steps": jnp.zeros(())}, sgd.init(params)), (X, y, np.ones(12, np.float32)))
+    residual = 0.5 - y.astype(np.float64)
+    np.testing.assert_allclose(new["w"], -lr * X.astype(np.float64).T @ residual / 12, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(new["b"], -lr * residual.mean(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(value, np.log(2.0), rtol=1e-6)
+    assert float(aux["steps"]) == 1.0
+    # Adam counts its steps even at a zero gradient: only the row-mask guard keeps a padding batch from moving it.
+    adam = optax.adam(0.1)
+    carry = (params, {"steps": jnp.zeros(())}, adam.init(params))
+    padding, _ = jax_engine.optimizer_step(objective, adam, min_rows=1.0)(carry, (X, y, np.zeros(12, np.float32)))
+    for a, b in zip(jax.tree_util.tree_leaves(padding), jax.tree_util.tree_leaves(carry), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # Two folds of 12 and 9 real rows, padded to 12: full-batch Adam of each, alone and as one vmapped program.
+    folds = {"X": np.stack([X, X]), "y": np.stack([y, y]), "m": np.stack([np.ones(12), np.r_[np.ones(9), np.zeros(3)]]
+                                                                          ).astype(np.float32), "Xv": np.stack([X, X])}
+    fit = dict(epochs=5, batch_size=12, seed=0, full_batch=True, min_rows=1.0)
+    together = jax_engine.fit_folds(lambda yf, mf: objective, lambda key: (params, {"steps": jnp.zeros(())}),
+                                    lambda p, aux, xv: xv @ p["w"] + p["b"], adam, folds, **fit)
+    for f, rows in enumerate((12, 9)):
+        alone = {"X": X[None, :rows], "y": y[None, :rows], "m": np.ones((1, rows), np.float32), "Xv": X[None]}
+        single = jax_engine.fit_folds(lambda yf, mf: objective, lambda key: (params, {"steps": jnp.zeros(())}),
+                                      lambda p, aux, xv: xv @ p["w"] + p["b"], adam, alone, **fit)
+        np.testing.assert_allclose(together[f], single[0], rtol=1e-5, atol=1e-6)

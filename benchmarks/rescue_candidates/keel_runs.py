@@ -58,10 +58,8 @@ for name in names:
                 opt = torch.optim.Adam(net.parameters(), lr=1e-3)
                 g = torch.Generator().manual_seed(f)
                 for ep in range(30):
-                    perm = torch.randperm(len(yt), generator=g)
-                    for i in range(0, len(yt), 32):
-                        idx = perm[i:i + 32]
-                        if len(idx) < 2:
+                    for idx in torch.randperm(len(yt), generator=g).split(32):  # batches of 32, a fresh order
+                        if len(idx) < 2:  # each epoch
                             continue
                         lo = loss(net(Xt[idx]).squeeze(1), yt[idx], cand)
                         opt.zero_grad(); lo.backward(); opt.step()
