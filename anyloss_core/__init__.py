@@ -11,17 +11,10 @@ Examples:
     0.33
 """
 
-from ._approximations import (
-    APPROXIMATIONS,
-    AnyLossApproximation,
-    Approximation,
-    DifferentiableApproximation,
-    IdentityApproximation,
-    SolCosineApproximation,
-    get_approximation,
-)
-from ._config import LossConfigMixin
-from ._confusion import check_scale, confusion, soft_confusion, soft_confusion_with_pullback
+# The public names (``__all__``): what a user of the core needs.  The adapters'
+# plumbing lives in :mod:`anyloss_core.adapters`.
+from ._approximations import APPROXIMATIONS, AnyLossApproximation, IdentityApproximation, SolCosineApproximation
+from ._confusion import confusion, soft_confusion
 from ._losses import (
     accuracy_loss,
     anyloss,
@@ -31,53 +24,53 @@ from ._losses import (
     fbeta_loss,
     gmean_loss,
     score,
-    with_metric,
 )
 from ._metrics import METRICS, Confusion, get_metric, ratio, register_metric
-from ._multiclass import AVERAGES, TASKS, SharpenedSoftmax, average_metric, class_confusion, soft_class_confusion
-from ._namespace import get_namespace
-from ._scalar_grad import metric_value_and_grad
+from ._multiclass import AVERAGES, TASKS, SharpenedSoftmax
 from ._scale import scale_range
 from ._thresholds import Threshold, best_threshold
 
 __version__ = "0.1.0"
 
+# Still importable here, outside ``__all__``, so that code and docs written before the
+# adapter interface moved to ``anyloss_core.adapters`` keep working: the plumbing, and the
+# per-class functions that ``soft_confusion`` / ``confusion`` / ``score`` with ``task=`` cover.
+from ._approximations import Approximation as Approximation
+from ._approximations import DifferentiableApproximation as DifferentiableApproximation
+from ._approximations import get_approximation as get_approximation
+from ._config import LossConfigMixin as LossConfigMixin
+from ._confusion import soft_confusion_with_pullback as soft_confusion_with_pullback
+from ._losses import with_metric as with_metric
+from ._multiclass import average_metric as average_metric
+from ._multiclass import class_confusion as class_confusion
+from ._multiclass import soft_class_confusion as soft_class_confusion
+from ._namespace import get_namespace as get_namespace
+from ._scale import check_scale as check_scale
+
 __all__ = [
     "APPROXIMATIONS",
     "AVERAGES",
-    "TASKS",
-    "SharpenedSoftmax",
-    "average_metric",
-    "class_confusion",
-    "soft_class_confusion",
-    "METRICS",
     "AnyLossApproximation",
-    "Approximation",
     "Confusion",
-    "DifferentiableApproximation",
-    "LossConfigMixin",
     "IdentityApproximation",
+    "METRICS",
+    "SharpenedSoftmax",
     "SolCosineApproximation",
+    "TASKS",
     "Threshold",
     "accuracy_loss",
     "anyloss",
     "balanced_accuracy_loss",
     "best_threshold",
-    "check_scale",
     "confusion",
     "confusion_loss",
     "f1_loss",
     "fbeta_loss",
-    "get_approximation",
     "get_metric",
-    "get_namespace",
-    "metric_value_and_grad",
     "gmean_loss",
     "ratio",
     "register_metric",
     "scale_range",
     "score",
     "soft_confusion",
-    "soft_confusion_with_pullback",
-    "with_metric",
 ]

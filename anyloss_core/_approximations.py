@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from ._fast_paths import clip, fast_paths
 from ._names import unknown_name
-from ._namespace import clip, scale_temporary, sigmoid, sigmoid_of_temporary
+from ._namespace import sigmoid
 from ._types import Array, Namespace
 
 __all__ = [
@@ -79,30 +80,29 @@ class AnyLossApproximation:
 
     def __call__(self, y_pred: Array, *, from_logits: bool, scale: float, xp: Namespace) -> tuple[Array, Array]:
         p = sigmoid(y_pred, xp) if from_logits else y_pred
-        yh = sigmoid_of_temporary(scale_temporary(p - 0.5, scale, xp), xp)
+        fast = fast_paths(xp)  # p - 0.5 is a fresh temporary: the scaling and the sigmoid may reuse it
+        yh = fast.sigmoid_of_temporary(fast.scale_temporary(p - 0.5, scale, xp), xp)
         return yh, 1.0 - yh
 
     def scale_gradient(self, grad: Array, yh: Array, yh_c: Array, *, scale: float, xp: Namespace) -> Array:
-        r"""``grad * dA/dp`` with :math:`dA/dp = L A (1 - A)`, updating the caller's fresh ``grad`` in place."""
-        grad *= yh
-        grad *= yh_c
-        grad *= scale
-        return grad
+        r"""``grad * dA/dp`` with :math:`dA/dp = L A (1 - A)`, for a ``grad`` the caller no longer needs
+        (a fast path may update it in place: no n-element temporary)."""
+        fast = fast_paths(xp)
+        grad = fast.multiply_temporary(grad, yh, xp)
+        grad = fast.multiply_temporary(grad, yh_c, xp)
+        return fast.scale_temporary(grad, scale, xp)
 
     def derivative(
         self, y_pred: Array, yh: Array, yh_c: Array, *, from_logits: bool, scale: float, xp: Namespace
     ) -> Array:
         r""":math:`dA/dp = L A (1 - A)` (eq. 4); from a logit, times :math:`dp/dz = p (1 - p)`."""
-        # In-place updates of fresh temporaries only (a rebinding for immutable arrays):
-        # a backward pass on a CPU is dominated by allocating n-element buffers.
-        d = yh * yh_c
-        d *= scale
+        # Each step's input is a temporary made here, so the fast paths may reuse its
+        # buffer: a backward pass on a CPU is dominated by allocating n-element buffers.
+        fast = fast_paths(xp)
+        d = fast.scale_temporary(yh * yh_c, scale, xp)
         if from_logits:
             p = sigmoid(y_pred, xp)
-            d *= p
-            p *= -1.0
-            p += 1.0
-            d *= p
+            d = fast.times_one_minus(fast.multiply_temporary(d, p, xp), p, xp)
         return d
 
 

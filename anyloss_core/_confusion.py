@@ -1,172 +1,37 @@
-"""Confusion counts: soft (for the loss) and hard (for evaluation), with input checks.
+"""Confusion counts: soft (for the loss, with an analytic pullback) and hard (for evaluation).
 
-Checks of *arguments* (names, scales, thresholds) run always; checks of *data
-values* (labels in {0, 1}, probabilities in [0, 1], non-negative weights) run
-only when ``validate=True`` and the values can be read without tracing or a
-host-device synchronisation (see :func:`values_available`).  Shape and dtype
-checks need no values and always run, also under ``jit``.
+Both are the four weighted sums of eq. 6 of the paper, of near-labels (soft) or of
+thresholded decisions (hard); the inputs are flattened, cast and checked first by
+:mod:`anyloss_core._inputs`.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from typing import Any
 
 from ._approximations import Approximation, get_approximation
+from ._fast_paths import fast_paths
+from ._inputs import _default_float, _prepare
 from ._metrics import Confusion
 from ._multiclass import check_task, soft_class_confusion
-from ._namespace import (
-    all_binary,
-    all_in_unit_interval,
-    all_non_negative,
-    compute_dtype,
-    dot,
-    get_namespace,
-    sigmoid,
-    times_one_minus,
-    values_available,
-)
+from ._namespace import get_namespace, sigmoid
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
-__all__ = ["soft_confusion", "soft_confusion_with_pullback", "confusion", "check_scale"]
+__all__ = ["Pullback", "soft_confusion", "soft_confusion_with_pullback", "confusion", "check_scale"]
 
-
-def _drop_trailing_one(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-    return shape[:-1] if len(shape) >= 2 and shape[-1] == 1 else shape
-
-
-def _shape(x: Array) -> tuple[int | None, ...]:
-    """The shape, ``None`` for a dimension unknown until run time (a symbolic batch axis)."""
-    return tuple(None if d is None else int(d) for d in x.shape)
-
-
-def _same(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
-    """Equal shapes, an unknown dimension matching anything (checked again at run time)."""
-    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
-
-
-def _count(shape: tuple[int | None, ...]) -> int | None:
-    return None if None in shape else math.prod(shape)  # type: ignore[arg-type]
-
-
-def _flatten_pair(y_true: Array, y_pred: Array, xp: Namespace) -> tuple[Any, Any, tuple[int | None, ...]]:
-    """Bring ``y_true`` and ``y_pred`` to one flat sample axis, never broadcasting.
-
-    ``(n,)`` and ``(n, 1)`` are interchangeable; more generally a trailing axis of
-    length 1 is dropped, and then the shapes must be equal (``(batch, h, w)`` and
-    ``(batch, h, w, 1)`` for segmentation masks work too).
-    """
-    true_shape, pred_shape = _shape(y_true), _shape(y_pred)
-    a, b = _drop_trailing_one(true_shape), _drop_trailing_one(pred_shape)
-    if len(a) == 0 or len(b) == 0:
-        raise ValueError(
-            f"y_true and y_pred need a sample axis, got shapes {true_shape} and {pred_shape}"
-        )
-    if not _same(a, b):
-        raise ValueError(
-            f"y_true and y_pred must have the same number of samples, with shapes (n,) or (n, 1); "
-            f"got y_true {true_shape} and y_pred {pred_shape}"
-        )
-    if _count(a) == 0:
-        raise ValueError(f"y_true and y_pred are empty (shapes {true_shape} and {pred_shape})")
-    return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1,)), a
-
-
-def _flatten_weight(sample_weight: Array, sample_shape: tuple[int | None, ...], xp: Namespace) -> Array:
-    """Per-sample weights of shape ``sample_shape`` (or its leading axis) as ``(n,)``."""
-    w_shape = _drop_trailing_one(_shape(sample_weight))
-    if _same(w_shape, sample_shape):
-        return xp.reshape(sample_weight, (-1,))
-    inner = sample_shape[1:]
-    if len(w_shape) == 1 and inner and None not in inner and _same(w_shape, sample_shape[:1]):
-        # One weight per example of a (batch, ...) target, spread over its elements.
-        per_element = xp.reshape(sample_weight, (-1,) + (1,) * len(inner))
-        return xp.reshape(per_element * xp.ones((1, *inner), dtype=sample_weight.dtype), (-1,))
-    raise ValueError(
-        f"sample_weight must have one weight per sample: shape {sample_shape} or (n, 1), "
-        f"got {_shape(sample_weight)}"
-    )
-
-
-def _has_nan(x: Array, xp: Namespace) -> bool:
-    """Whether ``x`` holds a NaN: ``x != x`` (no ``isnan`` needed, which the Keras shim lacks)."""
-    return bool(xp.any(x != x))
-
-
-def _check_values(
-    y: Array | None, p: Array, w: Array | None, from_logits: bool, xp: Namespace
-) -> None:
-    # One fused pass per array when the values are fine (see _namespace.all_binary); only a
-    # failed check looks again, to report NaN as NaN rather than as a value out of
-    # range.  ``y`` is None for boolean labels, which need no check.
-    if y is not None and not all_binary(y, xp):
-        if _has_nan(y, xp):
-            raise ValueError("y_true contains NaN")
-        raise ValueError("y_true must hold binary labels 0 and 1 (pass validate=False for soft labels)")
-    if not from_logits and not all_in_unit_interval(p, xp):
-        if _has_nan(p, xp):
-            raise ValueError("y_pred contains NaN")
-        raise ValueError(
-            "y_pred has values outside [0, 1] but from_logits=False: pass probabilities, "
-            "or from_logits=True for logits"
-        )
-    if w is not None and not all_non_negative(w, xp):
-        if _has_nan(w, xp):
-            raise ValueError("sample_weight contains NaN")
-        raise ValueError("sample_weight must be non-negative")
-
-
-def _prepare(
-    y_true: Array,
-    y_pred: Array,
-    sample_weight: Array | None,
-    *,
-    from_logits: bool,
-    validate: bool,
-    xp: Namespace,
-    dtype: Any = None,
-) -> tuple[Any, Any, Any, Any]:
-    """Checked, flattened ``(y, p, w)`` in the compute dtype, and that dtype."""
-    xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
-    if not isinstance(from_logits, bool):
-        raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
-    y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true
-    y_pred = xp.asarray(y_pred) if not hasattr(y_pred, "shape") else y_pred
-    if dtype is None:
-        if not xp.isdtype(y_pred.dtype, "real floating"):
-            raise TypeError(
-                f"y_pred must be a floating array of probabilities or logits, got dtype {y_pred.dtype}"
-            )
-        dtype = compute_dtype(y_pred.dtype, xp)
-    if not xp.isdtype(y_true.dtype, ("bool", "integral", "real floating")):
-        raise TypeError(f"y_true must hold 0/1 labels as bool, integer or float, got dtype {y_true.dtype}")
-    y, p, sample_shape = _flatten_pair(y_true, y_pred, xp)
-    labels_bool = xp.isdtype(y.dtype, "bool")  # always 0/1: no value check needed
-    w = None
-    if sample_weight is not None:
-        sample_weight = xp.asarray(sample_weight) if not hasattr(sample_weight, "shape") else sample_weight
-        w = _flatten_weight(sample_weight, sample_shape, xp)
-    # copy=False: the Array API default copies even an array already of that dtype.
-    y, p = xp.astype(y, dtype, copy=False), xp.astype(p, dtype, copy=False)
-    if w is not None:
-        w = xp.astype(w, dtype, copy=False)
-    if validate and (not labels_bool or not from_logits or w is not None) and values_available(p, xp) \
-            and values_available(y, xp):
-        _check_values(None if labels_bool else y, p, w, from_logits, xp)
-    return y, p, w, xp
+#: ``pullback(g)``: the gradient with respect to the flattened ``y_pred`` of a loss whose
+#: gradient with respect to the four counts is ``g`` (a :class:`Confusion`).
+Pullback = Callable[[Confusion], Array]
 
 
 def _counts(y: Array, yh: Array, yh_c: Array, w: Array | None, xp: Namespace) -> Confusion:
     """The four sums of eq. 6, weights entering as weighted counts."""
     pos = y if w is None else w * y
     neg = 1.0 - y if w is None else w - pos
-    return Confusion(
-        tn=dot(neg, yh_c, xp),
-        fn=dot(pos, yh_c, xp),
-        fp=dot(neg, yh, xp),
-        tp=dot(pos, yh, xp),
-    )
+    dot = fast_paths(xp).dot  # one BLAS call per count in torch
+    return Confusion(tn=dot(neg, yh_c, xp), fn=dot(pos, yh_c, xp), fp=dot(neg, yh, xp), tp=dot(pos, yh, xp))
 
 
 def soft_confusion(
@@ -221,25 +86,12 @@ def soft_confusion(
             y_true, y_pred, task=task, num_classes=num_classes, ignore_index=ignore_index, from_logits=from_logits,
             scale=scale, approximation=approximation, sample_weight=sample_weight, validate=validate, xp=xp,
         )
-    approx = get_approximation(approximation)
-    y, p, w, xp = _prepare(
-        y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp
-    )
-    yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
-    return _counts(y, yh, yh_c, w, xp)
+    counts = _binary_counts(y_true, y_pred, from_logits=from_logits, scale=scale, approximation=approximation,
+                            sample_weight=sample_weight, validate=validate, xp=xp, pullback=False)
+    return counts  # type: ignore[no-any-return]
 
 
-def soft_confusion_with_pullback(
-    y_true: Array,
-    y_pred: Array,
-    *,
-    from_logits: bool = False,
-    scale: float = DEFAULT_SCALE,
-    approximation: str | Approximation = "anyloss",
-    sample_weight: Array | None = None,
-    validate: bool = True,
-    xp: Namespace | None = None,
-) -> tuple[Confusion, Any] | None:
+def soft_confusion_with_pullback(y_true: Array, y_pred: Array, **options: Any) -> tuple[Confusion, Pullback] | None:
     r"""The soft counts and their pullback, for an analytic backward pass.
 
     Every count is a weighted sum of :math:`\hat y_i` or :math:`1 - \hat y_i`, so for
@@ -251,11 +103,21 @@ def soft_confusion_with_pullback(
     with :math:`g_{TP} = \partial \mathcal L / \partial TP` etc.  Returns
     ``(counts, pullback)`` where ``pullback(g: Confusion)`` gives that gradient
     with respect to the flattened ``y_pred`` (in the compute dtype), or ``None``
-    when the approximation has no ``derivative`` (then use autodiff).  Arguments as
-    :func:`soft_confusion`.
+    when the approximation has no ``derivative`` (then use autodiff).  Keyword
+    arguments: those of :func:`soft_confusion` for the binary task.
     """
+    return _binary_counts(y_true, y_pred, pullback=True, **options)  # type: ignore[no-any-return]
+
+
+def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, scale: float = DEFAULT_SCALE,
+                   approximation: str | Approximation = "anyloss", sample_weight: Array | None = None,
+                   validate: bool = True, xp: Namespace | None = None, pullback: bool = False) -> Any:
+    """The binary soft counts; with ``pullback``, ``(counts, pullback)`` or ``None`` (no ``derivative``)."""
     scale = check_scale(scale)
     approx = get_approximation(approximation)
+    if not pullback:
+        y, p, w, xp = _prepare(y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp)
+        return _counts(y, *approx(p, from_logits=from_logits, scale=scale, xp=xp), w, xp)
     derivative = getattr(approx, "derivative", None)
     if derivative is None:
         return None
@@ -269,34 +131,27 @@ def soft_confusion_with_pullback(
         yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
     counts = _counts(y, yh, yh_c, w, xp)
 
-    def pullback(g: Confusion) -> Array:
+    def pull(g: Confusion) -> Array:
+        fast = fast_paths(xp)  # every step's input is a temporary of this function: it may be reused
         on_pos, on_neg = g.tp - g.fn, g.fp - g.tn
-        grad = y * (on_pos - on_neg)  # y * on_pos + (1 - y) * on_neg, updated in place
-        grad += on_neg
+        grad = fast.add_temporary(y * (on_pos - on_neg), on_neg, xp)  # y * on_pos + (1 - y) * on_neg
         if w is not None:
-            grad *= w
+            grad = fast.multiply_temporary(grad, w, xp)
         if prob is None:
-            grad *= derivative(p, yh, yh_c, from_logits=from_logits, scale=scale, xp=xp)
-            return grad
+            return fast.multiply_temporary(
+                grad, derivative(p, yh, yh_c, from_logits=from_logits, scale=scale, xp=xp), xp
+            )
         scale_gradient = getattr(approx, "scale_gradient", None)
-        if scale_gradient is not None:  # in place: no n-element temporary
+        if scale_gradient is not None:  # grad times the derivative without an n-element temporary
             grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp)
         else:
-            grad *= derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp)
-        grad *= prob  # dsigma/dz = sigma (1 - sigma)
-        return times_one_minus(grad, prob, xp)
+            grad = fast.multiply_temporary(
+                grad, derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp), xp
+            )
+        # dsigma/dz = sigma (1 - sigma)
+        return fast.times_one_minus(fast.multiply_temporary(grad, prob, xp), prob, xp)
 
-    return counts, pullback
-
-
-def _default_float(xp: Namespace) -> Any:
-    info = getattr(xp, "__array_namespace_info__", None)
-    if info is not None:
-        try:
-            return info().default_dtypes()["real floating"]
-        except Exception:  # a namespace with a partial info object
-            pass
-    return xp.float32
+    return counts, pull
 
 
 def confusion(

@@ -1,4 +1,7 @@
-"""The public losses: 1 - metric(soft confusion), and the hard ``score``."""
+"""The public losses: 1 - metric(soft confusion), with the metric given or fixed (``f1_loss``, ...).
+
+``score``, the hard metric for evaluation, is in :mod:`anyloss_core._score` (imported here too).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ import inspect
 from typing import Any
 
 from ._approximations import Approximation
-from ._confusion import confusion, soft_confusion
+from ._confusion import soft_confusion
 from ._metrics import Confusion, Metric, check_metric_value, get_metric
-from ._multiclass import average_metric, check_task, class_confusion
+from ._multiclass import average_metric, check_task
 from ._namespace import get_namespace
 from ._rescue import DEFAULT_RESCUE, check_rescue, rescue_for
 from ._scale import DEFAULT_SCALE
@@ -189,51 +192,24 @@ def with_metric(loss_fn: Any, metric: str, *, doc: str | None = None, **defaults
     return loss
 
 
-accuracy_loss = with_metric(
-    anyloss,
-    "accuracy",
-    doc=r"""Accuracy loss :math:`1 - (TP + TN) / n` of the soft counts; see :func:`anyloss`.
+def _named_loss(metric: str, formula: str, y: str, p: str, value: str) -> Any:
+    """``with_metric(anyloss, metric)`` with a docstring: the formula, and an example with its value."""
+    return with_metric(anyloss, metric, doc=rf"""{formula} of the soft counts; see :func:`anyloss`.
 
     Examples:
         >>> import numpy as np, anyloss_core as al
-        >>> round(float(al.accuracy_loss(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.4]))), 2)
-        0.33
-    """,
-)
-f1_loss = with_metric(
-    anyloss,
-    "f1",
-    doc=r"""F1 loss :math:`1 - 2 TP / (2 TP + FP + FN)` of the soft counts; see :func:`anyloss`.
+        >>> round(float(al.{metric}_loss(np.array({y}), np.array({p}))), 4)
+        {value}
+    """)
 
-    Examples:
-        >>> import numpy as np, anyloss_core as al
-        >>> round(float(al.f1_loss(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9]))), 6)
-        0.0
-    """,
-)
-gmean_loss = with_metric(
-    anyloss,
-    "gmean",
-    doc=r"""G-mean loss :math:`1 - \sqrt{TPR \cdot TNR}` of the soft counts; see :func:`anyloss`.
 
-    Examples:
-        >>> import numpy as np, anyloss_core as al
-        >>> round(float(al.gmean_loss(np.array([0, 0, 1, 1]), np.array([0.2, 0.7, 0.9, 0.8]))), 4)
-        0.2929
-    """,
-)
-balanced_accuracy_loss = with_metric(
-    anyloss,
-    "balanced_accuracy",
-    doc=r"""Balanced-accuracy loss :math:`1 - (TPR + TNR) / 2` of the soft counts; see :func:`anyloss`.
-
-    Examples:
-        >>> import numpy as np, anyloss_core as al
-        >>> round(float(al.balanced_accuracy_loss(np.array([0, 0, 1, 1]), np.array([0.2, 0.7, 0.9, 0.8]))), 4)
-        0.25
-    """,
-)
-
+accuracy_loss = _named_loss("accuracy", r"Accuracy loss :math:`1 - (TP + TN) / n`", "[0, 1, 1]", "[0.2, 0.7, 0.4]",
+                            "0.3331")
+f1_loss = _named_loss("f1", r"F1 loss :math:`1 - 2 TP / (2 TP + FP + FN)`", "[0, 1, 1]", "[0.2, 0.7, 0.9]", "0.0")
+gmean_loss = _named_loss("gmean", r"G-mean loss :math:`1 - \sqrt{TPR \cdot TNR}`", "[0, 0, 1, 1]",
+                         "[0.2, 0.7, 0.9, 0.8]", "0.2929")
+balanced_accuracy_loss = _named_loss("balanced_accuracy", r"Balanced-accuracy loss :math:`1 - (TPR + TNR) / 2`",
+                                     "[0, 0, 1, 1]", "[0.2, 0.7, 0.9, 0.8]", "0.25")
 
 fbeta_loss = with_metric(
     anyloss,
@@ -253,58 +229,4 @@ fbeta_loss = with_metric(
 )
 
 
-def score(
-    metric: str | Metric,
-    y_true: Array,
-    y_pred: Array,
-    *,
-    threshold: float = 0.5,
-    from_logits: bool = False,
-    sample_weight: Array | None = None,
-    validate: bool = True,
-    xp: Namespace | None = None,
-    task: str = "binary",
-    average: str = "macro",
-    num_classes: int | None = None,
-    ignore_index: int | None = None,
-    **metric_params: Any,
-) -> Array:
-    """The hard metric of thresholded predictions, equal to scikit-learn's value.
-
-    ``score("f1", y, p)`` equals ``sklearn.metrics.f1_score(y, p > 0.5)``; likewise
-    accuracy, precision, recall, jaccard, balanced_accuracy and fbeta (``beta=``);
-    "mcc" is ``(matthews_corrcoef + 1) / 2``.  ``y_pred`` may be probabilities,
-    logits (``from_logits=True``) or 0/1 labels.
-
-    With ``task="multiclass"`` (argmax of ``(n, C)`` scores, or class ids) or
-    ``"multilabel"`` (``> threshold`` per label), f1, fbeta, precision, recall and
-    jaccard equal scikit-learn's with the same ``average``, ``labels=range(C)`` and
-    ``zero_division=0``; accuracy is ``accuracy_score`` and balanced_accuracy
-    ``balanced_accuracy_score``.
-
-    Examples:
-        >>> import numpy as np, anyloss_core as al
-        >>> float(al.score("f1", np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])))
-        0.6666666666666666
-    """
-    metric_fn = get_metric(metric, **metric_params)
-    if task != "binary":
-        check_task(task, average)
-        class_counts = class_confusion(
-            y_true, y_pred, task=task, num_classes=num_classes, ignore_index=ignore_index, threshold=threshold,
-            from_logits=from_logits, sample_weight=sample_weight, validate=validate, xp=xp,
-        )
-        return average_metric(class_counts, metric, task=task, average=average, xp=xp, **metric_params)
-    counts = confusion(
-        y_true,
-        y_pred,
-        threshold=threshold,
-        from_logits=from_logits,
-        sample_weight=sample_weight,
-        validate=validate,
-        xp=xp,
-    )
-    xp = get_namespace(counts.tp, xp=xp)
-    value = metric_fn(counts, xp)
-    check_metric_value(metric, metric_fn, value, xp)
-    return value
+from ._score import score  # noqa: E402  (its old import path)

@@ -1,11 +1,15 @@
-"""Array namespace resolution and the few native fast paths the core uses.
+"""Array namespace resolution: which namespace, which framework behind it, whether values can be read.
 
 The core is written against the Python Array API standard.  ``get_namespace``
 finds the namespace of the arrays it is given (through array-api-compat), or
 takes the one a caller hands it (``xp=``, as the Keras adapter does with its
-``keras.ops`` shim).  Nothing here imports a framework: a framework module is
-only looked up in ``sys.modules`` once an array of that framework has been seen,
-which means the user already imported it.
+``keras.ops`` shim).  This is the one module of the core that knows frameworks by
+name: the functions whose *meaning* needs the framework's own op (a sigmoid that
+cannot overflow, a stop-gradient, softmax) and :func:`values_available`, which must
+recognise tracers.  Steps that are only *faster* natively live behind the
+per-backend hooks of :mod:`anyloss_core._fast_paths`.  Nothing here imports a
+framework: a framework module is only looked up in ``sys.modules`` once an array
+of that framework has been seen, which means the user already imported it.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ import array_api_compat
 from ._types import Array, Namespace
 
 __all__ = [
-    "clip",
-    "dot",
-    "get_namespace",
     "compute_dtype",
+    "differentiable",
+    "get_namespace",
     "sigmoid",
     "softmax",
+    "stop_gradient",
     "values_available",
 ]
 
@@ -60,7 +64,7 @@ _JAX_NAMESPACES = frozenset({"jax.numpy", "jax.experimental.array_api"})
 
 
 def _framework_module(xp: Namespace) -> ModuleType | None:
-    """The framework behind a namespace, if it is one we have a fast path for."""
+    """The framework behind a namespace, if it is one whose own ops the functions below use."""
     name = getattr(xp, "__name__", None)
     if name in _TORCH_NAMESPACES:
         return sys.modules.get("torch")
@@ -112,76 +116,6 @@ def softmax(z: Array, xp: Namespace) -> Array:
         return native(z, axis=-1)
     e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
     return e / xp.sum(e, axis=-1, keepdims=True)
-
-
-def sigmoid_of_temporary(x: Array, xp: Namespace) -> Array:
-    """``sigmoid(x)`` for an ``x`` the caller owns and no longer needs: in place where that is cheap.
-
-    torch gets ``torch.sigmoid_`` (on a CPU a fresh n-element buffer costs page faults
-    on top of the arithmetic); elsewhere :func:`sigmoid` (JAX arrays are immutable,
-    and XLA reuses buffers itself).
-    """
-    framework = _framework_module(xp)
-    if framework is not None and framework.__name__ == "torch" and not _needs_autograd(x):
-        return framework.sigmoid_(x)
-    return sigmoid(x, xp)
-
-
-def scale_temporary(x: Array, scale: float, xp: Namespace) -> Array:
-    """``x * scale`` for an ``x`` the caller owns and no longer needs: in place where autograd allows.
-
-    Not in place for a torch tensor that autograd records or ``torch.compile`` traces:
-    the torch adapter's compiled path saves selected activations for the backward,
-    and PyTorch asks that such a region hold no in-place ops.
-    """
-    framework = _framework_module(xp)
-    if framework is not None and framework.__name__ == "torch" and _needs_autograd(x):
-        return x * scale
-    x *= scale  # a rebinding for immutable arrays (JAX)
-    return x
-
-
-def times_one_minus(x: Array, p: Array, xp: Namespace) -> Array:
-    """``x * (1 - p)`` for an ``x`` the caller owns: in place (one fused kernel) on torch."""
-    framework = _framework_module(xp)
-    if framework is not None and framework.__name__ == "torch" and not _needs_autograd(x):
-        return x.addcmul_(x, p, value=-1.0)
-    return x * (1.0 - p)
-
-
-def _needs_autograd(x: Array) -> bool:
-    # In-place updates of a tensor that autograd records would be an error or, worse,
-    # silently change what the backward pass reads.
-    torch = sys.modules["torch"]
-    return bool(x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()
-
-
-def clip(x: Array, lo: float | None, hi: float | None, xp: Namespace) -> Array:
-    """``clip(x, lo, hi)`` with Python-scalar bounds; either bound may be ``None``.
-
-    torch gets ``torch.clamp`` directly: array-api-compat's wrapper promotes the
-    scalars with ``torch.result_type``, which ``torch.compile(fullgraph=True)``
-    cannot trace.
-    """
-    framework = _framework_module(xp)
-    if framework is not None and framework.__name__ == "torch":
-        return framework.clamp(x, lo, hi)
-    return xp.clip(x, lo, hi)
-
-
-def dot(a: Array, b: Array, xp: Namespace) -> Array:
-    """``sum(a * b)`` of two 1-D arrays, as a 0-d array.
-
-    torch gets one BLAS dot: eager torch would otherwise allocate an n-element
-    product per count, and on a CPU fresh large allocations cost more than the
-    arithmetic.  (BLAS accumulates sequentially: for 1e7 float32 terms the
-    relative error is about 1e-6, against 1e-7 for a pairwise sum.)  Elsewhere
-    ``sum(a * b)``, which XLA fuses into one pass and NumPy sums pairwise.
-    """
-    framework = _framework_module(xp)
-    if framework is not None and framework.__name__ == "torch":
-        return framework.dot(a, b)
-    return xp.sum(a * b)
 
 
 def compute_dtype(dtype: Any, xp: Namespace) -> Any:
@@ -254,82 +188,15 @@ def stop_gradient(x: Array, xp: Namespace) -> Array:
     return x
 
 
-def shrink(x: Array, threshold: float, xp: Namespace) -> Array:
-    """``x`` where ``|x| > threshold``, else 0: torch's ``hardshrink`` (one kernel), ``where`` elsewhere."""
-    framework = _framework_module(xp)
-    if framework is not None and framework.__name__ == "torch":
-        return framework.nn.functional.hardshrink(x, threshold)
-    return xp.where(xp.abs(x) > threshold, x, xp.zeros_like(x))
-
-
 def differentiable(xp: Namespace) -> bool:
     """Whether arrays of ``xp`` can carry gradients (torch, JAX, the Keras shim), so gradient-only terms matter."""
     return getattr(xp, "stop_gradient", None) is not None or _framework_module(xp) is not None
 
 
-# --- value checks: one fused pass where the framework has the ops (anyloss_core._confusion) ------------
+def __getattr__(name: str) -> object:
+    # Names that moved to anyloss_core._fast_paths, for importers of the old path.
+    if name in ("clip", "dot", "shrink"):
+        from . import _fast_paths
 
-
-def _torch_of(x: Array) -> Any:
-    """The torch module when ``x`` is a torch tensor (the value checks' fast path), else ``None``.
-
-    By the array's type, not the namespace: Keras on PyTorch hands the core torch
-    tensors with its own ``keras.ops`` namespace, whose calls cost more.
-    """
-    torch = sys.modules.get("torch")
-    return torch if torch is not None and isinstance(x, torch.Tensor) else None
-
-
-#: Labels checked per block in torch: the check's temporary stays one reused 4 MB buffer (float32).
-_CHECK_BLOCK = 1 << 20
-
-
-def all_binary(y: Array, xp: Namespace) -> bool:
-    """Whether every label is 0 or 1; False for NaN and infinities.
-
-    ``y - y * y`` is exactly 0 for 0 and 1 and nonzero or NaN for every other value
-    (below 1 ``y * y`` rounds to less than ``y``, above 1 to more; ``inf - inf`` is
-    NaN), so in torch the check is one fused elementwise kernel and one min/max
-    reduction, both vectorised, where ``all((y == 0) | (y == 1))`` runs three
-    boolean kernels and a reduction and allocates three arrays: on one CPU thread
-    0.20 ms against 1.8 ms at n = 1e6.  Above 2**20 labels it runs block by block
-    into one reused 4 MB buffer: a fresh 40 MB temporary at n = 1e7 costs 45 ms in
-    page faults alone, the blocks 3.7 ms in all (the boolean form: 33 ms).
-    Elsewhere the boolean expression, which XLA fuses and NumPy runs fast.
-    """
-    torch = _torch_of(y)
-    if torch is not None:
-        flat = y.detach().reshape(-1)  # no autograd record of the check
-        if flat.shape[0] <= _CHECK_BLOCK:
-            return _zero_residual(torch, torch.addcmul(flat, flat, flat, value=-1.0))
-        buffer = torch.empty_like(flat[:_CHECK_BLOCK])
-        for start in range(0, flat.shape[0], _CHECK_BLOCK):
-            block = flat[start:start + _CHECK_BLOCK]
-            out = buffer[:block.shape[0]]
-            if not _zero_residual(torch, torch.addcmul(block, block, block, value=-1.0, out=out)):
-                return False
-        return True
-    return bool(xp.all((y == 0) | (y == 1)))
-
-
-def _zero_residual(torch: Any, residual: Array) -> bool:
-    """Whether ``residual`` is 0 everywhere: one min/max pass (min and max propagate NaN)."""
-    lo, hi = torch.aminmax(residual)
-    return float(lo) == 0.0 and float(hi) == 0.0
-
-
-def all_in_unit_interval(p: Array, xp: Namespace) -> bool:
-    """Whether ``0 <= p <= 1`` everywhere; False for NaN.  torch: one min/max pass, no allocation."""
-    torch = _torch_of(p)
-    if torch is not None:
-        lo, hi = torch.aminmax(p.detach())
-        return float(lo) >= 0.0 and float(hi) <= 1.0
-    return bool(xp.all((p >= 0) & (p <= 1)))
-
-
-def all_non_negative(w: Array, xp: Namespace) -> bool:
-    """Whether ``w >= 0`` everywhere; False for NaN.  torch: one min pass, no allocation."""
-    torch = _torch_of(w)
-    if torch is not None:
-        return float(torch.amin(w.detach())) >= 0.0
-    return bool(xp.all(w >= 0))
+        return getattr(_fast_paths, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,7 +43,10 @@ import math
 import warnings
 from typing import Any
 
-from ._namespace import clip, differentiable, shrink, sigmoid, stop_gradient, values_available
+from ._fast_paths import clip, shrink
+from ._inputs import _prepare
+from ._namespace import differentiable, sigmoid, stop_gradient, values_available
+from ._scale import DEFAULT_SCALE
 from ._types import Array, Namespace
 
 __all__ = ["DEFAULT_RESCUE", "check_rescue", "prepared_for_rescue", "rescue_for", "rescue_slope", "rescue_term"]
@@ -155,7 +158,7 @@ def _warn_if_stuck(y: Array, z: Array, *, rescue: float, from_logits: bool, scal
 
 
 def prepared_for_rescue(y_true: Array, y_pred: Array, sample_weight: Array | None = None, *, rescue: float,
-                        from_logits: bool, scale: float = 73.0, approximation: Any = "anyloss",
+                        from_logits: bool, scale: float = DEFAULT_SCALE, approximation: Any = "anyloss",
                         xp: Namespace | None = None,
                         watch: bool = True) -> tuple[Array, Array, Array | None, Namespace] | None:
     """``(y, z, w, xp)`` flattened and cast as the counts are, when the rescue applies (else ``None``).
@@ -167,8 +170,7 @@ def prepared_for_rescue(y_true: Array, y_pred: Array, sample_weight: Array | Non
     check = watch and approximation == "anyloss" and _check_due()
     if rescue == 0.0 and not check:
         return None
-    from ._confusion import _prepare  # the counts' own flattening and casting; values were checked there
-
+    # The counts' own flattening and casting; the values were checked there.
     y, z, w, xp = _prepare(y_true, y_pred, sample_weight, from_logits=from_logits, validate=False, xp=xp)
     if not differentiable(xp):
         return None
@@ -178,7 +180,7 @@ def prepared_for_rescue(y_true: Array, y_pred: Array, sample_weight: Array | Non
 
 
 def rescue_for(y_true: Array, y_pred: Array, sample_weight: Array | None = None, *, rescue: float,
-               from_logits: bool, scale: float = 73.0, approximation: Any = "anyloss",
+               from_logits: bool, scale: float = DEFAULT_SCALE, approximation: Any = "anyloss",
                xp: Namespace | None = None) -> Array:
     """:func:`rescue_term` of the raw arguments of a binary loss (``0.0`` when it does not apply)."""
     prepared = prepared_for_rescue(y_true, y_pred, sample_weight, rescue=rescue, from_logits=from_logits,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ._confusion import _default_float, _flatten_weight, _has_nan, _shape
+from ._inputs import _default_float, _flatten_weight, _has_nan, _shape
 from ._metrics import Confusion, Metric, check_metric_value, get_metric
 from ._namespace import get_namespace
 from ._types import Array, Namespace

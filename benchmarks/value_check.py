@@ -2,11 +2,12 @@
 
     python benchmarks/value_check.py [n] [threads] [repeats]
 
-Prints p10 / median microseconds of ``all((y == 0) | (y == 1))`` (the check before issue 20) and of
-``anyloss_core._namespace.all_binary`` (``aminmax(y - y*y)``, by blocks above 2**20 labels) on the same
-float32 0/1 labels, interleaved with the order alternated; then forward + backward of ``F1Loss()`` with the old
-check patched in, with the fused one, with ``validate=False``, and ``BCEWithLogitsLoss``.  ``threads`` sets
-``torch.set_num_threads`` (1 gives figures a loaded machine disturbs least).
+Prints p10 / median microseconds of ``all((y == 0) | (y == 1))`` (the check before issue 20) and of torch's
+registered fast path ``anyloss_torch._fast_paths.TorchFastPaths.all_binary`` (``aminmax(y - y*y)``, by blocks
+above 2**20 labels) on the same float32 0/1 labels, interleaved with the order alternated; then forward +
+backward of ``F1Loss()`` with the old check patched in, with the fused one, with ``validate=False``, and
+``BCEWithLogitsLoss``.  ``threads`` sets ``torch.set_num_threads`` (1 gives figures a loaded machine disturbs
+least).
 """
 
 from __future__ import annotations
@@ -21,19 +22,19 @@ def main(n: int, threads: int, repeats: int) -> None:
     torch.set_num_threads(threads)
     import array_api_compat.torch as xp
 
-    import anyloss_core._confusion as confusion
-    import anyloss_core._namespace as namespace
+    import anyloss_core._inputs as inputs
     import anyloss_torch
     from anyloss_bench.speed import _labels, _logits, interleaved
+    from anyloss_core._fast_paths import fast_paths
 
     y = torch.tensor(_labels(n))
     checks = {"all((y == 0) | (y == 1))": lambda: bool(xp.all((y == 0) | (y == 1))),
-              "fused all_binary": lambda: namespace.all_binary(y, xp)}
+              "fused all_binary": lambda: fast_paths(xp).all_binary(y, xp)}
     for name, t in zip(checks, interleaved(list(checks.values()), repeats, max(5, repeats // 3)), strict=True):
         print(f"n={n:.0e} threads={threads} check {name:26s} p10 {t['p10'] * 1e6:10.1f} us   "
               f"median {t['median'] * 1e6:10.1f} us")
 
-    fused = confusion._check_values
+    fused = inputs._check_values
 
     def old_check(y: object, p: object, w: object, from_logits: bool, xp: object) -> None:  # HEAD before issue 20
         if y is not None and not bool(xp.all((y == 0) | (y == 1))):
@@ -55,12 +56,12 @@ def main(n: int, threads: int, repeats: int) -> None:
 
     def step(loss_fn: object, check: object) -> object:
         def run() -> None:
-            confusion._check_values = check
+            inputs._check_values = check
             try:
                 x.grad = None
                 loss_fn(x, y).backward()
             finally:
-                confusion._check_values = fused
+                inputs._check_values = fused
         return run
 
     timings = interleaved([step(*v) for v in losses.values()], repeats, max(5, repeats // 3))

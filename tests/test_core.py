@@ -461,42 +461,6 @@ def test_importing_the_core_imports_no_framework():
     assert float(out.stdout) == pytest.approx(0.0, abs=1e-6)
 
 
-# --- the metric's value and gradient on Python floats (used by the torch adapter's one-node backward) ---
-
-
-@pytest.mark.parametrize("metric", sorted(al.METRICS))
-@pytest.mark.parametrize("counts", [(5.0, 1.0, 2.0, 3.0), (40.5, 3.25, 7.75, 0.5), (1e4, 20.0, 300.0, 12.0)])
-def test_metric_value_and_grad_matches_float64_central_differences(metric, counts):
-    import array_api_compat.numpy as xp
-
-    fn = al.get_metric(metric, **({"beta": 2.0} if metric == "fbeta" else {}))
-    value, grad = al.metric_value_and_grad(fn, al.Confusion(*counts))
-
-    def f(c):
-        return float(fn(al.Confusion(*(np.float64(v) for v in c)), xp))
-
-    assert value == pytest.approx(f(counts), rel=1e-14, abs=1e-15)
-    for i in range(4):
-        h = 1e-6 * max(1.0, counts[i])
-        up, down = list(counts), list(counts)
-        up[i] += h
-        down[i] -= h
-        assert grad[i] == pytest.approx((f(up) - f(down)) / (2 * h), rel=1e-6, abs=1e-9), (metric, i)
-
-
-def test_metric_value_and_grad_declines_what_it_cannot_evaluate():
-    def uses_cosh(c, xp):
-        return xp.cosh(c.tp)
-
-    def not_a_count_function(c, xp):
-        return 0.5
-
-    for fn in (uses_cosh, not_a_count_function):
-        assert al.metric_value_and_grad(fn, al.Confusion(1.0, 2.0, 3.0, 4.0)) is None
-    # A non-finite result is declined too (autodiff decides what to do with it).
-    assert al.metric_value_and_grad(lambda c, xp: xp.log(c.fn), al.Confusion(1.0, 0.0, 3.0, 4.0)) is None
-
-
 # --- argument checks on every path (issue 16, item 4) ----------------------------------------------
 
 
@@ -736,8 +700,7 @@ def test_a_user_metric_outside_0_1_is_an_error(metric, shown, xp):
         lambda: al.anyloss(to_xp(xp, _MULTIHOT), to_xp(xp, _PROBS3), metric, task="multilabel", average="micro"),
         lambda: al.score(metric, to_xp(xp, _IDS3), to_xp(xp, _LOGITS3), task="multiclass"),
     ]
-    if metric is not _nan_metric:  # on floats a NaN result declines (autodiff decides)
-        calls.append(lambda: al.metric_value_and_grad(metric, al.Confusion(5.0, 1.0, 2.0, 3.0)))
+    # (The torch adapter's float path: tests/test_torch_scalar_grad.py.)
     for call in calls:
         with pytest.raises(ValueError) as info:
             call()
@@ -812,7 +775,8 @@ def test_every_public_scale_defaults_to_the_one_constant(module_name):
             pytest.skip(f"{needed} is not installed in this session")
     defaults = _public_scale_defaults(importlib.import_module(module_name))
     expected = {
-        "anyloss_core": {"anyloss", "f1_loss", "fbeta_loss", "soft_confusion", "soft_confusion_with_pullback"},
+        # (soft_confusion_with_pullback takes soft_confusion's keywords as **options.)
+        "anyloss_core": {"anyloss", "f1_loss", "fbeta_loss", "soft_confusion"},
         "anyloss_torch": {"AnyLoss", "F1Loss", "anyloss", "f1_loss"},
         "anyloss_jax": {"anyloss", "f1_loss"},
         "anyloss_keras": {"AnyLoss", "F1Loss"},
@@ -827,3 +791,46 @@ def test_every_public_scale_defaults_to_the_one_constant(module_name):
     }
     assert not wrong, f"scale defaults other than DEFAULT_SCALE = {DEFAULT_SCALE!r}: {wrong}"
     assert DEFAULT_SCALE == 73.0  # the paper's L; reprs and docs show scale=73.0
+
+
+# --- per-backend fast paths (anyloss_core._fast_paths): Array API defaults, a registered override ---------
+
+
+def test_fast_path_defaults_are_the_array_api_formulas():
+    import array_api_compat.numpy as xp
+
+    from anyloss_core._fast_paths import FastPaths, fast_paths
+
+    fast = fast_paths(xp)
+    assert type(fast) is FastPaths  # nothing registered for NumPy
+    x, p = np.array([-2.0, 0.5, 3.0]), np.array([0.25, 0.5, 1.0])
+    np.testing.assert_array_equal(fast.times_one_minus(x.copy(), p, xp), x * (1 - p))
+    np.testing.assert_array_equal(fast.scale_temporary(x.copy(), 4.0, xp), x * 4.0)
+    np.testing.assert_allclose(fast.sigmoid_of_temporary(x.copy(), xp), 1 / (1 + np.exp(-x)), rtol=1e-15)
+    assert float(fast.dot(x, p, xp)) == float(np.sum(x * p))
+    np.testing.assert_array_equal(fast.shrink(x, 1.0, xp), [-2.0, 0.0, 3.0])
+    np.testing.assert_array_equal(fast.clip(x, -1.0, None, xp), [-1.0, 0.5, 3.0])
+    assert fast.all_binary(np.array([0.0, 1.0]), xp) and not fast.all_binary(np.array([0.0, np.nan]), xp)
+
+
+def test_registered_fast_paths_are_used_for_their_namespace_only(monkeypatch):
+    import array_api_compat.numpy as xp
+
+    from anyloss_core import _fast_paths
+
+    monkeypatch.setattr(_fast_paths, "_REGISTERED", [])  # leave the process's registry as it was
+    calls = []
+
+    class Counting(_fast_paths.FastPaths):
+        def dot(self, a, b, xp):
+            calls.append("dot")
+            return super().dot(a, b, xp)
+
+    y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
+    expected = float(al.f1_loss(y, p))
+    _fast_paths.register_fast_paths(lambda ns: ns is xp, Counting())
+    assert float(al.f1_loss(y, p)) == expected  # the same value through the override
+    assert calls.count("dot") == 4  # one per count
+    assert type(_fast_paths.fast_paths(object())) is _fast_paths.FastPaths  # other namespaces: the defaults
+    with pytest.raises(TypeError, match="hooks must be a FastPaths instance"):
+        _fast_paths.register_fast_paths(lambda ns: True, object())

@@ -16,7 +16,7 @@ import pytest
 from conftest import ACTIVE, requires
 
 import anyloss_core as al
-from anyloss_core import _namespace
+from anyloss_core._fast_paths import fast_paths
 
 SPECIAL = [0.0, -0.0, 1.0, 0.5, 2.0, -1.0, math.nan, math.inf, -math.inf, 1e-45, -1e-45, 1e-30,
            1 - 2**-24, 1 + 2**-23, 1 - 2**-53, 3e38, -3e38, 2**24 + 1.0]
@@ -25,6 +25,13 @@ SPECIAL = [0.0, -0.0, 1.0, 0.5, 2.0, -1.0, math.nan, math.inf, -math.inf, 1e-45,
 def _reference_binary(values: np.ndarray) -> np.ndarray:
     v = values.astype(np.float64)
     return (v == 0) | (v == 1)
+
+
+def _checks(xp):
+    """The value checks registered for ``xp`` (importing anyloss_torch registers torch's fused ones)."""
+    import anyloss_torch  # noqa: F401
+
+    return fast_paths(xp)
 
 
 def _float32_patterns() -> np.ndarray:
@@ -44,9 +51,9 @@ def test_torch_fused_label_check_agrees_with_numpy_on_special_values(dtype):
     for value in SPECIAL:
         y = torch.tensor([0.0, 1.0, value], dtype=getattr(torch, dtype))
         expected = bool(_reference_binary(y.numpy()).all())
-        assert _namespace.all_binary(y, xp) is expected, value
-        assert _namespace.all_in_unit_interval(y, xp) is bool(((y >= 0) & (y <= 1)).all()), value
-        assert _namespace.all_non_negative(y, xp) is bool((y >= 0).all()), value
+        assert _checks(xp).all_binary(y, xp) is expected, value
+        assert _checks(xp).all_in_unit_interval(y, xp) is bool(((y >= 0) & (y <= 1)).all()), value
+        assert _checks(xp).all_non_negative(y, xp) is bool((y >= 0).all()), value
 
 
 @requires("torch")
@@ -59,9 +66,9 @@ def test_torch_fused_label_check_agrees_with_numpy_per_element_near_0_and_1():
     # Per element: one fused check of [0, 1, v] for each v, in one vectorised go via the check's own expression,
     # and the public check on the binary subset and on each non-binary chunk.
     y = torch.from_numpy(values)
-    assert _namespace.all_binary(y[torch.from_numpy(expected)], xp)
+    assert _checks(xp).all_binary(y[torch.from_numpy(expected)], xp)
     for chunk in np.array_split(np.flatnonzero(~expected), 64):
-        assert not _namespace.all_binary(y[torch.from_numpy(chunk)], xp)
+        assert not _checks(xp).all_binary(y[torch.from_numpy(chunk)], xp)
     # The exact predicate the fast path relies on, element by element.
     residual = torch.addcmul(y, y, y, value=-1.0)
     assert torch.equal(residual == 0, torch.from_numpy(expected))
@@ -74,11 +81,13 @@ def test_torch_label_check_by_blocks_finds_a_bad_label_anywhere(monkeypatch, pos
     import array_api_compat.torch as xp
     import torch
 
-    monkeypatch.setattr(_namespace, "_CHECK_BLOCK", 64)  # 1000 labels: 15 full blocks and a partial one
+    import anyloss_torch._fast_paths as torch_fast
+
+    monkeypatch.setattr(torch_fast, "_CHECK_BLOCK", 64)  # 1000 labels: 15 full blocks and a partial one
     y = (torch.arange(1000) % 7 == 0).float()
-    assert _namespace.all_binary(y, xp)
+    assert _checks(xp).all_binary(y, xp)
     y[position] = bad
-    assert not _namespace.all_binary(y, xp)
+    assert not _checks(xp).all_binary(y, xp)
 
 
 #: aten ops that launch no kernel over the data (views, reading a 0-d result back).
@@ -102,12 +111,12 @@ def test_torch_label_check_is_one_fused_pass():
 
     y = (torch.arange(1000) % 3 == 0).float().requires_grad_()
     with Ops() as ops:
-        assert _namespace.all_binary(y, xp)
+        assert _checks(xp).all_binary(y, xp)
     heavy = [name for name in ops.names if name not in _NO_KERNEL]
     assert heavy == ["addcmul", "aminmax"]  # one elementwise kernel, one reduction; no boolean arrays
     p = torch.rand(1000)
     with Ops() as ops:
-        assert _namespace.all_in_unit_interval(p, xp)
+        assert _checks(xp).all_in_unit_interval(p, xp)
     assert [n for n in ops.names if n not in _NO_KERNEL] == [
         "aminmax"]
 

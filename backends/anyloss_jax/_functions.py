@@ -9,10 +9,17 @@ import jax
 import jax.numpy as jnp
 
 import anyloss_core as al
-import anyloss_core._running as al_running
-from anyloss_core._multiclass import check_task
-from anyloss_core._rescue import DEFAULT_RESCUE, check_rescue, prepared_for_rescue, rescue_term
-from anyloss_core._scale import DEFAULT_SCALE
+from anyloss_core.adapters import (
+    DEFAULT_RESCUE,
+    DEFAULT_SCALE,
+    LossConfig,
+    check_momentum,
+    check_task,
+    prepared_for_rescue,
+    rescue_term,
+    running_counts_shape,
+    with_metric,
+)
 
 __all__ = ["anyloss", "soft_confusion", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss",
            "balanced_accuracy_loss", "init_running_counts", "running_anyloss"]
@@ -38,22 +45,17 @@ def soft_confusion(
     ``axis_name`` makes the four counts global with one ``lax.psum`` of four scalars
     (``4 x C`` for a multi-class or multi-label task).
     """
+    config = LossConfig.from_arguments(locals())
+    return _global_counts(config, logits, labels, sample_weight, axis_name)
+
+
+def _global_counts(config: LossConfig, logits: Any, labels: Any, sample_weight: Any,
+                   axis_name: Hashable | None) -> al.Confusion:
     # NumPy labels or weights beside JAX logits are common (data loaders): one namespace.
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
     if sample_weight is not None:
         sample_weight = jnp.asarray(sample_weight)
-    counts = al.soft_confusion(
-        labels,
-        logits,
-        from_logits=from_logits,
-        scale=scale,
-        approximation=approximation,
-        sample_weight=sample_weight,
-        validate=validate,
-        task=task,
-        num_classes=num_classes,
-        ignore_index=ignore_index,
-    )
+    counts = config.soft_counts(labels, logits, sample_weight)
     if axis_name is not None:
         counts = al.Confusion(*jax.lax.psum(jnp.stack(tuple(counts)), axis_name))
     return counts
@@ -98,35 +100,23 @@ def anyloss(
         >>> round(float(loss), 2)
         0.17
     """
-    counts = soft_confusion(
-        logits,
-        labels,
-        from_logits=from_logits,
-        scale=scale,
-        approximation=approximation,
-        sample_weight=sample_weight,
-        validate=validate,
-        axis_name=axis_name,
-        task=task,
-        num_classes=num_classes,
-        ignore_index=ignore_index,
-    )
-    loss = al.confusion_loss(counts, metric, task=task, average=average, **metric_params)
-    return loss + _rescue(logits, labels, sample_weight, rescue, from_logits, task, scale, approximation, axis_name)
+    config = LossConfig.from_arguments(locals())
+    counts = _global_counts(config, logits, labels, sample_weight, axis_name)
+    return config.loss_from_counts(counts) + _rescue(config, logits, labels, sample_weight, axis_name)
 
 
-def _rescue(logits: Any, labels: Any, sample_weight: Any, rescue: Any, from_logits: bool, task: str,
-            scale: float, approximation: Any, axis_name: Hashable | None) -> Any:
+def _rescue(config: LossConfig, logits: Any, labels: Any, sample_weight: Any, axis_name: Hashable | None) -> Any:
     """A term of value 0 whose gradient revives confidently wrong samples (:mod:`anyloss_core._rescue`).
 
     With ``axis_name`` the term is that of the global batch: normalised by the total
     weight of all shards and summed over them, so it is replicated like the loss.
     """
-    if task != "binary":
+    if config.task != "binary":
         return 0.0
     weight = None if sample_weight is None else jnp.asarray(sample_weight)
-    prepared = prepared_for_rescue(jnp.asarray(labels), jnp.asarray(logits), weight, rescue=check_rescue(rescue),
-                                   from_logits=from_logits, scale=scale, approximation=approximation)
+    rescue, from_logits = config.rescue, config.from_logits
+    prepared = prepared_for_rescue(jnp.asarray(labels), jnp.asarray(logits), weight, rescue=rescue,
+                                   from_logits=from_logits, scale=config.scale, approximation=config.approximation)
     if prepared is None:
         return 0.0
     y, z, w, xp = prepared
@@ -151,7 +141,7 @@ def init_running_counts(num_classes: int | None = None, *, task: str = "binary",
     if task == "binary" and num_classes is not None:
         raise ValueError(f"num_classes={num_classes} is for task='multiclass' or 'multilabel'; the binary state "
                          "is (4,)")
-    return jnp.zeros(al_running.running_counts_shape(task, num_classes), dtype=dtype)
+    return jnp.zeros(running_counts_shape(task, num_classes), dtype=dtype)
 
 
 def running_anyloss(
@@ -199,29 +189,16 @@ def running_anyloss(
         >>> state.round(2)  # filled by the first batch: tn, fn, fp, tp (logit 0.2 is mostly a false positive)
         Array([0.26, 0.  , 0.24, 0.5 ], dtype=float32)
     """
-    al_running.check_momentum(momentum)  # a bad momentum fails before any work
-    counts = soft_confusion(
-        logits,
-        labels,
-        from_logits=from_logits,
-        scale=scale,
-        approximation=approximation,
-        sample_weight=sample_weight,
-        validate=validate,
-        axis_name=axis_name,
-        task=task,
-        num_classes=num_classes,
-        ignore_index=ignore_index,
-    )
-    loss, new_state = al_running.running_confusion_loss(counts, jnp.asarray(state), metric, momentum=momentum,
-                                                         stop_gradient=jax.lax.stop_gradient, task=task,
-                                                         average=average, **metric_params)
-    rescue_value = _rescue(logits, labels, sample_weight, rescue, from_logits, task, scale, approximation, axis_name)
-    return loss + rescue_value, new_state
+    check_momentum(momentum)  # a bad momentum fails before any work
+    # momentum is this call's (the state is the caller's), so the configuration is that of the plain loss.
+    config = LossConfig.from_arguments({**locals(), "momentum": None})
+    counts = _global_counts(config, logits, labels, sample_weight, axis_name)
+    loss, new_state = config.running_loss_from_counts(counts, jnp.asarray(state), momentum=momentum,
+                                                      stop_gradient=jax.lax.stop_gradient)
+    return loss + _rescue(config, logits, labels, sample_weight, axis_name), new_state
 
-
-accuracy_loss = al.with_metric(anyloss, "accuracy")
-f1_loss = al.with_metric(anyloss, "f1")
-gmean_loss = al.with_metric(anyloss, "gmean")
-balanced_accuracy_loss = al.with_metric(anyloss, "balanced_accuracy")
-fbeta_loss = al.with_metric(anyloss, "fbeta", beta=1.0)
+accuracy_loss = with_metric(anyloss, "accuracy")
+f1_loss = with_metric(anyloss, "f1")
+gmean_loss = with_metric(anyloss, "gmean")
+balanced_accuracy_loss = with_metric(anyloss, "balanced_accuracy")
+fbeta_loss = with_metric(anyloss, "fbeta", beta=1.0)

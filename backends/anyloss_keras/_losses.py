@@ -8,9 +8,7 @@ import keras
 from keras import ops
 
 import anyloss_core as al
-import anyloss_core._running as al_running
-from anyloss_core._rescue import DEFAULT_RESCUE
-from anyloss_core._scale import DEFAULT_SCALE
+from anyloss_core.adapters import DEFAULT_RESCUE, DEFAULT_SCALE, LossConfigAttributes, running_counts_shape
 
 from . import _checks
 from . import _namespace as kxp
@@ -21,7 +19,7 @@ _register = keras.saving.register_keras_serializable(package="anyloss")
 
 
 @_register
-class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
+class AnyLoss(LossConfigAttributes, keras.losses.Loss):
     r"""AnyLoss for ``model.compile``: ``1 - metric(soft confusion counts)`` of the batch.
 
     Probabilities by default (``from_logits=False``, as
@@ -30,6 +28,9 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
     loss is a batch statistic, so Keras's ``reduction`` does not apply: the call
     returns the scalar loss of the batch.  Works unchanged on the TensorFlow, JAX
     and PyTorch backends; serializable (``get_config`` carries every parameter).
+    The checked arguments are ``loss_fn.config`` (an
+    :class:`anyloss_core.adapters.LossConfig`); ``loss_fn.metric``, ``loss_fn.scale``...
+    read it.
 
     Args:
         metric: a metric name ("f1", "fbeta", "gmean", ...) or a registered callable.
@@ -111,22 +112,9 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
         **metric_params: Any,
     ) -> None:
         metric = self.fixed_metric or metric
-        default_name = f"{self.fixed_metric or metric}_anyloss" if isinstance(metric, str) else "anyloss"
+        default_name = f"{metric}_anyloss" if isinstance(metric, str) else "anyloss"
         super().__init__(name=name or default_name, reduction=reduction, dtype=dtype)
-        self._init_config(
-            metric,
-            from_logits=from_logits,
-            scale=scale,
-            approximation=approximation,
-            validate=validate,
-            metric_params=metric_params,
-            task=task,
-            average=average,
-            num_classes=num_classes,
-            ignore_index=ignore_index,
-            momentum=momentum,
-            rescue=rescue,
-        )
+        self.config = self._config_from(locals())  # checks every argument; ``loss_fn.metric``... read it
         if not isinstance(distributed, bool):
             raise TypeError(f"distributed must be True or False, got {distributed!r}")
         self.distributed = distributed
@@ -173,7 +161,7 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             y_pred = _checks.check_probabilities(ops.convert_to_tensor(y_pred), self)
         # A term of value 0 whose gradient revives confidently wrong samples (anyloss_core._rescue),
         # binary task; it also watches for stuck batches.
-        rescue = self.rescue_gradient(y_true, y_pred, sample_weight, xp=kxp)
+        rescue = self.config.rescue_gradient(y_true, y_pred, sample_weight, xp=kxp)
         if isinstance(rescue, float):
             return self._metric_loss(y_true, y_pred, sample_weight)
         return self._metric_loss(y_true, y_pred, sample_weight) + scale_for_replicas(rescue)
@@ -183,17 +171,16 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
             return self._running_loss(y_true, y_pred, sample_weight)
         if keras.backend.backend() == "torch" and self.task == "binary" and not self.distributed:
             # The torch adapter's one-node backward (the same core math, fewer kernels).
-            from anyloss_torch._autograd import soft_loss
+            from anyloss_torch.interop import config_loss
 
-            return soft_loss(y_pred, y_true, sample_weight, self._metric_fn, from_logits=self.from_logits,
-                             scale=self.scale, approximation=self.approximation, validate=self.validate)
-        counts = self.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
+            return config_loss(self.config, y_pred, y_true, sample_weight, rescue=False)  # rescue: in _loss
+        counts = self.config.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
         if self.distributed:
             counts = sum_over_replicas(counts)
-        return scale_for_replicas(self.loss_from_counts(counts, xp=kxp))
+        return scale_for_replicas(self.config.loss_from_counts(counts, xp=kxp))
 
     def _running_loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
-        counts = self.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
+        counts = self.config.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
         if self.distributed:
             counts = sum_over_replicas(counts)  # every replica then computes the same state
         variable = self.running_counts
@@ -207,7 +194,8 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
                 "model.compile(..., loss=loss_fn, metrics=[loss_fn.running_metric])"
             )
         state = ops.convert_to_tensor(variable)
-        loss, new_state = self.running_loss_from_counts(counts, state, stop_gradient=ops.stop_gradient, xp=kxp)
+        loss, new_state = self.config.running_loss_from_counts(counts, state, stop_gradient=ops.stop_gradient,
+                                                               xp=kxp)
         if not _in_symbolic_scope():  # Keras's shape-only build pass changes nothing
             new_state = ops.cast(new_state, variable.dtype)
             if scope is None and keras.backend.backend() == "jax":
@@ -224,7 +212,7 @@ class AnyLoss(al.LossConfigMixin, keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(self.config_dict())
+        config.update(self.config.to_dict())
         config["distributed"] = self.distributed
         return config
 
@@ -313,7 +301,7 @@ class RunningCounts(keras.metrics.Metric):
         super().__init__(name=name or (f"running_{metric}" if isinstance(metric, str) else "running_metric"),
                          dtype="float32")
         self._owner = _Owner(loss)
-        shape = al_running.running_counts_shape(loss.task, loss.num_classes)
+        shape = running_counts_shape(loss.task, loss.num_classes)
         # "mean" over replicas: with distributed=True every replica holds the same state.
         self.counts = self.add_variable(shape=shape, initializer="zeros", dtype="float32", aggregation="mean",
                                         name="running_counts")
@@ -327,7 +315,7 @@ class RunningCounts(keras.metrics.Metric):
     def result(self) -> Any:
         counts = ops.convert_to_tensor(self.counts)
         confusion = al.Confusion(*(counts[..., k] for k in range(4)))
-        return 1.0 - self._owner.loss.loss_from_counts(confusion, xp=kxp)
+        return 1.0 - self._owner.loss.config.loss_from_counts(confusion, xp=kxp)
 
     def get_config(self) -> dict[str, Any]:
         # The loss, not a copy: inside model.save / load_model (one object-sharing scope)
@@ -362,7 +350,7 @@ def sum_over_replicas(counts: al.Confusion) -> al.Confusion:
         summed = context.all_reduce(tf.distribute.ReduceOp.SUM, ops.stack(tuple(counts)))
         return al.Confusion(*ops.unstack(summed, 4))
     if backend == "torch":
-        from anyloss_torch._distributed import all_reduce_counts
+        from anyloss_torch.interop import all_reduce_counts
 
         return all_reduce_counts(counts)
     return counts

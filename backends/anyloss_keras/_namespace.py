@@ -16,7 +16,7 @@ import array_api_compat
 import keras
 from keras import ops
 
-import anyloss_core._namespace as core_namespace
+from anyloss_core import adapters
 
 float16, float32, float64, bool = "float16", "float32", "float64", "bool"  # noqa: A001
 
@@ -123,4 +123,4 @@ def values_available(x: Any) -> bool:
         namespace = array_api_compat.array_namespace(x)
     except TypeError:
         return False
-    return core_namespace.values_available(x, namespace)
+    return adapters.values_available(x, namespace)

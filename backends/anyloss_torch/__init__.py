@@ -4,6 +4,8 @@
 ``GMeanLoss``, ``BalancedAccuracyLoss``) and the functional ``anyloss``, called
 ``(input, target)`` like ``nn.BCEWithLogitsLoss`` and taking logits by default.
 The math is ``anyloss_core``'s; this package adapts it to torch conventions.
+:mod:`anyloss_torch.interop` is the entry point for other adapters (``anyloss_keras``
+on the PyTorch backend): a configured loss on torch tensors.
 
 Examples:
     >>> import torch, anyloss_torch

@@ -1,27 +1,39 @@
-"""Where the torch adapter beats autograd of the plain composition: one node per loss.
+"""How a torch loss call runs: one explicit choice among four paths (:func:`choose_path`).
 
 Autograd of the plain composition records about twenty elementwise kernels and a
 dozen 0-d ones for the metric, and replays them all backwards.  The core gives
-closed forms instead, and this module only wires them into
-``torch.autograd.Function``:
+closed forms instead (the counts' pullback, ``anyloss_core.soft_confusion_with_pullback``;
+the metric's value and gradient on floats, :mod:`anyloss_torch._scalar_grad`), and
+this module wires them into ``torch.autograd.Function`` where that is faster:
 
-* the counts' pullback (:func:`anyloss_core.soft_confusion_with_pullback`): the
-  gradient with respect to the input is one fused expression per sample;
-* on a CPU, the metric's value and gradient with respect to the four counts on
-  Python floats (:func:`anyloss_core.metric_value_and_grad`): reading four numbers
-  costs nothing there, and it replaces a dozen 0-d kernels and their backward
-  nodes, which dominate small batches.  On an accelerator reading them would
-  synchronize with the host every step, so there the metric stays in autograd.
+=========================  =============================================  ==============================================
+path                       runs when (binary task; else plain autodiff)   why
+=========================  =============================================  ==============================================
+one node                   eager, grad needed, CPU, not distributed,      reading four counts is free on a CPU; the
+(``_LossFromCounts``)      approximation has ``derivative``, weights      metric's dozen 0-d kernels and their backward
+                           need no grad, no torch.func transform          nodes dominate small batches.  A metric the
+                                                                          float evaluator declines falls back to
+                                                                          "analytic counts"
+analytic counts            as "one node", but on an accelerator or        reading counts would synchronise with the host
+(``_SoftCounts``)          ``distributed`` (counts all-reduced next)      every step: the metric stays in autograd, the
+                                                                          counts' backward is one fused expression
+compiled-CPU checkpoint    under ``torch.compile``, CPU, grad needed      inductor fuses the composition itself, but its
+                                                                          partitioner recomputes two ``exp`` per sample
+                                                                          in the backward; saving the sigmoids and
+                                                                          counts (``_save_sigmoids_and_counts``) helps
+plain autodiff             everything else: no grad needed, compiling     no backward to speed up, or a transform /
+                           on an accelerator, weights with grad,          compiler that must see the composition, or no
+                           torch.func transforms, no ``derivative``,      closed form; on an accelerator the
+                           multi-class / multi-label                      partitioner's own choice (recompute) stands
+=========================  =============================================  ==============================================
 
-Under ``torch.compile`` inductor fuses the plain composition itself, and the
-only thing left to decide is what the backward recomputes: on a CPU a selective
-checkpoint policy saves the sigmoids' outputs and the counts (see
-``_save_sigmoids_and_counts``); on an accelerator the partitioner's own choice
-(recompute, fewer bytes) stands.
+The in-place updates of the core's temporaries come from :mod:`anyloss_torch._fast_paths`,
+registered when this module is imported.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 from typing import Any
 
@@ -30,11 +42,13 @@ import torch
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 import anyloss_core as al
-from anyloss_core._rescue import prepared_for_rescue, rescue_slope, rescue_term
+from anyloss_core.adapters import prepared_for_rescue, rescue_slope, rescue_term
 
+from . import _fast_paths  # noqa: F401  (registers torch's fast paths with the core)
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
+from ._scalar_grad import metric_value_and_grad
 
-__all__ = ["global_counts", "rescue_loss_term", "soft_counts", "soft_loss"]
+__all__ = ["Path", "choose_path", "global_counts", "rescue_loss_term", "soft_counts", "soft_loss"]
 
 
 class _SoftCounts(torch.autograd.Function):
@@ -74,17 +88,36 @@ class _LossFromCounts(torch.autograd.Function):
         return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None, None, None
 
 
-def _analytic_applies(input: torch.Tensor, weight: Any, approximation: Any) -> bool:
-    if not (torch.is_grad_enabled() and input.requires_grad):
-        return False  # no backward: the plain forward is cheaper
-    if weight is not None and weight.requires_grad:
-        return False  # the pullback gives no gradient for the weights
+class Path(enum.Enum):
+    """The execution paths of a torch loss call (see the module docstring's table)."""
+
+    ONE_NODE = "one node"
+    ANALYTIC = "analytic counts"
+    COMPILED_CPU = "compiled-CPU checkpoint"
+    AUTODIFF = "plain autodiff"
+
+
+def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, task: str = "binary",
+                distributed: bool = False) -> Path:
+    """Which execution path a loss call takes: the one place where the conditions of the table are written."""
+    if task != "binary":
+        return Path.AUTODIFF  # per-class counts: a handful of (n, C) kernels, autograd is fine
+    grad_needed = torch.is_grad_enabled() and input.requires_grad
+    if not grad_needed:
+        return Path.AUTODIFF  # no backward: the plain forward is cheapest
     if torch.compiler.is_compiling():
-        return False  # inductor fuses the plain composition itself
+        # inductor fuses the plain composition itself; on a CPU it should save the sigmoids
+        return Path.COMPILED_CPU if input.device.type == "cpu" else Path.AUTODIFF
+    if weight is not None and weight.requires_grad:
+        return Path.AUTODIFF  # the pullback gives no gradient for the weights
     functorch = getattr(torch._C, "_functorch", None)
     if functorch is not None and functorch.is_functorch_wrapped_tensor(input):
-        return False  # torch.func transforms need the traceable composition
-    return hasattr(al.get_approximation(approximation), "derivative")
+        return Path.AUTODIFF  # torch.func transforms need the traceable composition
+    if not hasattr(al.get_approximation(approximation), "derivative"):
+        return Path.AUTODIFF
+    if not distributed and input.device.type == "cpu":
+        return Path.ONE_NODE
+    return Path.ANALYTIC
 
 
 def _counts_and_pullback(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any]) -> Any:
@@ -93,6 +126,9 @@ def _counts_and_pullback(input: torch.Tensor, target: Any, weight: Any, options:
         return al.soft_confusion_with_pullback(target, input, sample_weight=weight, **options)
 
 
+# The sigmoids (the core's ``sigmoid`` is torch's own) and the sums (``TorchFastPaths.dot`` for the counts,
+# ``sum``): the ops this adapter's fast paths make the core emit, tested by
+# tests/test_torch.py::test_torch_compile_backward_on_cpu_reuses_the_forward_sigmoids.
 _SAVED_OPS = frozenset({torch.ops.aten.sigmoid.default, torch.ops.aten.dot.default, torch.ops.aten.sum.default})
 
 
@@ -130,19 +166,21 @@ def _compiled_soft_counts(input: torch.Tensor, target: Any, weight: Any, options
     return al.Confusion(*out[:4]), (out[4] if rescue else 0.0)
 
 
-def _compiling_on_cpu(input: torch.Tensor) -> bool:
-    return (torch.compiler.is_compiling() and input.device.type == "cpu" and torch.is_grad_enabled()
-            and input.requires_grad)
+def _counts_of_path(path: Path, input: torch.Tensor, target: Any, weight: Any,
+                    options: dict[str, Any]) -> al.Confusion:
+    """The binary soft counts along ``path`` (the one-node path's counts are the analytic ones)."""
+    if path in (Path.ONE_NODE, Path.ANALYTIC):
+        counts, pullback = _counts_and_pullback(input, target, weight, options)
+        return al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
+    if path is Path.COMPILED_CPU:
+        return _compiled_soft_counts(input, target, weight, options)[0]
+    return al.soft_confusion(target, input, sample_weight=weight, **options)
 
 
 def soft_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -> al.Confusion:
-    """Soft counts of ``input`` against ``target``: the analytic backward where it applies."""
-    if _analytic_applies(input, weight, options["approximation"]):
-        counts, pullback = _counts_and_pullback(input, target, weight, options)
-        return al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
-    if _compiling_on_cpu(input):
-        return _compiled_soft_counts(input, target, weight, options)[0]
-    return al.soft_confusion(target, input, sample_weight=weight, **options)
+    """Soft counts of ``input`` against ``target`` (binary): the analytic backward where it applies."""
+    path = choose_path(input, weight, options["approximation"])
+    return _counts_of_path(path, input, target, weight, options)
 
 
 def global_counts(input: torch.Tensor, target: Any, weight: Any, *, distributed: bool = False,
@@ -164,27 +202,38 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
               process_group: Any = None, task: str = "binary", average: str = "macro", num_classes: Any = None,
               ignore_index: Any = None, metric_params: Any = None, rescue: float = 0.0,
               **options: Any) -> torch.Tensor:
-    """``1 - metric(soft counts)``, with as few autograd nodes as the case allows.
+    """``1 - metric(soft counts)``, plus the rescue term, along the path :func:`choose_path` picks.
 
-    ``metric`` is a resolved metric function (binary) or the metric as given with
-    ``metric_params`` (multi-class / multi-label, where the core averages per-class
-    metrics); ``options`` are those of :func:`anyloss_core.soft_confusion`.  With
+    ``metric`` and ``metric_params`` are what :func:`anyloss_core.confusion_loss` takes (a
+    name or a metric function, and its keyword parameters), for every task; for a binary
+    task the cheap form is the resolved function (``LossConfig.metric_fn``) with no
+    ``metric_params``.  ``options`` are those of :func:`anyloss_core.soft_confusion`.  With
     ``distributed=True`` the counts are summed over ``process_group`` first (see
     ``all_reduce_counts``).  ``rescue`` adds the core's rescue gradient (binary task;
     :mod:`anyloss_core._rescue`), a term of value 0 of this process's samples.
     """
-    if task == "binary" and rescue and not distributed and _compiling_on_cpu(input):
+    params = metric_params or {}
+    if task != "binary":
+        counts = global_counts(input, target, weight, distributed=distributed, process_group=process_group,
+                               task=task, num_classes=num_classes, ignore_index=ignore_index, **options)
+        return al.confusion_loss(counts, metric, task=task, average=average, **params)
+    metric_fn = al.get_metric(metric, **params) if params or not callable(metric) else metric
+    path = choose_path(input, weight, options["approximation"], distributed=distributed)
+    if path is Path.COMPILED_CPU and rescue and not distributed:
+        # The rescue term traced in the counts' region: the backward reads their saved sigmoid.
         counts, term = _compiled_soft_counts(input, target, weight, options, rescue=rescue)
-        return al.confusion_loss(counts, metric) + term
-    rescue_inputs = None
-    if task == "binary":
-        rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
-                                            scale=options["scale"], approximation=options["approximation"])
-    loss = _metric_loss(input, target, weight, metric, distributed=distributed, process_group=process_group,
-                        task=task, average=average, num_classes=num_classes, ignore_index=ignore_index,
-                        metric_params=metric_params, rescue_inputs=rescue_inputs, rescue=rescue, **options)
-    if isinstance(loss, tuple):  # the one-node path took the rescue into its backward
-        return loss[0]
+        return al.confusion_loss(counts, metric_fn) + term
+    rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
+                                        scale=options["scale"], approximation=options["approximation"])
+    if path is Path.ONE_NODE:
+        loss = _one_node_loss(input, target, weight, metric_fn, options, rescue_inputs, rescue)
+        if loss is not None:  # the rescue gradient is in its backward
+            return loss
+        path = Path.ANALYTIC  # a metric the float evaluator declines: autograd of the metric
+    counts = _counts_of_path(path, input, target, weight, options)
+    if distributed:
+        counts = all_reduce_counts(counts, process_group)
+    loss = al.confusion_loss(counts, metric_fn)
     if rescue_inputs is None:
         return loss
     return loss + _rescue_term(rescue_inputs, rescue=rescue, from_logits=options["from_logits"],
@@ -210,28 +259,21 @@ def rescue_loss_term(input: torch.Tensor, target: Any, weight: Any, *, rescue: f
                         process_group=process_group)
 
 
-def _metric_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, distributed: bool,
-                 process_group: Any, task: str, average: str, num_classes: Any, ignore_index: Any,
-                 metric_params: Any, rescue_inputs: Any = None, rescue: float = 0.0,
-                 **options: Any) -> Any:
-    one_node = not distributed and input.device.type == "cpu" and task == "binary"
-    if one_node and _analytic_applies(input, weight, options["approximation"]):
-        counts, pullback = _counts_and_pullback(input, target, weight, options)
-        stacked = torch.stack(tuple(counts))
-        result = al.metric_value_and_grad(metric, al.Confusion(*stacked.tolist()))
-        if result is not None:
-            value, metric_grad = result
-            loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
-            slope = None
-            if rescue_inputs is not None:
-                y, z, w, xp = rescue_inputs
-                with torch.no_grad():
-                    slope = rescue_slope(y, z, w, rescue=rescue, from_logits=options["from_logits"], xp=xp)
-            return (_LossFromCounts.apply(input, loss, metric_grad, pullback, slope),)
-        counts = al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
-    else:
-        counts = global_counts(input, target, weight, distributed=distributed, process_group=process_group,
-                               task=task, num_classes=num_classes, ignore_index=ignore_index, **options)
-    if task == "binary":
-        return al.confusion_loss(counts, metric)
-    return al.confusion_loss(counts, metric, task=task, average=average, **(metric_params or {}))
+def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any, options: dict[str, Any],
+                   rescue_inputs: Any, rescue: float) -> torch.Tensor | None:
+    """The loss as one autograd node (counts, metric and rescue slope in its backward), or ``None`` when
+    the metric cannot be evaluated on floats."""
+    counts, pullback = _counts_and_pullback(input, target, weight, options)
+    stacked = torch.stack(tuple(counts))
+    result = metric_value_and_grad(metric_fn, al.Confusion(*stacked.tolist()))
+    if result is None:
+        return None
+    value, metric_grad = result
+    loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
+    slope = None
+    if rescue_inputs is not None:
+        y, z, w, xp = rescue_inputs
+        with torch.no_grad():
+            slope = rescue_slope(y, z, w, rescue=rescue, from_logits=options["from_logits"], xp=xp)
+    out: torch.Tensor = _LossFromCounts.apply(input, loss, metric_grad, pullback, slope)
+    return out

@@ -6,11 +6,9 @@ from typing import Any
 
 import torch
 
-import anyloss_core as al
-from anyloss_core._rescue import DEFAULT_RESCUE, check_rescue
-from anyloss_core._scale import DEFAULT_SCALE
+from anyloss_core.adapters import DEFAULT_RESCUE, DEFAULT_SCALE, LossConfig, with_metric
 
-from ._autograd import soft_loss
+from .interop import config_loss
 
 __all__ = ["anyloss", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss", "balanced_accuracy_loss"]
 
@@ -151,30 +149,13 @@ def anyloss(
         (0.18, True)
     """
     check_torch_options(task=task, ignore_index=ignore_index, reduction=reduction, pos_weight=pos_weight)
-    rescue = check_rescue(rescue)
+    config = LossConfig.from_arguments(locals())
     target, weight = as_tensors_like(input, target, weight)
-    return soft_loss(
-        input,
-        target,
-        weight,
-        al.get_metric(metric, **metric_params) if task == "binary" else metric,
-        distributed=distributed,
-        process_group=process_group,
-        task=task,
-        average=average,
-        num_classes=num_classes,
-        ignore_index=ignore_index,
-        metric_params=metric_params,
-        rescue=rescue,
-        from_logits=from_logits,
-        scale=scale,
-        approximation=approximation,
-        validate=validate,
-    )
+    return config_loss(config, input, target, weight, distributed=distributed, process_group=process_group)
 
 
-accuracy_loss = al.with_metric(anyloss, "accuracy")
-f1_loss = al.with_metric(anyloss, "f1")
-gmean_loss = al.with_metric(anyloss, "gmean")
-balanced_accuracy_loss = al.with_metric(anyloss, "balanced_accuracy")
-fbeta_loss = al.with_metric(anyloss, "fbeta", beta=1.0)
+accuracy_loss = with_metric(anyloss, "accuracy")
+f1_loss = with_metric(anyloss, "f1")
+gmean_loss = with_metric(anyloss, "gmean")
+balanced_accuracy_loss = with_metric(anyloss, "balanced_accuracy")
+fbeta_loss = with_metric(anyloss, "fbeta", beta=1.0)

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import types
+import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
-import anyloss_core as al
-import anyloss_core._running as al_running
-from anyloss_core._rescue import DEFAULT_RESCUE
-from anyloss_core._scale import DEFAULT_SCALE
+from anyloss_core.adapters import DEFAULT_RESCUE, DEFAULT_SCALE, LossConfig, LossConfigAttributes, running_counts_shape
 
-from ._autograd import global_counts, rescue_loss_term, soft_loss
 from ._functional import as_tensors_like, check_torch_options
+from .interop import config_counts, config_loss, config_rescue_term
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
 
 
-class AnyLoss(al.LossConfigMixin, nn.Module):
+class AnyLoss(LossConfigAttributes, nn.Module):
     r"""AnyLoss as an ``nn.Module``: ``1 - metric(soft confusion counts)``.
 
     Called as ``loss_fn(input, target, weight=None)`` with logits by default, like
@@ -105,27 +102,14 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         super().__init__()
         check_torch_options(task=task, ignore_index=ignore_index, reduction=reduction, pos_weight=pos_weight,
                             weight=weight)
-        self._init_config(
-            metric,
-            task=task,
-            average=average,
-            num_classes=num_classes,
-            ignore_index=ignore_index,
-            from_logits=from_logits,
-            scale=scale,
-            approximation=approximation,
-            validate=validate,
-            metric_params=metric_params,
-            momentum=momentum,
-            rescue=rescue,
-        )
+        self.config = self._config_from(locals())
         self.distributed = bool(distributed)
         self.process_group = process_group
         self._register_running_counts()
 
     def _register_running_counts(self) -> None:
         # A buffer, as BatchNorm's running statistics: in state_dict, moved by .to(), not a parameter.
-        shape = al_running.running_counts_shape(self.task, self.num_classes) if self.momentum is not None else None
+        shape = running_counts_shape(self.task, self.num_classes) if self.momentum is not None else None
         current = getattr(self, "running_counts", None)
         if shape is None:
             self.register_buffer("running_counts", None)
@@ -142,56 +126,30 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         target, weight = as_tensors_like(input, target, weight)
         if self.momentum is not None and self.training and torch.is_grad_enabled():
             return self._running_loss(input, target, weight)
-        return soft_loss(
-            input,
-            target,
-            weight,
-            self._metric_fn if self.task == "binary" else self.metric,
-            distributed=self.distributed,
-            process_group=self.process_group,
-            task=self.task,
-            average=self.average,
-            num_classes=self.num_classes,
-            ignore_index=self.ignore_index,
-            metric_params=self.metric_params,
-            rescue=self.rescue,
-            from_logits=self.from_logits,
-            scale=self.scale,
-            approximation=self.approximation,
-            validate=self.validate,
-        )
+        return config_loss(self.config, input, target, weight, distributed=self.distributed,
+                           process_group=self.process_group)
 
     def _running_loss(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        counts = global_counts(
-            input, target, weight, distributed=self.distributed, process_group=self.process_group, task=self.task,
-            num_classes=self.num_classes, ignore_index=self.ignore_index, from_logits=self.from_logits,
-            scale=self.scale, approximation=self.approximation, validate=self.validate,
-        )
-        loss, state = self.running_loss_from_counts(counts, self.running_counts, stop_gradient=torch.Tensor.detach)
+        counts = config_counts(self.config, input, target, weight, distributed=self.distributed,
+                               process_group=self.process_group)
+        loss, state = self.config.running_loss_from_counts(counts, self.running_counts,
+                                                           stop_gradient=torch.Tensor.detach)
         with torch.no_grad():
             self.running_counts.copy_(state)
-        if self.task != "binary":
-            return loss
-        return loss + rescue_loss_term(input, target, weight, rescue=self.rescue, distributed=self.distributed,
-                                       process_group=self.process_group, from_logits=self.from_logits,
-                                       scale=self.scale, approximation=self.approximation)
+        return loss + config_rescue_term(self.config, input, target, weight, distributed=self.distributed,
+                                         process_group=self.process_group)
 
     def extra_repr(self) -> str:
-        text = self.config_repr()
+        text = self.config.to_repr()
         return text + (", distributed=True" if self.distributed else "")
 
     # The configuration is state too: keep it in state_dict, so a checkpoint says
     # which loss it was trained with and loading restores it.
     def get_extra_state(self) -> dict[str, Any]:
-        return {"config": self.config_dict(), "distributed": self.distributed}
+        return {"config": self.config.to_dict(), "distributed": self.distributed}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        config = dict(state["config"])
-        metric = config.pop("metric", self.fixed_metric)
-        known = ("from_logits", "scale", "approximation", "validate", "task", "average", "num_classes",
-                 "ignore_index", "momentum", "rescue")
-        kwargs = {k: config.pop(k) for k in known if k in config}
-        self._init_config(metric, metric_params=config, **kwargs)
+        self.config = LossConfig.from_dict(state["config"], fixed_metric=self.fixed_metric)
         self.distributed = bool(state.get("distributed", False))
         self._register_running_counts()
 
@@ -200,59 +158,49 @@ class AnyLoss(al.LossConfigMixin, nn.Module):
         state["process_group"] = None  # process groups are per process; not picklable
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "config" not in state:  # pickled before LossConfig: the settings were attributes
+            state = {**state, "config": LossConfig.from_arguments(state, fixed_metric=type(self).fixed_metric)}
+        super().__setstate__(state)
+
 
 class _FixedMetricLoss(AnyLoss):
-    """AnyLoss with the metric fixed by the subclass (``fixed_metric``); no metric parameters."""
+    """AnyLoss with the metric fixed by the subclass (``fixed_metric``).
+
+    Each subclass gets an ``__init__`` whose signature is :class:`AnyLoss`'s without
+    ``metric`` and ``**metric_params``, with the metric's own parameters
+    (``metric_parameters``, e.g. FBetaLoss's ``beta``) first: one signature to keep, and
+    ``help()`` / IDEs still list every keyword.  A wrong keyword is reported as
+    ``F1Loss.__init__() got an unexpected keyword argument ...``, naming the class.
+    """
+
+    #: The metric's own parameters, first in the signature (positional or keyword).
+    metric_parameters: tuple[inspect.Parameter, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" not in cls.__dict__:
-            # A copy of __init__ per class, so that a wrong keyword is reported as
-            # "F1Loss.__init__() got an unexpected keyword argument", not as this private base's.
-            init = _FixedMetricLoss.__init__
-            copy = types.FunctionType(init.__code__, init.__globals__, init.__name__, init.__defaults__,
-                                      init.__closure__)
-            copy.__kwdefaults__, copy.__annotations__ = init.__kwdefaults__, init.__annotations__
-            copy.__qualname__, copy.__module__ = f"{cls.__qualname__}.__init__", cls.__module__
-            cls.__init__ = copy  # type: ignore[method-assign]
+            cls.__init__ = _fixed_metric_init(cls)  # type: ignore[method-assign]
 
-    def __init__(
-        self,
-        *,
-        from_logits: bool = True,
-        scale: float = DEFAULT_SCALE,
-        approximation: Any = "anyloss",
-        validate: bool = True,
-        distributed: bool = False,
-        process_group: Any = None,
-        task: str = "binary",
-        average: str = "macro",
-        num_classes: int | None = None,
-        ignore_index: int | None = None,
-        momentum: float | None = None,
-        rescue: float = DEFAULT_RESCUE,
-        reduction: str = "mean",
-        weight: None = None,
-        pos_weight: None = None,
-    ) -> None:
-        super().__init__(
-            self.fixed_metric,
-            from_logits=from_logits,
-            scale=scale,
-            approximation=approximation,
-            validate=validate,
-            distributed=distributed,
-            process_group=process_group,
-            task=task,
-            average=average,
-            num_classes=num_classes,
-            ignore_index=ignore_index,
-            momentum=momentum,
-            rescue=rescue,
-            reduction=reduction,
-            weight=weight,
-            pos_weight=pos_weight,
-        )
+
+def _fixed_metric_init(cls: type[_FixedMetricLoss]) -> Any:
+    base = inspect.signature(AnyLoss.__init__)
+    self_, _, *keywords_ = (p for p in base.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD)
+    signature = base.replace(parameters=[self_, *cls.metric_parameters, *keywords_])
+
+    def __init__(self: _FixedMetricLoss, *args: Any, **kwargs: Any) -> None:
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{cls.__qualname__}.__init__() {error}") from None
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        del arguments["self"]
+        AnyLoss.__init__(self, cls.fixed_metric, **arguments)
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__qualname__, __init__.__module__ = f"{cls.__qualname__}.__init__", cls.__module__
+    return __init__
 
 
 class F1Loss(_FixedMetricLoss):
@@ -267,53 +215,20 @@ class F1Loss(_FixedMetricLoss):
     fixed_metric = "f1"
 
 
-class FBetaLoss(AnyLoss):
+class FBetaLoss(_FixedMetricLoss):
     r"""F-beta loss :math:`1 - (1+\beta^2)TP / ((1+\beta^2)TP + FP + \beta^2 FN)`; see :class:`AnyLoss`.
 
     ``beta > 1`` weights recall above precision (FN count ``beta**2`` times as much as FP).
+
+    Examples:
+        >>> import anyloss_torch
+        >>> anyloss_torch.FBetaLoss(2.0)
+        FBetaLoss(beta=2.0, from_logits=True, scale=73.0, approximation='anyloss', validate=True)
     """
 
     fixed_metric = "fbeta"
-
-    def __init__(
-        self,
-        beta: float = 1.0,
-        *,
-        from_logits: bool = True,
-        scale: float = DEFAULT_SCALE,
-        approximation: Any = "anyloss",
-        validate: bool = True,
-        distributed: bool = False,
-        process_group: Any = None,
-        task: str = "binary",
-        average: str = "macro",
-        num_classes: int | None = None,
-        ignore_index: int | None = None,
-        momentum: float | None = None,
-        rescue: float = DEFAULT_RESCUE,
-        reduction: str = "mean",
-        weight: None = None,
-        pos_weight: None = None,
-    ) -> None:
-        super().__init__(
-            "fbeta",
-            beta=beta,
-            from_logits=from_logits,
-            scale=scale,
-            approximation=approximation,
-            validate=validate,
-            distributed=distributed,
-            process_group=process_group,
-            task=task,
-            average=average,
-            num_classes=num_classes,
-            ignore_index=ignore_index,
-            momentum=momentum,
-            rescue=rescue,
-            reduction=reduction,
-            weight=weight,
-            pos_weight=pos_weight,
-        )
+    metric_parameters = (inspect.Parameter("beta", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=1.0,
+                                           annotation="float"),)
 
 
 class AccuracyLoss(_FixedMetricLoss):

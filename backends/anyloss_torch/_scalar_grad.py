@@ -1,4 +1,4 @@
-r"""A metric's value and gradient with respect to the four counts, on Python floats.
+r"""A metric's value and gradient with respect to the four counts, on Python floats (the CPU one-node path).
 
 A metric is a handful of scalar operations on four numbers.  Under eager autograd
 each of them is a framework op with an autograd node, and for small batches those
@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._metrics import Confusion, check_metric_value
+from anyloss_core import Confusion
+from anyloss_core.adapters import check_metric_value
 
 __all__ = ["metric_value_and_grad"]
 
@@ -120,7 +121,7 @@ def _chain(x: _Dual, value: float, slope: float) -> _Dual:
 class _ScalarNamespace:
     """The few array-API functions the metrics call, on :class:`_Dual` numbers."""
 
-    __name__ = "anyloss_core.scalar_grad"  # what array-api-compat's namespace checks read
+    __name__ = "anyloss_torch._scalar_grad"  # what array-api-compat's namespace checks read
     float32 = float64 = "float64"
 
     @staticmethod
@@ -185,7 +186,8 @@ def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confus
 
     Examples:
         >>> import anyloss_core as al
-        >>> value, grad = al.metric_value_and_grad(al.get_metric("f1"), al.Confusion(5.0, 1.0, 2.0, 3.0))
+        >>> from anyloss_torch._scalar_grad import metric_value_and_grad
+        >>> value, grad = metric_value_and_grad(al.get_metric("f1"), al.Confusion(5.0, 1.0, 2.0, 3.0))
         >>> round(value, 6), [round(g, 6) for g in grad]  # 6 / 9; d/dTP = 2 (FP + FN) / 81
         (0.666667, [0.0, -0.074074, -0.074074, 0.074074])
     """

@@ -1,0 +1,133 @@
+"""Per-backend fast paths: the Array API form by default, a framework's native form where an adapter gives one.
+
+A handful of steps of the core have a faster native form in some framework: updating
+an array the caller owns instead of allocating a new one, a BLAS dot product for a
+count, a fused value check.  The core spells each of them as a method of a
+:class:`FastPaths` object and calls it through ``fast_paths(xp)``::
+
+    fast = fast_paths(xp)
+    yh = fast.sigmoid_of_temporary(fast.scale_temporary(p - 0.5, scale, xp), xp)
+
+The methods of :class:`FastPaths` itself are plain Array API expressions, out of
+place, so the math reads the same for every namespace.  An adapter registers a
+subclass for its namespaces with :func:`register_fast_paths` when it is imported
+(``anyloss_torch`` does, in ``anyloss_torch._fast_paths``); a subclass must return
+the same values as the defaults, only faster.  The models are einops' per-framework
+backend classes and array-api-extra's native-fast-path-then-fallback.
+
+Methods named ``*_temporary`` (and ``times_one_minus``) take as first argument an
+array the caller created and will not read again: a subclass may update it in
+place and return it.
+
+Examples:
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> fast = fast_paths(xp)
+    >>> type(fast).__name__
+    'FastPaths'
+    >>> fast.times_one_minus(np.array([2.0, 4.0]), np.array([0.5, 0.25]), xp).tolist()
+    [1.0, 3.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._namespace import sigmoid
+from ._types import Array, Namespace
+
+__all__ = ["FastPaths", "fast_paths", "register_fast_paths"]
+
+
+class FastPaths:
+    """The core's replaceable steps, each as its Array API definition (the default for every namespace)."""
+
+    def sigmoid_of_temporary(self, x: Array, xp: Namespace) -> Array:
+        """``sigmoid(x)``."""
+        return sigmoid(x, xp)
+
+    def scale_temporary(self, x: Array, scale: float, xp: Namespace) -> Array:
+        """``x * scale``."""
+        return x * scale
+
+    def multiply_temporary(self, x: Array, factor: Array | float, xp: Namespace) -> Array:
+        """``x * factor``."""
+        return x * factor
+
+    def add_temporary(self, x: Array, term: Array | float, xp: Namespace) -> Array:
+        """``x + term``."""
+        return x + term
+
+    def times_one_minus(self, x: Array, p: Array, xp: Namespace) -> Array:
+        """``x * (1 - p)``."""
+        return x * (1.0 - p)
+
+    def dot(self, a: Array, b: Array, xp: Namespace) -> Array:
+        """``sum(a * b)`` of two 1-D arrays, as a 0-d array (XLA fuses it into one pass, NumPy sums pairwise)."""
+        return xp.sum(a * b)
+
+    def clip(self, x: Array, lo: float | None, hi: float | None, xp: Namespace) -> Array:
+        """``clip(x, lo, hi)`` with Python-scalar bounds; either bound may be ``None``."""
+        return xp.clip(x, lo, hi)
+
+    def shrink(self, x: Array, threshold: float, xp: Namespace) -> Array:
+        """``x`` where ``|x| > threshold``, else 0."""
+        return xp.where(xp.abs(x) > threshold, x, xp.zeros_like(x))
+
+    def all_binary(self, y: Array, xp: Namespace) -> bool:
+        """Whether every label is 0 or 1; False for NaN and infinities."""
+        return bool(xp.all((y == 0) | (y == 1)))
+
+    def all_in_unit_interval(self, p: Array, xp: Namespace) -> bool:
+        """Whether ``0 <= p <= 1`` everywhere; False for NaN."""
+        return bool(xp.all((p >= 0) & (p <= 1)))
+
+    def all_non_negative(self, w: Array, xp: Namespace) -> bool:
+        """Whether ``w >= 0`` everywhere; False for NaN."""
+        return bool(xp.all(w >= 0))
+
+
+_DEFAULT = FastPaths()
+
+#: ``(is_namespace, hooks)`` pairs, latest registration first.
+_REGISTERED: list[tuple[Callable[[Namespace], bool], FastPaths]] = []
+
+
+def register_fast_paths(is_namespace: Callable[[Namespace], bool], hooks: FastPaths) -> None:
+    """Use ``hooks`` for every namespace ``xp`` with ``is_namespace(xp)`` true (a later registration wins).
+
+    ``is_namespace`` runs on every loss call: keep it a plain, cheap test (a name
+    comparison; ``torch.compile`` traces it).  Registering the same ``hooks`` object
+    again replaces its earlier entry, so an adapter module may be reloaded.
+    """
+    if not isinstance(hooks, FastPaths):
+        raise TypeError(f"hooks must be a FastPaths instance, got {type(hooks).__name__}")
+    if not callable(is_namespace):
+        raise TypeError(f"is_namespace must be callable as is_namespace(xp), got {type(is_namespace).__name__}")
+    _REGISTERED[:] = [(test, h) for test, h in _REGISTERED if h is not hooks]
+    _REGISTERED.insert(0, (is_namespace, hooks))
+
+
+def fast_paths(xp: Namespace) -> FastPaths:
+    """The fast paths registered for ``xp``, else the Array API defaults (:class:`FastPaths`)."""
+    for is_namespace, hooks in _REGISTERED:
+        if is_namespace(xp):
+            return hooks
+    return _DEFAULT
+
+
+# Module-level forms of the steps the math calls one at a time (a metric's clip, a count's dot).
+
+
+def clip(x: Array, lo: float | None, hi: float | None, xp: Namespace) -> Array:
+    """``clip(x, lo, hi)`` with Python-scalar bounds (``FastPaths.clip`` of ``xp``)."""
+    return fast_paths(xp).clip(x, lo, hi, xp)
+
+
+def dot(a: Array, b: Array, xp: Namespace) -> Array:
+    """``sum(a * b)`` of two 1-D arrays as a 0-d array (``FastPaths.dot`` of ``xp``)."""
+    return fast_paths(xp).dot(a, b, xp)
+
+
+def shrink(x: Array, threshold: float, xp: Namespace) -> Array:
+    """``x`` where ``|x| > threshold``, else 0 (``FastPaths.shrink`` of ``xp``)."""
+    return fast_paths(xp).shrink(x, threshold, xp)

@@ -1,0 +1,153 @@
+"""The inputs of the counts: shapes brought to one sample axis, dtypes, and value checks.
+
+Checks of *arguments* (names, scales, thresholds) run always; checks of *data
+values* (labels in {0, 1}, probabilities in [0, 1], non-negative weights) run
+only when ``validate=True`` and the values can be read without tracing or a
+host-device synchronisation (see :func:`values_available`).  Shape and dtype
+checks need no values and always run, also under ``jit``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._fast_paths import fast_paths
+from ._namespace import compute_dtype, get_namespace, values_available
+from ._types import Array, Namespace
+
+
+def _drop_trailing_one(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    return shape[:-1] if len(shape) >= 2 and shape[-1] == 1 else shape
+
+
+def _shape(x: Array) -> tuple[int | None, ...]:
+    """The shape, ``None`` for a dimension unknown until run time (a symbolic batch axis)."""
+    return tuple(None if d is None else int(d) for d in x.shape)
+
+
+def _same(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
+    """Equal shapes, an unknown dimension matching anything (checked again at run time)."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
+
+
+def _count(shape: tuple[int | None, ...]) -> int | None:
+    return None if None in shape else math.prod(shape)  # type: ignore[arg-type]
+
+
+def _flatten_pair(y_true: Array, y_pred: Array, xp: Namespace) -> tuple[Any, Any, tuple[int | None, ...]]:
+    """Bring ``y_true`` and ``y_pred`` to one flat sample axis, never broadcasting.
+
+    ``(n,)`` and ``(n, 1)`` are interchangeable; more generally a trailing axis of
+    length 1 is dropped, and then the shapes must be equal (``(batch, h, w)`` and
+    ``(batch, h, w, 1)`` for segmentation masks work too).
+    """
+    true_shape, pred_shape = _shape(y_true), _shape(y_pred)
+    a, b = _drop_trailing_one(true_shape), _drop_trailing_one(pred_shape)
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError(
+            f"y_true and y_pred need a sample axis, got shapes {true_shape} and {pred_shape}"
+        )
+    if not _same(a, b):
+        raise ValueError(
+            f"y_true and y_pred must have the same number of samples, with shapes (n,) or (n, 1); "
+            f"got y_true {true_shape} and y_pred {pred_shape}"
+        )
+    if _count(a) == 0:
+        raise ValueError(f"y_true and y_pred are empty (shapes {true_shape} and {pred_shape})")
+    return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1,)), a
+
+
+def _flatten_weight(sample_weight: Array, sample_shape: tuple[int | None, ...], xp: Namespace) -> Array:
+    """Per-sample weights of shape ``sample_shape`` (or its leading axis) as ``(n,)``."""
+    w_shape = _drop_trailing_one(_shape(sample_weight))
+    if _same(w_shape, sample_shape):
+        return xp.reshape(sample_weight, (-1,))
+    inner = sample_shape[1:]
+    if len(w_shape) == 1 and inner and None not in inner and _same(w_shape, sample_shape[:1]):
+        # One weight per example of a (batch, ...) target, spread over its elements.
+        per_element = xp.reshape(sample_weight, (-1,) + (1,) * len(inner))
+        return xp.reshape(per_element * xp.ones((1, *inner), dtype=sample_weight.dtype), (-1,))
+    raise ValueError(
+        f"sample_weight must have one weight per sample: shape {sample_shape} or (n, 1), "
+        f"got {_shape(sample_weight)}"
+    )
+
+
+def _has_nan(x: Array, xp: Namespace) -> bool:
+    """Whether ``x`` holds a NaN: ``x != x`` (no ``isnan`` needed, which the Keras shim lacks)."""
+    return bool(xp.any(x != x))
+
+
+def _check_values(
+    y: Array | None, p: Array, w: Array | None, from_logits: bool, xp: Namespace
+) -> None:
+    # One pass per array when the values are fine (a fused one where the backend's fast
+    # paths have it); only a failed check looks again, to report NaN as NaN rather than
+    # as a value out of range.  ``y`` is None for boolean labels, which need no check.
+    fast = fast_paths(xp)
+    if y is not None and not fast.all_binary(y, xp):
+        if _has_nan(y, xp):
+            raise ValueError("y_true contains NaN")
+        raise ValueError("y_true must hold binary labels 0 and 1 (pass validate=False for soft labels)")
+    if not from_logits and not fast.all_in_unit_interval(p, xp):
+        if _has_nan(p, xp):
+            raise ValueError("y_pred contains NaN")
+        raise ValueError(
+            "y_pred has values outside [0, 1] but from_logits=False: pass probabilities, "
+            "or from_logits=True for logits"
+        )
+    if w is not None and not fast.all_non_negative(w, xp):
+        if _has_nan(w, xp):
+            raise ValueError("sample_weight contains NaN")
+        raise ValueError("sample_weight must be non-negative")
+
+
+def _prepare(
+    y_true: Array,
+    y_pred: Array,
+    sample_weight: Array | None,
+    *,
+    from_logits: bool,
+    validate: bool,
+    xp: Namespace,
+    dtype: Any = None,
+) -> tuple[Any, Any, Any, Any]:
+    """Checked, flattened ``(y, p, w)`` in the compute dtype, and that dtype."""
+    xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
+    if not isinstance(from_logits, bool):
+        raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
+    y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true
+    y_pred = xp.asarray(y_pred) if not hasattr(y_pred, "shape") else y_pred
+    if dtype is None:
+        if not xp.isdtype(y_pred.dtype, "real floating"):
+            raise TypeError(
+                f"y_pred must be a floating array of probabilities or logits, got dtype {y_pred.dtype}"
+            )
+        dtype = compute_dtype(y_pred.dtype, xp)
+    if not xp.isdtype(y_true.dtype, ("bool", "integral", "real floating")):
+        raise TypeError(f"y_true must hold 0/1 labels as bool, integer or float, got dtype {y_true.dtype}")
+    y, p, sample_shape = _flatten_pair(y_true, y_pred, xp)
+    labels_bool = xp.isdtype(y.dtype, "bool")  # always 0/1: no value check needed
+    w = None
+    if sample_weight is not None:
+        sample_weight = xp.asarray(sample_weight) if not hasattr(sample_weight, "shape") else sample_weight
+        w = _flatten_weight(sample_weight, sample_shape, xp)
+    # copy=False: the Array API default copies even an array already of that dtype.
+    y, p = xp.astype(y, dtype, copy=False), xp.astype(p, dtype, copy=False)
+    if w is not None:
+        w = xp.astype(w, dtype, copy=False)
+    if validate and (not labels_bool or not from_logits or w is not None) and values_available(p, xp) \
+            and values_available(y, xp):
+        _check_values(None if labels_bool else y, p, w, from_logits, xp)
+    return y, p, w, xp
+
+
+def _default_float(xp: Namespace) -> Any:
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        try:
+            return info().default_dtypes()["real floating"]
+        except Exception:  # a namespace with a partial info object
+            pass
+    return xp.float32

@@ -1,0 +1,116 @@
+"""torch's native forms of the core's replaceable steps (``anyloss_core.adapters.FastPaths``), registered on import.
+
+What each buys on a CPU, where a loss step is bound by allocating n-element buffers
+and by ``exp``:
+
+* ``*_temporary`` and ``times_one_minus`` update the caller's fresh tensor in place
+  (``sigmoid_``, ``mul_``, ``addcmul_``): a fresh n-element buffer costs page faults
+  on top of the arithmetic.  Never for a tensor autograd records, nor while
+  ``torch.compile`` traces: autograd would read the overwritten values, and the
+  compiled path's selective checkpoint (``_autograd``) allows no in-place ops.
+* ``dot``: one BLAS call instead of an n-element product and a sum per count.  (BLAS
+  accumulates sequentially: for 1e7 float32 terms the relative error is about 1e-6,
+  against 1e-7 for a pairwise sum.)
+* ``clip``: ``torch.clamp``; array-api-compat's wrapper promotes the scalars with
+  ``torch.result_type``, which ``torch.compile(fullgraph=True)`` cannot trace.
+* ``shrink``: ``hardshrink``, one kernel.
+* the value checks: one fused pass and one min/max reduction, no boolean temporaries
+  (see :meth:`TorchFastPaths.all_binary`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from anyloss_core.adapters import FastPaths, register_fast_paths
+
+__all__ = ["TorchFastPaths", "is_torch_namespace"]
+
+# array-api-compat's is_torch_namespace as a plain name check (theirs is lru_cache'd,
+# which torch.compile warns about).
+_TORCH_NAMESPACES = frozenset({"torch", "array_api_compat.torch"})
+
+#: Labels checked per block: the check's temporary stays one reused 4 MB buffer (float32).
+_CHECK_BLOCK = 1 << 20
+
+
+def is_torch_namespace(xp: Any) -> bool:
+    """Whether ``xp`` is torch or array-api-compat's torch namespace."""
+    return getattr(xp, "__name__", None) in _TORCH_NAMESPACES
+
+
+def _needs_autograd(x: torch.Tensor) -> bool:
+    # Updating a tensor that autograd records in place would be an error or, worse,
+    # silently change what the backward pass reads.
+    return bool(x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()
+
+
+class TorchFastPaths(FastPaths):
+    """In-place updates where autograd allows, BLAS dot, fused value checks."""
+
+    def sigmoid_of_temporary(self, x: Any, xp: Any) -> Any:
+        return torch.sigmoid(x) if _needs_autograd(x) else torch.sigmoid_(x)
+
+    def scale_temporary(self, x: Any, scale: float, xp: Any) -> Any:
+        return x * scale if _needs_autograd(x) else x.mul_(scale)
+
+    def multiply_temporary(self, x: Any, factor: Any, xp: Any) -> Any:
+        return x * factor if _needs_autograd(x) else x.mul_(factor)
+
+    def add_temporary(self, x: Any, term: Any, xp: Any) -> Any:
+        return x + term if _needs_autograd(x) else x.add_(term)
+
+    def times_one_minus(self, x: Any, p: Any, xp: Any) -> Any:
+        # x - x * p: one fused kernel.
+        return x * (1.0 - p) if _needs_autograd(x) else x.addcmul_(x, p, value=-1.0)
+
+    def dot(self, a: Any, b: Any, xp: Any) -> Any:
+        return torch.dot(a, b)
+
+    def clip(self, x: Any, lo: float | None, hi: float | None, xp: Any) -> Any:
+        return torch.clamp(x, lo, hi)
+
+    def shrink(self, x: Any, threshold: float, xp: Any) -> Any:
+        return torch.nn.functional.hardshrink(x, threshold)
+
+    def all_binary(self, y: Any, xp: Any) -> bool:
+        """``y - y * y`` is exactly 0 for 0 and 1 and nonzero or NaN for every other value.
+
+        (Below 1 ``y * y`` rounds to less than ``y``, above 1 to more; ``inf - inf`` is
+        NaN.)  So the check is one fused elementwise kernel and one min/max reduction,
+        where ``all((y == 0) | (y == 1))`` runs three boolean kernels and a reduction and
+        allocates three arrays: on one CPU thread 0.20 ms against 1.8 ms at n = 1e6.
+        Above 2**20 labels it runs block by block into one reused 4 MB buffer: a fresh
+        40 MB temporary at n = 1e7 costs 45 ms in page faults alone, the blocks 3.7 ms in
+        all (the boolean form: 33 ms).
+        """
+        flat = y.detach().reshape(-1)  # no autograd record of the check
+        if flat.shape[0] <= _CHECK_BLOCK:
+            return _zero_residual(torch.addcmul(flat, flat, flat, value=-1.0))
+        buffer = torch.empty_like(flat[:_CHECK_BLOCK])
+        for start in range(0, flat.shape[0], _CHECK_BLOCK):
+            block = flat[start:start + _CHECK_BLOCK]
+            out = buffer[:block.shape[0]]
+            if not _zero_residual(torch.addcmul(block, block, block, value=-1.0, out=out)):
+                return False
+        return True
+
+    def all_in_unit_interval(self, p: Any, xp: Any) -> bool:
+        lo, hi = torch.aminmax(p.detach())  # one min/max pass, no allocation
+        return float(lo) >= 0.0 and float(hi) <= 1.0
+
+    def all_non_negative(self, w: Any, xp: Any) -> bool:
+        return float(torch.amin(w.detach())) >= 0.0
+
+
+def _zero_residual(residual: torch.Tensor) -> bool:
+    """Whether ``residual`` is 0 everywhere: one min/max pass (min and max propagate NaN)."""
+    lo, hi = torch.aminmax(residual)
+    return float(lo) == 0.0 and float(hi) == 0.0
+
+
+#: The registered instance.
+TORCH_FAST_PATHS = TorchFastPaths()
+register_fast_paths(is_torch_namespace, TORCH_FAST_PATHS)
