@@ -99,7 +99,9 @@ def running_confusion_loss(
             ``jax.lax.stop_gradient``, ``keras.ops.stop_gradient``); the identity
             where nothing is differentiated (NumPy).
         xp: array namespace (found from the counts by default).
-        task, average, metric_params: as for :func:`anyloss`.
+        task: "binary" (counts of shape (4,)), "multiclass" or "multilabel" (per class), as for :func:`anyloss`.
+        average: how per-class metrics combine, as for :func:`anyloss`.
+        **metric_params: the metric's parameters (``beta=2.0``), as for :func:`anyloss`.
 
     Returns:
         ``(loss, new_state)``: the loss (value at the running counts, gradient through the
