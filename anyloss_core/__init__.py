@@ -38,7 +38,6 @@ __version__ = "0.1.0"
 from ._approximations import Approximation as Approximation
 from ._approximations import DifferentiableApproximation as DifferentiableApproximation
 from ._approximations import get_approximation as get_approximation
-from ._config import LossConfigMixin as LossConfigMixin
 from ._confusion import soft_confusion_with_pullback as soft_confusion_with_pullback
 from ._losses import with_metric as with_metric
 from ._multiclass import average_metric as average_metric

@@ -39,7 +39,7 @@ from ._running import check_momentum, running_confusion_loss, running_counts_sha
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
-__all__ = ["LossConfig", "LossConfigAttributes", "LossConfigMixin"]
+__all__ = ["LossConfig", "LossConfigAttributes"]
 
 
 @dataclass(frozen=True)
@@ -230,17 +230,3 @@ def _attribute(name: str) -> property:
 
 for _name in _FIELDS:
     setattr(LossConfigAttributes, _name, _attribute(_name))
-
-
-class LossConfigMixin(LossConfigAttributes):
-    """The previous interface (``_init_config``, ``config_dict``, ``config_repr``), kept for
-    code written against it; new adapters hold a :class:`LossConfig` instead."""
-
-    def _init_config(self, metric: str | Metric, *, metric_params: Mapping[str, Any], **options: Any) -> None:
-        self.config = self._config_from({"metric": metric, "metric_params": metric_params, **options})
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    def config_repr(self) -> str:
-        return self.config.to_repr()

@@ -12,6 +12,7 @@ import pytest
 from cases import CASES, Case, reference_counts, reference_loss, reference_metric
 
 import anyloss_core as al
+from anyloss_core.adapters import LossConfig
 
 NAMESPACES = [
     pytest.param("numpy", marks=pytest.mark.backend("numpy")),
@@ -464,14 +465,9 @@ def test_importing_the_core_imports_no_framework():
 # --- argument checks on every path (issue 16, item 4) ----------------------------------------------
 
 
-class _ConfiguredLoss(al.LossConfigMixin):
-    """The adapters' classes without a framework: the mixin's checks and configuration."""
-
-    def __init__(self, metric="f1", *, from_logits=False, scale=73.0, approximation="anyloss", validate=True,
-                 task="binary", average="macro", num_classes=None, ignore_index=None, **metric_params):
-        self._init_config(metric, from_logits=from_logits, scale=scale, approximation=approximation,
-                          validate=validate, metric_params=metric_params, task=task, average=average,
-                          num_classes=num_classes, ignore_index=ignore_index)
+def _configured(metric="f1", **keywords):
+    """An adapter's loss configuration without a framework: LossConfig from a constructor's keywords."""
+    return LossConfig.from_dict({"metric": metric, **keywords})
 
 
 _Y2, _P2 = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.3, 0.4])
@@ -490,8 +486,8 @@ _SCALE_PATHS = {
                                                                   approximation="ovr", scale=s),
     "soft_class_confusion-multilabel": lambda s: al.soft_class_confusion(_MULTIHOT, _PROBS3, task="multilabel",
                                                                          scale=s),
-    "class-multilabel": lambda s: _ConfiguredLoss("f1", task="multilabel", scale=s),
-    "class-multiclass-ovr": lambda s: _ConfiguredLoss("f1", task="multiclass", approximation="ovr", scale=s),
+    "class-multilabel": lambda s: _configured("f1", task="multilabel", scale=s),
+    "class-multiclass-ovr": lambda s: _configured("f1", task="multiclass", approximation="ovr", scale=s),
 }
 
 
@@ -509,9 +505,9 @@ def test_scale_is_checked_on_every_path_with_the_binary_error(path, scale):
 def test_configured_loss_takes_the_multiclass_approximations():
     # "ovr" / "softmax" are multi-class names: the class must accept them there (and only there).
     for approximation in ("ovr", "softmax", al.SharpenedSoftmax(2.0)):
-        _ConfiguredLoss("f1", task="multiclass", approximation=approximation)
+        _configured("f1", task="multiclass", approximation=approximation)
     with pytest.raises(ValueError, match="unknown approximation 'ovr'"):
-        _ConfiguredLoss("f1", approximation="ovr")
+        _configured("f1", approximation="ovr")
 
 
 _NAN = float("nan")
@@ -594,7 +590,7 @@ _BUILT_IN_METRICS = ("accuracy", "balanced_accuracy", "f1", "fbeta", "gmean", "j
 def test_unknown_names_suggest_the_valid_spelling(argument, name, suggestion, valid):
     kwargs = {"metric": "f1", "task": "multilabel", "average": "macro", "approximation": "anyloss", argument: name}
     for call in (lambda: al.anyloss(_MULTIHOT, _PROBS3, **kwargs),
-                 lambda: _ConfiguredLoss(**kwargs)):
+                 lambda: _configured(**kwargs)):
         with pytest.raises(ValueError) as info:
             call()
         message = str(info.value)
@@ -642,9 +638,9 @@ def test_fbeta_aliases_equal_sklearn_and_round_trip_in_a_config():
         probs = _softmax_rows(_LOGITS3)
         assert float(al.score(alias, _IDS3, probs, task="multiclass")) == pytest.approx(
             sk.fbeta_score(_IDS3, probs.argmax(1), beta=beta, average="macro", zero_division=0), rel=1e-14)
-        loss = _ConfiguredLoss(alias, task="multiclass", from_logits=True)
-        again = _ConfiguredLoss(**loss.config_dict())
-        assert again.config_dict() == loss.config_dict() and again.metric == alias
+        loss = _configured(alias, task="multiclass", from_logits=True)
+        again = _configured(**loss.to_dict())
+        assert again.to_dict() == loss.to_dict() and again.metric == alias
 
 
 def _softmax_rows(z):
@@ -654,7 +650,7 @@ def _softmax_rows(z):
 
 def test_fbeta_alias_with_beta_is_an_error():
     for call in (lambda: al.anyloss(_Y2, _P2, "f2", beta=3.0), lambda: al.get_metric("f0.5", beta=0.5),
-                 lambda: _ConfiguredLoss("f2", beta=2.0)):
+                 lambda: _configured("f2", beta=2.0)):
         with pytest.raises(ValueError) as info:
             call()
         assert "beta" in str(info.value) and "'fbeta'" in str(info.value)
@@ -662,7 +658,7 @@ def test_fbeta_alias_with_beta_is_an_error():
 
 def test_fbeta_without_beta_is_an_error_but_fbeta_loss_defaults_to_one():
     for call in (lambda: al.anyloss(_Y2, _P2, "fbeta"), lambda: al.get_metric("fbeta"),
-                 lambda: al.score("fbeta", _Y2, _P2), lambda: _ConfiguredLoss("fbeta"),
+                 lambda: al.score("fbeta", _Y2, _P2), lambda: _configured("fbeta"),
                  lambda: al.anyloss(_IDS3, _LOGITS3, "fbeta", from_logits=True, task="multiclass")):
         with pytest.raises(ValueError) as info:
             call()
