@@ -245,6 +245,7 @@ TABLE_OPTIONS = {
     "digit": ("--digit", (10,)),
     "keep_positives": ("--keep-positives", (10,)),
     "momentum": ("--momentum", (10,)),
+    "compile": ("--compile", (11,)),
     "protocol": ("--protocol", (6,)),
 }
 
@@ -376,6 +377,8 @@ def add_parser(sub: Any) -> None:
     rep.add_argument("--momentum", type=float, default=None,
                      help="Table 10: also train the AnyLoss losses with running counts of this momentum "
                           "(anyloss_torch or anyloss_keras AnyLoss(metric, momentum=M)), shown beside the plain ones")
+    rep.add_argument("--compile", action="store_true", default=None,
+                     help="Table 11: torch.compile the forward pass and the loss (torch backend, one process)")
     rep.add_argument("--protocol", choices=("paper", "paper-code", "tuned", "adam"), default=None,
                      help="paper: the SLP as the authors' code trains it (float64, zero init, full-batch gradient "
                           "descent, the delta rule as MSE; SOL and the MLP with Adam); paper-code: paper, plus the "

@@ -113,7 +113,151 @@ def test_reproduce_table11_small(tmp_path, capsys):
         assert all(r > 0 for r in rates.values())
         # The SLP learns something on a separable-ish set: BCE's accuracy above the majority rate.
         assert report["results"][arch]["bce"]["scores"]["accuracy"] > 0.62 if arch == "slp" else True
-    assert report["memory"]["peak_mb"] >= report["memory"]["before_data_mb"] > 0
+    mem = report["memory"]
+    assert mem["peak_mb"] >= mem["before_data_mb"] > 0
+    assert mem["added_mb"] == pytest.approx(mem["peak_mb"] - mem["before_data_mb"])
+    assert mem["arrays_mb"] == pytest.approx(4000 * 12 * 4 / 2**20)  # float32 inputs, training + validation
+    assert mem["added_over_arrays"] == pytest.approx(mem["added_mb"] / mem["arrays_mb"])
+
+
+def test_memory_report_is_the_peak_over_the_baseline_beside_the_model_inputs():
+    from anyloss_bench import table11
+
+    report = table11.memory_report(baseline_mb=400.0, peak_mb=532.0, arrays_bytes=48 * 2**20, peak_reset=True)
+    assert report["added_mb"] == 132.0 and report["arrays_mb"] == 48.0
+    assert report["added_over_arrays"] == pytest.approx(132 / 48)
+    if not table11.reset_peak_memory():
+        pytest.skip("the peak resident memory cannot be reset here (no /proc/self/clear_refs)")
+    baseline = table11.resident_memory_mb()
+    assert table11.peak_memory_mb() - baseline < 16  # the reset made the peak the current resident memory
+    block = np.ones(48 * 2**20 // 8)  # 48 MiB, touched
+    del block
+    added = table11.peak_memory_mb() - baseline
+    assert 44 < added < 48 + 16  # the block counts in the peak though it is gone
+
+
+def test_aligned_arrays_are_used_in_place_by_jax_device_put():
+    from anyloss_bench import table11
+
+    X = table11.aligned_empty((1001, 12), np.float32)
+    assert X.ctypes.data % 64 == 0 and X.shape == (1001, 12) and X.flags.c_contiguous
+    jax = pytest.importorskip("jax")
+    X[:] = np.arange(X.size, dtype=np.float32).reshape(X.shape)
+    on_device = jax.device_put(X)
+    assert on_device.unsafe_buffer_pointer() == X.ctypes.data  # no copy of the training rows
+    np.testing.assert_array_equal(np.asarray(on_device), X)
+
+
+def test_batch_gatherer_streams_the_batches_x_idx_into_one_pair_of_buffers():
+    from anyloss_bench.engines import BatchGatherer, epoch_batches
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1000, 3, 4)).astype(np.float32)  # any trailing shape (table10's images)
+    y = rng.integers(0, 2, 1000)
+    rows = rng.permutation(1000)[:730]
+    gather = BatchGatherer(X, y, capacity=128, rows=rows)
+    pointers = set()
+    batches = epoch_batches(len(rows), 128, rng)
+    assert len(batches[-1]) == 730 % 128  # a shorter last batch
+    for idx in batches:
+        xb, yb = gather(idx)
+        np.testing.assert_array_equal(xb, X[rows[idx]])
+        np.testing.assert_array_equal(yb, y[rows[idx]])
+        pointers.add(xb.ctypes.data)
+    assert pointers == {gather.x_buffer.ctypes.data}  # every batch written into the same buffer
+
+
+def _small_set(n=1200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] + rng.normal(size=n) > 0.8).astype(np.int64)
+    return X, y
+
+
+@pytest.mark.backend("torch")
+@pytest.mark.parametrize("arch", ["slp", "mlp"])
+def test_training_on_rows_equals_training_on_the_copied_rows(arch):
+    from anyloss_bench.common import LOSSES
+    from anyloss_bench.engines import train
+
+    X, y = _small_set()
+    rows = np.random.default_rng(1).permutation(len(y))[:900]
+    for name in ("bce", "f1", "wbce"):  # wbce: the class weights of the subset
+        kw = dict(arch=arch, epochs=2, lr=0.05, batch_size=128, seed=3)
+        copied = train("torch", LOSSES[name], X[rows], y[rows], X[:50], **kw)
+        in_place = train("torch", LOSSES[name], X, y, X[:50], rows=rows, **kw)
+        np.testing.assert_array_equal(in_place.val_logits, copied.val_logits, err_msg=name)
+        assert np.ptp(copied.val_logits) > 1e-3
+
+
+@pytest.mark.backend("torch")
+def test_gathered_batches_train_the_model_that_fancy_indexing_trains():
+    """The engine's buffered batches against a loop written here with ``X[idx]`` (the earlier engine)."""
+    import torch
+
+    import anyloss_torch
+    from anyloss_bench.common import LOSSES
+    from anyloss_bench.engines import epoch_batches, train
+
+    X, y = _small_set()
+    out = train("torch", LOSSES["f1"], X, y, X[:50], arch="slp", epochs=2, lr=0.05, batch_size=128, seed=3)
+    torch.manual_seed(3)
+    model = torch.nn.Linear(6, 1)
+    torch.nn.init.zeros_(model.weight)
+    torch.nn.init.zeros_(model.bias)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    loss = anyloss_torch.AnyLoss("f1", validate=False)
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        for idx in epoch_batches(len(y), 128, rng):
+            opt.zero_grad()
+            loss(model(torch.from_numpy(X[idx]))[:, 0], torch.from_numpy(y[idx])).backward()
+            opt.step()
+    with torch.no_grad():
+        reference = model(torch.from_numpy(X[:50]))[:, 0].numpy()
+    np.testing.assert_array_equal(out.val_logits, reference)
+
+
+@pytest.mark.backend("jax")
+def test_jax_training_on_rows_equals_training_on_the_copied_rows():
+    from anyloss_bench.common import LOSSES
+    from anyloss_bench.engines import train
+
+    X, y = _small_set()
+    rows = np.random.default_rng(1).permutation(len(y))[:900]
+    kw = dict(arch="slp", epochs=2, lr=0.05, batch_size=128, seed=3)
+    copied = train("jax", LOSSES["f1"], X[rows], y[rows], X[:50], **kw)
+    in_place = train("jax", LOSSES["f1"], X, y, X[:50], rows=rows, **kw)
+    np.testing.assert_allclose(in_place.val_logits, copied.val_logits, rtol=1e-6, atol=1e-6)
+    assert np.ptp(copied.val_logits) > 1e-3
+
+
+@pytest.mark.backend("torch")
+def test_compiled_step_trains_the_eager_model():
+    """``compile=True`` (torch.compile of forward and loss) against eager: the same validation logits up to
+    float32 rounding of the fused kernels, for a batch count with a shorter last batch (two compilations)."""
+    pytest.importorskip("torch._inductor")
+    from anyloss_bench.common import LOSSES
+    from anyloss_bench.engines import train
+
+    X, y = _small_set(n=1000)
+    kw = dict(arch="slp", epochs=2, lr=0.05, batch_size=256, seed=3)
+    eager = train("torch", LOSSES["f1"], X, y, X[:200], **kw)
+    compiled = train("torch", LOSSES["f1"], X, y, X[:200], compile=True, **kw)
+    np.testing.assert_allclose(compiled.val_logits, eager.val_logits, rtol=1e-4, atol=1e-4)
+    assert np.ptp(eager.val_logits) > 1e-2
+
+
+def test_train_checks_the_labels_once_and_compile_is_torch_only():
+    from anyloss_bench.common import LOSSES
+    from anyloss_bench.data import UsageError
+    from anyloss_bench.engines import train
+
+    X, y = _small_set(n=100)
+    with pytest.raises(UsageError, match="labels must be 0 or 1"):
+        train("torch", LOSSES["f1"], X, y * 2, X[:5], arch="slp", epochs=1, lr=0.1, batch_size=32, seed=0)
+    with pytest.raises(UsageError, match="--compile .* is for --backend torch"):
+        train("jax", LOSSES["f1"], X, y, X[:5], arch="slp", epochs=1, lr=0.1, batch_size=32, seed=0, compile=True)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -124,6 +268,9 @@ def test_reproduce_table11_small(tmp_path, capsys):
     (["reproduce", "--table", "11", "--nproc", "2", "--backend", "jax"], "add --backend torch"),
     (["reproduce", "--table", "11", "--nproc", "0"], "--nproc must be at least 1"),
     (["reproduce", "--table", "10", "--backend", "jax"], "runs on --backend torch"),
+    (["reproduce", "--table", "10", "--compile"], "--compile goes with --table 11"),
+    (["reproduce", "--table", "11", "--compile", "--backend", "jax"], "is for --backend torch, not jax"),
+    (["reproduce", "--table", "11", "--compile", "--nproc", "2"], "--compile runs in one process"),
     (["reproduce", "--table", "10", "--digit", "12"], "--digit must be 0-9"),
     (["reproduce", "--table", "10", "--keep-positives", "0"], "--keep-positives must be in (0, 1]"),
     (["reproduce", "--table", "6", "--nproc", "2", "--backend", "torch"], "--protocol adam"),
