@@ -16,6 +16,7 @@ from ._inputs import _default_float, _prepare
 from ._metrics import Confusion
 from ._multiclass import check_task, soft_class_confusion
 from ._namespace import get_namespace, sigmoid
+from ._rescue import _slope, check_rescue
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
@@ -91,7 +92,8 @@ def soft_confusion(
     return counts  # type: ignore[no-any-return]
 
 
-def soft_confusion_with_pullback(y_true: Array, y_pred: Array, **options: Any) -> tuple[Confusion, Pullback] | None:
+def soft_confusion_with_pullback(y_true: Array, y_pred: Array, *, rescue: float = 0.0,
+                                 **options: Any) -> tuple[Confusion, Pullback] | None:
     r"""The soft counts and their pullback, for an analytic backward pass.
 
     Every count is a weighted sum of :math:`\hat y_i` or :math:`1 - \hat y_i`, so for
@@ -104,15 +106,31 @@ def soft_confusion_with_pullback(y_true: Array, y_pred: Array, **options: Any) -
     ``(counts, pullback)`` where ``pullback(g: Confusion)`` gives that gradient
     with respect to the flattened ``y_pred`` (in the compute dtype), or ``None``
     when the approximation has no ``derivative`` (then use autodiff).  Keyword
-    arguments: those of :func:`soft_confusion` for the binary task.
+    arguments: those of :func:`soft_confusion` for the binary task, and ``rescue``:
+    when not 0, ``pullback(g, rescue_scale=s)`` also adds ``s`` times the rescue
+    gradient of these arrays (:func:`anyloss_core.adapters.rescue_slope` with weight
+    ``rescue``; ``s`` is 1 by default), computed from the counts' own
+    :math:`\sigma(z)`: a loss of value ``1 - metric + rescue term`` gets its whole
+    gradient from one pullback.
+
+    Examples:
+        >>> import numpy as np, anyloss_core as al
+        >>> counts, pullback = al.soft_confusion_with_pullback(np.array([0, 1]), np.array([0.2, 0.52]))
+        >>> g = al.Confusion(tn=0.0, fn=0.0, fp=0.0, tp=1.0)  # the gradient of TP: y dA/dp
+        >>> np.round(pullback(g), 4).tolist()  # dA/dp = 73 A (1 - A), A = sigmoid(73 (0.52 - 0.5))
+        [0.0, 11.1652]
     """
-    return _binary_counts(y_true, y_pred, pullback=True, **options)  # type: ignore[no-any-return]
+    if rescue != 0.0:
+        rescue = check_rescue(rescue)
+    return _binary_counts(y_true, y_pred, pullback=True, rescue=rescue, **options)  # type: ignore[no-any-return]
 
 
 def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, scale: float = DEFAULT_SCALE,
                    approximation: str | Approximation = "anyloss", sample_weight: Array | None = None,
-                   validate: bool = True, xp: Namespace | None = None, pullback: bool = False) -> Any:
-    """The binary soft counts; with ``pullback``, ``(counts, pullback)`` or ``None`` (no ``derivative``)."""
+                   validate: bool = True, xp: Namespace | None = None, pullback: bool = False,
+                   rescue: float = 0.0) -> Any:
+    """The binary soft counts; with ``pullback``, ``(counts, pullback)`` or ``None`` (no ``derivative``);
+    ``rescue`` adds the rescue slope to the pullback (see :func:`soft_confusion_with_pullback`)."""
     scale = check_scale(scale)
     approx = get_approximation(approximation)
     if not pullback:
@@ -131,25 +149,31 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
         yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
     counts = _counts(y, yh, yh_c, w, xp)
 
-    def pull(g: Confusion) -> Array:
+    def pull(g: Confusion, rescue_scale: float = 1.0) -> Array:
         fast = fast_paths(xp)  # every step's input is a temporary of this function: it may be reused
         on_pos, on_neg = g.tp - g.fn, g.fp - g.tn
         grad = fast.add_temporary(y * (on_pos - on_neg), on_neg, xp)  # y * on_pos + (1 - y) * on_neg
         if w is not None:
             grad = fast.multiply_temporary(grad, w, xp)
         if prob is None:
-            return fast.multiply_temporary(
+            grad = fast.multiply_temporary(
                 grad, derivative(p, yh, yh_c, from_logits=from_logits, scale=scale, xp=xp), xp
             )
-        scale_gradient = getattr(approx, "scale_gradient", None)
-        if scale_gradient is not None:  # grad times the derivative without an n-element temporary
-            grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp)
         else:
-            grad = fast.multiply_temporary(
-                grad, derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp), xp
-            )
-        # dsigma/dz = sigma (1 - sigma)
-        return fast.times_one_minus(fast.multiply_temporary(grad, prob, xp), prob, xp)
+            scale_gradient = getattr(approx, "scale_gradient", None)
+            if scale_gradient is not None:  # grad times the derivative without an n-element temporary
+                grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp)
+            else:
+                grad = fast.multiply_temporary(
+                    grad, derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp), xp
+                )
+            # dsigma/dz = sigma (1 - sigma)
+            grad = fast.times_one_minus(fast.multiply_temporary(grad, prob, xp), prob, xp)
+        if not rescue:
+            return grad
+        # The rescue gradient from the sigmoid computed above: no second sigmoid, no second flattening.
+        slope = _slope(y, p, w, rescue=rescue, from_logits=from_logits, xp=xp, prob=prob)
+        return fast.add_scaled_temporary(grad, slope, rescue_scale, xp)
 
     return counts, pull
 

@@ -57,6 +57,10 @@ class FastPaths:
         """``x + term``."""
         return x + term
 
+    def add_scaled_temporary(self, x: Array, term: Array, factor: float, xp: Namespace) -> Array:
+        """``x + factor * term`` (a Python-float ``factor``; ``term`` is a temporary too)."""
+        return x + term * factor if factor != 1.0 else x + term
+
     def times_one_minus(self, x: Array, p: Array, xp: Namespace) -> Array:
         """``x * (1 - p)``."""
         return x * (1.0 - p)
@@ -72,6 +76,10 @@ class FastPaths:
     def shrink(self, x: Array, threshold: float, xp: Namespace) -> Array:
         """``x`` where ``|x| > threshold``, else 0."""
         return xp.where(xp.abs(x) > threshold, x, xp.zeros_like(x))
+
+    def shrink_temporary(self, x: Array, threshold: float, xp: Namespace) -> Array:
+        """:meth:`shrink` of a temporary."""
+        return self.shrink(x, threshold, xp)
 
     def all_binary(self, y: Array, xp: Namespace) -> bool:
         """Whether every label is 0 or 1; False for NaN and infinities."""

@@ -55,7 +55,9 @@ def _flatten_pair(y_true: Array, y_pred: Array, xp: Namespace) -> tuple[Any, Any
         )
     if _count(a) == 0:
         raise ValueError(f"y_true and y_pred are empty (shapes {true_shape} and {pred_shape})")
-    return xp.reshape(y_true, (-1,)), xp.reshape(y_pred, (-1,)), a
+    # A 1-D array is already flat (a reshape would cost a microsecond per call in array-api-compat's wrapper).
+    y = y_true if len(true_shape) == 1 else xp.reshape(y_true, (-1,))
+    return y, (y_pred if len(pred_shape) == 1 else xp.reshape(y_pred, (-1,))), a
 
 
 def _flatten_weight(sample_weight: Array, sample_shape: tuple[int | None, ...], xp: Namespace) -> Array:
@@ -133,9 +135,13 @@ def _prepare(
     if sample_weight is not None:
         sample_weight = xp.asarray(sample_weight) if not hasattr(sample_weight, "shape") else sample_weight
         w = _flatten_weight(sample_weight, sample_shape, xp)
-    # copy=False: the Array API default copies even an array already of that dtype.
-    y, p = xp.astype(y, dtype, copy=False), xp.astype(p, dtype, copy=False)
-    if w is not None:
+    # copy=False: the Array API default copies even an array already of that dtype (and an array of that
+    # dtype is left as it is without the call).
+    if y.dtype != dtype:
+        y = xp.astype(y, dtype, copy=False)
+    if p.dtype != dtype:
+        p = xp.astype(p, dtype, copy=False)
+    if w is not None and w.dtype != dtype:
         w = xp.astype(w, dtype, copy=False)
     if validate and (not labels_bool or not from_logits or w is not None) and values_available(p, xp) \
             and values_available(y, xp):

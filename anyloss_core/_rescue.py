@@ -43,7 +43,7 @@ import math
 import warnings
 from typing import Any
 
-from ._fast_paths import clip, shrink
+from ._fast_paths import clip, fast_paths, shrink
 from ._inputs import _prepare
 from ._namespace import differentiable, sigmoid, stop_gradient, values_available
 from ._scale import DEFAULT_SCALE
@@ -66,31 +66,48 @@ def check_rescue(rescue: Any) -> float:
 
 
 def rescue_slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool,
-                 xp: Namespace, total: Array | None = None) -> Array:
+                 xp: Namespace, total: Array | None = None, prob: Array | None = None) -> Array:
     """``rescue * g``, the per-sample gradient the rescue adds (a constant: no gradient flows through it).
 
     ``y``, ``z`` (logits or probabilities) and ``w`` are the flattened, checked arrays
     of the counts, in the compute dtype; infinite logits give finite values.  ``total`` replaces
     the batch's total weight ``sum(w)``: under data parallelism with gradients averaged
     over ``R`` workers it is the global total over ``R``, which makes the averaged
-    gradient that of the global batch also for shards of unequal size.
+    gradient that of the global batch also for shards of unequal size.  ``prob`` is
+    ``sigmoid(z)`` when the caller has it already (the counts' pullback does): it is
+    used instead of computing the sigmoid again.
     """
     y, z = stop_gradient(y, xp), stop_gradient(z, xp)
+    if w is not None:
+        w = stop_gradient(w, xp)
+    if total is not None:
+        total = stop_gradient(total, xp)
+    return _slope(y, z, w, rescue=rescue, from_logits=from_logits, xp=xp, total=total,
+                  prob=None if prob is None else stop_gradient(prob, xp))
+
+
+def _slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,
+           total: Array | None = None, prob: Array | None = None) -> Array:
+    """:func:`rescue_slope` of arrays that are constants already (the counts' pullback runs outside autodiff)."""
+    fast = fast_paths(xp)  # every step below updates a temporary made here
     # A sample is misclassified exactly when its prediction is more than 1/2 from its label: |sigmoid(z) - y| >
     # 1/2 (z < 0 for a positive, z > 0 for a negative).  sigmoid(z) - y is also BCE's gradient for a logit, so
     # one shrink of it is the whole slope (a single kernel in torch); infinite logits give finite values.
     if from_logits:
-        slope = shrink(sigmoid(z, xp) - y, 0.5, xp)
+        p = sigmoid(z, xp) if prob is None else prob
+        slope = fast.shrink_temporary(p - y, 0.5, xp)
     else:
         # d BCE / d p.  The floor bounds it by 1,000 (finite in float16, whose largest number is 65,504, also
         # for p of exactly 0 or 1); it only weakens the rescue where the model's own sigmoid is flat anyway
         # (p (1 - p) < 1e-3, |z| > 6.9), which no loss can revive.
         slope = shrink(z - y, 0.5, xp) / clip(z * (1.0 - z), 1e-3, None, xp)
     if w is None and total is None and z.shape[0] is not None:
-        return slope * (rescue / max(int(z.shape[0]), 1))  # a Python scale: no reduction, no extra array
-    w = xp.ones_like(z) if w is None else stop_gradient(w, xp)
-    total = xp.sum(w) if total is None else stop_gradient(total, xp)
-    return slope * w * (rescue / xp.where(total > 0, total, xp.ones_like(total)))
+        # A Python scale: no reduction, no extra array
+        return fast.scale_temporary(slope, rescue / max(int(z.shape[0]), 1), xp)
+    w = xp.ones_like(z) if w is None else w
+    total = xp.sum(w) if total is None else total
+    slope = fast.multiply_temporary(slope, w, xp)
+    return fast.multiply_temporary(slope, rescue / xp.where(total > 0, total, xp.ones_like(total)), xp)
 
 
 def rescue_term(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,
@@ -159,16 +176,21 @@ def _warn_if_stuck(y: Array, z: Array, *, rescue: float, from_logits: bool, scal
 
 def prepared_for_rescue(y_true: Array, y_pred: Array, sample_weight: Array | None = None, *, rescue: float,
                         from_logits: bool, scale: float = DEFAULT_SCALE, approximation: Any = "anyloss",
-                        xp: Namespace | None = None,
-                        watch: bool = True) -> tuple[Array, Array, Array | None, Namespace] | None:
+                        xp: Namespace | None = None, watch: bool = True,
+                        arrays: bool = True) -> tuple[Array, Array, Array | None, Namespace] | None:
     """``(y, z, w, xp)`` flattened and cast as the counts are, when the rescue applies (else ``None``).
 
     Every binary loss of the adapters passes here, so it is also where a stuck batch is
     detected (:func:`_warn_if_stuck`, a few calls per process; ``watch=False`` skips it,
-    for a region traced without side effects).
+    for a region traced without side effects).  ``arrays=False`` does the watch only and
+    returns ``None``: for a caller whose pullback adds the rescue slope itself
+    (``soft_confusion_with_pullback(..., rescue=...)``), which then needs no second
+    flattening of the arguments.
     """
     check = watch and approximation == "anyloss" and _check_due()
-    if rescue == 0.0 and not check:
+    if check and rescue > 0.0 and from_logits:
+        check = False  # every misclassified sample has the rescue gradient: nothing to watch
+    if (rescue == 0.0 or not arrays) and not check:
         return None
     # The counts' own flattening and casting; the values were checked there.
     y, z, w, xp = _prepare(y_true, y_pred, sample_weight, from_logits=from_logits, validate=False, xp=xp)
@@ -176,7 +198,7 @@ def prepared_for_rescue(y_true: Array, y_pred: Array, sample_weight: Array | Non
         return None
     if check:
         _warn_if_stuck(y, z, rescue=rescue, from_logits=from_logits, scale=scale, xp=xp)
-    return (y, z, w, xp) if rescue else None
+    return (y, z, w, xp) if rescue and arrays else None
 
 
 def rescue_for(y_true: Array, y_pred: Array, sample_weight: Array | None = None, *, rescue: float,

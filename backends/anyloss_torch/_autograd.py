@@ -11,7 +11,9 @@ path                       runs when (binary task; else plain autodiff)   why
 =========================  =============================================  ==============================================
 one node                   eager, grad needed, CPU, not distributed,      reading four counts is free on a CPU; the
 (``_LossFromCounts``)      approximation has ``derivative``, weights      metric's dozen 0-d kernels and their backward
-                           need no grad, no torch.func transform          nodes dominate small batches.  A metric the
+                           need no grad, no torch.func transform          nodes dominate small batches.  The rescue
+                                                                          gradient is added by the counts' pullback,
+                                                                          from their sigmoid.  A metric the
                                                                           float evaluator declines falls back to
                                                                           "analytic counts"
 analytic counts            as "one node", but on an accelerator or        reading counts would synchronise with the host
@@ -42,7 +44,7 @@ import torch
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 import anyloss_core as al
-from anyloss_core.adapters import prepared_for_rescue, rescue_slope, rescue_term
+from anyloss_core.adapters import prepared_for_rescue, rescue_term
 
 from . import _fast_paths  # noqa: F401  (registers torch's fast paths with the core)
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
@@ -67,25 +69,27 @@ class _SoftCounts(torch.autograd.Function):
 
 
 class _LossFromCounts(torch.autograd.Function):
-    """``1 - metric`` as a 0-d tensor; backward = pullback of ``-grad * d metric / d counts``, plus
-    ``grad * rescue_slope`` (the rescue gradient of :mod:`anyloss_core._rescue`, a constant) when given."""
+    """``1 - metric`` as a 0-d tensor; backward = pullback of ``-grad * d metric / d counts``, which adds
+    ``grad`` times the rescue gradient of :mod:`anyloss_core._rescue` when the counts were made with ``rescue``."""
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, loss: torch.Tensor, metric_grad: al.Confusion, pullback: Any,
-                rescue_slope: Any = None) -> Any:
-        ctx.pullback, ctx.metric_grad, ctx.rescue_slope = pullback, metric_grad, rescue_slope
+    def forward(ctx: Any, input: torch.Tensor, loss: torch.Tensor, metric_grad: al.Confusion, pullback: Any) -> Any:
+        ctx.pullback, ctx.metric_grad = pullback, metric_grad
         ctx.input_shape, ctx.input_dtype = input.shape, input.dtype
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
         upstream = float(grad)  # a CPU scalar: this path only runs on a CPU
-        grad_counts = al.Confusion(*(-upstream * g for g in ctx.metric_grad))
-        grad_input = ctx.pullback(grad_counts)
-        if ctx.rescue_slope is not None:
-            grad_input.add_(ctx.rescue_slope, alpha=upstream)  # the pullback's result is a fresh tensor
-        return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None, None, None
+        tn, fn, fp, tp = ctx.metric_grad
+        grad_input = ctx.pullback(al.Confusion(-upstream * tn, -upstream * fn, -upstream * fp, -upstream * tp),
+                                  rescue_scale=upstream)
+        if grad_input.shape != ctx.input_shape:
+            grad_input = grad_input.reshape(ctx.input_shape)
+        if grad_input.dtype != ctx.input_dtype:
+            grad_input = grad_input.to(ctx.input_dtype)
+        return grad_input, None, None, None
 
 
 class Path(enum.Enum):
@@ -223,13 +227,19 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
         # The rescue term traced in the counts' region: the backward reads their saved sigmoid.
         counts, term = _compiled_soft_counts(input, target, weight, options, rescue=rescue)
         return al.confusion_loss(counts, metric_fn) + term
+    one_node = path is Path.ONE_NODE
+    # The stuck-batch watch; the arrays for the rescue term, except on the one-node path, whose pullback adds
+    # the rescue gradient from the counts' own sigmoid.
     rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
-                                        scale=options["scale"], approximation=options["approximation"])
-    if path is Path.ONE_NODE:
-        loss = _one_node_loss(input, target, weight, metric_fn, options, rescue_inputs, rescue)
+                                        scale=options["scale"], approximation=options["approximation"],
+                                        arrays=not one_node)
+    if one_node:
+        loss = _one_node_loss(input, target, weight, metric_fn, options, rescue)
         if loss is not None:  # the rescue gradient is in its backward
             return loss
         path = Path.ANALYTIC  # a metric the float evaluator declines: autograd of the metric
+        rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
+                                            watch=False)  # the watch ran above
     counts = _counts_of_path(path, input, target, weight, options)
     if distributed:
         counts = all_reduce_counts(counts, process_group)
@@ -260,20 +270,18 @@ def rescue_loss_term(input: torch.Tensor, target: Any, weight: Any, *, rescue: f
 
 
 def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any, options: dict[str, Any],
-                   rescue_inputs: Any, rescue: float) -> torch.Tensor | None:
-    """The loss as one autograd node (counts, metric and rescue slope in its backward), or ``None`` when
+                   rescue: float) -> torch.Tensor | None:
+    """The loss as one autograd node (counts, metric and rescue gradient in its backward), or ``None`` when
     the metric cannot be evaluated on floats."""
-    counts, pullback = _counts_and_pullback(input, target, weight, options)
-    stacked = torch.stack(tuple(counts))
-    result = metric_value_and_grad(metric_fn, al.Confusion(*stacked.tolist()))
+    with torch.no_grad():  # computed outside autograd: _LossFromCounts attaches the analytic backward
+        counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, rescue=rescue,
+                                                           **options)
+    # Four reads of a 0-d CPU tensor cost less than stacking them first (no kernel).
+    tn, fn, fp, tp = counts
+    result = metric_value_and_grad(metric_fn, al.Confusion(float(tn), float(fn), float(fp), float(tp)))
     if result is None:
         return None
     value, metric_grad = result
-    loss = torch.tensor(1.0 - value, dtype=stacked.dtype, device=input.device)
-    slope = None
-    if rescue_inputs is not None:
-        y, z, w, xp = rescue_inputs
-        with torch.no_grad():
-            slope = rescue_slope(y, z, w, rescue=rescue, from_logits=options["from_logits"], xp=xp)
-    out: torch.Tensor = _LossFromCounts.apply(input, loss, metric_grad, pullback, slope)
+    loss = torch.scalar_tensor(1.0 - value, dtype=tp.dtype, device=input.device)
+    out: torch.Tensor = _LossFromCounts.apply(input, loss, metric_grad, pullback)
     return out

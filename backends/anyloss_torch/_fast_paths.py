@@ -13,7 +13,10 @@ and by ``exp``:
   against 1e-7 for a pairwise sum.)
 * ``clip``: ``torch.clamp``; array-api-compat's wrapper promotes the scalars with
   ``torch.result_type``, which ``torch.compile(fullgraph=True)`` cannot trace.
-* ``shrink``: ``hardshrink``, one kernel.
+* ``shrink``: ``hardshrink``, one kernel; ``shrink_temporary`` writes it into its input
+  (``out=``; not under ``torch.func``, which has no batching rule for ``out=``).
+* ``add_scaled_temporary``: ``add_(term, alpha=factor)``, one kernel (the rescue slope
+  added to the pullback's gradient in the one-node backward).
 * the value checks: one fused pass and one min/max reduction, no boolean temporaries
   (see :meth:`TorchFastPaths.all_binary`).
 """
@@ -34,6 +37,10 @@ _TORCH_NAMESPACES = frozenset({"torch", "array_api_compat.torch"})
 
 #: Labels checked per block: the check's temporary stays one reused 4 MB buffer (float32).
 _CHECK_BLOCK = 1 << 20
+#: Up to this many labels the check reads them into Python (2 us at 32 labels, against 9 us for two kernels;
+#: even at 128).
+_CHECK_IN_PYTHON = 64
+_BINARY = frozenset({0.0, 1.0})
 
 
 def is_torch_namespace(xp: Any) -> bool:
@@ -45,6 +52,11 @@ def _needs_autograd(x: torch.Tensor) -> bool:
     # Updating a tensor that autograd records in place would be an error or, worse,
     # silently change what the backward pass reads.
     return bool(x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()
+
+
+def _functorch_wrapped(x: torch.Tensor) -> bool:
+    functorch = getattr(torch._C, "_functorch", None)
+    return functorch is not None and bool(functorch.is_functorch_wrapped_tensor(x))
 
 
 class TorchFastPaths(FastPaths):
@@ -62,6 +74,11 @@ class TorchFastPaths(FastPaths):
     def add_temporary(self, x: Any, term: Any, xp: Any) -> Any:
         return x + term if _needs_autograd(x) else x.add_(term)
 
+    def add_scaled_temporary(self, x: Any, term: Any, factor: float, xp: Any) -> Any:
+        if _needs_autograd(x):
+            return x + term * factor
+        return x.add_(term, alpha=factor)  # one kernel: x + factor * term
+
     def times_one_minus(self, x: Any, p: Any, xp: Any) -> Any:
         # x - x * p: one fused kernel.
         return x * (1.0 - p) if _needs_autograd(x) else x.addcmul_(x, p, value=-1.0)
@@ -75,6 +92,11 @@ class TorchFastPaths(FastPaths):
     def shrink(self, x: Any, threshold: float, xp: Any) -> Any:
         return torch.nn.functional.hardshrink(x, threshold)
 
+    def shrink_temporary(self, x: Any, threshold: float, xp: Any) -> Any:
+        if _needs_autograd(x) or _functorch_wrapped(x):  # vmap has no batching rule for out=
+            return torch.nn.functional.hardshrink(x, threshold)
+        return torch.hardshrink(x, threshold, out=x)  # elementwise: the output may be the input
+
     def all_binary(self, y: Any, xp: Any) -> bool:
         """``y - y * y`` is exactly 0 for 0 and 1 and nonzero or NaN for every other value.
 
@@ -87,6 +109,10 @@ class TorchFastPaths(FastPaths):
         all (the boolean form: 33 ms).
         """
         flat = y.detach().reshape(-1)  # no autograd record of the check
+        if flat.shape[0] <= _CHECK_IN_PYTHON:
+            # A few labels: reading them costs less than launching two kernels (same verdict: NaN and
+            # infinities are not in the set, -0.0 is, as in y - y * y).
+            return set(flat.tolist()) <= _BINARY
         if flat.shape[0] <= _CHECK_BLOCK:
             return _zero_residual(torch.addcmul(flat, flat, flat, value=-1.0))
         buffer = torch.empty_like(flat[:_CHECK_BLOCK])

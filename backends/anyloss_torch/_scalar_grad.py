@@ -31,6 +31,8 @@ from anyloss_core.adapters import check_metric_value
 __all__ = ["metric_value_and_grad"]
 
 _ZERO = (0.0, 0.0, 0.0, 0.0)
+#: The seeds' gradients: d count / d (tn, fn, fp, tp).
+_SEEDS = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
 
 
 class _Dual:
@@ -103,7 +105,7 @@ class _Dual:
 
 
 def _lift(x: Any) -> _Dual:
-    if isinstance(x, _Dual):
+    if type(x) is _Dual:  # the common case first: one type check (nothing subclasses _Dual)
         return x
     if isinstance(x, (bool, int, float)):
         return _Dual(float(x))
@@ -191,7 +193,8 @@ def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confus
         >>> round(value, 6), [round(g, 6) for g in grad]  # 6 / 9; d/dTP = 2 (FP + FN) / 81
         (0.666667, [0.0, -0.074074, -0.074074, 0.074074])
     """
-    seeds = [_Dual(float(v), tuple(1.0 if j == i else 0.0 for j in range(4))) for i, v in enumerate(counts)]
+    tn, fn, fp, tp = counts
+    seeds = (_Dual(tn, _SEEDS[0]), _Dual(fn, _SEEDS[1]), _Dual(fp, _SEEDS[2]), _Dual(tp, _SEEDS[3]))
     try:
         out = metric(Confusion(*seeds), _XP)
     except (TypeError, AttributeError, ValueError, ZeroDivisionError, OverflowError):
@@ -199,6 +202,8 @@ def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confus
     if not isinstance(out, _Dual):
         return None
     check_metric_value(metric, metric, out.value, _XP)  # a user metric's value in [0, 1]
-    if not (math.isfinite(out.value) and all(math.isfinite(g) for g in out.grad)):
+    g0, g1, g2, g3 = out.grad
+    isfinite = math.isfinite
+    if not (isfinite(out.value) and isfinite(g0) and isfinite(g1) and isfinite(g2) and isfinite(g3)):
         return None
     return out.value, Confusion(*out.grad)
