@@ -88,9 +88,7 @@ class AnyLossApproximation:
         r"""``grad * dA/dp`` with :math:`dA/dp = L A (1 - A)`, for a ``grad`` the caller no longer needs
         (a fast path may update it in place: no n-element temporary)."""
         fast = fast_paths(xp)
-        grad = fast.multiply_temporary(grad, yh, xp)
-        grad = fast.multiply_temporary(grad, yh_c, xp)
-        return fast.scale_temporary(grad, scale, xp)
+        return fast.scale_temporary(fast.times_sigmoid_slope(grad, yh, xp), scale, xp)  # yh_c is 1 - yh
 
     def derivative(
         self, y_pred: Array, yh: Array, yh_c: Array, *, from_logits: bool, scale: float, xp: Namespace

@@ -16,7 +16,7 @@ from ._inputs import _default_float, _prepare
 from ._metrics import Confusion
 from ._multiclass import check_task, soft_class_confusion
 from ._namespace import get_namespace, sigmoid
-from ._rescue import _slope, check_rescue
+from ._rescue import _slope_and_factor, check_rescue
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
@@ -29,9 +29,13 @@ Pullback = Callable[[Confusion], Array]
 
 def _counts(y: Array, yh: Array, yh_c: Array, w: Array | None, xp: Namespace) -> Confusion:
     """The four sums of eq. 6, weights entering as weighted counts."""
-    pos = y if w is None else w * y
-    neg = 1.0 - y if w is None else w - pos
-    dot = fast_paths(xp).dot  # one BLAS call per count in torch
+    fast = fast_paths(xp)
+    dot = fast.dot  # one BLAS call per count in torch
+    if w is None:  # the negatives' counts without a whole 1 - y array where the fast path can avoid it
+        tn, fp = fast.dots_of_one_minus(y, yh_c, yh, xp)
+        return Confusion(tn=tn, fn=dot(y, yh_c, xp), fp=fp, tp=dot(y, yh, xp))
+    pos = w * y
+    neg = w - pos
     return Confusion(tn=dot(neg, yh_c, xp), fn=dot(pos, yh_c, xp), fp=dot(neg, yh, xp), tp=dot(pos, yh, xp))
 
 
@@ -148,6 +152,9 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
     else:
         yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
     counts = _counts(y, yh, yh_c, w, xp)
+    scale_gradient = getattr(approx, "scale_gradient", None) if prob is not None else None
+    if scale_gradient is not None:
+        yh_c = None  # scale_gradient reads yh only: one n-element array less kept for the backward pass
 
     def pull(g: Confusion, rescue_scale: float = 1.0) -> Array:
         fast = fast_paths(xp)  # every step's input is a temporary of this function: it may be reused
@@ -160,20 +167,22 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
                 grad, derivative(p, yh, yh_c, from_logits=from_logits, scale=scale, xp=xp), xp
             )
         else:
-            scale_gradient = getattr(approx, "scale_gradient", None)
             if scale_gradient is not None:  # grad times the derivative without an n-element temporary
                 grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp)
             else:
                 grad = fast.multiply_temporary(
                     grad, derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp), xp
                 )
-            # dsigma/dz = sigma (1 - sigma)
-            grad = fast.times_one_minus(fast.multiply_temporary(grad, prob, xp), prob, xp)
+            grad = fast.times_sigmoid_slope(grad, prob, xp)  # dsigma/dz = sigma (1 - sigma)
         if not rescue:
             return grad
-        # The rescue gradient from the sigmoid computed above: no second sigmoid, no second flattening.
-        slope = _slope(y, p, w, rescue=rescue, from_logits=from_logits, xp=xp, prob=prob)
-        return fast.add_scaled_temporary(grad, slope, rescue_scale, xp)
+        # The rescue gradient from the sigmoid computed above: no second sigmoid, no second flattening; its
+        # scale is applied by the addition.
+        if prob is not None and w is None:  # the slope rescue / n * shrink(sigma(z) - y, 1/2), added in one pass
+            factor = rescue / max(int(y.shape[0]), 1)
+            return fast.add_scaled_shrunk_difference(grad, prob, y, 0.5, rescue_scale * factor, xp)
+        slope, factor = _slope_and_factor(y, p, w, rescue=rescue, from_logits=from_logits, xp=xp, prob=prob)
+        return fast.add_scaled_temporary(grad, slope, rescue_scale * factor, xp)
 
     return counts, pull
 

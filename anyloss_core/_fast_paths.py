@@ -65,9 +65,26 @@ class FastPaths:
         """``x * (1 - p)``."""
         return x * (1.0 - p)
 
+    def times_sigmoid_slope(self, x: Array, s: Array, xp: Namespace) -> Array:
+        """``x * s * (1 - s)``: ``x`` times the slope of a sigmoid whose output is ``s`` (the chain rule through
+        it; in torch one kernel, ``sigmoid_backward``)."""
+        return x * s * (1.0 - s)
+
     def dot(self, a: Array, b: Array, xp: Namespace) -> Array:
         """``sum(a * b)`` of two 1-D arrays, as a 0-d array (XLA fuses it into one pass, NumPy sums pairwise)."""
         return xp.sum(a * b)
+
+    def dots_of_one_minus(self, y: Array, a: Array, b: Array, xp: Namespace) -> tuple[Array, Array]:
+        """``(dot(1 - y, a), dot(1 - y, b))``: the negatives' two counts (a fast path may avoid the n-element
+        ``1 - y``)."""
+        neg = 1.0 - y
+        return self.dot(neg, a, xp), self.dot(neg, b, xp)
+
+    def add_scaled_shrunk_difference(self, x: Array, a: Array, b: Array, threshold: float, factor: float,
+                                     xp: Namespace) -> Array:
+        """``x + factor * shrink(a - b, threshold)`` for a temporary ``x`` (the rescue slope added to a gradient;
+        a fast path may avoid the n-element difference)."""
+        return self.add_scaled_temporary(x, self.shrink_temporary(a - b, threshold, xp), factor, xp)
 
     def clip(self, x: Array, lo: float | None, hi: float | None, xp: Namespace) -> Array:
         """``clip(x, lo, hi)`` with Python-scalar bounds; either bound may be ``None``."""

@@ -89,6 +89,14 @@ def rescue_slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_log
 def _slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,
            total: Array | None = None, prob: Array | None = None) -> Array:
     """:func:`rescue_slope` of arrays that are constants already (the counts' pullback runs outside autodiff)."""
+    slope, factor = _slope_and_factor(y, z, w, rescue=rescue, from_logits=from_logits, xp=xp, total=total, prob=prob)
+    return slope if factor == 1.0 else fast_paths(xp).scale_temporary(slope, factor, xp)
+
+
+def _slope_and_factor(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,
+                      total: Array | None = None, prob: Array | None = None) -> tuple[Array, float]:
+    """:func:`_slope` as a temporary array and a Python factor to multiply it by, so that a caller adding it to
+    a gradient does the scaling in the same pass (``FastPaths.add_scaled_temporary``)."""
     fast = fast_paths(xp)  # every step below updates a temporary made here
     # A sample is misclassified exactly when its prediction is more than 1/2 from its label: |sigmoid(z) - y| >
     # 1/2 (z < 0 for a positive, z > 0 for a negative).  sigmoid(z) - y is also BCE's gradient for a logit, so
@@ -102,12 +110,11 @@ def _slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: b
         # (p (1 - p) < 1e-3, |z| > 6.9), which no loss can revive.
         slope = shrink(z - y, 0.5, xp) / clip(z * (1.0 - z), 1e-3, None, xp)
     if w is None and total is None and z.shape[0] is not None:
-        # A Python scale: no reduction, no extra array
-        return fast.scale_temporary(slope, rescue / max(int(z.shape[0]), 1), xp)
+        return slope, rescue / max(int(z.shape[0]), 1)  # a Python scale: no reduction, no extra array
     w = xp.ones_like(z) if w is None else w
     total = xp.sum(w) if total is None else total
     slope = fast.multiply_temporary(slope, w, xp)
-    return fast.multiply_temporary(slope, rescue / xp.where(total > 0, total, xp.ones_like(total)), xp)
+    return fast.multiply_temporary(slope, rescue / xp.where(total > 0, total, xp.ones_like(total)), xp), 1.0
 
 
 def rescue_term(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,

@@ -35,12 +35,15 @@ __all__ = ["TorchFastPaths", "is_torch_namespace"]
 # which torch.compile warns about).
 _TORCH_NAMESPACES = frozenset({"torch", "array_api_compat.torch"})
 
-#: Labels checked per block: the check's temporary stays one reused 4 MB buffer (float32).
-_CHECK_BLOCK = 1 << 20
+#: Elements per block where a step works block by block: its temporary stays one reused 4 MB buffer (float32).
+_BLOCK = 1 << 20
 #: Up to this many labels the check reads them into Python (2 us at 32 labels, against 9 us for two kernels;
 #: even at 128).
 _CHECK_IN_PYTHON = 64
 _BINARY = frozenset({0.0, 1.0})
+# Bound once: looking an overload up through torch.ops costs about a microsecond per call.
+_SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.default
+_SIGMOID_BACKWARD_OUT = torch.ops.aten.sigmoid_backward.grad_input
 
 
 def is_torch_namespace(xp: Any) -> bool:
@@ -83,8 +86,43 @@ class TorchFastPaths(FastPaths):
         # x - x * p: one fused kernel.
         return x * (1.0 - p) if _needs_autograd(x) else x.addcmul_(x, p, value=-1.0)
 
+    def times_sigmoid_slope(self, x: Any, s: Any, xp: Any) -> Any:
+        # x * s * (1 - s) in one kernel (autograd's own for sigmoid) instead of two or three.
+        # (Only the counts' pullback calls it, outside autograd and torch.func; the check is for safety.)
+        if _needs_autograd(x):
+            return _SIGMOID_BACKWARD(x, s)
+        return _SIGMOID_BACKWARD_OUT(x, s, grad_input=x)  # elementwise: the output may be x
+
     def dot(self, a: Any, b: Any, xp: Any) -> Any:
         return torch.dot(a, b)
+
+    def dots_of_one_minus(self, y: Any, a: Any, b: Any, xp: Any) -> tuple[Any, Any]:
+        # Above 2**20 labels, 1 - y block by block in one reused 4 MB buffer: a fresh n-element
+        # temporary costs page faults (40 MB at n = 1e7) and raises the step's peak memory.
+        n = y.shape[0]
+        if n <= _BLOCK or _needs_autograd(a) or _needs_autograd(b) or _functorch_wrapped(a):
+            neg = 1.0 - y
+            return torch.dot(neg, a), torch.dot(neg, b)
+        buffer = torch.empty_like(y[:_BLOCK])
+        dot_a, dot_b = a.new_zeros(()), b.new_zeros(())
+        for start in range(0, n, _BLOCK):
+            stop = min(start + _BLOCK, n)
+            neg = torch.neg(y[start:stop], out=buffer[:stop - start]).add_(1.0)  # 1 - y, exactly
+            dot_a += torch.dot(neg, a[start:stop])
+            dot_b += torch.dot(neg, b[start:stop])
+        return dot_a, dot_b
+
+    def add_scaled_shrunk_difference(self, x: Any, a: Any, b: Any, threshold: float, factor: float,
+                                     xp: Any) -> Any:
+        n = x.shape[0]
+        if n <= _BLOCK or _needs_autograd(x) or _functorch_wrapped(x):
+            return super().add_scaled_shrunk_difference(x, a, b, threshold, factor, xp)
+        buffer = torch.empty_like(x[:_BLOCK])  # as above: no n-element difference
+        for start in range(0, n, _BLOCK):
+            stop = min(start + _BLOCK, n)
+            block = torch.sub(a[start:stop], b[start:stop], out=buffer[:stop - start])
+            x[start:stop].add_(torch.hardshrink(block, threshold, out=block), alpha=factor)
+        return x
 
     def clip(self, x: Any, lo: float | None, hi: float | None, xp: Any) -> Any:
         return torch.clamp(x, lo, hi)
@@ -113,11 +151,11 @@ class TorchFastPaths(FastPaths):
             # A few labels: reading them costs less than launching two kernels (same verdict: NaN and
             # infinities are not in the set, -0.0 is, as in y - y * y).
             return set(flat.tolist()) <= _BINARY
-        if flat.shape[0] <= _CHECK_BLOCK:
+        if flat.shape[0] <= _BLOCK:
             return _zero_residual(torch.addcmul(flat, flat, flat, value=-1.0))
-        buffer = torch.empty_like(flat[:_CHECK_BLOCK])
-        for start in range(0, flat.shape[0], _CHECK_BLOCK):
-            block = flat[start:start + _CHECK_BLOCK]
+        buffer = torch.empty_like(flat[:_BLOCK])
+        for start in range(0, flat.shape[0], _BLOCK):
+            block = flat[start:start + _BLOCK]
             out = buffer[:block.shape[0]]
             if not _zero_residual(torch.addcmul(block, block, block, value=-1.0, out=out)):
                 return False
