@@ -45,7 +45,7 @@ from typing import Any
 
 from ._fast_paths import clip, fast_paths, shrink
 from ._inputs import _prepare
-from ._namespace import differentiable, sigmoid, stop_gradient, values_available
+from ._namespace import differentiable, get_namespace, sigmoid, stop_gradient, values_available
 from ._scale import DEFAULT_SCALE
 from ._types import Array, Namespace
 
@@ -194,9 +194,11 @@ def prepared_for_rescue(y_true: Array, y_pred: Array, sample_weight: Array | Non
     (``soft_confusion_with_pullback(..., rescue=...)``), which then needs no second
     flattening of the arguments.
     """
-    check = watch and approximation == "anyloss" and _check_due()
-    if check and rescue > 0.0 and from_logits:
-        check = False  # every misclassified sample has the rescue gradient: nothing to watch
+    # Every misclassified sample has the rescue gradient with logits and rescue > 0: nothing to watch.  Values
+    # must be readable before the call counter moves: under torch.compile a counter read while tracing becomes a
+    # guard, and each call would recompile.
+    check = watch and approximation == "anyloss" and not (rescue > 0.0 and from_logits) \
+        and values_available(y_pred, get_namespace(y_true, y_pred, xp=xp)) and _check_due()
     if (rescue == 0.0 or not arrays) and not check:
         return None
     # The counts' own flattening and casting; the values were checked there.

@@ -224,6 +224,21 @@ def test_torch_compile_traces_without_warnings_about_caches():
     assert torch.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("kwargs", [{"rescue": 0.0}, {"from_logits": False}, {}])
+def test_torch_compile_compiles_once_for_repeated_calls(kwargs):
+    # The stuck-batch watch counts calls in a module global; read while tracing, the count became a
+    # guard and every call recompiled until dynamo's recompile limit (then ran eagerly).
+    torch._dynamo.reset()
+    x = torch.randn(40, requires_grad=True)
+    inputs = torch.sigmoid(x) if kwargs.get("from_logits") is False else x
+    y = torch.tensor([0.0, 1.0] * 20)
+    loss = torch.compile(anyloss_torch.F1Loss(**kwargs), dynamic=False)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(20):
+            loss(inputs, y).backward(retain_graph=True)
+    assert torch.isfinite(x.grad).all()
+
+
 def _compiled_graphs(loss_fn, x, y):
     """The forward and backward aten graphs that torch.compile's partitioner produces."""
     from functorch.compile import make_boxed_func
