@@ -24,6 +24,12 @@ users cost).  Medians are kept in the JSON too.
   data set (4096 samples, 32 features), AnyLoss against BCE with the same model, data
   and initial weights: a ``DataLoader`` loop in torch eager and with the forward and
   loss under ``torch.compile``, a ``jax.jit`` step with optax, ``model.fit`` in Keras;
+* **multi-class step** (``multiclass``): forward + backward of the macro-averaged
+  AnyLoss of ``--metric`` on ``(n, C)`` float32 logits and integer class ids (default
+  n = 1e5, C = 10), against the framework's own softmax cross-entropy
+  (``nn.CrossEntropyLoss``, ``optax.softmax_cross_entropy_with_integer_labels``), with
+  the default arguments and, in eager modes, ``validate=False``; torch eager,
+  ``torch.compile`` and ``jax.jit`` (Keras: not measured);
 * **paper epochs** (``epochs``): the paper's SLP (full batch) and MLP (mini-batches of
   5%) on the bundled breast-cancer data, median epoch time after the first.
 
@@ -75,7 +81,11 @@ DEFAULT_CALL_SIZES = (32, 256, 1024)
 DEFAULT_BATCH_SIZES = (32, 256)
 #: ``--quick``: a smoke run (tests), every kind of row once, figures meaningless.
 QUICK = {"sizes": "1000", "call_sizes": "32", "batch_sizes": "32", "repeats": 3, "call_repeats": 5,
-         "train_epochs": 1, "epoch_repeats": 0, "train_samples": 256}
+         "train_epochs": 1, "epoch_repeats": 0, "train_samples": 256, "multiclass_n": "1000"}
+#: The multi-class step's default samples and classes, and its target (AnyLoss / the framework's cross-entropy).
+MULTICLASS_N, MULTICLASS_CLASSES, MULTICLASS_TARGET = 100_000, 10, 1.5
+#: The groups with a multi-class row.
+MULTICLASS_GROUPS = ("torch", "jax")
 TRAIN_SAMPLES, TRAIN_FEATURES, HIDDEN = 4096, 32, 64
 #: Targets of the speed issue: step ratio to BCE per mode family, and the rest.
 STEP_TARGETS = {"compiled": 1.0, "eager": 1.5}
@@ -172,6 +182,20 @@ def _train_record(mode: str, batch: int, steps: int, a: list[float], b: list[flo
             "target_bce": TRAIN_TARGET}
 
 
+def _multiclass_record(mode: str, n: int, classes: int, variant: str, a: dict[str, float],
+                       b: dict[str, float]) -> dict[str, Any]:
+    return {"mode": mode, "n": n, "classes": classes, "variant": variant, "anyloss_ms": a["p10"] * 1e3,
+            "ce_ms": b["p10"] * 1e3, "ratio_ce": a["p10"] / b["p10"], "anyloss_median_ms": a["median"] * 1e3,
+            "ce_median_ms": b["median"] * 1e3, "ratio_ce_median": a["median"] / b["median"],
+            "target_ce": MULTICLASS_TARGET}
+
+
+def _class_data(n: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 logits ``(n, classes)`` and int64 class ids ``(n,)``, every class equally likely."""
+    rng = np.random.default_rng(2)
+    return rng.standard_normal((n, classes)).astype(np.float32), rng.integers(0, classes, n)
+
+
 def _labels(n: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     return (rng.random(n) < 0.1).astype(np.float32)
@@ -266,6 +290,32 @@ def _torch_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict
                                 "bce": _torch_peak(fns[1], device) / (4 * n)}
     torch._dynamo.reset()
     return records, memory
+
+
+def _torch_multiclass(metric: str, n: int, classes: int, repeats: int) -> list[dict]:
+    import torch
+
+    import anyloss_torch
+
+    device, sync = _torch_device()
+    z, ids = _class_data(n, classes)
+    x = torch.tensor(z, device=device, requires_grad=True)
+    y = torch.tensor(ids, device=device)
+    records = []
+    for mode in GROUPS["torch"]:
+        torch._dynamo.reset()
+        wrap = _torch_wrap(mode)
+        losses = [anyloss_torch.AnyLoss(metric, task="multiclass", num_classes=classes),
+                  torch.nn.CrossEntropyLoss()]
+        if mode in VALIDATING:
+            losses.append(anyloss_torch.AnyLoss(metric, task="multiclass", num_classes=classes, validate=False))
+        timings = interleaved([_torch_backward(wrap(f), x, y, sync) for f in losses], repeats,
+                              warmup=max(3, repeats // 3))
+        records.append(_multiclass_record(mode, n, classes, "default", timings[0], timings[1]))
+        if mode in VALIDATING:
+            records.append(_multiclass_record(mode, n, classes, "validate=False", timings[2], timings[1]))
+    torch._dynamo.reset()
+    return records
 
 
 def _torch_peak(fn: Callable[[], None], device: str) -> float:
@@ -384,6 +434,22 @@ def _jax_steps(metric: str, sizes: list[int], repeats: int) -> tuple[list[dict],
             memory["jax.jit"] = {"anyloss": _jax_peak(grad_a, fns[0], z, y) / (4 * n),
                                  "bce": _jax_peak(grad_b, fns[1], z, y) / (4 * n)}
     return records, memory
+
+
+def _jax_multiclass(metric: str, n: int, classes: int, repeats: int) -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import anyloss_jax
+
+    z_np, ids = _class_data(n, classes)
+    z, y = jnp.asarray(z_np), jnp.asarray(ids)
+    grad_a = jax.jit(jax.grad(lambda z, y: anyloss_jax.anyloss(z, y, metric, task="multiclass", num_classes=classes)))
+    grad_b = jax.jit(jax.grad(lambda z, y: optax.softmax_cross_entropy_with_integer_labels(z, y).mean()))
+    fns = [lambda f=f: f(z, y).block_until_ready() for f in (grad_a, grad_b)]
+    a, b = interleaved(fns, repeats, warmup=max(3, repeats // 3))
+    return [_multiclass_record("jax.jit", n, classes, "default", a, b)]
 
 
 def _jax_peak(jitted: Any, run: Callable[[], Any], *args: Any) -> float:
@@ -662,7 +728,8 @@ def _epochs(engine: str, metric: str, repeats: int) -> list[dict[str, Any]]:
 
 def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_repeats: int,
               call_sizes: list[int] | None = None, call_repeats: int = 0, batch_sizes: list[int] | None = None,
-              train_epochs: int = 0, train_samples: int = TRAIN_SAMPLES) -> dict[str, Any]:
+              train_epochs: int = 0, train_samples: int = TRAIN_SAMPLES, multiclass_n: int = 0,
+              classes: int = MULTICLASS_CLASSES) -> dict[str, Any]:
     """Every figure of one backend group, in this process."""
     # The torch and JAX measurements take (metric, ...); the Keras ones (group, metric, ...), group = its backend.
     if group in ("torch", "jax"):
@@ -676,8 +743,12 @@ def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_rep
     calls = call_fn(*first, call_sizes, call_repeats) if call_sizes and call_repeats else []
     training = train_fn(*first, batch_sizes, train_epochs, train_samples) if batch_sizes and train_epochs else []
     epochs = _epochs(engine, metric, epoch_repeats) if epoch_repeats > 0 else []
+    multiclass = []
+    if multiclass_n and group in MULTICLASS_GROUPS:
+        multiclass_fn = {"torch": _torch_multiclass, "jax": _jax_multiclass}[group]
+        multiclass = multiclass_fn(metric, multiclass_n, classes, repeats)
     return {"group": group, "steps": steps, "memory": memory, "calls": calls, "training": training,
-            "epochs": epochs}
+            "epochs": epochs, "multiclass": multiclass}
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -718,8 +789,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run's settings: the options given, ``--quick``'s values for those not given, else the defaults."""
     defaults = {"sizes": ",".join(map(str, DEFAULT_SIZES)), "call_sizes": ",".join(map(str, DEFAULT_CALL_SIZES)),
                 "batch_sizes": ",".join(map(str, DEFAULT_BATCH_SIZES)), "repeats": 30, "call_repeats": 300,
-                "train_epochs": 10, "epoch_repeats": 3, "train_samples": TRAIN_SAMPLES}
-    chosen = QUICK if getattr(args, "quick", False) else defaults
+                "train_epochs": 10, "epoch_repeats": 3, "train_samples": TRAIN_SAMPLES,
+                "multiclass_n": str(MULTICLASS_N), "classes": MULTICLASS_CLASSES}
+    chosen = {**defaults, **QUICK} if getattr(args, "quick", False) else defaults
     out = {key: getattr(args, key, None) if getattr(args, key, None) is not None else chosen[key]
            for key in defaults}
     if not getattr(args, "quick", False) and getattr(args, "repeats", None) is not None:
@@ -739,6 +811,12 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--sizes: give at least one size")
     out["call_sizes"] = parse_sizes(out["call_sizes"], "--call-sizes", least=1)
     out["batch_sizes"] = parse_sizes(out["batch_sizes"], "--batch-sizes", least=1)
+    multiclass_n = parse_sizes(str(out["multiclass_n"]), "--multiclass-n")
+    if len(multiclass_n) > 1:
+        raise UsageError(f"--multiclass-n: one number of samples (or 'none'), got {out['multiclass_n']!r}")
+    out["multiclass_n"] = multiclass_n[0] if multiclass_n else 0
+    if out["classes"] < 2:
+        raise UsageError(f"--classes must be at least 2, got {out['classes']}")
     for batch in out["batch_sizes"]:
         if batch > out["train_samples"]:
             raise UsageError(f"--batch-sizes: {batch} is more than the {out['train_samples']} training samples")
@@ -853,6 +931,15 @@ def format_report(report: dict[str, Any]) -> str:
             target = next(iter(by_n.values()))["target_bce"]
             lines.append(f"{label:<37}" + "".join(cells) + f"{'<=' + format(target, '.1f') + 'x':>8}")
         lines.append("! over the target (which applies at the smallest size)")
+    multiclass = [rec for group in report["groups"] for rec in group.get("multiclass", [])]
+    if multiclass:
+        first = multiclass[0]
+        lines += ["", f"multi-class step: forward+backward of the macro {report['metric']} AnyLoss / the framework's "
+                      f"softmax cross-entropy, n={first['n']:.0e}, C={first['classes']} "
+                      f"(p10 of {report['repeats']}, interleaved; target <= {MULTICLASS_TARGET}x)"]
+        for rec in multiclass:
+            lines.append(f"  {_label(rec):<32} {rec['anyloss_ms']:9.2f} ms / {rec['ce_ms']:9.2f} ms = "
+                         f"{rec['ratio_ce']:.2f}x   {_verdict(rec['ratio_ce'], rec['target_ce'])}")
     training = [(group["group"], rec) for group in report["groups"] for rec in group.get("training", [])]
     if training:
         lines += ["", f"training epoch: MLP {TRAIN_FEATURES}-{HIDDEN}-{HIDDEN}-1, Adam, "
@@ -902,6 +989,9 @@ def add_parser(sub: Any) -> None:
     spd.add_argument("--train-samples", type=int, help=f"samples of the training data (default {TRAIN_SAMPLES})")
     spd.add_argument("--epoch-repeats", type=int,
                      help="runs per loss of the paper's SLP and MLP epochs (default 3; 0 skips them)")
+    spd.add_argument("--multiclass-n", help=f"samples of the multi-class step (default {MULTICLASS_N:.0e}; "
+                                            "'none' skips it)")
+    spd.add_argument("--classes", type=int, help=f"classes of the multi-class step (default {MULTICLASS_CLASSES})")
     spd.add_argument("--quick", action="store_true",
                      help="a smoke run of every kind of row with tiny sizes and repeats (for tests; the figures "
                           "mean nothing); options given explicitly still apply")
@@ -916,5 +1006,6 @@ if __name__ == "__main__":  # the per-group worker: one JSON argument in, one JS
     result = run_group(config["group"], config["metric"], config["sizes"], config["repeats"],
                        config["epoch_repeats"], call_sizes=config["call_sizes"], call_repeats=config["call_repeats"],
                        batch_sizes=config["batch_sizes"], train_epochs=config["train_epochs"],
-                       train_samples=config["train_samples"])
+                       train_samples=config["train_samples"], multiclass_n=config["multiclass_n"],
+                       classes=config["classes"])
     print(json.dumps(result))

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._approximations import get_approximation
+from ._fast_paths import fast_paths
 from ._metrics import Confusion, Metric, check_metric_value, get_metric, ratio
 from ._names import unknown_name
 from ._namespace import compute_dtype, get_namespace, sigmoid, softmax, values_available
@@ -70,8 +71,9 @@ def check_multiclass_approximation(approximation: Any) -> None:
 
 
 def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, ignore_index: int | None,
-             validate: bool, dtype: Any, xp: Namespace) -> tuple[Any, Any]:
-    """One-hot / multi-hot targets ``(n, C)`` in ``dtype`` and a row mask (``None``: every row counts)."""
+             validate: bool, dtype: Any, xp: Namespace, one_hot: bool = True) -> tuple[Any, Any]:
+    """One-hot / multi-hot targets ``(n, C)`` in ``dtype`` and a row mask (``None``: every row counts);
+    class ids stay ids ``(n,)`` when not ``one_hot``."""
     if len(y_pred.shape) != 2:
         raise ValueError(f"{task} y_pred must have shape (n, C), got {tuple(y_pred.shape)}")
     n, classes = y_pred.shape
@@ -86,7 +88,7 @@ def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, i
             raise ValueError("ignore_index applies to class ids (n,), not to one-hot / multi-hot targets")
         y = xp.astype(y_true, dtype, copy=False)
         if validate:
-            if not bool(xp.all((y == 0) | (y == 1))):
+            if not fast_paths(xp).all_binary(y, xp):  # one fused pass where the backend has one
                 if bool(xp.any(y != y)):  # NaN (x != x: the Keras shim has no isnan)
                     raise ValueError("y_true contains NaN")
                 raise ValueError(f"{task} one-hot / multi-hot y_true must hold 0 and 1")
@@ -113,7 +115,7 @@ def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, i
             bad = bad[bad != ignore_index] if ignore_index is not None else bad
             raise ValueError(f"class id {int(bad[0])} is out of range for {classes} classes"
                              + ("" if ignore_index is None else f" (ignore_index={ignore_index})"))
-    return _one_hot(ids, classes, dtype, xp), None if mask is None else xp.astype(mask, dtype)
+    return _one_hot(ids, classes, dtype, xp) if one_hot else ids, None if mask is None else xp.astype(mask, dtype)
 
 
 def _one_hot(ids: Array, classes: int, dtype: Any, xp: Namespace) -> Array:

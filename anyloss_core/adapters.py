@@ -19,7 +19,9 @@ Namespaces, fast paths and approximations
     derivative, which :func:`soft_confusion_with_pullback` needs).
 Counts and losses
     :func:`soft_confusion_with_pullback` (the counts and their closed-form pullback, for
-    a framework's custom backward), :func:`with_metric` (``f1_loss`` from ``anyloss``),
+    a framework's custom backward) and its multi-class form
+    :func:`soft_class_confusion_with_pullback` (softmax decisions; the pullback a
+    :class:`ClassPullback`, rebuilt from its arrays), :func:`with_metric` (``f1_loss`` from ``anyloss``),
     running counts (:func:`running_confusion_loss`, :func:`running_counts_shape`) and
     the rescue gradient (:func:`prepared_for_rescue`, :func:`rescue_term`,
     :func:`rescue_slope`, :func:`rescue_for`), and :func:`check_metric_value` (a user
@@ -43,11 +45,14 @@ from ._fast_paths import FastPaths, register_fast_paths
 from ._losses import with_metric
 from ._metrics import check_metric_value
 from ._multiclass import check_task
+from ._multiclass_pullback import ClassPullback, soft_class_confusion_with_pullback  # noqa: F401  (see below)
 from ._namespace import get_namespace, values_available
 from ._rescue import DEFAULT_RESCUE, check_rescue, prepared_for_rescue, rescue_for, rescue_slope, rescue_term
 from ._running import check_momentum, running_confusion_loss, running_counts_shape
 from ._scale import DEFAULT_SCALE, check_scale
 
+# ClassPullback (the multi-class pullback, rebuilt from its arrays by a JAX custom_vjp) is importable from here
+# but left out of __all__: the interface is pinned at 25 names (tests/test_public_api.py).
 __all__ = [
     "Approximation",
     "DEFAULT_RESCUE",
@@ -70,6 +75,7 @@ __all__ = [
     "rescue_term",
     "running_confusion_loss",
     "running_counts_shape",
+    "soft_class_confusion_with_pullback",
     "soft_confusion_with_pullback",
     "values_available",
     "with_metric",

@@ -311,7 +311,8 @@ def test_speed_json_has_every_mode_size_and_consistent_ratios(tmp_path, capsys):
     path = tmp_path / "speed.json"
     # The per-call and training rows have their own tests (tests/test_validation_speedpath.py).
     assert main(["speed", "--backends", SPEED_GROUP, "--sizes", "1000,3000", "--repeats", "3",
-                 "--epoch-repeats", "1", "--call-sizes", "none", "--batch-sizes", "none", "--json", str(path)]) == 0
+                 "--epoch-repeats", "1", "--call-sizes", "none", "--batch-sizes", "none", "--multiclass-n", "2000",
+                 "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     (group,) = report["groups"]
     assert group["group"] == SPEED_GROUP

@@ -46,7 +46,7 @@ INTERFACES = {
         "LossConfigAttributes", "check_metric_value", "check_momentum", "check_rescue", "check_scale", "check_task",
         "get_approximation", "get_namespace", "prepared_for_rescue", "register_fast_paths", "rescue_for",
         "rescue_slope", "rescue_term", "running_confusion_loss", "running_counts_shape",
-        "soft_confusion_with_pullback", "values_available", "with_metric",
+        "soft_class_confusion_with_pullback", "soft_confusion_with_pullback", "values_available", "with_metric",
     ],
     "anyloss_torch.interop": ["all_reduce_counts", "config_counts", "config_loss", "config_rescue_term"],
 }

@@ -29,6 +29,11 @@ plain autodiff             everything else: no grad needed, compiling     no bac
                            multi-class / multi-label                      partitioner's own choice (recompute) stands
 =========================  =============================================  ==============================================
 
+Multi-class and multi-label counts take their own route, :func:`anyloss_torch._multiclass.class_counts`:
+the core's closed-form backward for the softmax approximation (an ``autograd.Function`` over the
+``(4, C)`` counts, so a distributed all-reduce still comes before the metric) in eager mode from
+32,768 logits and under ``torch.compile``, plain autodiff otherwise.
+
 The in-place updates of the core's temporaries come from :mod:`anyloss_torch._fast_paths`,
 registered when this module is imported.
 """
@@ -48,6 +53,7 @@ from anyloss_core.adapters import prepared_for_rescue, rescue_term
 
 from . import _fast_paths  # noqa: F401  (registers torch's fast paths with the core)
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
+from ._multiclass import class_counts
 from ._scalar_grad import metric_value_and_grad
 
 __all__ = ["Path", "choose_path", "global_counts", "rescue_loss_term", "soft_counts", "soft_loss"]
@@ -105,7 +111,7 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, task: s
                 distributed: bool = False) -> Path:
     """Which execution path a loss call takes: the one place where the conditions of the table are written."""
     if task != "binary":
-        return Path.AUTODIFF  # per-class counts: a handful of (n, C) kernels, autograd is fine
+        return Path.AUTODIFF  # per-class counts: anyloss_torch._multiclass chooses for itself
     grad_needed = torch.is_grad_enabled() and input.requires_grad
     if not grad_needed:
         return Path.AUTODIFF  # no backward: the plain forward is cheapest
@@ -194,9 +200,9 @@ def global_counts(input: torch.Tensor, target: Any, weight: Any, *, distributed:
     when ``distributed``: the counts of the global batch."""
     if task == "binary":
         counts = soft_counts(input, target, weight, **options)
-    else:  # plain autograd of the core's per-class counts
-        counts = al.soft_confusion(target, input, sample_weight=weight, task=task, num_classes=num_classes,
-                                   ignore_index=ignore_index, **options)
+    else:  # per-class counts: the core's closed-form backward where it applies
+        counts = class_counts(input, target, weight, task=task, num_classes=num_classes, ignore_index=ignore_index,
+                              **options)
     if distributed:
         counts = all_reduce_counts(counts, process_group)
     return counts
