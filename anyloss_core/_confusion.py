@@ -30,6 +30,16 @@ Pullback = Callable[[Confusion], Array]
 def _counts(y: Array, yh: Array, yh_c: Array, w: Array | None, xp: Namespace) -> Confusion:
     """The four sums of eq. 6, weights entering as weighted counts."""
     fast = fast_paths(xp)
+    if fast.counts_from_prediction_sums:
+        # TP = sum(w y yh), FP = sum(w yh) - TP, FN = sum(w y) - TP, TN = sum(w) - sum(w y) - FP: every sum over
+        # yh is a product with the inputs, which a compiler reduces in one fused pass without 1 - y or 1 - yh
+        # arrays (the same counts up to the rounding of the sums).
+        pos = y if w is None else w * y
+        tp = xp.sum(pos * yh)
+        fp = xp.sum(yh if w is None else w * yh) - tp
+        positives = xp.sum(pos)
+        total = xp.sum(xp.ones_like(y)) if w is None else xp.sum(w)
+        return Confusion(tn=(total - positives) - fp, fn=positives - tp, fp=fp, tp=tp)
     dot = fast.dot  # one BLAS call per count in torch
     if w is None:  # the negatives' counts without a whole 1 - y array where the fast path can avoid it
         tn, fp = fast.dots_of_one_minus(y, yh_c, yh, xp)

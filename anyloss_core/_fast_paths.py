@@ -41,6 +41,11 @@ __all__ = ["FastPaths", "fast_paths", "register_fast_paths"]
 class FastPaths:
     """The core's replaceable steps, each as its Array API definition (the default for every namespace)."""
 
+    #: Whether the binary soft counts are taken as sums of products with the predictions only (TP, sum of the
+    #: predictions, sum of the labels; FP, FN, TN by differences) instead of four dot products with ``1 - y`` and
+    #: ``1 - yh``: fewer arrays for a compiler that fuses reductions (XLA), the same counts up to rounding.
+    counts_from_prediction_sums: bool = False
+
     def sigmoid_of_temporary(self, x: Array, xp: Namespace) -> Array:
         """``sigmoid(x)``."""
         return sigmoid(x, xp)
@@ -58,8 +63,8 @@ class FastPaths:
         return x + term
 
     def add_scaled_temporary(self, x: Array, term: Array, factor: float, xp: Namespace) -> Array:
-        """``x + factor * term`` (a Python-float ``factor``; ``term`` is a temporary too)."""
-        return x + term * factor if factor != 1.0 else x + term
+        """``x + factor * term`` (``term`` is a temporary too; ``factor`` a Python float or a 0-d array)."""
+        return x + term if isinstance(factor, (int, float)) and factor == 1.0 else x + term * factor
 
     def times_one_minus(self, x: Array, p: Array, xp: Namespace) -> Array:
         """``x * (1 - p)``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable
 from typing import Any
 
@@ -20,6 +21,9 @@ from anyloss_core.adapters import (
     running_counts_shape,
     with_metric,
 )
+
+from . import _fast, _fast_paths  # noqa: F401  (_fast_paths registers JAX's forms with the core)
+from ._multiclass import class_counts
 
 __all__ = ["anyloss", "soft_confusion", "accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss",
            "balanced_accuracy_loss", "init_running_counts", "running_anyloss"]
@@ -45,17 +49,49 @@ def soft_confusion(
     ``axis_name`` makes the four counts global with one ``lax.psum`` of four scalars
     (``4 x C`` for a multi-class or multi-label task).
     """
-    config = LossConfig.from_arguments(locals())
+    config, entry = _fast.entry("counts", locals(), (axis_name,))
+    logits, labels, sample_weight = _arrays(logits, labels, sample_weight)
+    jitted = _compiled(entry, _counts_pure, config, logits, labels, sample_weight, axis_name)
+    if jitted is None:  # the core's own path, value checks included
+        return _global_counts(config, logits, labels, sample_weight, axis_name)
+    return jitted(logits, labels, sample_weight)
+
+
+def _arrays(logits: Any, labels: Any, sample_weight: Any) -> tuple[Any, Any, Any]:
+    # NumPy labels or weights beside JAX logits are common (data loaders): one namespace.
+    return jnp.asarray(logits), jnp.asarray(labels), None if sample_weight is None else jnp.asarray(sample_weight)
+
+
+def _compiled(entry: _fast.Entry | None, pure: Any, config: LossConfig, logits: Any, labels: Any,
+              sample_weight: Any, *static: Any) -> Any:
+    """How to run this call: the configuration's inner ``jit``, ``pure`` itself, or ``None`` (the core's path).
+
+    * ``None`` where the core would check concrete values and the compiled check does not
+      vouch for them: the core's own path then raises its own error (or computes the loss,
+      where a cast made the values valid).
+    * The configuration's inner ``jit`` (see :mod:`anyloss_jax._fast`) from the second call
+      with these shapes on.
+    * ``pure`` the first time (op by op, or traced by the caller's transformation).
+    """
+    if _fast.core_reads_values(config, logits, labels) and not _fast.values_ok(config, logits, labels,
+                                                                                sample_weight):
+        return None
+    jitted = None if entry is None else entry.compiled(pure, (logits, labels, sample_weight), *static)
+    return functools.partial(pure, config, *static) if jitted is None else jitted
+
+
+def _counts_pure(config: LossConfig, axis_name: Hashable | None, logits: Any, labels: Any,
+                 sample_weight: Any) -> al.Confusion:
     return _global_counts(config, logits, labels, sample_weight, axis_name)
 
 
 def _global_counts(config: LossConfig, logits: Any, labels: Any, sample_weight: Any,
                    axis_name: Hashable | None) -> al.Confusion:
-    # NumPy labels or weights beside JAX logits are common (data loaders): one namespace.
-    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
-    if sample_weight is not None:
-        sample_weight = jnp.asarray(sample_weight)
-    counts = config.soft_counts(labels, logits, sample_weight)
+    logits, labels, sample_weight = _arrays(logits, labels, sample_weight)
+    if config.task == "binary":
+        counts = config.soft_counts(labels, logits, sample_weight)
+    else:  # per-class counts: the core's closed-form backward where it applies (anyloss_jax._multiclass)
+        counts = class_counts(logits, labels, sample_weight, **config.counts_options)
     if axis_name is not None:
         counts = al.Confusion(*jax.lax.psum(jnp.stack(tuple(counts)), axis_name))
     return counts
@@ -92,6 +128,9 @@ def anyloss(
     the value unchanged, so confidently wrong samples still train; ``rescue=0`` is
     the paper's gradient exactly (and what ``jax.test_util.check_grads`` needs).
 
+    Speed: called outside ``jit``, a configuration's arithmetic runs as one cached inner
+    ``jit`` from its second call with the same shapes (:mod:`anyloss_jax._fast`).
+
     Examples:
         >>> import jax, jax.numpy as jnp, anyloss_jax
         >>> logits, labels = jnp.array([-2.0, 1.5, -0.5, 3.0]), jnp.array([0, 1, 1, 1])
@@ -100,12 +139,33 @@ def anyloss(
         >>> round(float(loss), 2)
         0.17
     """
-    config = LossConfig.from_arguments(locals())
+    config, entry = _fast.entry("anyloss", locals(), (axis_name,))
+    logits, labels, sample_weight = _arrays(logits, labels, sample_weight)
+    run = _compiled(entry, _loss_pure, config, logits, labels, sample_weight, axis_name)
+    if run is None:  # the core's own path, value checks included
+        counts = _global_counts(config, logits, labels, sample_weight, axis_name)
+        return config.loss_from_counts(counts) + _rescue(config, logits, labels, sample_weight, axis_name)
+    _watch(config, logits, labels, sample_weight)
+    return run(logits, labels, sample_weight)
+
+
+def _loss_pure(config: LossConfig, axis_name: Hashable | None, logits: Any, labels: Any,
+               sample_weight: Any) -> Any:
+    """:func:`anyloss` of arrays whose values need no check (the stuck-batch watch is the caller's)."""
     counts = _global_counts(config, logits, labels, sample_weight, axis_name)
-    return config.loss_from_counts(counts) + _rescue(config, logits, labels, sample_weight, axis_name)
+    return config.loss_from_counts(counts) + _rescue(config, logits, labels, sample_weight, axis_name,
+                                                     watch=False)
 
 
-def _rescue(config: LossConfig, logits: Any, labels: Any, sample_weight: Any, axis_name: Hashable | None) -> Any:
+def _watch(config: LossConfig, logits: Any, labels: Any, sample_weight: Any) -> None:
+    """The rescue's stuck-batch watch on the call's own (concrete) arrays, outside the inner ``jit``."""
+    if config.task == "binary":
+        prepared_for_rescue(labels, logits, sample_weight, rescue=config.rescue, from_logits=config.from_logits,
+                            scale=config.scale, approximation=config.approximation, arrays=False)
+
+
+def _rescue(config: LossConfig, logits: Any, labels: Any, sample_weight: Any, axis_name: Hashable | None,
+            *, watch: bool = True) -> Any:
     """A term of value 0 whose gradient revives confidently wrong samples (:mod:`anyloss_core._rescue`).
 
     With ``axis_name`` the term is that of the global batch: normalised by the total
@@ -116,7 +176,8 @@ def _rescue(config: LossConfig, logits: Any, labels: Any, sample_weight: Any, ax
     weight = None if sample_weight is None else jnp.asarray(sample_weight)
     rescue, from_logits = config.rescue, config.from_logits
     prepared = prepared_for_rescue(jnp.asarray(labels), jnp.asarray(logits), weight, rescue=rescue,
-                                   from_logits=from_logits, scale=config.scale, approximation=config.approximation)
+                                   from_logits=from_logits, scale=config.scale, approximation=config.approximation,
+                                   watch=watch)
     if prepared is None:
         return 0.0
     y, z, w, xp = prepared
@@ -191,11 +252,27 @@ def running_anyloss(
     """
     check_momentum(momentum)  # a bad momentum fails before any work
     # momentum is this call's (the state is the caller's), so the configuration is that of the plain loss.
-    config = LossConfig.from_arguments({**locals(), "momentum": None})
+    config, entry = _fast.entry("running", {**locals(), "momentum": None}, (axis_name, float(momentum)))
+    logits, labels, sample_weight = _arrays(logits, labels, sample_weight)
+    run = _compiled(entry, _running_pure, config, logits, labels, sample_weight, axis_name, momentum)
+    if run is not None:
+        _watch(config, logits, labels, sample_weight)
+        return run(logits, labels, jnp.asarray(state), sample_weight)
+    # The core's own path, value checks included.
     counts = _global_counts(config, logits, labels, sample_weight, axis_name)
     loss, new_state = config.running_loss_from_counts(counts, jnp.asarray(state), momentum=momentum,
                                                       stop_gradient=jax.lax.stop_gradient)
     return loss + _rescue(config, logits, labels, sample_weight, axis_name), new_state
+
+
+def _running_pure(config: LossConfig, axis_name: Hashable | None, momentum: float, logits: Any, labels: Any,
+                  state: Any, sample_weight: Any) -> tuple[Any, Any]:
+    """:func:`running_anyloss` of arrays whose values need no check (the stuck-batch watch is the caller's)."""
+    counts = _global_counts(config, logits, labels, sample_weight, axis_name)
+    loss, new_state = config.running_loss_from_counts(counts, state, momentum=momentum,
+                                                      stop_gradient=jax.lax.stop_gradient)
+    return loss + _rescue(config, logits, labels, sample_weight, axis_name, watch=False), new_state
+
 
 accuracy_loss = with_metric(anyloss, "accuracy")
 f1_loss = with_metric(anyloss, "f1")
