@@ -16,7 +16,8 @@ users cost).  Medians are kept in the JSON too.
   traffic any loss step with a gradient needs;
 * **extra memory**: the peak memory a step allocates beyond its inputs (the gradient
   included), in logits' bytes, at the largest size; peak resident memory
-  (``/proc/self/status`` VmHWM after a reset) on a CPU, the allocator's on a device;
+  (``/proc/self/status`` VmHWM after a reset) on a CPU, the allocator's on a device and
+  for TensorFlow (whose CPU allocator keeps a pool the resident set does not show);
 * **one call** (``calls``): the same step at 32, 256 and 1024 samples, where it is
   per-call overhead (argument checks, dispatch), not arithmetic;
 * **training** (``training``): an epoch of the code users write, an MLP (two hidden
@@ -147,6 +148,23 @@ def _rss_peak_extra(fn: Callable[[], Any]) -> int | None:
         return (_proc_status_kb("VmHWM") - before) * 1024
     except OSError:
         return None
+
+
+def _keras_peak_extra(backend: str, fn: Callable[[], Any]) -> int | None:
+    """Peak bytes one step adds.  TensorFlow: its allocator's own count (after the warm-up it serves steps from a
+    pool it keeps, so the resident set does not grow and VmHWM sees only the result); else the resident set."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+        try:
+            tf.config.experimental.reset_memory_stats(device)
+            before = tf.config.experimental.get_memory_info(device)["current"]
+            fn()
+            return int(tf.config.experimental.get_memory_info(device)["peak"] - before)
+        except (ValueError, RuntimeError):  # an allocator without statistics
+            pass
+    return _rss_peak_extra(fn)
 
 
 def _proc_status_kb(field: str) -> int:
@@ -566,7 +584,7 @@ def _keras_steps(group: str, metric: str, sizes: list[int], repeats: int) -> tup
             if mode in VALIDATING:
                 records.append(_step_record(mode, n, "validate=False", timings[3], timings[1], timings[2]))
             if n == max(sizes):
-                peaks = [_rss_peak_extra(fn) for fn in fns[:2]]
+                peaks = [_keras_peak_extra(backend, fn) for fn in fns[:2]]
                 memory[mode] = {k: float("nan") if p is None else p / (4 * n)
                                 for k, p in zip(("anyloss", "bce"), peaks, strict=True)}
     return records, memory

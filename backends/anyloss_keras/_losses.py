@@ -10,7 +10,10 @@ from keras import ops
 import anyloss_core as al
 from anyloss_core.adapters import DEFAULT_RESCUE, DEFAULT_SCALE, LossConfigAttributes, running_counts_shape
 
-from . import _checks
+from . import (
+    _checks,
+    _fast_paths,  # noqa: F401  (registers the Keras shim's forms with the core)
+)
 from . import _namespace as kxp
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss", "RunningCounts"]
@@ -159,12 +162,30 @@ class AnyLoss(LossConfigAttributes, keras.losses.Loss):
     def _loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         if self.validate and not self.from_logits:
             y_pred = _checks.check_probabilities(ops.convert_to_tensor(y_pred), self)
+        if self.task == "binary" and self.momentum is None and keras.backend.backend() == "tensorflow":
+            loss = self._tensorflow_loss(y_true, y_pred, sample_weight)
+            if loss is not None:
+                return loss
         # A term of value 0 whose gradient revives confidently wrong samples (anyloss_core._rescue),
         # binary task; it also watches for stuck batches.
         rescue = self.config.rescue_gradient(y_true, y_pred, sample_weight, xp=kxp)
         if isinstance(rescue, float):
             return self._metric_loss(y_true, y_pred, sample_weight)
         return self._metric_loss(y_true, y_pred, sample_weight) + scale_for_replicas(rescue)
+
+    def _tensorflow_loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
+        # The counts with the core's closed-form pullback, the rescue gradient in it (anyloss_keras._tensorflow);
+        # None where that does not apply.
+        from ._tensorflow import binary_counts
+
+        result = binary_counts(self.config, y_true, y_pred, sample_weight)
+        if result is None:
+            return None
+        counts, rescue = result
+        if self.distributed:
+            counts = sum_over_replicas(counts)
+        loss = self.config.loss_from_counts(counts, xp=kxp)
+        return scale_for_replicas(loss + rescue if self.rescue else loss)
 
     def _metric_loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         if self.momentum is not None and _updates_state(y_pred):

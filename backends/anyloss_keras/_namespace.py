@@ -31,6 +31,7 @@ exp = ops.exp
 abs = ops.abs  # noqa: A001
 tanh = ops.tanh
 sin = ops.sin
+cos = ops.cos  # the sol-cosine derivative (its closed-form pullback)
 sigmoid = ops.sigmoid  # the backend's own, stable sigmoid
 softmax = ops.softmax  # the backend's own (its backward uses the output only)
 all = ops.all  # noqa: A001
