@@ -166,6 +166,13 @@ class AnyLoss(LossConfigAttributes, keras.losses.Loss):
             loss = self._tensorflow_loss(y_true, y_pred, sample_weight)
             if loss is not None:
                 return loss
+        if keras.backend.backend() == "torch" and self.task == "binary" and not self.distributed \
+                and not (self.momentum is not None and _updates_state(y_pred)):
+            # The torch adapter's one-node backward (the same core math, fewer kernels), the rescue gradient
+            # added by its pullback (a rescue term in keras.ops would be a second graph over every sample).
+            from anyloss_torch.interop import config_loss
+
+            return config_loss(self.config, y_pred, y_true, sample_weight)
         # A term of value 0 whose gradient revives confidently wrong samples (anyloss_core._rescue),
         # binary task; it also watches for stuck batches.
         rescue = self.config.rescue_gradient(y_true, y_pred, sample_weight, xp=kxp)
@@ -190,11 +197,6 @@ class AnyLoss(LossConfigAttributes, keras.losses.Loss):
     def _metric_loss(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         if self.momentum is not None and _updates_state(y_pred):
             return self._running_loss(y_true, y_pred, sample_weight)
-        if keras.backend.backend() == "torch" and self.task == "binary" and not self.distributed:
-            # The torch adapter's one-node backward (the same core math, fewer kernels).
-            from anyloss_torch.interop import config_loss
-
-            return config_loss(self.config, y_pred, y_true, sample_weight, rescue=False)  # rescue: in _loss
         counts = self.config.soft_counts(y_true, y_pred, sample_weight, xp=kxp)
         if self.distributed:
             counts = sum_over_replicas(counts)
