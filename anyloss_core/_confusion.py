@@ -188,7 +188,9 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
             return grad
         # The rescue gradient from the sigmoid computed above: no second sigmoid, no second flattening; its
         # scale is applied by the addition.
-        if prob is not None and w is None:  # the slope rescue / n * shrink(sigma(z) - y, 1/2), added in one pass
+        if prob is not None and w is None and y.shape[0] is not None:
+            # The slope rescue / n * shrink(sigma(z) - y, 1/2), added in one pass (n unknown while tracing a
+            # symbolic batch: the general form below divides by the sum of ones instead).
             factor = rescue / max(int(y.shape[0]), 1)
             return fast.add_scaled_shrunk_difference(grad, prob, y, 0.5, rescue_scale * factor, xp)
         slope, factor = _slope_and_factor(y, p, w, rescue=rescue, from_logits=from_logits, xp=xp, prob=prob)

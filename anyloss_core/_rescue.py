@@ -198,7 +198,7 @@ def prepared_for_rescue(y_true: Array, y_pred: Array, sample_weight: Array | Non
     # must be readable before the call counter moves: under torch.compile a counter read while tracing becomes a
     # guard, and each call would recompile.
     check = watch and approximation == "anyloss" and not (rescue > 0.0 and from_logits) \
-        and values_available(y_pred, get_namespace(y_true, y_pred, xp=xp)) and _check_due()
+        and values_available(y_pred, get_namespace(y_pred, xp=xp)) and _check_due()
     if (rescue == 0.0 or not arrays) and not check:
         return None
     # The counts' own flattening and casting; the values were checked there.

@@ -78,6 +78,26 @@ def test_value_and_gradient_equal_the_float64_formula(mode, from_logits, weighte
     np.testing.assert_allclose(np.asarray(grad).ravel(), ref_grad, rtol=2e-4, atol=2e-5 * scale)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_unknown_batch_size_while_tracing_gives_the_float64_gradient(jit_compile):
+    # fit traces its step with the batch axis unknown (None): the rescue slope's 1/n then comes from a sum.
+    z, y, _ = _data()
+    loss = anyloss_keras.F1Loss(from_logits=True)
+    spec = tf.TensorSpec([None, 1], tf.float32)
+
+    @tf.function(input_signature=[spec, spec], jit_compile=jit_compile)
+    def step(z, y):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = loss(y, z)
+        return value, tape.gradient(value, z)
+
+    value, grad = step(tf.constant(z), tf.constant(y))
+    ref_value, ref_grad = _reference(y, z, None, from_logits=True, rescue=0.1)
+    assert float(value) == pytest.approx(ref_value, rel=1e-5)
+    np.testing.assert_allclose(np.asarray(grad).ravel(), ref_grad, rtol=2e-4, atol=2e-5 * np.max(np.abs(ref_grad)))
+
+
 def _graph_ops(loss):
     z, y, _ = _data()
     concrete = tf.function(_step(loss, "eager")).get_concrete_function(tf.constant(z), tf.constant(y), None)
