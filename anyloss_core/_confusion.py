@@ -16,7 +16,7 @@ from ._inputs import _default_float, _prepare
 from ._metrics import Confusion
 from ._multiclass import check_task, soft_class_confusion
 from ._namespace import get_namespace, sigmoid
-from ._rescue import _slope_and_factor, check_rescue
+from ._rescue import _slope_and_factor, _unweighted_scale, check_rescue
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
@@ -188,10 +188,8 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
             return grad
         # The rescue gradient from the sigmoid computed above: no second sigmoid, no second flattening; its
         # scale is applied by the addition.
-        if prob is not None and w is None and y.shape[0] is not None:
-            # The slope rescue / n * shrink(sigma(z) - y, 1/2), added in one pass (n unknown while tracing a
-            # symbolic batch: the general form below divides by the sum of ones instead).
-            factor = rescue / max(int(y.shape[0]), 1)
+        factor = _unweighted_scale(rescue, y) if prob is not None and w is None else None
+        if factor is not None:  # the slope rescue / n * shrink(sigma(z) - y, 1/2), added in one pass
             return fast.add_scaled_shrunk_difference(grad, prob, y, 0.5, rescue_scale * factor, xp)
         slope, factor = _slope_and_factor(y, p, w, rescue=rescue, from_logits=from_logits, xp=xp, prob=prob)
         return fast.add_scaled_temporary(grad, slope, rescue_scale * factor, xp)

@@ -93,6 +93,13 @@ def _slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: b
     return slope if factor == 1.0 else fast_paths(xp).scale_temporary(slope, factor, xp)
 
 
+def _unweighted_scale(rescue: float, z: Array) -> float | None:
+    """``rescue / n``, the rescue slope's scale for an unweighted batch of ``n`` samples, as a Python float; ``None``
+    while ``n`` is unknown (a symbolic batch axis being traced): then the scale is divided by a sum of ones."""
+    n = z.shape[0]
+    return None if n is None else rescue / max(int(n), 1)
+
+
 def _slope_and_factor(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,
                       total: Array | None = None, prob: Array | None = None) -> tuple[Array, float]:
     """:func:`_slope` as a temporary array and a Python factor to multiply it by, so that a caller adding it to
@@ -109,8 +116,9 @@ def _slope_and_factor(y: Array, z: Array, w: Array | None, *, rescue: float, fro
         # for p of exactly 0 or 1); it only weakens the rescue where the model's own sigmoid is flat anyway
         # (p (1 - p) < 1e-3, |z| > 6.9), which no loss can revive.
         slope = shrink(z - y, 0.5, xp) / clip(z * (1.0 - z), 1e-3, None, xp)
-    if w is None and total is None and z.shape[0] is not None:
-        return slope, rescue / max(int(z.shape[0]), 1)  # a Python scale: no reduction, no extra array
+    factor = _unweighted_scale(rescue, z) if w is None and total is None else None
+    if factor is not None:
+        return slope, factor  # a Python scale: no reduction, no extra array
     w = xp.ones_like(z) if w is None else w
     total = xp.sum(w) if total is None else total
     slope = fast.multiply_temporary(slope, w, xp)

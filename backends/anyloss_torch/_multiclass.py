@@ -13,7 +13,7 @@ path                   runs when (multi-class)                                  
 ``_ClassCounts``       grad needed, from logits, softmax approximation, weights     the core's plain counts under
                        without grad, no ``torch.func`` transform; eager from        autograd (multi-label, ``"ovr"``,
                        :data:`EAGER_MIN_ELEMENTS` logits, ``torch.compile``         probabilities, small eager
-                       always (measured faster: :data:`USE_UNDER_COMPILE`)          batches, ...)
+                       always (measured faster)                                     batches, ...)
 =====================  ===========================================================  ================================
 
 Examples:
@@ -36,14 +36,8 @@ import torch
 import anyloss_core as al
 from anyloss_core.adapters import ClassPullback, soft_class_confusion_with_pullback
 
-from ._distributed import all_reduce_counts
+__all__ = ["EAGER_MIN_ELEMENTS", "class_counts"]
 
-__all__ = ["USE_UNDER_COMPILE", "class_counts", "multiclass_loss"]
-
-#: Whether ``torch.compile`` traces :class:`_ClassCounts` rather than the plain composition.
-USE_UNDER_COMPILE = True
-#: Whether eager mode sums TP and the support by class with ``index_add_`` (else column sums of (n, C)).
-SCATTER_IN_EAGER = True
 #: Eager: below this many logits the plain composition is faster (the Function's fixed cost, about 0.17 ms on
 #: one CPU thread; equal at n = 4096, C = 10; 0.87x the plain step at n = 16384).
 EAGER_MIN_ELEMENTS = 1 << 15
@@ -59,8 +53,9 @@ class _ClassCounts(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, weight: Any, options: dict[str, Any]) -> Any:
-        # Inductor fuses the column sums itself; its scatter-add is a serial loop (measured slower).
-        sums = None if torch.compiler.is_compiling() or not SCATTER_IN_EAGER else _class_sums
+        # Eager: TP and the support summed by class with index_add_.  Inductor fuses the column sums itself; its
+        # scatter-add is a serial loop (measured slower).
+        sums = None if torch.compiler.is_compiling() else _class_sums
         counts, pullback = soft_class_confusion_with_pullback(target, input, sample_weight=weight,
                                                               class_sums=sums, **options)
         ctx.save_for_backward(pullback.prob, pullback.target, pullback.weight)
@@ -86,7 +81,7 @@ def _closed_form_applies(input: torch.Tensor, target: Any, weight: Any, options:
     if weight is not None and (not isinstance(weight, torch.Tensor) or weight.requires_grad):
         return False  # the Function gives no gradient for the weights
     if torch.compiler.is_compiling():
-        return USE_UNDER_COMPILE
+        return True  # measured faster than inductor's own fusion of the plain composition
     if input.numel() < EAGER_MIN_ELEMENTS:
         return False
     functorch = getattr(torch._C, "_functorch", None)
@@ -100,18 +95,3 @@ def class_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) 
     if _closed_form_applies(input, target, weight, options):
         return al.Confusion(*_ClassCounts.apply(input, target, weight, options).unbind(0))
     return al.soft_class_confusion(target, input, sample_weight=weight, **options)
-
-
-def multiclass_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, task: str = "multiclass",
-                    average: str = "macro", num_classes: Any = None, ignore_index: Any = None,
-                    metric_params: Any = None, distributed: bool = False, process_group: Any = None,
-                    **options: Any) -> torch.Tensor:
-    """``1 - metric`` of the per-class counts averaged as ``average``, the counts summed over
-    ``process_group`` first when ``distributed``; ``options`` as :func:`class_counts` (``rescue`` ignored:
-    it is a binary term)."""
-    options.pop("rescue", None)
-    counts = class_counts(input, target, weight, task=task, num_classes=num_classes, ignore_index=ignore_index,
-                          **options)
-    if distributed:
-        counts = all_reduce_counts(counts, process_group)
-    return al.confusion_loss(counts, metric, task=task, average=average, **(metric_params or {}))
