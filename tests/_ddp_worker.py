@@ -65,10 +65,11 @@ def worker(rank: int, world: int, init_file: str, metric: str, out: str) -> None
         # The DDP wrapper (its reducer holds the group and pending work) is gone when this returns.
         losses, params = _train_shard(rank, world, metric)
         gc.collect()
-        # Teardown in step: no rank closes its gloo pairs while a peer still talks to it
-        # (a rank that tore down early made its peer abort: "terminate called without an active exception").
-        dist.barrier()
         if rank == 0:
             np.savez(out, losses=np.array(losses), **{f"arr_{i}": p for i, p in enumerate(params)})
+        # Teardown in step, the barrier the last thing before it: no rank closes its gloo pairs while a peer
+        # still works (a rank that tore down early made its peer abort: "terminate called without an active
+        # exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
