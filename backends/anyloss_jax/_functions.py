@@ -152,9 +152,36 @@ def anyloss(
 def _loss_pure(config: LossConfig, axis_name: Hashable | None, logits: Any, labels: Any,
                sample_weight: Any) -> Any:
     """:func:`anyloss` of arrays whose values need no check (the stuck-batch watch is the caller's)."""
+    if config.task == "binary" and axis_name is None:
+        counts, rescue = _binary_terms(config, logits, labels, sample_weight)
+        return config.loss_from_counts(counts) + rescue
     counts = _global_counts(config, logits, labels, sample_weight, axis_name)
     return config.loss_from_counts(counts) + _rescue(config, logits, labels, sample_weight, axis_name,
                                                      watch=False)
+
+
+def _binary_terms(config: LossConfig, logits: Any, labels: Any, sample_weight: Any) -> tuple[al.Confusion, Any]:
+    """The binary counts and the rescue term, differentiated with only the approximation's sigmoid kept.
+
+    Plain ``jax.grad`` keeps both sigmoids, ``p = sigmoid(z)`` and ``A(p)``, for the backward
+    pass, and XLA writes each as an n-element array (its CPU reductions cannot fuse an
+    ``exp``): ``p`` into the gradient's buffer, ``A`` into a temporary.  On a CPU a buffer
+    over 32 MiB (glibc's largest ``mmap`` threshold: n > 8.4e6 in float32) is fresh pages at
+    every call, whose faults cost about as much as a sigmoid pass.  Under this
+    ``jax.checkpoint`` the backward pass keeps ``A`` only (named for
+    :data:`anyloss_jax._fast_paths.KEEPS_SIGMOID`) and recomputes ``p`` from the logits in
+    its own fused loop: the forward pass is one loop ``z -> A`` and the reductions, the
+    backward pass one loop that writes the gradient over ``A``'s buffer
+    (``memory_analysis().temp_size_in_bytes``: n floats -> 0; 3 ``exp`` per sample instead
+    of 2).  The same expressions: values equal, gradients equal up to float32 rounding.
+    """
+
+    def terms(logits: Any, labels: Any, sample_weight: Any) -> tuple[al.Confusion, Any]:
+        counts = _global_counts(config, logits, labels, sample_weight, None)
+        return counts, _rescue(config, logits, labels, sample_weight, None, watch=False)
+
+    return jax.checkpoint(terms, policy=_fast_paths.KEEPS_SIGMOID)(  # type: ignore[no-any-return]
+        logits, labels, sample_weight)
 
 
 def _watch(config: LossConfig, logits: Any, labels: Any, sample_weight: Any) -> None:
@@ -268,10 +295,14 @@ def running_anyloss(
 def _running_pure(config: LossConfig, axis_name: Hashable | None, momentum: float, logits: Any, labels: Any,
                   state: Any, sample_weight: Any) -> tuple[Any, Any]:
     """:func:`running_anyloss` of arrays whose values need no check (the stuck-batch watch is the caller's)."""
-    counts = _global_counts(config, logits, labels, sample_weight, axis_name)
+    if config.task == "binary" and axis_name is None:
+        counts, rescue = _binary_terms(config, logits, labels, sample_weight)
+    else:
+        counts = _global_counts(config, logits, labels, sample_weight, axis_name)
+        rescue = _rescue(config, logits, labels, sample_weight, axis_name, watch=False)
     loss, new_state = config.running_loss_from_counts(counts, state, momentum=momentum,
                                                       stop_gradient=jax.lax.stop_gradient)
-    return loss + _rescue(config, logits, labels, sample_weight, axis_name, watch=False), new_state
+    return loss + rescue, new_state
 
 
 accuracy_loss = with_metric(anyloss, "accuracy")
