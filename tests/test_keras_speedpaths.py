@@ -98,9 +98,12 @@ def test_unknown_batch_size_while_tracing_gives_the_float64_gradient(jit_compile
     np.testing.assert_allclose(np.asarray(grad).ravel(), ref_grad, rtol=2e-4, atol=2e-5 * np.max(np.abs(ref_grad)))
 
 
-def _graph_ops(loss):
+def _graph_ops(loss, *, custom=False):
     z, y, _ = _data()
     concrete = tf.function(_step(loss, "eager")).get_concrete_function(tf.constant(z), tf.constant(y), None)
+    if custom:  # the ops that carry a tf.custom_gradient (an IdentityN with its gradient's name)
+        return [op for op in concrete.graph.get_operations() if op.type == "IdentityN"
+                and op.node_def.attr["_gradient_op_type"].s.startswith(b"CustomGradient")]
     ops = [op.type for op in concrete.graph.get_operations()]
     for function in concrete.graph._functions.values():  # the gradient's own function graphs
         ops += [node.op for node in function.cached_definition.node_def]
@@ -108,11 +111,14 @@ def _graph_ops(loss):
 
 
 def test_traced_gradient_is_the_pullback_not_autodiff_of_the_sigmoids():
-    ops = _graph_ops(anyloss_keras.F1Loss(from_logits=True))
-    # Autodiff of the composition differentiates both sigmoids (SigmoidGrad) and the rescue term computed its
-    # own third sigmoid; the pullback reuses the forward's two.
-    assert "SigmoidGrad" not in ops
+    loss = anyloss_keras.F1Loss(from_logits=True)
+    ops = _graph_ops(loss)
+    # Autodiff of the composition differentiates both sigmoids and the rescue term computed its own third
+    # sigmoid; the pullback reuses the forward's two (its two slopes are SigmoidGrad ops: the fast path
+    # KerasFastPaths.times_sigmoid_slope), and the counts carry a custom gradient.
     assert ops.count("Sigmoid") == 2
+    assert ops.count("SigmoidGrad") == 2
+    assert len(_graph_ops(loss, custom=True)) == 1
 
 
 def test_approximation_without_derivative_uses_autodiff():
@@ -130,6 +136,7 @@ def test_approximation_without_derivative_uses_autodiff():
     assert float(v1) == pytest.approx(float(v2), rel=1e-6)
     np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), rtol=1e-5, atol=1e-9)
     assert "SigmoidGrad" in _graph_ops(plain)
+    assert not _graph_ops(plain, custom=True)
 
 
 def test_bad_labels_still_raise_eagerly():

@@ -9,12 +9,24 @@
   rounding of the sums.
 * ``add_scaled_temporary`` with a tensor factor (the upstream gradient of the rescue term
   inside a ``tf.custom_gradient``): cast to the term's dtype, never compared with 1.0.
+
+On the TensorFlow backend only (the JAX and torch backends keep the Array API forms):
+
+* ``sigmoid_of_temporary``: ``tf.math.sigmoid``.  Keras's TensorFlow ``ops.sigmoid`` keeps
+  its argument on its output (``_keras_logits``, for its own cross-entropy), so the saved
+  ``A = sigmoid(L (p - 1/2))`` kept the n-element ``L (p - 1/2)`` alive with it.
+* ``times_sigmoid_slope``: ``x s (1 - s)`` as TensorFlow's own ``SigmoidGrad`` op, one
+  n-element result instead of three (eagerly, each op allocates its own).
+* ``shrink``: ``where(|x| > t, x, 0)`` against a 0-d zero, not a ``zeros_like`` array;
+  ``add_scaled_shrunk_difference`` (the rescue slope added to the gradient) in an order
+  that holds at most three n-element tensors at once, not five.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import keras
 from keras import ops
 
 from anyloss_core.adapters import FastPaths, register_fast_paths
@@ -24,8 +36,13 @@ from . import _namespace as kxp
 __all__ = ["KerasFastPaths"]
 
 
+def _on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
 class KerasFastPaths(FastPaths):
-    """The Array API defaults on ``keras.ops``, counts from sums over the predictions, tensor scale factors."""
+    """The Array API defaults on ``keras.ops``, counts from sums over the predictions, tensor scale factors;
+    TensorFlow's own ops for a sigmoid, its slope and the shrink on that backend."""
 
     counts_from_prediction_sums = True
 
@@ -33,6 +50,48 @@ class KerasFastPaths(FastPaths):
         if isinstance(factor, (int, float)):
             return super().add_scaled_temporary(x, term, factor, xp)
         return x + term * ops.cast(factor, term.dtype)  # a symbolic factor cannot be compared with 1.0
+
+    def sigmoid_of_temporary(self, x: Any, xp: Any) -> Any:
+        if _on_tensorflow():
+            import tensorflow as tf
+
+            return tf.math.sigmoid(x)  # without Keras's reference from the output to x
+        return super().sigmoid_of_temporary(x, xp)
+
+    def times_sigmoid_slope(self, x: Any, s: Any, xp: Any) -> Any:
+        if _on_tensorflow() and x.dtype == s.dtype:
+            import tensorflow as tf
+
+            return tf.raw_ops.SigmoidGrad(y=s, dy=x)  # dy * y * (1 - y), one op
+        return super().times_sigmoid_slope(x, s, xp)
+
+    def add_scaled_shrunk_difference(self, x: Any, a: Any, b: Any, threshold: float, factor: Any,
+                                     xp: Any) -> Any:
+        if not _on_tensorflow():
+            return super().add_scaled_shrunk_difference(x, a, b, threshold, factor, xp)
+        import tensorflow as tf
+
+        # Eagerly every op allocates its result and the arguments live until it returns: rebinding d frees
+        # each step's input, and the mask needs no n-element |d| (|d| > t is d > t or d < -t, NaN false).
+        # In a graph, d waits for x: a graph runs an op as soon as its inputs exist, and a - b (two inputs
+        # of the forward pass) ran during the forward pass and was held, with its masks, to the end.
+        with tf.control_dependencies([x]):
+            d = a - b
+        kept = tf.logical_or(d > threshold, d < -threshold)
+        d = tf.where(kept, d, tf.zeros((), d.dtype))
+        del kept
+        if not isinstance(factor, (int, float)):
+            d = d * tf.cast(factor, d.dtype)
+        elif factor != 1.0:
+            d = d * factor
+        return x + d
+
+    def shrink(self, x: Any, threshold: float, xp: Any) -> Any:
+        if _on_tensorflow():
+            import tensorflow as tf
+
+            return tf.where(tf.abs(x) > threshold, x, tf.zeros((), x.dtype))
+        return super().shrink(x, threshold, xp)
 
 
 def _is_keras_namespace(xp: Any) -> bool:
