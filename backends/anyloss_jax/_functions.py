@@ -152,12 +152,18 @@ def anyloss(
 def _loss_pure(config: LossConfig, axis_name: Hashable | None, logits: Any, labels: Any,
                sample_weight: Any) -> Any:
     """:func:`anyloss` of arrays whose values need no check (the stuck-batch watch is the caller's)."""
+    counts, rescue = _counts_and_rescue(config, axis_name, logits, labels, sample_weight)
+    return config.loss_from_counts(counts) + rescue
+
+
+def _counts_and_rescue(config: LossConfig, axis_name: Hashable | None, logits: Any, labels: Any,
+                       sample_weight: Any) -> tuple[al.Confusion, Any]:
+    """The counts of the (global) batch and the rescue term; a single-device binary task through
+    :func:`_binary_terms`."""
     if config.task == "binary" and axis_name is None:
-        counts, rescue = _binary_terms(config, logits, labels, sample_weight)
-        return config.loss_from_counts(counts) + rescue
+        return _binary_terms(config, logits, labels, sample_weight)
     counts = _global_counts(config, logits, labels, sample_weight, axis_name)
-    return config.loss_from_counts(counts) + _rescue(config, logits, labels, sample_weight, axis_name,
-                                                     watch=False)
+    return counts, _rescue(config, logits, labels, sample_weight, axis_name, watch=False)
 
 
 def _binary_terms(config: LossConfig, logits: Any, labels: Any, sample_weight: Any) -> tuple[al.Confusion, Any]:
@@ -295,11 +301,7 @@ def running_anyloss(
 def _running_pure(config: LossConfig, axis_name: Hashable | None, momentum: float, logits: Any, labels: Any,
                   state: Any, sample_weight: Any) -> tuple[Any, Any]:
     """:func:`running_anyloss` of arrays whose values need no check (the stuck-batch watch is the caller's)."""
-    if config.task == "binary" and axis_name is None:
-        counts, rescue = _binary_terms(config, logits, labels, sample_weight)
-    else:
-        counts = _global_counts(config, logits, labels, sample_weight, axis_name)
-        rescue = _rescue(config, logits, labels, sample_weight, axis_name, watch=False)
+    counts, rescue = _counts_and_rescue(config, axis_name, logits, labels, sample_weight)
     loss, new_state = config.running_loss_from_counts(counts, state, momentum=momentum,
                                                       stop_gradient=jax.lax.stop_gradient)
     return loss + rescue, new_state

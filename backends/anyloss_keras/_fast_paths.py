@@ -72,14 +72,12 @@ class KerasFastPaths(FastPaths):
         import tensorflow as tf
 
         # Eagerly every op allocates its result and the arguments live until it returns: rebinding d frees
-        # each step's input, and the mask needs no n-element |d| (|d| > t is d > t or d < -t, NaN false).
-        # In a graph, d waits for x: a graph runs an op as soon as its inputs exist, and a - b (two inputs
-        # of the forward pass) ran during the forward pass and was held, with its masks, to the end.
+        # each step's input.  In a graph, d waits for x: a graph runs an op as soon as its inputs exist, and
+        # a - b (two inputs of the forward pass) ran during the forward pass and was held, with its masks, to
+        # the end.
         with tf.control_dependencies([x]):
             d = a - b
-        kept = tf.logical_or(d > threshold, d < -threshold)
-        d = tf.where(kept, d, tf.zeros((), d.dtype))
-        del kept
+        d = self.shrink(d, threshold, xp)
         if not isinstance(factor, (int, float)):
             d = d * tf.cast(factor, d.dtype)
         elif factor != 1.0:
@@ -90,7 +88,8 @@ class KerasFastPaths(FastPaths):
         if _on_tensorflow():
             import tensorflow as tf
 
-            return tf.where(tf.abs(x) > threshold, x, tf.zeros((), x.dtype))
+            # No n-element |x|: |x| > t is x > t or x < -t (NaN: false, so 0); a 0-d zero, not zeros_like.
+            return tf.where(tf.logical_or(x > threshold, x < -threshold), x, tf.zeros((), x.dtype))
         return super().shrink(x, threshold, xp)
 
 
