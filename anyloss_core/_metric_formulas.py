@@ -69,8 +69,14 @@ Metric = Callable[..., Any]
 
 
 def ratio(num: Array, den: Array, xp: Namespace) -> Array:
-    """``num / den`` for non-negative counts, 0 where ``den`` is 0; finite derivative."""
-    return num / clip(den, _FLOOR, None, xp)
+    """``num / den`` for non-negative counts, 0 where ``den`` is 0; finite derivative, 0 where ``den`` is 0.
+
+    A zero denominator is a class absent from the batch (specificity without negatives): no prediction
+    moves its counts, and the floored denominator's slope 1 / 2**-63 would otherwise reach each sample as a
+    difference of two such terms where the counts are taken as differences of sums
+    (``FastPaths.false_positives_by_difference``), absorbing everything else added to that sample's gradient.
+    """
+    return xp.where(den > 0, num / clip(den, _FLOOR, None, xp), num * 0.0)
 
 
 def _sqrt(x: Array, xp: Namespace) -> Array:
@@ -150,7 +156,9 @@ def mcc(c: Confusion, xp: Namespace) -> Array:
     """
     total = clip(c.tp + c.tn + c.fp + c.fn, _FLOOR, None, xp)
     tp, tn, fp, fn = c.tp / total, c.tn / total, c.fp / total, c.fn / total
-    corr = (tp * tn - fp * fn) / _sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn), xp)
+    marginals = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    # 0 where a marginal is 0, with a zero derivative there (see ratio)
+    corr = xp.where(marginals > 0, (tp * tn - fp * fn) / _sqrt(marginals, xp), marginals * 0.0)
     return (clip(corr, -1.0, 1.0, xp) + 1.0) / 2.0
 
 
