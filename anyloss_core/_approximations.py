@@ -51,6 +51,9 @@ class DifferentiableApproximation(Approximation, Protocol):
     An approximation may also set ``sigmoid_first = True`` to declare that from
     logits it is exactly its probability form applied to :math:`\sigma(z)`; the
     pullback then computes :math:`\sigma(z)` once and reuses it in the backward.
+    It may define ``decision(y_pred, *, from_logits, scale, xp)``, ``yh`` alone: the
+    counts then skip the n-element ``1 - yh`` where nothing reads it (TP and FP as
+    products with ``yh``, FN and TN from the label sums: ``FastPaths.counts_from_label_sums``).
     """
 
     def derivative(
@@ -79,10 +82,14 @@ class AnyLossApproximation:
     sigmoid_first: ClassVar[bool] = True  # from logits = the probability form of sigmoid(z)
 
     def __call__(self, y_pred: Array, *, from_logits: bool, scale: float, xp: Namespace) -> tuple[Array, Array]:
+        yh = self.decision(y_pred, from_logits=from_logits, scale=scale, xp=xp)
+        return yh, 1.0 - yh
+
+    def decision(self, y_pred: Array, *, from_logits: bool, scale: float, xp: Namespace) -> Array:
+        """``A(p)`` alone (``__call__`` without the complement)."""
         p = sigmoid(y_pred, xp) if from_logits else y_pred
         fast = fast_paths(xp)  # p - 0.5 is a fresh temporary: the scaling and the sigmoid may reuse it
-        yh = fast.sigmoid_of_temporary(fast.scale_temporary(p - 0.5, scale, xp), xp)
-        return yh, 1.0 - yh
+        return fast.sigmoid_of_temporary(fast.scale_temporary(p - 0.5, scale, xp), xp)
 
     def scale_gradient(self, grad: Array, yh: Array, yh_c: Array, *, scale: float, xp: Namespace) -> Array:
         r"""``grad * dA/dp`` with :math:`dA/dp = L A (1 - A)`, for a ``grad`` the caller no longer needs

@@ -27,18 +27,23 @@ __all__ = ["Pullback", "soft_confusion", "soft_confusion_with_pullback", "confus
 Pullback = Callable[[Confusion], Array]
 
 
-def _counts(y: Array, yh: Array, yh_c: Array, w: Array | None, xp: Namespace) -> Confusion:
+def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namespace) -> Confusion:
     """The four sums of eq. 6, weights entering as weighted counts."""
     fast = fast_paths(xp)
-    if fast.counts_from_prediction_sums:
-        # TP = sum(w y yh), FP = sum(w yh) - TP, FN = sum(w y) - TP, TN = sum(w) - sum(w y) - FP: every sum over
-        # yh is a product with the inputs, which a compiler reduces in one fused pass without 1 - y or 1 - yh
-        # arrays (the same counts up to the rounding of the sums).
+    if fast.counts_from_label_sums:
+        # TP = w y . yh and FP = w (1 - y) . yh; FN and TN by differences from the label sums: no 1 - yh array
+        # (yh_c is not read, and may be None: _decisions), two products instead of four.
+        n = y.shape[0]
         pos = y if w is None else w * y
-        tp = xp.sum(pos * yh)
-        fp = xp.sum(yh if w is None else w * yh) - tp
-        positives = xp.sum(pos)
-        total = xp.sum(xp.ones_like(y)) if w is None else xp.sum(w)
+        tp, positives = fast.dot(pos, yh, xp), xp.sum(pos)
+        if w is None:  # the sample count, exact; summed only for a batch axis unknown until run time
+            total = float(n) if isinstance(n, int) else xp.sum(xp.ones_like(y))
+        else:
+            total = xp.sum(w)
+        if fast.false_positives_by_difference:  # FP = sum(w yh) - TP: a plain sum instead of a second product
+            fp = xp.sum(yh if w is None else w * yh) - tp
+        else:  # each sample's derivative of FP and TN exactly 0 for a positive, and FP exactly 0 without negatives
+            fp = fast.dot_of_one_minus(y, yh, xp) if w is None else fast.dot(w - pos, yh, xp)
         return Confusion(tn=(total - positives) - fp, fn=positives - tp, fp=fp, tp=tp)
     dot = fast.dot  # one BLAS call per count in torch
     if w is None:  # the negatives' counts without a whole 1 - y array where the fast path can avoid it
@@ -47,6 +52,17 @@ def _counts(y: Array, yh: Array, yh_c: Array, w: Array | None, xp: Namespace) ->
     pos = w * y
     neg = w - pos
     return Confusion(tn=dot(neg, yh_c, xp), fn=dot(pos, yh_c, xp), fp=dot(neg, yh, xp), tp=dot(pos, yh, xp))
+
+
+def _decisions(approx: Approximation, p: Array, *, complement: bool, from_logits: bool, scale: float,
+               xp: Namespace) -> tuple[Array, Array | None]:
+    """``(yh, 1 - yh)`` of the approximation; ``(yh, None)`` when the ``complement`` is not needed and the
+    approximation can leave it out (``decision``): counts from the label sums read ``yh`` only,
+    and an n-element ``1 - yh`` is a fresh allocation (eagerly, page faults: a third of a sigmoid pass)."""
+    decision = getattr(approx, "decision", None)
+    if complement or decision is None:
+        return approx(p, from_logits=from_logits, scale=scale, xp=xp)
+    return decision(p, from_logits=from_logits, scale=scale, xp=xp), None
 
 
 def soft_confusion(
@@ -149,7 +165,9 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
     approx = get_approximation(approximation)
     if not pullback:
         y, p, w, xp = _prepare(y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp)
-        return _counts(y, *approx(p, from_logits=from_logits, scale=scale, xp=xp), w, xp)
+        sums = fast_paths(xp).counts_from_label_sums  # then the counts read yh only
+        return _counts(y, *_decisions(approx, p, complement=not sums, from_logits=from_logits, scale=scale, xp=xp),
+                       w, xp)
     derivative = getattr(approx, "derivative", None)
     if derivative is None:
         return None
@@ -157,12 +175,14 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
     # The probability sigma(z) is computed once and kept for the backward pass
     # (a sigmoid costs about three multiplications on a CPU).
     prob = sigmoid(p, xp) if from_logits and getattr(approx, "sigmoid_first", False) else None
-    if prob is not None:
-        yh, yh_c = approx(prob, from_logits=False, scale=scale, xp=xp)
-    else:
-        yh, yh_c = approx(p, from_logits=from_logits, scale=scale, xp=xp)
-    counts = _counts(y, yh, yh_c, w, xp)
     scale_gradient = getattr(approx, "scale_gradient", None) if prob is not None else None
+    # 1 - yh is needed by the four dot products of the counts, or by the derivative (scale_gradient reads yh only).
+    complement = not fast_paths(xp).counts_from_label_sums or scale_gradient is None
+    if prob is not None:
+        yh, yh_c = _decisions(approx, prob, complement=complement, from_logits=False, scale=scale, xp=xp)
+    else:
+        yh, yh_c = _decisions(approx, p, complement=complement, from_logits=from_logits, scale=scale, xp=xp)
+    counts = _counts(y, yh, yh_c, w, xp)
     if scale_gradient is not None:
         yh_c = None  # scale_gradient reads yh only: one n-element array less kept for the backward pass
 

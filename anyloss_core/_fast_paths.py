@@ -39,12 +39,25 @@ __all__ = ["FastPaths", "fast_paths", "register_fast_paths"]
 
 
 class FastPaths:
-    """The core's replaceable steps, each as its Array API definition (the default for every namespace)."""
+    """The core's replaceable steps, each as its Array API definition (the default for every namespace).
 
-    #: Whether the binary soft counts are taken as sums of products with the predictions only (TP, sum of the
-    #: predictions, sum of the labels; FP, FN, TN by differences) instead of four dot products with ``1 - y`` and
-    #: ``1 - yh``: fewer arrays for a compiler that fuses reductions (XLA), the same counts up to rounding.
-    counts_from_prediction_sums: bool = False
+    Stateless: no instance ``__dict__`` (``__slots__ = ()``, which a subclass may repeat), so a method is
+    never shadowed by an instance attribute and ``torch.compile`` need not guard, at every call, on each
+    method the core looks up.
+    """
+
+    __slots__ = ()
+
+    #: Whether the binary soft counts are taken as two products with the predictions, TP = w y . yh and
+    #: FP = w (1 - y) . yh, with FN and TN by differences from the label sums, instead of four products with
+    #: ``1 - y`` and ``1 - yh``: no ``1 - yh`` array, and two reductions over the predictions instead of four;
+    #: the same counts up to rounding (each sample's derivative of each count is still exactly 0 or +-w).
+    counts_from_label_sums: bool = False
+    #: With :attr:`counts_from_label_sums`, whether FP is ``sum(w yh) - TP`` rather than ``w (1 - y) . yh``: a
+    #: plain sum where a compiler reduces it in the same pass (XLA).  Each sample's derivative of FP is then a
+    #: difference, exact only because the metrics give an absent class's counts a zero derivative
+    #: (:func:`anyloss_core.ratio`); and without negatives FP is 0 only if both sums round alike.
+    false_positives_by_difference: bool = False
 
     def sigmoid_of_temporary(self, x: Array, xp: Namespace) -> Array:
         """``sigmoid(x)``."""
@@ -78,6 +91,10 @@ class FastPaths:
     def dot(self, a: Array, b: Array, xp: Namespace) -> Array:
         """``sum(a * b)`` of two 1-D arrays, as a 0-d array (XLA fuses it into one pass, NumPy sums pairwise)."""
         return xp.sum(a * b)
+
+    def dot_of_one_minus(self, y: Array, a: Array, xp: Namespace) -> Array:
+        """``dot(1 - y, a)``: the negatives' count FP (a fast path may avoid the n-element ``1 - y``)."""
+        return self.dot(1.0 - y, a, xp)
 
     def dots_of_one_minus(self, y: Array, a: Array, b: Array, xp: Namespace) -> tuple[Array, Array]:
         """``(dot(1 - y, a), dot(1 - y, b))``: the negatives' two counts (a fast path may avoid the n-element

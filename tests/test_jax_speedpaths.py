@@ -158,7 +158,7 @@ def test_hot_paths_under_vmap_and_running_counts_equal_the_direct_calls():
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_counts_from_prediction_sums_equal_the_four_dot_products(monkeypatch, weighted):
+def test_counts_from_label_sums_equal_the_four_dot_products(monkeypatch, weighted):
     # JAX's fast paths regroup the counts (TP, sum of yh, sum of y); the plain form is four dot products.
     import anyloss_core as al
     from anyloss_jax import _fast_paths
@@ -166,7 +166,7 @@ def test_counts_from_prediction_sums_equal_the_four_dot_products(monkeypatch, we
     z, y, w = _data(200, seed=4)
     w = jnp.asarray(w) if weighted else None
     regrouped = al.soft_confusion(jnp.asarray(y), jnp.asarray(z), from_logits=True, sample_weight=w)
-    monkeypatch.setattr(_fast_paths.JaxFastPaths, "counts_from_prediction_sums", False)
+    monkeypatch.setattr(_fast_paths.JaxFastPaths, "counts_from_label_sums", False)
     direct = al.soft_confusion(jnp.asarray(y), jnp.asarray(z), from_logits=True, sample_weight=w)
     for a, b in zip(regrouped, direct, strict=True):
         assert abs(float(a) - float(b)) <= 1e-5 * max(1.0, abs(float(b)))

@@ -1,7 +1,7 @@
 """torch's block-by-block fast paths (large batches) and the fused sigmoid slope, against float64 NumPy.
 
-Above ``_BLOCK`` samples the negatives' two counts and the rescue slope are computed block
-by block through one small reused buffer instead of n-element temporaries.  Patching
+Above ``_BLOCK`` samples the rescue slope is computed block by block through one small reused
+buffer instead of an n-element temporary (the label check too).  Patching
 ``_BLOCK`` down to 64 makes a 1,000-sample batch run through 15 full blocks and a partial
 one; the loss and its gradient must still equal the paper's formulas written here in
 float64 NumPy (eq. 4-9, F1, the rescue gradient of ``anyloss_core._rescue``), and the

@@ -1,7 +1,7 @@
 """The Keras shim's forms of the core's replaceable steps (``anyloss_core.adapters.FastPaths``), registered on import.
 
-* ``counts_from_prediction_sums``: the binary counts as sums of products with the
-  predictions only (``TP = sum(y yh)``, ``FP = sum(yh) - TP``, ...).  XLA on a CPU writes
+* ``counts_from_label_sums`` with ``false_positives_by_difference``: the binary counts as
+  sums over the predictions only (``TP = sum(y yh)``, ``FP = sum(yh) - TP``, ...).  XLA on a CPU writes
   out each summed product and reduces it in a pass of its own, while a plain sum is one
   fast reduction: three sums, two of them plain, instead of four dot products with
   ``1 - y`` and ``1 - yh`` (Keras on TensorFlow under XLA at n = 1e6: 3.55x -> 2.68x
@@ -44,7 +44,8 @@ class KerasFastPaths(FastPaths):
     """The Array API defaults on ``keras.ops``, counts from sums over the predictions, tensor scale factors;
     TensorFlow's own ops for a sigmoid, its slope and the shrink on that backend."""
 
-    counts_from_prediction_sums = True
+    counts_from_label_sums = True
+    false_positives_by_difference = True
 
     def add_scaled_temporary(self, x: Any, term: Any, factor: Any, xp: Any) -> Any:
         if isinstance(factor, (int, float)):

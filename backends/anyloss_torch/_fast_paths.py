@@ -8,9 +8,13 @@ and by ``exp``:
   on top of the arithmetic.  Never for a tensor autograd records, nor while
   ``torch.compile`` traces: autograd would read the overwritten values, and the
   compiled path's selective checkpoint (``_autograd``) allows no in-place ops.
-* ``dot``: one BLAS call instead of an n-element product and a sum per count.  (BLAS
+* ``dot``: one BLAS call instead of an n-element product and a sum.  (BLAS
   accumulates sequentially: for 1e7 float32 terms the relative error is about 1e-6,
   against 1e-7 for a pairwise sum.)
+* ``counts_from_label_sums``: the binary counts as TP = y . A and FP = (1 - y) . A, FN and
+  TN by differences from the label sums: no ``1 - A`` array (a fresh allocation whose page
+  faults cost more than its arithmetic) and two dot products instead of four.
+* ``dot_of_one_minus``: above 2**20 samples, ``1 - y`` block by block in one reused buffer.
 * ``clip``: ``torch.clamp``; array-api-compat's wrapper promotes the scalars with
   ``torch.result_type``, which ``torch.compile(fullgraph=True)`` cannot trace.
 * ``shrink``: ``hardshrink``, one kernel; ``shrink_temporary`` writes it into its input
@@ -63,7 +67,14 @@ def _functorch_wrapped(x: torch.Tensor) -> bool:
 
 
 class TorchFastPaths(FastPaths):
-    """In-place updates where autograd allows, BLAS dot, fused value checks."""
+    """In-place updates where autograd allows, BLAS dot, counts from the label sums, fused value checks."""
+
+    __slots__ = ()  # no instance dict: see FastPaths
+
+    counts_from_label_sums = True
+    # Declared here although it is the default: under torch.compile a class attribute read through the base
+    # class is a guard on that class's dict at every call.
+    false_positives_by_difference = False
 
     def sigmoid_of_temporary(self, x: Any, xp: Any) -> Any:
         return torch.sigmoid(x) if _needs_autograd(x) else torch.sigmoid_(x)
@@ -96,21 +107,19 @@ class TorchFastPaths(FastPaths):
     def dot(self, a: Any, b: Any, xp: Any) -> Any:
         return torch.dot(a, b)
 
-    def dots_of_one_minus(self, y: Any, a: Any, b: Any, xp: Any) -> tuple[Any, Any]:
+    def dot_of_one_minus(self, y: Any, a: Any, xp: Any) -> Any:
         # Above 2**20 labels, 1 - y block by block in one reused 4 MB buffer: a fresh n-element
         # temporary costs page faults (40 MB at n = 1e7) and raises the step's peak memory.
         n = y.shape[0]
-        if n <= _BLOCK or _needs_autograd(a) or _needs_autograd(b) or _functorch_wrapped(a):
-            neg = 1.0 - y
-            return torch.dot(neg, a), torch.dot(neg, b)
+        if n <= _BLOCK or _needs_autograd(a) or _needs_autograd(y) or _functorch_wrapped(a):
+            return torch.dot(1.0 - y, a)
         buffer = torch.empty_like(y[:_BLOCK])
-        dot_a, dot_b = a.new_zeros(()), b.new_zeros(())
+        total = a.new_zeros(())
         for start in range(0, n, _BLOCK):
             stop = min(start + _BLOCK, n)
             neg = torch.neg(y[start:stop], out=buffer[:stop - start]).add_(1.0)  # 1 - y, exactly
-            dot_a += torch.dot(neg, a[start:stop])
-            dot_b += torch.dot(neg, b[start:stop])
-        return dot_a, dot_b
+            total += torch.dot(neg, a[start:stop])
+        return total
 
     def add_scaled_shrunk_difference(self, x: Any, a: Any, b: Any, threshold: float, factor: float,
                                      xp: Any) -> Any:
