@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -182,6 +183,26 @@ def test_torch_compile_fullgraph_equals_eager(metric):
         comp.backward()
         torch.testing.assert_close(comp, eager, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_torch_compile_guards_leave_out_lookups_that_cannot_change():
+    # Every guard of a compiled frame runs before every call (about 20 ns a line: at n = 32 a tenth of a compiled
+    # call).  Lookups the loss makes on objects that never change between calls must not each become a guard:
+    # the built-in metric functions (a set membership test guarded every function in it), the instance dict of
+    # the fast paths (one "not shadowed" guard per method), and the module's read-only properties (one guard
+    # per class of the hierarchy).
+    torch._dynamo.reset()
+    loss_fn = anyloss_torch.F1Loss()
+    compiled = torch.compile(loss_fn, fullgraph=True, dynamic=False)
+    rng = np.random.default_rng(17)
+    for _ in range(3):  # fresh tensors of one shape: one graph
+        x = torch.tensor(rng.normal(0, 2, 32), dtype=torch.float32, requires_grad=True)
+        compiled(x, torch.tensor(rng.integers(0, 2, 32), dtype=torch.float32)).backward()
+    entries = torch._dynamo.eval_frame._debug_get_cache_entry_list(type(loss_fn).forward.__code__)
+    assert len(entries) == 1
+    guards = str(entries[0].guard_manager)
+    for source in (r"_metrics'\]\._BUILT_IN\)\[", r"_REGISTERED\[\d+\]\[1\]\.__dict__", r"\.__mro__"):
+        assert not re.search(source, guards), [line for line in guards.splitlines() if re.search(source, line)][:3]
 
 
 @pytest.mark.parametrize("approximation", ["anyloss", "identity", "sol-cosine"])

@@ -124,9 +124,12 @@ class AnyLoss(LossConfigAttributes, nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         target, weight = as_tensors_like(input, target, weight)
-        if self.momentum is not None and self.training and torch.is_grad_enabled():
+        config = self.config
+        # config.momentum, not the property self.momentum: under torch.compile a property read through the
+        # class hierarchy is a guard per base class at every call.
+        if config.momentum is not None and self.training and torch.is_grad_enabled():
             return self._running_loss(input, target, weight)
-        return config_loss(self.config, input, target, weight, distributed=self.distributed,
+        return config_loss(config, input, target, weight, distributed=self.distributed,
                            process_group=self.process_group)
 
     def _running_loss(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
