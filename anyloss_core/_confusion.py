@@ -32,7 +32,7 @@ def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namesp
     fast = fast_paths(xp)
     if fast.counts_from_label_sums:
         # TP = w y . yh and FP = w (1 - y) . yh; FN and TN by differences from the label sums: no 1 - yh array
-        # (yh_c is not read, and may be None: _decisions), two products instead of four.
+        # (yh_c is not read, and may be None: _decisions), at most two products instead of four.
         n = y.shape[0]
         pos = y if w is None else w * y
         tp, positives = fast.dot(pos, yh, xp), xp.sum(pos)
@@ -45,12 +45,9 @@ def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namesp
         else:  # each sample's derivative of FP and TN exactly 0 for a positive, and FP exactly 0 without negatives
             fp = fast.dot_of_one_minus(y, yh, xp) if w is None else fast.dot(w - pos, yh, xp)
         return Confusion(tn=(total - positives) - fp, fn=positives - tp, fp=fp, tp=tp)
-    dot = fast.dot  # one BLAS call per count in torch
-    if w is None:  # the negatives' counts without a whole 1 - y array where the fast path can avoid it
-        tn, fp = fast.dots_of_one_minus(y, yh_c, yh, xp)
-        return Confusion(tn=tn, fn=dot(y, yh_c, xp), fp=fp, tp=dot(y, yh, xp))
-    pos = w * y
-    neg = w - pos
+    dot = fast.dot
+    pos = y if w is None else w * y
+    neg = 1.0 - y if w is None else w - pos
     return Confusion(tn=dot(neg, yh_c, xp), fn=dot(pos, yh_c, xp), fp=dot(neg, yh, xp), tp=dot(pos, yh, xp))
 
 

@@ -96,12 +96,6 @@ class FastPaths:
         """``dot(1 - y, a)``: the negatives' count FP (a fast path may avoid the n-element ``1 - y``)."""
         return self.dot(1.0 - y, a, xp)
 
-    def dots_of_one_minus(self, y: Array, a: Array, b: Array, xp: Namespace) -> tuple[Array, Array]:
-        """``(dot(1 - y, a), dot(1 - y, b))``: the negatives' two counts (a fast path may avoid the n-element
-        ``1 - y``)."""
-        neg = 1.0 - y
-        return self.dot(neg, a, xp), self.dot(neg, b, xp)
-
     def add_scaled_shrunk_difference(self, x: Array, a: Array, b: Array, threshold: float, factor: float,
                                      xp: Namespace) -> Array:
         """``x + factor * shrink(a - b, threshold)`` for a temporary ``x`` (the rescue slope added to a gradient;
