@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from ._fast_paths import fast_paths
-from ._namespace import compute_dtype, get_namespace, values_available
+from ._namespace import compute_dtype, device_of, get_namespace, values_available
 from ._types import Array, Namespace
 
 
@@ -69,7 +69,8 @@ def _flatten_weight(sample_weight: Array, sample_shape: tuple[int | None, ...], 
     if len(w_shape) == 1 and inner and None not in inner and _same(w_shape, sample_shape[:1]):
         # One weight per example of a (batch, ...) target, spread over its elements.
         per_element = xp.reshape(sample_weight, (-1,) + (1,) * len(inner))
-        return xp.reshape(per_element * xp.ones((1, *inner), dtype=sample_weight.dtype), (-1,))
+        ones = xp.ones((1, *inner), dtype=sample_weight.dtype, device=device_of(sample_weight, xp))
+        return xp.reshape(per_element * ones, (-1,))
     raise ValueError(
         f"sample_weight must have one weight per sample: shape {sample_shape} or (n, 1), "
         f"got {_shape(sample_weight)}"

@@ -38,7 +38,7 @@ from ._approximations import get_approximation
 from ._fast_paths import fast_paths
 from ._metrics import Confusion, Metric, check_metric_value, get_metric, ratio
 from ._names import unknown_name
-from ._namespace import compute_dtype, get_namespace, sigmoid, softmax, values_available
+from ._namespace import compute_dtype, device_of, get_namespace, sigmoid, softmax, values_available
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
@@ -120,7 +120,7 @@ def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, i
 
 def _one_hot(ids: Array, classes: int, dtype: Any, xp: Namespace) -> Array:
     """``(n,)`` integer ids as ``(n, classes)`` rows of 0 and 1 (an id outside the range: a row of 0)."""
-    return xp.astype(ids[:, None] == xp.arange(classes, dtype=ids.dtype)[None, :], dtype)
+    return xp.astype(ids[:, None] == xp.arange(classes, dtype=ids.dtype, device=device_of(ids, xp))[None, :], dtype)
 
 
 def _row_weights(sample_weight: Array | None, mask: Array | None, n: Any, dtype: Any, xp: Namespace,

@@ -165,6 +165,17 @@ def values_available(x: Array, xp: Namespace) -> bool:
     return True
 
 
+def device_of(x: Array, xp: Namespace) -> Any:
+    """The device of ``x``, for arrays the core creates beside it (``xp.arange(C, device=device_of(ids, xp))``).
+
+    ``array_api_compat.device``, or a namespace's ``device_of`` hook (the Keras shim: ``None``, since
+    ``keras.ops`` places what it creates itself).  Without it a CUDA tensor's one-hot compared
+    its ids with a ``(C,)`` range on the CPU and failed.
+    """
+    hook = getattr(xp, "device_of", None)
+    return hook(x) if hook is not None else array_api_compat.device(x)
+
+
 def finfo_tiny(dtype: Any, xp: Namespace) -> float:
     """Smallest positive normal number of a floating dtype."""
     return float(xp.finfo(dtype).smallest_normal)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from ._inputs import _default_float, _flatten_weight, _has_nan, _shape
 from ._metrics import Confusion, Metric, check_metric_value, get_metric
-from ._namespace import get_namespace
+from ._namespace import device_of, get_namespace
 from ._types import Array, Namespace
 
 __all__ = ["Threshold", "best_threshold"]
@@ -176,7 +176,8 @@ def best_threshold(
     s = xp.take(s, order)
     pos = xp.take(y if w is None else w * y, order)
     neg = xp.take(1.0 - y if w is None else w * (1.0 - y), order)
-    zero = xp.zeros((1,), dtype=dtype)
+    on = device_of(s, xp)
+    zero = xp.zeros((1,), dtype=dtype, device=on)
     # Counts after the top k samples, k = 0..n (k = 0: all predicted negative).
     tp = xp.concat([zero, xp.cumulative_sum(pos)])
     fp = xp.concat([zero, xp.cumulative_sum(neg)])
@@ -184,9 +185,9 @@ def best_threshold(
 
     values = metric_fn(counts, xp)
     check_metric_value(metric, metric_fn, values, xp)  # a user metric's values in [0, 1]
-    values = xp.broadcast_to(xp.asarray(values, dtype=dtype), (n + 1,))  # a metric may return a constant
+    values = xp.broadcast_to(xp.asarray(values, dtype=dtype, device=on), (n + 1,))  # a metric may return a constant
     # A cut inside a run of equal scores is not realisable by any threshold.
-    edge = xp.ones((1,), dtype=xp.bool)
+    edge = xp.ones((1,), dtype=xp.bool, device=on)
     valid = xp.concat([edge, s[:-1] != s[1:], edge])
     k = int(xp.argmax(xp.where(valid, values, xp.full_like(values, -float("inf")))))  # first: fewest positives
     if k == 0:

@@ -488,3 +488,23 @@ def test_a_metric_outside_the_float_evaluator_falls_back_to_autograd():
     x2 = torch.tensor(raw, requires_grad=True)
     anyloss_torch.anyloss(x2, y, "f1").backward()
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("task,classes", [("binary", None), ("multiclass", 5), ("multilabel", 5)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("momentum", [None, 0.1])
+def test_every_array_the_loss_makes_is_on_the_inputs_device(task, classes, weighted, momentum):
+    # The "meta" device stands in for a GPU in CI: an array created on the CPU beside it fails the step, as the
+    # multi-class one-hot's class range did on CUDA.  Values cannot be read there, so no value checks run.
+    shape = (64,) if task == "binary" else (64, classes)
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, classes or 2, shape if task == "multilabel" else 64)
+    loss_fn = anyloss_torch.AnyLoss("f1", task=task, num_classes=classes, momentum=momentum).to("meta")
+    z = torch.zeros(shape, device="meta", requires_grad=True)
+    weight = torch.ones(64, device="meta") if weighted else None  # per example: spread over a row's labels
+    for _ in range(2):  # the second running step reads the counts the first one stored
+        loss = loss_fn(z, torch.as_tensor(labels, device="meta"), weight=weight)
+        loss.backward()
+    assert loss.device.type == "meta" and loss.shape == ()
+    assert z.grad.device.type == "meta" and z.grad.shape == z.shape
+

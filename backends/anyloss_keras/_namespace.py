@@ -36,7 +36,6 @@ sigmoid = ops.sigmoid  # the backend's own, stable sigmoid
 softmax = ops.softmax  # the backend's own (its backward uses the output only)
 all = ops.all  # noqa: A001
 any = ops.any  # noqa: A001
-ones = ops.ones
 ones_like = ops.ones_like
 zeros_like = ops.zeros_like
 isfinite = ops.isfinite
@@ -54,8 +53,17 @@ min = ops.min  # noqa: A001
 argmax = ops.argmax
 
 
-def arange(stop: int, dtype: Any = None) -> Any:
+def arange(stop: int, dtype: Any = None, device: Any = None) -> Any:
     return ops.arange(stop, dtype=None if dtype is None else _name(dtype))
+
+
+def ones(shape: tuple[int, ...], dtype: Any = None, device: Any = None) -> Any:
+    return ops.ones(shape, dtype=None if dtype is None else _name(dtype))
+
+
+def device_of(x: Any) -> None:
+    """No device to pass on: ``keras.ops`` places the arrays it creates on the backend's own device."""
+    return None
 
 
 def finfo(dtype: Any) -> Any:
