@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,7 +59,9 @@ class Backend:
     ``"float64"`` float64 losses in this process; ``"classes"`` configured loss
     classes that check their configuration at construction; ``"dtype_as_given"``
     the loss takes the predictions' dtype as given (Keras's ``Loss`` casts them to
-    its own dtype first, so integer predictions are accepted there).
+    its own dtype first, so integer predictions are accepted there); ``"value_checks"`` its arrays live on
+    the CPU, where eager calls check label and prediction values (on an accelerator they are skipped, as
+    docs/errors.md says: reading a value back would wait for the device in every step).
     """
 
     name: str
@@ -110,7 +113,7 @@ class CoreBackend(Backend):
         else:
             self.xp = importlib.import_module("array_api_strict")
             self.float_dtypes = ("float32", "float64")
-        self.capabilities = frozenset({"float64", "dtype_as_given"})
+        self.capabilities = frozenset({"float64", "dtype_as_given", "value_checks"})
         self.al = importlib.import_module("anyloss_core")
 
     def _array(self, a: Any, dtype: str | None = None) -> Any:
@@ -132,18 +135,22 @@ class TorchBackend(Backend):
     name = "torch"
     input_default = "logits"
     float_dtypes = ("float16", "bfloat16", "float32", "float64")
-    capabilities = frozenset({"grad", "float64", "classes", "dtype_as_given"})
 
     def __init__(self) -> None:
         self.torch = importlib.import_module("torch")
         self.module = importlib.import_module("anyloss_torch")
+        # ANYLOSS_TEST_DEVICE=cuda runs these cases on a GPU (a lent device machine); CI has none: "cpu".
+        self.device = os.environ.get("ANYLOSS_TEST_DEVICE", "cpu")
+        on_cpu = {"value_checks"} if self.device == "cpu" else set()
+        self.capabilities = frozenset({"grad", "float64", "classes", "dtype_as_given"} | on_cpu)
 
     def _call(self, y, pred, metric, dtype, weight, requires_grad, config):
-        torch = self.torch
-        x = torch.tensor(np.asarray(pred, np.float64)).to(getattr(torch, dtype)).requires_grad_(requires_grad)
+        torch, device = self.torch, self.device
+        x = torch.tensor(np.asarray(pred, np.float64), device=device).to(getattr(torch, dtype))
+        x.requires_grad_(requires_grad)
         # Weights as float64 whatever the predictions' dtype: a mixed pair is what users pass.
-        w = None if weight is None else torch.tensor(np.asarray(weight, np.float64))
-        return x, self.module.anyloss(x, torch.as_tensor(np.asarray(y)), metric, weight=w, **config)
+        w = None if weight is None else torch.tensor(np.asarray(weight, np.float64), device=device)
+        return x, self.module.anyloss(x, torch.as_tensor(np.asarray(y), device=device), metric, weight=w, **config)
 
     def loss(self, y, pred, metric="f1", *, dtype="float64", weight=None, **config):
         _, loss = self._call(y, pred, metric, dtype, weight, False, config)
@@ -153,7 +160,7 @@ class TorchBackend(Backend):
         x, loss = self._call(y, pred, metric, dtype, weight, True, config)
         loss.backward()
         return Result(loss.item(), _dtype_name(loss.dtype), tuple(loss.shape),
-                      x.grad.double().numpy(), _dtype_name(x.grad.dtype))
+                      x.grad.double().numpy(force=True), _dtype_name(x.grad.dtype))
 
     def build(self, metric="f1", **config):
         return _build(self.module, metric, config)
@@ -172,7 +179,8 @@ class JaxBackend(Backend):
         self.jnp = importlib.import_module("jax.numpy")
         self.module = importlib.import_module("anyloss_jax")
         x64 = bool(self.jax.config.jax_enable_x64)
-        self.capabilities = frozenset({"grad", "dtype_as_given"} | ({"float64"} if x64 else set()))
+        on_cpu = {"value_checks"} if self.jax.default_backend() == "cpu" else set()  # JAX takes a GPU if it has one
+        self.capabilities = frozenset({"grad", "dtype_as_given"} | ({"float64"} if x64 else set()) | on_cpu)
 
     @contextlib.contextmanager
     def _precision(self, dtype: str) -> Iterator[None]:
@@ -215,7 +223,16 @@ class KerasBackend(Backend):
         self.framework = self.keras.backend.backend()
         float64 = self.framework != "jax" or bool(importlib.import_module("jax").config.jax_enable_x64)
         self.float_dtypes = ("float16", "bfloat16", "float32") + (("float64",) if float64 else ())
-        self.capabilities = frozenset({"grad", "classes"} | ({"float64"} if float64 else set()))
+        self.capabilities = frozenset({"grad", "classes"} | ({"float64"} if float64 else set())
+                                      | ({"value_checks"} if self._on_cpu() else set()))
+
+    def _on_cpu(self) -> bool:
+        """Whether Keras's backend puts new tensors on the CPU (each backend takes a GPU if it sees one)."""
+        if self.framework == "tensorflow":
+            return not importlib.import_module("tensorflow").config.list_logical_devices("GPU")
+        if self.framework == "jax":
+            return importlib.import_module("jax").default_backend() == "cpu"
+        return not importlib.import_module("torch").cuda.is_available()
 
     def _tensor(self, pred, dtype):
         return self.keras.ops.convert_to_tensor(np.asarray(pred, np.float64), dtype=dtype)

@@ -348,12 +348,13 @@ def test_torch_gives_a_named_error_or_a_finite_loss_and_gradient(case, module):
 @given(case=cases(), jit=st.integers(0, 2))
 def test_jax_gives_a_named_error_or_a_finite_loss_and_gradient(case, jit):
     import jax
-    import jax.numpy as jnp
 
     import anyloss_jax
 
-    logits, labels = jnp.asarray(case.y_pred), jnp.asarray(case.y_true)
-    weight = None if case.sample_weight is None else jnp.asarray(case.sample_weight)
+    # On the CPU, where eager calls check values (on an accelerator they skip them, as torch's cases do there).
+    cpu = jax.devices("cpu")[0]
+    logits, labels = jax.device_put(case.y_pred, cpu), jax.device_put(case.y_true, cpu)
+    weight = None if case.sample_weight is None else jax.device_put(case.sample_weight, cpu)
 
     def loss_of(logits: Any, labels: Any, weight: Any) -> Any:
         return anyloss_jax.anyloss(logits, labels, case.metric, from_logits=case.from_logits,

@@ -61,8 +61,10 @@ def test_the_input_default_is_the_frameworks(backend):
     y, pred = rng.integers(0, 2, 20), rng.uniform(0.05, 0.95, 20)  # valid as logits and as probabilities
     dtype, _ = _best_float(backend)
     default = backend.loss(y, pred, dtype=dtype).value
-    assert default == backend.loss(y, pred, dtype=dtype, from_logits=backend.input_default == "logits").value
-    assert default != backend.loss(y, pred, dtype=dtype, from_logits=backend.input_default != "logits").value
+    # The same loss: equal up to the summation order a GPU compiler may pick for each call (1e-7 on JAX).
+    same = backend.loss(y, pred, dtype=dtype, from_logits=backend.input_default == "logits").value
+    other = backend.loss(y, pred, dtype=dtype, from_logits=backend.input_default != "logits").value
+    assert default == pytest.approx(same, rel=1e-6, abs=0) and abs(default - other) > 1e-3
 
 
 def test_integer_weights_count_samples_as_repeats(backend):
@@ -138,6 +140,7 @@ BAD_CONFIGS = [
 ]
 
 
+@needs("value_checks")
 def test_labels_other_than_0_and_1_are_refused(backend):
     with pytest.raises(ValueError, match="y_true"):
         backend.loss(np.array([0, 1, 2, 1]), _P, dtype="float32", from_logits=False)

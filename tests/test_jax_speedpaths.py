@@ -21,6 +21,13 @@ SCALE = 73.0
 RESCUE = 0.1
 
 
+@pytest.fixture
+def on_cpu():
+    """New arrays on the CPU, where eager calls check values (on an accelerator they skip them)."""
+    with jax.default_device(jax.devices("cpu")[0]):
+        yield
+
+
 def _data(n: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     z = rng.normal(0.0, 1.5, n)
@@ -96,7 +103,7 @@ def test_hot_eager_call_runs_the_cached_jit_without_tracing_again(monkeypatch):
     assert all(float(r[0]) == float(results[0][0]) for r in results)
 
 
-def test_value_checks_still_raise_in_eager_calls_once_compiled():
+def test_value_checks_still_raise_in_eager_calls_once_compiled(on_cpu):
     z, y, w = _data()
     for _ in range(3):  # hot: every later call would take the compiled path if the values passed
         anyloss_jax.f1_loss(jnp.asarray(z), jnp.asarray(y), sample_weight=jnp.asarray(w))
