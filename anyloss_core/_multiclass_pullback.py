@@ -47,7 +47,7 @@ __all__ = ["ClassPullback", "ClassSums", "soft_class_confusion_with_pullback"]
 ClassSums = Callable[[Array, Array, int], Array]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: dynamo (torch 2.11) hashed one before its fields were set
 class ClassPullback:
     """``g -> dL/dz`` of :func:`soft_class_confusion_with_pullback`, from arrays only (a JAX ``custom_vjp``
     saves ``prob``, ``target`` and ``weight`` as residuals and builds it again in its backward).

@@ -508,3 +508,24 @@ def test_every_array_the_loss_makes_is_on_the_inputs_device(task, classes, weigh
     assert loss.device.type == "meta" and loss.shape == ()
     assert z.grad.device.type == "meta" and z.grad.shape == z.shape
 
+
+def test_the_functional_passes_every_configuration_argument_on(monkeypatch):
+    # anyloss() names its configuration arguments (dynamo before torch 2.12 cannot trace locals()): a field
+    # added to the signature but not to that mapping would be silently dropped.
+    import dataclasses
+    import inspect
+
+    from anyloss_core.adapters import LossConfig
+
+    passed: dict = {}
+    from_arguments = LossConfig.from_arguments.__func__
+
+    def spy(cls, arguments, **kwargs):
+        passed.update(arguments)
+        return from_arguments(cls, arguments, **kwargs)
+
+    monkeypatch.setattr(LossConfig, "from_arguments", classmethod(spy))
+    anyloss_torch.anyloss(torch.zeros(4), torch.tensor([0, 1, 0, 1]), "fbeta", beta=2.0, scale=30.0)
+    fields = {f.name for f in dataclasses.fields(LossConfig)}
+    assert set(passed) == fields & set(inspect.signature(anyloss_torch.anyloss).parameters)
+    assert passed["metric"] == "fbeta" and passed["metric_params"] == {"beta": 2.0} and passed["scale"] == 30.0

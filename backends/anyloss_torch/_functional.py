@@ -149,7 +149,11 @@ def anyloss(
         (0.18, True)
     """
     check_torch_options(task=task, ignore_index=ignore_index, reduction=reduction, pos_weight=pos_weight)
-    config = LossConfig.from_arguments(locals())
+    # Named, not locals(): dynamo before torch 2.12 cannot trace locals() (a fullgraph compile failed).
+    config = LossConfig.from_arguments({
+        "metric": metric, "metric_params": metric_params, "from_logits": from_logits, "scale": scale,
+        "approximation": approximation, "validate": validate, "task": task, "average": average,
+        "num_classes": num_classes, "ignore_index": ignore_index, "rescue": rescue})
     target, weight = as_tensors_like(input, target, weight)
     return config_loss(config, input, target, weight, distributed=distributed, process_group=process_group)
 
