@@ -20,7 +20,8 @@ are added in another order).  Example::
 
 Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` in the environment) the process
 group is initialized from that environment (``env://``) and ``--nproc`` may be left out.  gloo on CPU, NCCL when
-CUDA is available (each rank on ``cuda:LOCAL_RANK``).  Rank 0 alone prints and writes files.
+each rank of the node has a GPU of its own (each rank on ``cuda:LOCAL_RANK``; fewer GPUs than ranks: gloo on
+the CPU).  Rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import numpy as np
 
 from .data import UsageError
 
-__all__ = ["BatchNorm1d", "all_reduce_sum", "device", "launch", "maybe_parallel", "shard", "world"]
+__all__ = ["BatchNorm1d", "all_reduce_sum", "device", "launch", "maybe_parallel", "process_group_backend", "shard",
+           "world"]
 
 #: A rank that dies makes its peers fail within this time instead of the process group's default 30 minutes.
 TIMEOUT = datetime.timedelta(seconds=300)
@@ -68,6 +70,18 @@ def shard(index: np.ndarray, rank: int, size: int) -> np.ndarray:
     [[0, 1, 2], [3, 4]]
     """
     return np.array_split(np.asarray(index), size)[rank]
+
+
+def process_group_backend(gpus: int, local_world_size: int) -> str:
+    """NCCL when each of this node's ranks has a GPU of its own (``cuda:LOCAL_RANK``), else gloo on the CPU.
+
+    ``--nproc 2`` on a one-GPU machine runs on the CPU rather than failing in rank 1 on an invalid
+    device ordinal (seen on a lent H200 machine).
+
+    >>> process_group_backend(0, 2), process_group_backend(1, 2), process_group_backend(2, 2)
+    ('gloo', 'gloo', 'nccl')
+    """
+    return "nccl" if gpus > 0 and gpus >= local_world_size else "gloo"
 
 
 def device() -> Any:
@@ -288,7 +302,8 @@ def run_in_group(args: Any) -> Any:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     rank = int(os.environ["RANK"])
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    backend = process_group_backend(torch.cuda.device_count() if torch.cuda.is_available() else 0, local_world)
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend, init_method="env://", timeout=TIMEOUT)

@@ -136,6 +136,14 @@ def test_memory_report_is_the_peak_over_the_baseline_beside_the_model_inputs():
     assert 44 < added < 48 + 16  # the block counts in the peak though it is gone
 
 
+def test_process_group_is_nccl_only_when_every_local_rank_has_a_gpu():
+    from anyloss_bench.parallel import process_group_backend
+
+    # --nproc 2 on a one-GPU machine: rank 1 failed on cuda:1 under NCCL; gloo on the CPU instead.
+    assert [process_group_backend(gpus, 2) for gpus in (0, 1, 2, 8)] == ["gloo", "gloo", "nccl", "nccl"]
+    assert process_group_backend(0, 1) == "gloo" and process_group_backend(1, 1) == "nccl"
+
+
 def test_aligned_arrays_are_used_in_place_by_jax_device_put():
     from anyloss_bench import table11
 
@@ -143,7 +151,7 @@ def test_aligned_arrays_are_used_in_place_by_jax_device_put():
     assert X.ctypes.data % 64 == 0 and X.shape == (1001, 12) and X.flags.c_contiguous
     jax = pytest.importorskip("jax")
     X[:] = np.arange(X.size, dtype=np.float32).reshape(X.shape)
-    on_device = jax.device_put(X)
+    on_device = jax.device_put(X, jax.devices("cpu")[0])  # in place on the CPU (to a GPU it is a copy)
     assert on_device.unsafe_buffer_pointer() == X.ctypes.data  # no copy of the training rows
     np.testing.assert_array_equal(np.asarray(on_device), X)
 
