@@ -172,6 +172,8 @@ def device_of(x: Array, xp: Namespace) -> Any:
     ``keras.ops`` places what it creates itself).  Without it a CUDA tensor's one-hot compared
     its ids with a ``(C,)`` range on the CPU and failed.
     """
+    if _is_torch_tensor(x):
+        return x.device  # not array-api-compat's lru_cache'd type checks: torch.compile traces them, warning
     hook = getattr(xp, "device_of", None)
     return hook(x) if hook is not None else array_api_compat.device(x)
 

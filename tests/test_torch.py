@@ -241,6 +241,8 @@ def test_torch_compile_traces_without_warnings_about_caches():
         warnings.simplefilter("always")
         torch.compile(anyloss_torch.GMeanLoss(), fullgraph=True)(x, y).backward()
         torch.compile(anyloss_torch.f1_loss, fullgraph=True)(x.detach(), y)
+        z = torch.randn(40, 5, requires_grad=True)  # multi-class: the one-hot's class range on z's device
+        torch.compile(anyloss_torch.AnyLoss("f1", task="multiclass", num_classes=5), fullgraph=True)(z, y).backward()
     assert not [w for w in caught if "lru_cache" in str(w.message)], [str(w.message)[:120] for w in caught]
     assert torch.isfinite(x.grad).all()
 
