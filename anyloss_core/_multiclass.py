@@ -118,9 +118,17 @@ def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, i
     return _one_hot(ids, classes, dtype, xp) if one_hot else ids, None if mask is None else xp.astype(mask, dtype)
 
 
+def class_mask(ids: Array, classes: int, xp: Namespace) -> Array:
+    """``(n,)`` integer ids as an ``(n, classes)`` boolean one-hot (an id outside the range: a row of False).
+
+    The class range is made on the ids' device: on the CPU beside CUDA ids, the comparison failed.
+    """
+    return ids[:, None] == xp.arange(classes, dtype=ids.dtype, device=device_of(ids, xp))[None, :]
+
+
 def _one_hot(ids: Array, classes: int, dtype: Any, xp: Namespace) -> Array:
     """``(n,)`` integer ids as ``(n, classes)`` rows of 0 and 1 (an id outside the range: a row of 0)."""
-    return xp.astype(ids[:, None] == xp.arange(classes, dtype=ids.dtype, device=device_of(ids, xp))[None, :], dtype)
+    return xp.astype(class_mask(ids, classes, xp), dtype)
 
 
 def _row_weights(sample_weight: Array | None, mask: Array | None, n: Any, dtype: Any, xp: Namespace,

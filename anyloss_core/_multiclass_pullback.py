@@ -36,8 +36,15 @@ from typing import Any
 
 from ._fast_paths import fast_paths
 from ._metrics import Confusion
-from ._multiclass import SharpenedSoftmax, _row_weights, _targets, check_multiclass_approximation, check_task
-from ._namespace import compute_dtype, device_of, get_namespace, softmax, values_available
+from ._multiclass import (
+    SharpenedSoftmax,
+    _row_weights,
+    _targets,
+    check_multiclass_approximation,
+    check_task,
+    class_mask,
+)
+from ._namespace import compute_dtype, get_namespace, softmax, values_available
 from ._scale import check_scale
 from ._types import Array, Namespace
 
@@ -68,9 +75,7 @@ class ClassPullback:
         xp, on_neg = self.xp, g.fp - g.tn
         on_pos = g.tp - g.fn
         if len(self.target.shape) == 1:  # ids: a where of two rows, no float one-hot
-            classes = self.prob.shape[1]
-            ids = xp.arange(classes, dtype=self.target.dtype, device=device_of(self.target, xp))
-            hot = self.target[:, None] == ids[None, :]
+            hot = class_mask(self.target, self.prob.shape[1], xp)
             return xp.where(hot, on_pos[None, :], on_neg[None, :])
         return fast_paths(xp).add_temporary(self.target * (on_pos - on_neg), on_neg, xp)
 
@@ -160,7 +165,7 @@ def soft_class_confusion_with_pullback(
         fn, fp = pos - tp, pred - tp
         return Confusion(tn=total - tp - fn - fp, fn=fn, fp=fp, tp=tp), ClassPullback(prob, target, w, xp, in_range)
     if len(target.shape) == 1:
-        hot = target[:, None] == xp.arange(classes, dtype=target.dtype, device=device_of(target, xp))[None, :]
+        hot = class_mask(target, classes, xp)
         on_true = xp.where(hot, prob, xp.zeros_like(prob))  # P on the true class, 0 elsewhere
         hot_f = xp.astype(hot, dtype)
     else:

@@ -176,8 +176,8 @@ def best_threshold(
     s = xp.take(s, order)
     pos = xp.take(y if w is None else w * y, order)
     neg = xp.take(1.0 - y if w is None else w * (1.0 - y), order)
-    on = device_of(s, xp)
-    zero = xp.zeros((1,), dtype=dtype, device=on)
+    device = device_of(s, xp)
+    zero = xp.zeros((1,), dtype=dtype, device=device)
     # Counts after the top k samples, k = 0..n (k = 0: all predicted negative).
     tp = xp.concat([zero, xp.cumulative_sum(pos)])
     fp = xp.concat([zero, xp.cumulative_sum(neg)])
@@ -185,9 +185,9 @@ def best_threshold(
 
     values = metric_fn(counts, xp)
     check_metric_value(metric, metric_fn, values, xp)  # a user metric's values in [0, 1]
-    values = xp.broadcast_to(xp.asarray(values, dtype=dtype, device=on), (n + 1,))  # a metric may return a constant
+    values = xp.broadcast_to(xp.asarray(values, dtype=dtype, device=device), (n + 1,))  # a metric may return a constant
     # A cut inside a run of equal scores is not realisable by any threshold.
-    edge = xp.ones((1,), dtype=xp.bool, device=on)
+    edge = xp.ones((1,), dtype=xp.bool, device=device)
     valid = xp.concat([edge, s[:-1] != s[1:], edge])
     k = int(xp.argmax(xp.where(valid, values, xp.full_like(values, -float("inf")))))  # first: fewest positives
     if k == 0:
