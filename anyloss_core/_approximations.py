@@ -88,8 +88,8 @@ class AnyLossApproximation:
     def decision(self, y_pred: Array, *, from_logits: bool, scale: float, xp: Namespace) -> Array:
         """``A(p)`` alone (``__call__`` without the complement)."""
         p = sigmoid(y_pred, xp) if from_logits else y_pred
-        fast = fast_paths(xp)  # p - 0.5 is a fresh temporary: the scaling and the sigmoid may reuse it
-        return fast.sigmoid_of_temporary(fast.scale_temporary(p - 0.5, scale, xp), xp)
+        fast = fast_paths(xp)  # L (p - 1/2) is a fresh temporary: the sigmoid may reuse it
+        return fast.sigmoid_of_temporary(fast.scaled_difference(p, 0.5, scale, xp), xp)
 
     def scale_gradient(self, grad: Array, yh: Array, yh_c: Array, *, scale: float, xp: Namespace) -> Array:
         r"""``grad * dA/dp`` with :math:`dA/dp = L A (1 - A)`, for a ``grad`` the caller no longer needs

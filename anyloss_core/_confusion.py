@@ -186,7 +186,7 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
     def pull(g: Confusion, rescue_scale: float = 1.0) -> Array:
         fast = fast_paths(xp)  # every step's input is a temporary of this function: it may be reused
         on_pos, on_neg = g.tp - g.fn, g.fp - g.tn
-        grad = fast.add_temporary(y * (on_pos - on_neg), on_neg, xp)  # y * on_pos + (1 - y) * on_neg
+        grad = fast.scaled_plus(y, on_pos - on_neg, on_neg, xp)  # y * on_pos + (1 - y) * on_neg
         if w is not None:
             grad = fast.multiply_temporary(grad, w, xp)
         if prob is None:

@@ -6,13 +6,14 @@ count, a fused value check.  The core spells each of them as a method of a
 :class:`FastPaths` object and calls it through ``fast_paths(xp)``::
 
     fast = fast_paths(xp)
-    yh = fast.sigmoid_of_temporary(fast.scale_temporary(p - 0.5, scale, xp), xp)
+    yh = fast.sigmoid_of_temporary(fast.scaled_difference(p, 0.5, scale, xp), xp)
 
 The methods of :class:`FastPaths` itself are plain Array API expressions, out of
 place, so the math reads the same for every namespace.  An adapter registers a
 subclass for its namespaces with :func:`register_fast_paths` when it is imported
 (``anyloss_torch`` does, in ``anyloss_torch._fast_paths``); a subclass must return
-the same values as the defaults, only faster.  The models are einops' per-framework
+the same values as the defaults up to rounding (one fused operation where the default
+rounds twice), only faster.  The models are einops' per-framework
 backend classes and array-api-extra's native-fast-path-then-fallback.
 
 Methods named ``*_temporary`` (and ``times_one_minus``) take as first argument an
@@ -66,6 +67,14 @@ class FastPaths:
     def scale_temporary(self, x: Array, scale: float, xp: Namespace) -> Array:
         """``x * scale``."""
         return x * scale
+
+    def scaled_difference(self, x: Array, shift: float, scale: float, xp: Namespace) -> Array:
+        """``(x - shift) * scale`` as a new array (the amplifier's argument; ``x`` is not a temporary)."""
+        return self.scale_temporary(x - shift, scale, xp)
+
+    def scaled_plus(self, x: Array, scale: Array | float, offset: Array | float, xp: Namespace) -> Array:
+        """``x * scale + offset`` as a new array (the pullback's per-sample start; ``x`` is not a temporary)."""
+        return self.add_temporary(x * scale, offset, xp)
 
     def multiply_temporary(self, x: Array, factor: Array | float, xp: Namespace) -> Array:
         """``x * factor``."""
