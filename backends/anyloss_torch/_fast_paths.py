@@ -82,21 +82,21 @@ class TorchFastPaths(FastPaths):
     def scale_temporary(self, x: Any, scale: float, xp: Any) -> Any:
         return x * scale if _needs_autograd(x) else x.mul_(scale)
 
-    # a x + b for Python scalars a and b in one kernel, torch.add(b, x, alpha=a) with b a 0-d CPU tensor of x's dtype (a
-    # scalar argument on any device), where x * a then + b are two passes (n = 1e6, one thread: 0.34 against
-    # 0.53 ms); the rounding differs from the two-step form by at most an ulp of the result.  Up to _BLOCK
-    # elements: above it the new array's fresh pages dominate, and in the step (n = 1e7) the kernel with its
-    # scalar first was slower than the two passes (21 against 18.5 ms, profiler).
-    def scaled_difference(self, x: Any, shift: float, scale: float, xp: Any) -> Any:
-        if x.numel() > _BLOCK:
-            return super().scaled_difference(x, shift, scale, xp)
-        return torch.add(torch.scalar_tensor(-shift * scale, dtype=x.dtype), x, alpha=scale)
-
+    # x * scale + offset for Python scalars in one kernel, torch.add(offset, x, alpha=scale) with the offset a
+    # 0-d CPU tensor of x's dtype (a scalar argument on any device), where the two-step form makes two passes
+    # (n = 1e6, one thread: 0.34 against 0.53 ms); the rounding differs from it by at most an ulp.  Up to _BLOCK
+    # elements: above it the new array's fresh pages dominate, and in the step (n = 1e7) this kernel, its
+    # scalar first, was slower than the two passes (21 against 18.5 ms, profiler).
     def scaled_plus(self, x: Any, scale: Any, offset: Any, xp: Any) -> Any:
         # Python floats on the one-node path; 0-d tensors on the others (alpha takes numbers only).
         if x.numel() > _BLOCK or type(scale) is not float or type(offset) is not float:
             return super().scaled_plus(x, scale, offset, xp)
         return torch.add(torch.scalar_tensor(offset, dtype=x.dtype), x, alpha=scale)
+
+    def scaled_difference(self, x: Any, shift: float, scale: float, xp: Any) -> Any:
+        if x.numel() > _BLOCK:
+            return super().scaled_difference(x, shift, scale, xp)
+        return self.scaled_plus(x, scale, -shift * scale, xp)  # (x - shift) scale = x scale - shift scale
 
     def multiply_temporary(self, x: Any, factor: Any, xp: Any) -> Any:
         return x * factor if _needs_autograd(x) else x.mul_(factor)
