@@ -136,7 +136,7 @@ def soft_confusion_with_pullback(y_true: Array, y_pred: Array, *, rescue: float 
     arguments: those of :func:`soft_confusion` for the binary task, and ``rescue``:
     when not 0, ``pullback(g, rescue_scale=s)`` also adds ``s`` times the rescue
     gradient of these arrays (:func:`anyloss_core.adapters.rescue_slope` with weight
-    ``rescue``; ``s`` is 1 by default), computed from the counts' own
+    ``rescue``; ``s`` is 1 by default, a float or a 0-d array), computed from the counts' own
     :math:`\sigma(z)`: a loss of value ``1 - metric + rescue term`` gets its whole
     gradient from one pullback.
 
@@ -183,7 +183,7 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
     if scale_gradient is not None:
         yh_c = None  # scale_gradient reads yh only: one n-element array less kept for the backward pass
 
-    def pull(g: Confusion, rescue_scale: float = 1.0) -> Array:
+    def pull(g: Confusion, rescue_scale: Array | float = 1.0) -> Array:
         fast = fast_paths(xp)  # every step's input is a temporary of this function: it may be reused
         on_pos, on_neg = g.tp - g.fn, g.fp - g.tn
         grad = fast.scaled_plus(y, on_pos - on_neg, on_neg, xp)  # y * on_pos + (1 - y) * on_neg

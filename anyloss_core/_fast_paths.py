@@ -84,7 +84,7 @@ class FastPaths:
         """``x + term``."""
         return x + term
 
-    def add_scaled_temporary(self, x: Array, term: Array, factor: float, xp: Namespace) -> Array:
+    def add_scaled_temporary(self, x: Array, term: Array, factor: Array | float, xp: Namespace) -> Array:
         """``x + factor * term`` (``term`` is a temporary too; ``factor`` a Python float or a 0-d array)."""
         return x + term if isinstance(factor, (int, float)) and factor == 1.0 else x + term * factor
 
@@ -105,8 +105,8 @@ class FastPaths:
         """``dot(1 - y, a)``: the negatives' count FP (a fast path may avoid the n-element ``1 - y``)."""
         return self.dot(1.0 - y, a, xp)
 
-    def add_scaled_shrunk_difference(self, x: Array, a: Array, b: Array, threshold: float, factor: float,
-                                     xp: Namespace) -> Array:
+    def add_scaled_shrunk_difference(self, x: Array, a: Array, b: Array, threshold: float,
+                                     factor: Array | float, xp: Namespace) -> Array:
         """``x + factor * shrink(a - b, threshold)`` for a temporary ``x`` (the rescue slope added to a gradient;
         a fast path may avoid the n-element difference)."""
         return self.add_scaled_temporary(x, self.shrink_temporary(a - b, threshold, xp), factor, xp)

@@ -477,6 +477,58 @@ def test_one_node_backward_is_used_and_equals_autodiff(metric, labels):
             torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-14)
 
 
+def _grad_parents_of(x, loss):
+    """The autograd nodes whose gradient flows straight into the leaf ``x``."""
+    parents, seen, stack = set(), set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for next_fn, _ in node.next_functions:
+            if next_fn is not None and getattr(next_fn, "variable", None) is x:
+                parents.add(type(node).__name__)
+            stack.append(next_fn)
+    return parents
+
+
+@pytest.mark.parametrize("rescue", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("metric", ["f1", "gmean", "mcc"])
+def test_the_accelerator_path_gives_the_rescue_gradient_from_the_counts_pullback(monkeypatch, metric, weighted,
+                                                                                 rescue):
+    # An accelerator's eager step ("analytic counts": the metric in autograd, no host read) forced on the CPU.
+    # The rescue gradient comes from the counts' pullback (the counts' node is the only one that reaches the
+    # input: a rescue term of its own was ~20 more kernels), and equals the one-node path's, which
+    # tests/test_rescue.py checks against a float64 NumPy reference.
+    from anyloss_torch import _autograd
+
+    rng = np.random.default_rng(21)
+    y = torch.tensor(rng.integers(0, 2, 40))
+    w = torch.tensor(rng.uniform(0.5, 2.0, 40)) if weighted else None
+    for approximation in ("anyloss", "identity", "sol-cosine"):
+        for from_logits in (True, False):
+            raw = rng.normal(0, 3, 40) if from_logits else rng.uniform(0.01, 0.99, 40)  # some confidently wrong
+            x1 = torch.tensor(raw, requires_grad=True)
+            one_node = anyloss_torch.anyloss(x1, y, metric, weight=w, from_logits=from_logits,
+                                             approximation=approximation, rescue=rescue)
+            one_node.backward()
+            with monkeypatch.context() as patch:
+                patch.setattr(_autograd, "choose_path", lambda *args, **kwargs: _autograd.Path.ANALYTIC)
+                x2 = torch.tensor(raw, requires_grad=True)
+                analytic = anyloss_torch.anyloss(x2, y, metric, weight=w, from_logits=from_logits,
+                                                 approximation=approximation, rescue=rescue)
+            assert _grad_parents_of(x2, analytic) == {"_SoftCountsBackward"}
+            analytic.backward()
+            torch.testing.assert_close(analytic, one_node.detach(), rtol=1e-13, atol=1e-15)
+            torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-9, atol=1e-14)
+            if rescue:  # the rescue gradient is there (not only the paper's)
+                plain = torch.tensor(raw, requires_grad=True)
+                anyloss_torch.anyloss(plain, y, metric, weight=w, from_logits=from_logits,
+                                      approximation=approximation, rescue=0.0).backward()
+                assert (x2.grad - plain.grad).abs().max() > 1e-4
+
+
 def test_a_metric_outside_the_float_evaluator_falls_back_to_autograd():
     def cosh_f1(c, xp):  # xp.cosh is not among the float evaluator's functions
         return al.get_metric("f1")(c, xp) * xp.cosh(c.tp * 0.0)

@@ -18,7 +18,9 @@ one node                   eager, grad needed, CPU, not distributed,      readin
                                                                           "analytic counts"
 analytic counts            as "one node", but on an accelerator or        reading counts would synchronise with the host
 (``_SoftCounts``)          ``distributed`` (counts all-reduced next)      every step: the metric stays in autograd, the
-                                                                          counts' backward is one fused expression
+                                                                          counts' backward is one fused expression,
+                                                                          which adds the rescue gradient (the gradient
+                                                                          of a fifth output, the term, 0 in value)
 compiled-CPU checkpoint    under ``torch.compile``, CPU, grad needed      inductor fuses the composition itself, but its
                                                                           partitioner recomputes two ``exp`` per sample
                                                                           in the backward; saving the sigmoids and
@@ -63,18 +65,26 @@ __all__ = ["Path", "choose_path", "global_counts", "rescue_loss_term", "soft_cou
 
 
 class _SoftCounts(torch.autograd.Function):
-    """The four counts, stacked; backward = the core's pullback."""
+    """The four counts, stacked, and with ``rescue`` a fifth entry, the rescue term: 0 in value, its gradient
+    the scale of the rescue gradient.  Backward = the core's pullback, which adds that gradient from the
+    counts' own sigmoid (one node for counts and rescue: about twenty kernels fewer than a rescue term of its
+    own, what a GPU step pays per kernel)."""
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, counts: al.Confusion, pullback: Any) -> torch.Tensor:
-        ctx.pullback, ctx.input_shape, ctx.input_dtype = pullback, input.shape, input.dtype
-        return torch.stack(tuple(counts))
+    def forward(ctx: Any, input: torch.Tensor, counts: al.Confusion, pullback: Any, rescue: bool) -> torch.Tensor:
+        ctx.pullback, ctx.rescue, ctx.input_shape, ctx.input_dtype = pullback, rescue, input.shape, input.dtype
+        parts = (*counts, torch.zeros_like(counts.tp)) if rescue else tuple(counts)
+        return torch.stack(parts)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None]:
-        grad_input = ctx.pullback(al.Confusion(*grad.unbind(0)))
-        return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
+        parts = grad.unbind(0)
+        if ctx.rescue:  # the rescue term's gradient, a 0-d tensor: no host read
+            grad_input = ctx.pullback(al.Confusion(*parts[:4]), rescue_scale=parts[4])
+        else:
+            grad_input = ctx.pullback(al.Confusion(*parts))
+        return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None, None
 
 
 class _LossFromCounts(torch.autograd.Function):
@@ -133,10 +143,15 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, task: s
     return Path.ANALYTIC
 
 
-def _counts_and_pullback(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any]) -> Any:
-    # Computed outside autograd: the Functions above attach the analytic backward.
-    with torch.no_grad():
-        return al.soft_confusion_with_pullback(target, input, sample_weight=weight, **options)
+def _analytic_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any],
+                     rescue: float = 0.0) -> tuple[al.Confusion, Any]:
+    """The counts through :class:`_SoftCounts` (backward: the core's pullback), and with ``rescue`` the rescue
+    term, 0 in value, whose gradient that pullback adds (``0.0`` without)."""
+    with torch.no_grad():  # computed outside autograd: _SoftCounts attaches the analytic backward
+        counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, rescue=rescue,
+                                                           **options)
+    parts = _SoftCounts.apply(input, counts, pullback, bool(rescue)).unbind(0)
+    return al.Confusion(*parts[:4]), (parts[4] if rescue else 0.0)
 
 
 # The sigmoids (the core's ``sigmoid`` is torch's own) and the sums (``TorchFastPaths.dot`` for the counts,
@@ -226,8 +241,7 @@ def _counts_of_path(path: Path, input: torch.Tensor, target: Any, weight: Any,
                     options: dict[str, Any]) -> al.Confusion:
     """The binary soft counts along ``path`` (the one-node path's counts are the analytic ones)."""
     if path in (Path.ONE_NODE, Path.ANALYTIC):
-        counts, pullback = _counts_and_pullback(input, target, weight, options)
-        return al.Confusion(*_SoftCounts.apply(input, counts, pullback).unbind(0))
+        return _analytic_counts(input, target, weight, options)[0]
     if path is Path.COMPILED_CPU:
         return _compiled_soft_counts(input, target, weight, options)[0]
     return al.soft_confusion(target, input, sample_weight=weight, **options)
@@ -279,19 +293,25 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
         # The rescue term traced in the counts' region: the backward reads their saved sigmoid.
         counts, term = _compiled_soft_counts(input, target, weight, options, rescue=rescue)
         return al.confusion_loss(counts, metric_fn) + term
-    one_node = path is Path.ONE_NODE
-    # The stuck-batch watch; the arrays for the rescue term, except on the one-node path, whose pullback adds
-    # the rescue gradient from the counts' own sigmoid.
+    pulled = path in (Path.ONE_NODE, Path.ANALYTIC)
+    # The stuck-batch watch; the arrays for a rescue term of its own, except on the one-node and analytic paths,
+    # whose pullback adds the rescue gradient from the counts' own sigmoid.
     rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
                                         scale=options["scale"], approximation=options["approximation"],
-                                        arrays=not one_node)
-    if one_node:
+                                        arrays=not pulled)
+    if path is Path.ONE_NODE:
         loss = _one_node_loss(input, target, weight, metric_fn, options, rescue)
         if loss is not None:  # the rescue gradient is in its backward
             return loss
         path = Path.ANALYTIC  # a metric the float evaluator declines: autograd of the metric
-        rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
-                                            watch=False)  # the watch ran above
+    if path is Path.ANALYTIC:
+        counts, term = _analytic_counts(input, target, weight, options, rescue)
+        if distributed:
+            counts = all_reduce_counts(counts, process_group)
+            if rescue:
+                term = term * _share_of_mean_weight(input, weight, term, process_group)
+        loss = al.confusion_loss(counts, metric_fn)
+        return loss + term if rescue else loss
     counts = _counts_of_path(path, input, target, weight, options)
     if distributed:
         counts = all_reduce_counts(counts, process_group)
@@ -302,10 +322,31 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
                                distributed=distributed, process_group=process_group)
 
 
+def _local_weight(n: int, weight: Any, like: torch.Tensor) -> torch.Tensor:
+    """This process's total sample weight (``n`` unweighted) as a 0-d tensor of ``like``'s dtype and device."""
+    if weight is None:
+        return torch.full((), float(n), dtype=like.dtype, device=like.device)
+    return torch.sum(weight.detach()).to(like.dtype)
+
+
+def _share_of_mean_weight(input: torch.Tensor, weight: Any, like: torch.Tensor, process_group: Any) -> torch.Tensor:
+    """This process's total sample weight over the processes' mean (no gradient; 0 where the mean is 0).
+
+    The pullback normalises the rescue slope by this process's total; DistributedDataParallel
+    averages the gradients, which makes the global batch's gradient only when each process
+    normalises by the mean total (see ``mean_weight_over_ranks``), so the rescue term's
+    gradient is scaled by this share.
+    """
+    with torch.no_grad():
+        local = _local_weight(input.shape[0], weight, like)
+        mean = mean_weight_over_ranks(local, process_group)
+        return torch.where(mean > 0, local / mean, torch.zeros_like(mean))  # no gradient: 0/0 is never used
+
+
 def _rescue_term(rescue_inputs: Any, *, rescue: float, from_logits: bool, distributed: bool,
                  process_group: Any) -> Any:
     y, z, w, xp = rescue_inputs
-    total = mean_weight_over_ranks(z, w, process_group) if distributed else None
+    total = mean_weight_over_ranks(_local_weight(z.shape[0], w, z), process_group) if distributed else None
     return rescue_term(y, z, w, rescue=rescue, from_logits=from_logits, xp=xp, total=total)
 
 

@@ -63,8 +63,9 @@ def all_reduce_counts(counts: al.Confusion, process_group: Any = None) -> al.Con
     return al.Confusion(*summed.unbind(0))
 
 
-def mean_weight_over_ranks(z: torch.Tensor, weight: Any, process_group: Any = None) -> torch.Tensor:
-    """The batch's total sample weight averaged over the ranks (no gradient): the rescue term's normaliser.
+def mean_weight_over_ranks(local_total: torch.Tensor, process_group: Any = None) -> torch.Tensor:
+    """The ranks' mean of ``local_total``, each rank's total sample weight (no gradient): the rescue term's
+    normaliser.
 
     DistributedDataParallel averages the ranks' gradients, so a per-sample term that each
     rank normalises by ``global total / world_size`` gives exactly the single-process
@@ -73,8 +74,7 @@ def mean_weight_over_ranks(z: torch.Tensor, weight: Any, process_group: Any = No
     import torch.distributed as dist
 
     with torch.no_grad():
-        total = (torch.sum(weight) if weight is not None else torch.tensor(float(z.numel()))).to(z.dtype)
-        total = total.reshape(1).to(z.device).clone()
+        total = local_total.detach().reshape(1).clone()  # all_reduce works in place
         group = process_group if process_group is not None else dist.group.WORLD
         dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
         return total[0] / dist.get_world_size(group)

@@ -104,9 +104,11 @@ class TorchFastPaths(FastPaths):
     def add_temporary(self, x: Any, term: Any, xp: Any) -> Any:
         return x + term if _needs_autograd(x) else x.add_(term)
 
-    def add_scaled_temporary(self, x: Any, term: Any, factor: float, xp: Any) -> Any:
+    def add_scaled_temporary(self, x: Any, term: Any, factor: Any, xp: Any) -> Any:
         if _needs_autograd(x):
             return x + term * factor
+        if isinstance(factor, torch.Tensor):  # a 0-d tensor (alpha takes numbers only): still one kernel
+            return x.addcmul_(term, factor)
         return x.add_(term, alpha=factor)  # one kernel: x + factor * term
 
     def times_one_minus(self, x: Any, p: Any, xp: Any) -> Any:
@@ -137,7 +139,7 @@ class TorchFastPaths(FastPaths):
             total += torch.dot(neg, a[start:stop])
         return total
 
-    def add_scaled_shrunk_difference(self, x: Any, a: Any, b: Any, threshold: float, factor: float,
+    def add_scaled_shrunk_difference(self, x: Any, a: Any, b: Any, threshold: float, factor: Any,
                                      xp: Any) -> Any:
         n = x.shape[0]
         if n <= _BLOCK or _needs_autograd(x) or _functorch_wrapped(x):
@@ -146,7 +148,7 @@ class TorchFastPaths(FastPaths):
         for start in range(0, n, _BLOCK):
             stop = min(start + _BLOCK, n)
             block = torch.sub(a[start:stop], b[start:stop], out=buffer[:stop - start])
-            x[start:stop].add_(torch.hardshrink(block, threshold, out=block), alpha=factor)
+            self.add_scaled_temporary(x[start:stop], torch.hardshrink(block, threshold, out=block), factor, xp)
         return x
 
     def clip(self, x: Any, lo: float | None, hi: float | None, xp: Any) -> Any:
