@@ -529,6 +529,29 @@ def test_the_accelerator_path_gives_the_rescue_gradient_from_the_counts_pullback
                 assert (x2.grad - plain.grad).abs().max() > 1e-4
 
 
+def test_running_counts_take_the_rescue_gradient_from_the_counts_pullback():
+    # A loss of running counts combines the counts with the stored ones before the metric, so its counts are a
+    # node of their own; the rescue gradient comes from their pullback, and is rescue * (sigmoid(z) - y) / n on
+    # the misclassified samples (a float64 NumPy reference), on top of the running loss's own gradient.
+    rng = np.random.default_rng(5)
+    raw, labels = rng.normal(0, 4, 30), rng.integers(0, 2, 30)
+    first = torch.tensor(rng.normal(0, 1, 30)), torch.tensor(rng.integers(0, 2, 30))
+    grads = {}
+    for rescue in (0.0, 0.1):
+        loss_fn = anyloss_torch.AnyLoss("f1", momentum=0.2, rescue=rescue)
+        loss_fn(*first)  # some stored counts
+        x = torch.tensor(raw, requires_grad=True)
+        loss = loss_fn(x, torch.tensor(labels))
+        assert _grad_parents_of(x, loss) == {"_SoftCountsBackward"}
+        loss.backward()
+        grads[rescue] = x.grad.numpy()
+    p = 1.0 / (1.0 + np.exp(-raw))
+    wrong = np.where(labels == 1, p < 0.5, p > 0.5)
+    np.testing.assert_allclose(grads[0.1] - grads[0.0], 0.1 * np.where(wrong, p - labels, 0.0) / 30,
+                               rtol=1e-9, atol=1e-15)
+    assert wrong.sum() > 3
+
+
 def test_a_metric_outside_the_float_evaluator_falls_back_to_autograd():
     def cosh_f1(c, xp):  # xp.cosh is not among the float evaluator's functions
         return al.get_metric("f1")(c, xp) * xp.cosh(c.tp * 0.0)

@@ -61,7 +61,8 @@ from ._distributed import all_reduce_counts, mean_weight_over_ranks
 from ._multiclass import class_counts
 from ._scalar_grad import metric_value_and_grad
 
-__all__ = ["Path", "choose_path", "global_counts", "rescue_loss_term", "soft_counts", "soft_loss"]
+__all__ = ["Path", "choose_path", "counts_and_rescue_term", "global_counts", "rescue_loss_term", "soft_counts",
+           "soft_loss"]
 
 
 class _SoftCounts(torch.autograd.Function):
@@ -305,11 +306,8 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
             return loss
         path = Path.ANALYTIC  # a metric the float evaluator declines: autograd of the metric
     if path is Path.ANALYTIC:
-        counts, term = _analytic_counts(input, target, weight, options, rescue)
-        if distributed:
-            counts = all_reduce_counts(counts, process_group)
-            if rescue:
-                term = term * _share_of_mean_weight(input, weight, term, process_group)
+        counts, term = _pulled_counts(input, target, weight, options, rescue=rescue, distributed=distributed,
+                                      process_group=process_group)
         loss = al.confusion_loss(counts, metric_fn)
         return loss + term if rescue else loss
     counts = _counts_of_path(path, input, target, weight, options)
@@ -320,6 +318,44 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
         return loss
     return loss + _rescue_term(rescue_inputs, rescue=rescue, from_logits=options["from_logits"],
                                distributed=distributed, process_group=process_group)
+
+
+def _pulled_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any], *, rescue: float,
+                   distributed: bool, process_group: Any) -> tuple[al.Confusion, Any]:
+    """:func:`_analytic_counts`, summed over ``process_group`` when ``distributed`` (the rescue term's gradient
+    then normalised by the ranks' mean weight, :func:`_share_of_mean_weight`)."""
+    counts, term = _analytic_counts(input, target, weight, options, rescue)
+    if distributed:
+        counts = all_reduce_counts(counts, process_group)
+        if rescue:
+            term = term * _share_of_mean_weight(input, weight, term, process_group)
+    return counts, term
+
+
+def counts_and_rescue_term(input: torch.Tensor, target: Any, weight: Any, *, rescue: float,
+                           distributed: bool = False, process_group: Any = None, task: str = "binary",
+                           num_classes: Any = None, ignore_index: Any = None,
+                           **options: Any) -> tuple[al.Confusion, Any]:
+    """:func:`global_counts` and the batch's rescue term (0 in value; ``0.0`` where it does not apply), for a
+    loss that combines the counts with others first (running counts).
+
+    Where the counts have the analytic backward (eager, grad needed) their pullback also
+    adds the rescue gradient, as in :func:`soft_loss`: one node instead of a term of its own.
+    """
+    if task == "binary" and rescue and choose_path(input, weight, options["approximation"],
+                                                   distributed=distributed) in (Path.ONE_NODE, Path.ANALYTIC):
+        prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
+                            scale=options["scale"], approximation=options["approximation"],
+                            arrays=False)  # the stuck-batch watch only
+        return _pulled_counts(input, target, weight, options, rescue=rescue, distributed=distributed,
+                              process_group=process_group)
+    counts = global_counts(input, target, weight, distributed=distributed, process_group=process_group, task=task,
+                           num_classes=num_classes, ignore_index=ignore_index, **options)
+    if task != "binary":
+        return counts, 0.0
+    return counts, rescue_loss_term(input, target, weight, rescue=rescue, distributed=distributed,
+                                    process_group=process_group, from_logits=options["from_logits"],
+                                    scale=options["scale"], approximation=options["approximation"])
 
 
 def _local_weight(n: int, weight: Any, like: torch.Tensor) -> torch.Tensor:

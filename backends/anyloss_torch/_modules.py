@@ -10,8 +10,9 @@ from torch import nn
 
 from anyloss_core.adapters import DEFAULT_RESCUE, DEFAULT_SCALE, LossConfig, LossConfigAttributes, running_counts_shape
 
+from ._autograd import counts_and_rescue_term
 from ._functional import as_tensors_like, check_torch_options
-from .interop import config_counts, config_loss, config_rescue_term
+from .interop import config_loss
 
 __all__ = ["AnyLoss", "F1Loss", "FBetaLoss", "AccuracyLoss", "GMeanLoss", "BalancedAccuracyLoss"]
 
@@ -133,14 +134,14 @@ class AnyLoss(LossConfigAttributes, nn.Module):
                            process_group=self.process_group)
 
     def _running_loss(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        counts = config_counts(self.config, input, target, weight, distributed=self.distributed,
-                               process_group=self.process_group)
-        loss, state = self.config.running_loss_from_counts(counts, self.running_counts,
-                                                           stop_gradient=torch.Tensor.detach)
+        config = self.config
+        counts, rescue_term = counts_and_rescue_term(input, target, weight, rescue=config.rescue,
+                                                     distributed=self.distributed, process_group=self.process_group,
+                                                     **config.counts_options)
+        loss, state = config.running_loss_from_counts(counts, self.running_counts, stop_gradient=torch.Tensor.detach)
         with torch.no_grad():
             self.running_counts.copy_(state)
-        return loss + config_rescue_term(self.config, input, target, weight, distributed=self.distributed,
-                                         process_group=self.process_group)
+        return loss + rescue_term
 
     def extra_repr(self) -> str:
         text = self.config.to_repr()
