@@ -35,7 +35,7 @@ from ._losses import confusion_loss
 from ._metrics import Confusion, Metric, get_metric
 from ._multiclass import check_multiclass_approximation, check_task
 from ._rescue import DEFAULT_RESCUE, check_rescue, rescue_for
-from ._running import check_momentum, running_confusion_loss, running_counts_shape
+from ._running import check_momentum, running_confusion_loss, running_counts_shape, running_state
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
@@ -191,6 +191,13 @@ class LossConfig:
                                           average=self.average, **self.metric_params)
         return running_confusion_loss(counts, state, self.metric_fn, momentum=momentum,
                                       stop_gradient=stop_gradient, xp=xp)
+
+    def running_state(self, stacked: Array, state: Array, *, xp: Namespace | None = None) -> tuple[Array, Array]:
+        """``(new_state, batch_total)`` with this configuration's momentum, no gradient: for an adapter that
+        evaluates the metric at ``new_state * batch_total`` itself; see :func:`anyloss_core._running.running_state`."""
+        if self.momentum is None:
+            raise ValueError("running counts need momentum= in (0, 1] when the loss is built")
+        return running_state(stacked, state, momentum=self.momentum, xp=xp)
 
     def rescue_gradient(self, y_true: Array, y_pred: Array, sample_weight: Array | None = None, *,
                         xp: Namespace | None = None) -> Array:

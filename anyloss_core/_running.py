@@ -42,7 +42,7 @@ from ._metrics import Confusion, Metric
 from ._namespace import get_namespace
 from ._types import Array, Namespace
 
-__all__ = ["check_momentum", "running_confusion_loss", "running_counts_shape"]
+__all__ = ["check_momentum", "running_confusion_loss", "running_counts_shape", "running_state"]
 
 
 def check_momentum(momentum: Any) -> float | None:
@@ -118,11 +118,40 @@ def running_confusion_loss(
         >>> state, round(float(loss), 4)  # F1 at 10 * state: 2 * 2.5 / (2 * 2.5 + 1.0 + 0.5)
         (array([0.6 , 0.05, 0.1 , 0.25]), 0.2308)
     """
-    momentum_value = check_momentum(momentum)
-    if momentum_value is None:
-        raise ValueError("running_confusion_loss needs a momentum in (0, 1]")
     xp = get_namespace(counts.tp, xp=xp)
     stacked = xp.stack(tuple(counts), axis=-1)  # (4,) or (C, 4)
+    new_state, total = running_state(stacked, state, momentum=momentum, stop_gradient=stop_gradient, xp=xp)
+    # Value: the running counts at the batch's scale; gradient: the batch's counts.
+    estimate = new_state * total + (stacked - stop_gradient(stacked))
+    loss = confusion_loss(Confusion(*(estimate[..., k] for k in range(4))), metric, xp=xp, task=task,
+                          average=average, **metric_params)
+    return loss, new_state
+
+
+def running_state(stacked: Array, state: Array, *, momentum: float,
+                  stop_gradient: Callable[[Array], Array] = _identity,
+                  xp: Namespace | None = None) -> tuple[Array, Array]:
+    r"""``(u', n_B)``: the running counts after this batch and the batch's total weight, neither with a gradient.
+
+    ``stacked`` holds the batch's counts with tn, fn, fp, tp last (``(4,)`` or ``(C, 4)``),
+    ``state`` the running counts :math:`u` as fractions; see the module docstring for
+    :math:`u' = (1 - m) u + m c_B / n_B`, the empty state, and a batch of weight 0.
+    The loss is ``1 - metric`` at :math:`n_B u'` (:func:`running_confusion_loss`); a
+    caller that evaluates the metric elsewhere (torch's one-node path, on floats) takes
+    the state from here.
+
+    Examples:
+        >>> import numpy as np
+        >>> from anyloss_core._running import running_state
+        >>> state, total = running_state(np.array([5.0, 1.0, 2.0, 2.0]), np.array([0.7, 0.0, 0.0, 0.3]),
+        ...                              momentum=0.5)
+        >>> state, total
+        (array([0.6 , 0.05, 0.1 , 0.25]), array([10.]))
+    """
+    momentum_value = check_momentum(momentum)
+    if momentum_value is None:
+        raise ValueError("running counts need a momentum in (0, 1]")
+    xp = get_namespace(stacked, xp=xp)
     if tuple(state.shape) != tuple(stacked.shape):
         raise ValueError(
             f"running counts of shape {tuple(state.shape)} do not fit the batch's counts of shape "
@@ -134,9 +163,4 @@ def running_confusion_loss(
     fractions = stop_gradient(stacked) / xp.where(has_weight, total, xp.ones_like(total))
     empty = xp.sum(state, axis=-1, keepdims=True) <= 0
     blended = xp.where(empty, fractions, (1.0 - momentum_value) * state + momentum_value * fractions)
-    new_state = stop_gradient(xp.where(has_weight, blended, state))
-    # Value: the running counts at the batch's scale; gradient: the batch's counts.
-    estimate = new_state * total + (stacked - stop_gradient(stacked))
-    loss = confusion_loss(Confusion(*(estimate[..., k] for k in range(4))), metric, xp=xp, task=task,
-                          average=average, **metric_params)
-    return loss, new_state
+    return stop_gradient(xp.where(has_weight, blended, state)), total

@@ -529,10 +529,16 @@ def test_the_accelerator_path_gives_the_rescue_gradient_from_the_counts_pullback
                 assert (x2.grad - plain.grad).abs().max() > 1e-4
 
 
-def test_running_counts_take_the_rescue_gradient_from_the_counts_pullback():
-    # A loss of running counts combines the counts with the stored ones before the metric, so its counts are a
-    # node of their own; the rescue gradient comes from their pullback, and is rescue * (sigmoid(z) - y) / n on
-    # the misclassified samples (a float64 NumPy reference), on top of the running loss's own gradient.
+@pytest.mark.parametrize(("forced", "node"), [(None, "_LossFromCountsBackward"), ("analytic", "_SoftCountsBackward")])
+def test_running_counts_take_the_rescue_gradient_from_the_counts_pullback(monkeypatch, forced, node):
+    # A loss of running counts is one node on a CPU (the metric at the running counts on floats); with the
+    # accelerator's path forced its counts are a node of their own.  Either way the rescue gradient comes from the
+    # counts' pullback (that node is the only one reaching the input), and is rescue * (sigmoid(z) - y) / n on the
+    # misclassified samples (a float64 NumPy reference), on top of the running loss's own gradient.
+    from anyloss_torch import _autograd
+
+    if forced:
+        monkeypatch.setattr(_autograd, "choose_path", lambda *args, **kwargs: _autograd.Path.ANALYTIC)
     rng = np.random.default_rng(5)
     raw, labels = rng.normal(0, 4, 30), rng.integers(0, 2, 30)
     first = torch.tensor(rng.normal(0, 1, 30)), torch.tensor(rng.integers(0, 2, 30))
@@ -542,7 +548,7 @@ def test_running_counts_take_the_rescue_gradient_from_the_counts_pullback():
         loss_fn(*first)  # some stored counts
         x = torch.tensor(raw, requires_grad=True)
         loss = loss_fn(x, torch.tensor(labels))
-        assert _grad_parents_of(x, loss) == {"_SoftCountsBackward"}
+        assert _grad_parents_of(x, loss) == {node}
         loss.backward()
         grads[rescue] = x.grad.numpy()
     p = 1.0 / (1.0 + np.exp(-raw))
@@ -550,6 +556,38 @@ def test_running_counts_take_the_rescue_gradient_from_the_counts_pullback():
     np.testing.assert_allclose(grads[0.1] - grads[0.0], 0.1 * np.where(wrong, p - labels, 0.0) / 30,
                                rtol=1e-9, atol=1e-15)
     assert wrong.sum() > 3
+
+
+@pytest.mark.parametrize("metric", ["f1", "gmean", "mcc", "balanced_accuracy"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_one_node_running_loss_equals_autograd_of_the_running_loss(monkeypatch, metric, weighted):
+    # Value, gradient and new state of three steps (an empty state first, a batch of zero weight last), the
+    # one-node path against autograd of the core's running_confusion_loss (the accelerator's path, forced).
+    from anyloss_torch import _autograd
+
+    rng = np.random.default_rng(9)
+    batches = [(rng.normal(0, 2, 25), rng.integers(0, 2, 25)) for _ in range(3)]
+    weights = [torch.tensor(rng.uniform(0.5, 2.0, 25)) if weighted else None for _ in range(3)]
+    if weighted:
+        weights[2] = torch.zeros(25, dtype=torch.float64)
+    results = []
+    for forced in (False, True):
+        with monkeypatch.context() as patch:
+            if forced:
+                patch.setattr(_autograd, "choose_path", lambda *args, **kwargs: _autograd.Path.ANALYTIC)
+            loss_fn = anyloss_torch.AnyLoss(metric, momentum=0.3)
+            steps = []
+            for (raw, labels), w in zip(batches, weights, strict=True):
+                x = torch.tensor(raw, requires_grad=True)
+                loss = loss_fn(x, torch.tensor(labels), weight=w)
+                assert ("_LossFromCountsBackward" in _grad_parents_of(x, loss)) is not forced
+                loss.backward()
+                steps.append((loss.item(), x.grad.clone(), loss_fn.running_counts.clone()))
+            results.append(steps)
+    for (v1, g1, s1), (v2, g2, s2) in zip(*results, strict=True):
+        assert v1 == pytest.approx(v2, rel=1e-12, abs=1e-15)
+        torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-14)
+        torch.testing.assert_close(s1, s2, rtol=1e-6, atol=1e-7)  # the float32 buffer
 
 
 def test_a_metric_outside_the_float_evaluator_falls_back_to_autograd():

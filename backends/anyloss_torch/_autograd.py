@@ -61,8 +61,8 @@ from ._distributed import all_reduce_counts, mean_weight_over_ranks
 from ._multiclass import class_counts
 from ._scalar_grad import metric_value_and_grad
 
-__all__ = ["Path", "choose_path", "counts_and_rescue_term", "global_counts", "rescue_loss_term", "soft_counts",
-           "soft_loss"]
+__all__ = ["Path", "choose_path", "counts_and_rescue_term", "global_counts", "rescue_loss_term", "running_loss",
+           "soft_counts", "soft_loss"]
 
 
 class _SoftCounts(torch.autograd.Function):
@@ -356,6 +356,47 @@ def counts_and_rescue_term(input: torch.Tensor, target: Any, weight: Any, *, res
     return counts, rescue_loss_term(input, target, weight, rescue=rescue, distributed=distributed,
                                     process_group=process_group, from_logits=options["from_logits"],
                                     scale=options["scale"], approximation=options["approximation"])
+
+
+def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, state: torch.Tensor, *,
+                 distributed: bool = False, process_group: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, new_state)`` of a loss of running counts (:mod:`anyloss_core._running`) for ``config``, with
+    its rescue term.
+
+    On the one-node path (binary, CPU, eager) the metric's value and gradient at the running
+    counts are evaluated on floats and the loss is one node, as :func:`soft_loss` does; elsewhere the
+    counts are a node of their own and the metric is differentiated by autograd.
+    """
+    if config.task == "binary" and choose_path(input, weight, config.approximation,
+                                               distributed=distributed) is Path.ONE_NODE:
+        result = _one_node_running_loss(config, input, target, weight, state)
+        if result is not None:
+            return result
+    counts, term = counts_and_rescue_term(input, target, weight, rescue=config.rescue, distributed=distributed,
+                                          process_group=process_group, **config.counts_options)
+    loss, new_state = config.running_loss_from_counts(counts, state, stop_gradient=torch.Tensor.detach)
+    return loss + term, new_state
+
+
+def _one_node_running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any,
+                           state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`running_loss` as one node: the batch's counts and the new state without autograd, the metric at the
+    running counts on floats (its gradient there is the loss's with respect to the batch's counts), the counts'
+    pullback (with the rescue gradient) as backward.  ``None`` where the float evaluator declines the metric."""
+    prepared_for_rescue(target, input, weight, rescue=config.rescue, from_logits=config.from_logits,
+                        scale=config.scale, approximation=config.approximation, arrays=False)  # the watch only
+    with torch.no_grad():
+        counts, pullback = al.soft_confusion_with_pullback(
+            target, input, sample_weight=weight, rescue=config.rescue, from_logits=config.from_logits,
+            scale=config.scale, approximation=config.approximation, validate=config.validate)
+        new_state, total = config.running_state(torch.stack(tuple(counts)), state)
+        estimate = (new_state * total).tolist()  # one read of the four running counts
+    result = metric_value_and_grad(config.metric_fn, al.Confusion(*estimate))
+    if result is None:
+        return None
+    value, metric_grad = result
+    loss = torch.scalar_tensor(1.0 - value, dtype=new_state.dtype, device=input.device)
+    return _LossFromCounts.apply(input, loss, metric_grad, pullback), new_state
 
 
 def _local_weight(n: int, weight: Any, like: torch.Tensor) -> torch.Tensor:

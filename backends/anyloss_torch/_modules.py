@@ -10,7 +10,7 @@ from torch import nn
 
 from anyloss_core.adapters import DEFAULT_RESCUE, DEFAULT_SCALE, LossConfig, LossConfigAttributes, running_counts_shape
 
-from ._autograd import counts_and_rescue_term
+from ._autograd import running_loss
 from ._functional import as_tensors_like, check_torch_options
 from .interop import config_loss
 
@@ -134,14 +134,11 @@ class AnyLoss(LossConfigAttributes, nn.Module):
                            process_group=self.process_group)
 
     def _running_loss(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        config = self.config
-        counts, rescue_term = counts_and_rescue_term(input, target, weight, rescue=config.rescue,
-                                                     distributed=self.distributed, process_group=self.process_group,
-                                                     **config.counts_options)
-        loss, state = config.running_loss_from_counts(counts, self.running_counts, stop_gradient=torch.Tensor.detach)
+        loss, state = running_loss(self.config, input, target, weight, self.running_counts,
+                                   distributed=self.distributed, process_group=self.process_group)
         with torch.no_grad():
             self.running_counts.copy_(state)
-        return loss + rescue_term
+        return loss
 
     def extra_repr(self) -> str:
         text = self.config.to_repr()
