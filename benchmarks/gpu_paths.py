@@ -1,14 +1,15 @@
 """The torch eager step on a GPU: the path it takes now against the one-node path, each against BCE.
 
-On a GPU eager torch takes the "analytic counts" path, which reads nothing back to the host: about 70
-operators, each a kernel launch (docs/performance.md, the H200 run: 5x BCE at every n).  The CPU's "one node"
-path reads the four counts as floats and runs about 22.  On a GPU each read is a host synchronisation.  This
+On a GPU eager torch takes the "analytic counts" path, which reads nothing back to the host: about 60
+operators, each a kernel launch (docs/performance.md; the H200 run, with 72 then: 5x BCE at every n).  The
+CPU's "one node" path reads the four counts as floats and runs about 22.  On a GPU each read is a host synchronisation.  This
 prepared script measures both in one run, so that a session lent a GPU can decide between them:
 
     PYTHONPATH=.:backends OMP_NUM_THREADS=1 python benchmarks/gpu_paths.py [repeats]
 
-Rows: one loss step (forward + backward on fixed logits, then a device synchronisation) at n = 32 to 1e7, and
-a training epoch (the MLP of ``anyloss speed``, Adam, batch 256, 4096 samples).  p10 of interleaved rounds
+Rows: one loss step (forward + backward on fixed logits, then a device synchronisation) at n = 32 to 1e7, a
+training epoch (the MLP of ``anyloss speed``, Adam, batch 256, 4096 samples), and the extra memory of one step
+at n = 1e7.  p10 of interleaved rounds
 (order reversed every other round) after a warm-up, as ``anyloss speed`` measures.  On a CPU it runs too, but
 there "one node" is what the loss already takes.
 """
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 import anyloss_torch
-from anyloss_bench.speed import interleaved
+from anyloss_bench.speed import _torch_peak, interleaved
 from anyloss_torch import _autograd
 
 
@@ -89,6 +90,26 @@ def main() -> None:
     times = interleaved(fns, max(5, repeats // 5), warmup=2)
     base = times[-1]["p10"]
     print(f"{'epoch b256':12s}" + "".join(f"{t['p10'] / base:17.2f}x" for t in times[:-1]) + f"{base * 1e3:10.3f}")
+
+    # Extra memory of one step at n = 1e7 in logits' bytes, as `anyloss speed` measures it (the allocator's
+    # peak on a GPU, the resident set's on a CPU).
+    n = 10_000_000
+    x = torch.tensor(rng.normal(size=n), dtype=torch.float32, device=device, requires_grad=True)
+    y = torch.tensor(rng.random(n) < 0.1, dtype=torch.float32, device=device)
+    f1, bce = anyloss_torch.F1Loss(), torch.nn.BCEWithLogitsLoss()
+
+    def step(loss_fn, path):
+        def run():
+            x.grad = None
+            loss_fn(x, y).backward()
+        return with_path(path, run)
+
+    peaks = []
+    for fn in [step(f1, p) for p in paths.values()] + [step(bce, None)]:
+        fn()  # warm: the gradient's and the allocator's first pages are not the step's
+        peaks.append(min(_torch_peak(fn, device) for _ in range(3)) / (4 * n))
+    print(f"{'memory 1e7':12s}" + "".join(f"{p:17.2f}x" for p in peaks[:-1])
+          + f"{peaks[-1]:9.2f}x (BCE, logits' bytes)")
 
 
 if __name__ == "__main__":
