@@ -73,3 +73,47 @@ def worker(rank: int, world: int, init_file: str, metric: str, out: str) -> None
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+#: Per rank: (logits' shape, weights: None, "each" (one per element), "row" (one per example), "zero").
+RESCUE_CASES = {
+    "unweighted, (n,) of unequal n": [((4,), None), ((12,), None)],
+    "unweighted, (1, n) of unequal n": [((1, 4), None), ((1, 12), None)],
+    "unweighted, (B, H) of unequal H": [((2, 3), None), ((2, 6), None)],
+    "weighted, (n,) of unequal n": [((4,), "each"), ((12,), "each")],
+    "a weight per row, (B, H) of unequal H": [((2, 3), "row"), ((2, 6), "row")],
+    "one rank of weight zero": [((6,), "each"), ((6,), "zero")],
+}
+
+
+def rescue_case(case: int, rank: int):
+    """The logits, labels and weights (or None) of ``rank`` in the ``case``-th of RESCUE_CASES, as NumPy."""
+    shape, kind = list(RESCUE_CASES.values())[case][rank]
+    rng = np.random.default_rng(100 * case + rank)
+    z, y = rng.normal(0, 3, shape), rng.integers(0, 2, shape)
+    weights = {None: None, "each": rng.uniform(0.5, 2.0, shape), "row": rng.uniform(0.5, 2.0, shape[0]),
+               "zero": np.zeros(shape)}
+    return z, y, weights[kind]
+
+
+def rescue_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    """Each case's rescue gradient on this rank (rescue=0.1 minus rescue=0) of a distributed loss, saved to
+    ``out`` with the rank appended."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=TIMEOUT)
+    try:
+        grads = {}
+        for case in range(len(RESCUE_CASES)):
+            z, y, w = rescue_case(case, rank)
+            both = []
+            for rescue in (0.1, 0.0):
+                x = torch.tensor(z, requires_grad=True)
+                anyloss_torch.anyloss(x, torch.tensor(y), "f1", weight=None if w is None else torch.tensor(w),
+                                      rescue=rescue, distributed=True).backward()
+                both.append(x.grad.numpy())
+            grads[f"case{case}"] = both[0] - both[1]
+        np.savez(f"{out}{rank}.npz", **grads)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

@@ -44,6 +44,36 @@ def test_ddp_matches_single_process_full_batch(world, metric, tmp_path):
     del torch
 
 
+def _spread(weight, shape):
+    """A weight per example (leading axis) repeated over each example's elements."""
+    return np.broadcast_to(weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim)), shape)
+
+
+@pytest.mark.backend("torch")
+def test_ddp_rescue_gradient_is_normalised_by_the_global_batch_with_unequal_shards(tmp_path):
+    """Two gloo ranks whose shards differ in samples, in elements per example and in weight: each rank's rescue
+    gradient is rescue * shrink(sigmoid(z) - y, 1/2) * w / (global total weight / 2), what DDP's averaging turns
+    into the single-process gradient of the global batch (a float64 NumPy reference)."""
+    pytest.importorskip("torch")
+    import _ddp_worker
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "rank")
+    mp.spawn(_ddp_worker.rescue_worker, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
+    for case, specs in enumerate(_ddp_worker.RESCUE_CASES.values()):
+        data = [_ddp_worker.rescue_case(case, rank) for rank in range(2)]
+        # Each element counts with its weight; a weight per example counts once per element of it.
+        per_element = [np.ones(z.shape) if w is None else _spread(w, z.shape) for z, _, w in data]
+        mean_total = sum(w.sum() for w in per_element) / 2
+        for rank, ((z, y, _), w) in enumerate(zip(data, per_element, strict=True)):
+            p = 1.0 / (1.0 + np.exp(-z))
+            slope = np.where(np.abs(p - y) > 0.5, p - y, 0.0)
+            expected = 0.1 * slope * w / mean_total if mean_total > 0 else np.zeros(z.shape)
+            got = np.load(f"{out}{rank}.npz")[f"case{case}"]
+            np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-15, err_msg=f"{specs}, rank {rank}")
+            assert np.abs(expected).max() > 1e-3 or specs[rank][1] == "zero"
+
+
 @pytest.mark.backend("torch")
 def test_all_reduce_is_differentiable_without_deprecated_api(tmp_path):
     """One gloo rank in this process: value and gradient equal the local loss, and no warning at all.

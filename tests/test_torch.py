@@ -590,14 +590,33 @@ def test_the_one_node_running_loss_equals_autograd_of_the_running_loss(monkeypat
         torch.testing.assert_close(s1, s2, rtol=1e-6, atol=1e-7)  # the float32 buffer
 
 
-def test_a_metric_outside_the_float_evaluator_falls_back_to_autograd():
-    def cosh_f1(c, xp):  # xp.cosh is not among the float evaluator's functions
-        return al.get_metric("f1")(c, xp) * xp.cosh(c.tp * 0.0)
+def _cosh_f1(c, xp):  # xp.cosh is not among the float evaluator's functions: autograd of the metric
+    return al.get_metric("f1")(c, xp) * xp.cosh(c.tp * 0.0)
 
+
+@pytest.mark.parametrize("momentum", [None, 0.3])
+@pytest.mark.parametrize("metric", ["f1", _cosh_f1], ids=["f1", "declined by the float evaluator"])
+@pytest.mark.parametrize("rescue", [0.0, 0.1])
+def test_the_stuck_batch_watch_runs_once_per_call_on_every_path(monkeypatch, momentum, metric, rescue):
+    # The watch's schedule (every call up to 16, then 32, 64, ...) counts calls: a path that ran it twice (a
+    # fallback after the one-node path declined the metric) would halve it.
+    from anyloss_core import _rescue
+
+    monkeypatch.setitem(_rescue._stuck, "calls", 0)
+    monkeypatch.setitem(_rescue._stuck, "warned", False)
+    loss_fn = anyloss_torch.AnyLoss(metric, momentum=momentum, rescue=rescue, from_logits=False)
+    rng = np.random.default_rng(2)
+    for call in range(1, 4):
+        x = torch.tensor(rng.uniform(0.05, 0.95, 20), requires_grad=True)  # probabilities: the watch runs
+        loss_fn(x, torch.tensor(rng.integers(0, 2, 20))).backward()
+        assert _rescue._stuck["calls"] == call
+
+
+def test_a_metric_outside_the_float_evaluator_falls_back_to_autograd():
     rng = np.random.default_rng(3)
     y, raw = torch.tensor(rng.integers(0, 2, 40)), rng.normal(size=40)
     x1 = torch.tensor(raw, requires_grad=True)
-    loss = anyloss_torch.anyloss(x1, y, cosh_f1)
+    loss = anyloss_torch.anyloss(x1, y, _cosh_f1)
     assert "_SoftCountsBackward" in _graph_nodes(loss.grad_fn)
     loss.backward()
     x2 = torch.tensor(raw, requires_grad=True)

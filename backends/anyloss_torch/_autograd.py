@@ -61,8 +61,7 @@ from ._distributed import all_reduce_counts, mean_weight_over_ranks
 from ._multiclass import class_counts
 from ._scalar_grad import metric_value_and_grad
 
-__all__ = ["Path", "choose_path", "counts_and_rescue_term", "global_counts", "rescue_loss_term", "running_loss",
-           "soft_counts", "soft_loss"]
+__all__ = ["Path", "choose_path", "global_counts", "rescue_loss_term", "running_loss", "soft_counts", "soft_loss"]
 
 
 class _SoftCounts(torch.autograd.Function):
@@ -332,32 +331,6 @@ def _pulled_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[
     return counts, term
 
 
-def counts_and_rescue_term(input: torch.Tensor, target: Any, weight: Any, *, rescue: float,
-                           distributed: bool = False, process_group: Any = None, task: str = "binary",
-                           num_classes: Any = None, ignore_index: Any = None,
-                           **options: Any) -> tuple[al.Confusion, Any]:
-    """:func:`global_counts` and the batch's rescue term (0 in value; ``0.0`` where it does not apply), for a
-    loss that combines the counts with others first (running counts).
-
-    Where the counts have the analytic backward (eager, grad needed) their pullback also
-    adds the rescue gradient, as in :func:`soft_loss`: one node instead of a term of its own.
-    """
-    if task == "binary" and rescue and choose_path(input, weight, options["approximation"],
-                                                   distributed=distributed) in (Path.ONE_NODE, Path.ANALYTIC):
-        prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
-                            scale=options["scale"], approximation=options["approximation"],
-                            arrays=False)  # the stuck-batch watch only
-        return _pulled_counts(input, target, weight, options, rescue=rescue, distributed=distributed,
-                              process_group=process_group)
-    counts = global_counts(input, target, weight, distributed=distributed, process_group=process_group, task=task,
-                           num_classes=num_classes, ignore_index=ignore_index, **options)
-    if task != "binary":
-        return counts, 0.0
-    return counts, rescue_loss_term(input, target, weight, rescue=rescue, distributed=distributed,
-                                    process_group=process_group, from_logits=options["from_logits"],
-                                    scale=options["scale"], approximation=options["approximation"])
-
-
 def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, state: torch.Tensor, *,
                  distributed: bool = False, process_group: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, new_state)`` of a loss of running counts (:mod:`anyloss_core._running`) for ``config``, with
@@ -365,17 +338,34 @@ def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, sta
 
     On the one-node path (binary, CPU, eager) the metric's value and gradient at the running
     counts are evaluated on floats and the loss is one node, as :func:`soft_loss` does; elsewhere the
-    counts are a node of their own and the metric is differentiated by autograd.
+    counts are a node of their own and the metric is differentiated by autograd.  Where the counts have
+    the analytic backward, their pullback adds the rescue gradient (one node instead of a term of its own).
     """
-    if config.task == "binary" and choose_path(input, weight, config.approximation,
-                                               distributed=distributed) is Path.ONE_NODE:
+    binary = config.task == "binary"
+    if binary:  # the stuck-batch watch, once per call whichever path runs
+        prepared_for_rescue(target, input, weight, rescue=config.rescue, from_logits=config.from_logits,
+                            scale=config.scale, approximation=config.approximation, arrays=False)
+    path = choose_path(input, weight, config.approximation, distributed=distributed) if binary else None
+    if path is Path.ONE_NODE:
         result = _one_node_running_loss(config, input, target, weight, state)
         if result is not None:
             return result
-    counts, term = counts_and_rescue_term(input, target, weight, rescue=config.rescue, distributed=distributed,
-                                          process_group=process_group, **config.counts_options)
+        path = Path.ANALYTIC  # a metric the float evaluator declines: autograd of the metric
+    term: Any = 0.0
+    if path is Path.ANALYTIC:
+        options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": config.approximation,
+                   "validate": config.validate}  # a binary task's (counts_options has the per-class ones too)
+        counts, term = _pulled_counts(input, target, weight, options, rescue=config.rescue, distributed=distributed,
+                                      process_group=process_group)
+    else:
+        counts = global_counts(input, target, weight, distributed=distributed, process_group=process_group,
+                               **config.counts_options)
+        if binary:
+            term = rescue_loss_term(input, target, weight, rescue=config.rescue, distributed=distributed,
+                                    process_group=process_group, from_logits=config.from_logits,
+                                    scale=config.scale, approximation=config.approximation, watch=False)
     loss, new_state = config.running_loss_from_counts(counts, state, stop_gradient=torch.Tensor.detach)
-    return loss + term, new_state
+    return (loss if isinstance(term, float) else loss + term), new_state
 
 
 def _one_node_running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any,
@@ -383,8 +373,6 @@ def _one_node_running_loss(config: Any, input: torch.Tensor, target: Any, weight
     """:func:`running_loss` as one node: the batch's counts and the new state without autograd, the metric at the
     running counts on floats (its gradient there is the loss's with respect to the batch's counts), the counts'
     pullback (with the rescue gradient) as backward.  ``None`` where the float evaluator declines the metric."""
-    prepared_for_rescue(target, input, weight, rescue=config.rescue, from_logits=config.from_logits,
-                        scale=config.scale, approximation=config.approximation, arrays=False)  # the watch only
     with torch.no_grad():
         counts, pullback = al.soft_confusion_with_pullback(
             target, input, sample_weight=weight, rescue=config.rescue, from_logits=config.from_logits,
@@ -400,10 +388,14 @@ def _one_node_running_loss(config: Any, input: torch.Tensor, target: Any, weight
 
 
 def _local_weight(n: int, weight: Any, like: torch.Tensor) -> torch.Tensor:
-    """This process's total sample weight (``n`` unweighted) as a 0-d tensor of ``like``'s dtype and device."""
+    """This process's total weight over its ``n`` flattened samples (``n`` unweighted), as the counts weigh them,
+    as a 0-d tensor of ``like``'s dtype and device.  A weight per example of an ``(batch, ...)`` input is spread
+    over the example's elements (``anyloss_core._inputs``), so it counts once per element."""
     if weight is None:
         return torch.full((), float(n), dtype=like.dtype, device=like.device)
-    return torch.sum(weight.detach()).to(like.dtype)
+    total = torch.sum(weight.detach()).to(like.dtype)
+    spread = n // max(weight.numel(), 1)
+    return total if spread == 1 else total * spread
 
 
 def _share_of_mean_weight(input: torch.Tensor, weight: Any, like: torch.Tensor, process_group: Any) -> torch.Tensor:
@@ -415,7 +407,7 @@ def _share_of_mean_weight(input: torch.Tensor, weight: Any, like: torch.Tensor, 
     gradient is scaled by this share.
     """
     with torch.no_grad():
-        local = _local_weight(input.shape[0], weight, like)
+        local = _local_weight(input.numel(), weight, like)
         mean = mean_weight_over_ranks(local, process_group)
         return torch.where(mean > 0, local / mean, torch.zeros_like(mean))  # no gradient: 0/0 is never used
 
@@ -428,11 +420,13 @@ def _rescue_term(rescue_inputs: Any, *, rescue: float, from_logits: bool, distri
 
 
 def rescue_loss_term(input: torch.Tensor, target: Any, weight: Any, *, rescue: float, distributed: bool = False,
-                     process_group: Any = None, from_logits: bool, scale: float, approximation: Any) -> Any:
+                     process_group: Any = None, from_logits: bool, scale: float, approximation: Any,
+                     watch: bool = True) -> Any:
     """The rescue term of a binary loss (0 in value; :mod:`anyloss_core._rescue`), normalised by the
-    global batch's weight when ``distributed``; ``0.0`` when it does not apply."""
+    global batch's weight when ``distributed``; ``0.0`` when it does not apply.  ``watch=False`` skips the
+    stuck-batch watch (for a caller that ran it)."""
     prepared = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=from_logits, scale=scale,
-                                   approximation=approximation)
+                                   approximation=approximation, watch=watch)
     if prepared is None:
         return 0.0
     return _rescue_term(prepared, rescue=rescue, from_logits=from_logits, distributed=distributed,
