@@ -3,8 +3,9 @@
 On a GPU eager torch takes the "analytic counts" path, which reads nothing back to the host: about 60
 operators, each a kernel launch (docs/performance.md; the H200 run, with 72 then: 5x BCE at every n).  The
 CPU's "one node" path reads the four counts as floats and runs about 22.  On a GPU each read is a host
-synchronisation.  This prepared script measures both in one run, so that a session lent a GPU can decide
-between them:
+synchronisation: there that path reads the four in one copy, and its backward scales by the upstream
+gradient on the device instead of reading it (one wait per step).  This prepared script measures both in one
+run, so that a session lent a GPU can decide between them:
 
     PYTHONPATH=.:backends OMP_NUM_THREADS=1 python benchmarks/gpu_paths.py [repeats]
 

@@ -590,6 +590,30 @@ def test_the_one_node_running_loss_equals_autograd_of_the_running_loss(monkeypat
         torch.testing.assert_close(s1, s2, rtol=1e-6, atol=1e-7)  # the float32 buffer
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_one_node_path_reads_an_accelerator_once_and_gives_the_same_gradient(monkeypatch, weighted):
+    # On an accelerator (forced there only, by benchmarks/gpu_paths.py) the one-node path reads the four counts in
+    # one copy and scales the backward by the upstream gradient on the device instead of reading it.  Run here
+    # with reads declared costly: the value and the gradient, rescue included, under an upstream factor of 2.5.
+    from anyloss_torch import _autograd
+
+    rng = np.random.default_rng(8)
+    raw, y = rng.normal(0, 3, 40), torch.tensor(rng.integers(0, 2, 40))
+    w = torch.tensor(rng.uniform(0.5, 2.0, 40)) if weighted else None
+    results = []
+    for costly in (False, True):
+        with monkeypatch.context() as patch:
+            if costly:
+                patch.setattr(_autograd, "_reads_are_free", lambda x: False)
+            x = torch.tensor(raw, requires_grad=True)
+            loss = anyloss_torch.anyloss(x, y, "f1", weight=w)
+            assert _grad_parents_of(x, loss) == {"_LossFromCountsBackward"}
+            (2.5 * loss).backward()
+            results.append((loss.detach(), x.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-12, atol=1e-15)
+
+
 def _cosh_f1(c, xp):  # xp.cosh is not among the float evaluator's functions: autograd of the metric
     return al.get_metric("f1")(c, xp) * xp.cosh(c.tp * 0.0)
 

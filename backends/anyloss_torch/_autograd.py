@@ -100,10 +100,13 @@ class _LossFromCounts(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
-        upstream = float(grad)  # a CPU scalar: this path only runs on a CPU
         tn, fn, fp, tp = ctx.metric_grad
-        grad_input = ctx.pullback(al.Confusion(-upstream * tn, -upstream * fn, -upstream * fp, -upstream * tp),
-                                  rescue_scale=upstream)
+        if _reads_are_free(grad):
+            upstream = float(grad)
+            grad_input = ctx.pullback(al.Confusion(-upstream * tn, -upstream * fn, -upstream * fp, -upstream * tp),
+                                      rescue_scale=upstream)
+        else:  # no second wait for the device: the upstream gradient scales the result, one kernel
+            grad_input = ctx.pullback(al.Confusion(-tn, -fn, -fp, -tp)).mul_(grad)
         if grad_input.shape != ctx.input_shape:
             grad_input = grad_input.reshape(ctx.input_shape)
         if grad_input.dtype != ctx.input_dtype:
@@ -433,6 +436,21 @@ def rescue_loss_term(input: torch.Tensor, target: Any, weight: Any, *, rescue: f
                         process_group=process_group)
 
 
+def _reads_are_free(x: torch.Tensor) -> bool:
+    """Whether reading ``x``'s values costs no wait: a CPU tensor (an accelerator's read waits for its queue)."""
+    return x.device.type == "cpu"
+
+
+def _host_values(counts: al.Confusion) -> al.Confusion:
+    """The four counts as Python floats: four reads of 0-d tensors on a CPU, which cost less than stacking them
+    first (no kernel); elsewhere the one-node path runs only when forced (``benchmarks/gpu_paths.py``), and one
+    copy of the four stacked is one wait for the device instead of four."""
+    if _reads_are_free(counts.tp):
+        tn, fn, fp, tp = counts
+        return al.Confusion(float(tn), float(fn), float(fp), float(tp))
+    return al.Confusion(*torch.stack(tuple(counts)).tolist())
+
+
 def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any, options: dict[str, Any],
                    rescue: float) -> torch.Tensor | None:
     """The loss as one autograd node (counts, metric and rescue gradient in its backward), or ``None`` when
@@ -440,12 +458,10 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
     with torch.no_grad():  # computed outside autograd: _LossFromCounts attaches the analytic backward
         counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, rescue=rescue,
                                                            **options)
-    # Four reads of a 0-d CPU tensor cost less than stacking them first (no kernel).
-    tn, fn, fp, tp = counts
-    result = metric_value_and_grad(metric_fn, al.Confusion(float(tn), float(fn), float(fp), float(tp)))
+    result = metric_value_and_grad(metric_fn, _host_values(counts))
     if result is None:
         return None
     value, metric_grad = result
-    loss = torch.scalar_tensor(1.0 - value, dtype=tp.dtype, device=input.device)
+    loss = torch.scalar_tensor(1.0 - value, dtype=counts.tp.dtype, device=input.device)
     out: torch.Tensor = _LossFromCounts.apply(input, loss, metric_grad, pullback)
     return out
