@@ -62,6 +62,24 @@ def _torch_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approxim
     return loss.item(), x.grad.numpy()
 
 
+def _torch_accelerator_path_value_and_grad(*args, **kwargs):
+    """As :func:`_torch_value_and_grad`, on the path an accelerator (or ``distributed=True``) takes, forced on
+    the CPU: the metric in autograd, the rescue gradient added by the counts' pullback."""
+    from anyloss_torch import _autograd
+
+    choose = _autograd.choose_path
+
+    def analytic(*a, **k):
+        chosen = choose(*a, **k)
+        return _autograd.Path.ANALYTIC if chosen is _autograd.Path.ONE_NODE else chosen
+
+    _autograd.choose_path = analytic
+    try:
+        return _torch_value_and_grad(*args, **kwargs)
+    finally:
+        _autograd.choose_path = choose
+
+
 def _jax_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approximation="anyloss"):
     import jax
 
@@ -105,6 +123,7 @@ def _keras_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approxim
 
 ADAPTERS = [
     pytest.param(_torch_value_and_grad, marks=requires("torch"), id="torch"),
+    pytest.param(_torch_accelerator_path_value_and_grad, marks=requires("torch"), id="torch-accelerator-path"),
     pytest.param(_jax_value_and_grad, marks=requires("jax"), id="jax"),
     pytest.param(_keras_value_and_grad, marks=requires("keras"), id="keras"),
 ]
