@@ -614,6 +614,36 @@ def test_the_one_node_path_reads_an_accelerator_once_and_gives_the_same_gradient
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_the_one_node_running_loss_in_low_precision(monkeypatch, dtype):
+    # Half-precision logits: the counts and the state are computed in float32 (as the plain loss's counts), so
+    # the one-node running loss equals autograd of the core's running loss (the accelerator's path, forced) to
+    # float32 rounding, its gradient comes back in the input's dtype, and everything stays finite.
+    from anyloss_torch import _autograd
+
+    rng = np.random.default_rng(4)
+    batches = [(rng.normal(0, 3, 64), rng.integers(0, 2, 64)) for _ in range(3)]
+    results = []
+    for forced in (False, True):
+        with monkeypatch.context() as patch:
+            if forced:
+                patch.setattr(_autograd, "choose_path", lambda *args, **kwargs: _autograd.Path.ANALYTIC)
+            loss_fn = anyloss_torch.AnyLoss("f1", momentum=0.3)
+            steps = []
+            for raw, labels in batches:
+                x = torch.tensor(raw, dtype=dtype, requires_grad=True)
+                loss = loss_fn(x, torch.tensor(labels))
+                loss.backward()
+                assert loss.dtype == torch.float32 and x.grad.dtype == dtype
+                assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+                steps.append((loss.detach(), x.grad.float(), loss_fn.running_counts.clone()))
+            results.append(steps)
+    for (v1, g1, s1), (v2, g2, s2) in zip(*results, strict=True):
+        torch.testing.assert_close(v1, v2, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(g1, g2, rtol=1e-2, atol=1e-3)  # the gradient rounded to the input's dtype
+        torch.testing.assert_close(s1, s2, rtol=1e-6, atol=1e-7)
+
+
 def _cosh_f1(c, xp):  # xp.cosh is not among the float evaluator's functions: autograd of the metric
     return al.get_metric("f1")(c, xp) * xp.cosh(c.tp * 0.0)
 
