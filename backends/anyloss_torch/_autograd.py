@@ -349,15 +349,15 @@ def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, sta
         prepared_for_rescue(target, input, weight, rescue=config.rescue, from_logits=config.from_logits,
                             scale=config.scale, approximation=config.approximation, arrays=False)
     path = choose_path(input, weight, config.approximation, distributed=distributed) if binary else None
+    options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": config.approximation,
+               "validate": config.validate}  # a binary task's (counts_options has the per-class ones too)
     if path is Path.ONE_NODE:
-        result = _one_node_running_loss(config, input, target, weight, state)
+        result = _one_node_running_loss(config, input, target, weight, state, options)
         if result is not None:
             return result
         path = Path.ANALYTIC  # a metric the float evaluator declines: autograd of the metric
     term: Any = 0.0
     if path is Path.ANALYTIC:
-        options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": config.approximation,
-                   "validate": config.validate}  # a binary task's (counts_options has the per-class ones too)
         counts, term = _pulled_counts(input, target, weight, options, rescue=config.rescue, distributed=distributed,
                                       process_group=process_group)
     else:
@@ -371,23 +371,18 @@ def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, sta
     return (loss if isinstance(term, float) else loss + term), new_state
 
 
-def _one_node_running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any,
-                           state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _one_node_running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, state: torch.Tensor,
+                           options: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
     """:func:`running_loss` as one node: the batch's counts and the new state without autograd, the metric at the
     running counts on floats (its gradient there is the loss's with respect to the batch's counts), the counts'
     pullback (with the rescue gradient) as backward.  ``None`` where the float evaluator declines the metric."""
     with torch.no_grad():
-        counts, pullback = al.soft_confusion_with_pullback(
-            target, input, sample_weight=weight, rescue=config.rescue, from_logits=config.from_logits,
-            scale=config.scale, approximation=config.approximation, validate=config.validate)
+        counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, rescue=config.rescue,
+                                                           **options)
         new_state, total = config.running_state(torch.stack(tuple(counts)), state)
         estimate = (new_state * total).tolist()  # one read of the four running counts
-    result = metric_value_and_grad(config.metric_fn, al.Confusion(*estimate))
-    if result is None:
-        return None
-    value, metric_grad = result
-    loss = torch.scalar_tensor(1.0 - value, dtype=new_state.dtype, device=input.device)
-    return _LossFromCounts.apply(input, loss, metric_grad, pullback), new_state
+    loss = _loss_node(input, config.metric_fn, al.Confusion(*estimate), pullback, new_state.dtype)
+    return None if loss is None else (loss, new_state)
 
 
 def _local_weight(n: int, weight: Any, like: torch.Tensor) -> torch.Tensor:
@@ -458,10 +453,18 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
     with torch.no_grad():  # computed outside autograd: _LossFromCounts attaches the analytic backward
         counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, rescue=rescue,
                                                            **options)
-    result = metric_value_and_grad(metric_fn, _host_values(counts))
+    return _loss_node(input, metric_fn, _host_values(counts), pullback, counts.tp.dtype)
+
+
+def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullback: Any,
+               dtype: torch.dtype) -> torch.Tensor | None:
+    """``1 - metric(values)`` as one :class:`_LossFromCounts` node of ``input``: the metric's value and gradient at
+    the float counts ``values``, ``pullback`` for the rest of the chain; ``None`` when the float evaluator
+    declines the metric."""
+    result = metric_value_and_grad(metric_fn, values)
     if result is None:
         return None
     value, metric_grad = result
-    loss = torch.scalar_tensor(1.0 - value, dtype=counts.tp.dtype, device=input.device)
+    loss = torch.scalar_tensor(1.0 - value, dtype=dtype, device=input.device)
     out: torch.Tensor = _LossFromCounts.apply(input, loss, metric_grad, pullback)
     return out
