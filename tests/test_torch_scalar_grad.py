@@ -38,6 +38,35 @@ def test_metric_value_and_grad_matches_float64_central_differences(metric, count
         assert grad[i] == pytest.approx((f(up) - f(down)) / (2 * h), rel=1e-6, abs=1e-9), (metric, i)
 
 
+def _every_operation(c, xp):
+    """A user metric that runs every operation of the float evaluator, each with numbers on either side."""
+    a = (2.0 - c.fn / 10.0) ** 2 / 4.0  # number - count, count / number, power, / number
+    b = 1.0 / (1.0 + c.fp) + 0.5 * c.tp * 0.1  # number / count, number + count, number * count * number
+    d = -(c.tn - c.tp) / (c.tn + c.tp)  # negation, count - count, count / count
+    e = xp.exp(-c.fp / 100.0) * xp.log(1.0 + c.tp) * xp.sqrt(c.tn)  # count * count
+    f = xp.maximum(e, 0.0) + xp.minimum(c.tp, 4.0) + xp.abs(d) + xp.where(c.tp > 1.0, c.fn, 2.0 * c.fn)
+    return xp.clip((a + b + f - 1.0 - c.fp * 0.0) / 20.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("counts", [(5.0, 1.0, 2.0, 3.0), (9.0, 2.5, 0.5, 1.5)])
+def test_every_operation_of_the_float_evaluator_matches_float64_central_differences(counts):
+    import array_api_compat.numpy as xp
+
+    value, grad = metric_value_and_grad(_every_operation, al.Confusion(*counts))
+
+    def f(c):
+        return float(_every_operation(al.Confusion(*(np.float64(v) for v in c)), xp))
+
+    assert 0.0 < value < 1.0  # inside the clip: the gradient is the expression's
+    assert value == pytest.approx(f(counts), rel=1e-14, abs=1e-15)
+    for i in range(4):
+        h = 1e-6 * max(1.0, counts[i])
+        up, down = list(counts), list(counts)
+        up[i] += h
+        down[i] -= h
+        assert grad[i] == pytest.approx((f(up) - f(down)) / (2 * h), rel=1e-6, abs=1e-9), i
+
+
 def test_metric_value_and_grad_declines_what_it_cannot_evaluate():
     def uses_cosh(c, xp):
         return xp.cosh(c.tp)

@@ -36,7 +36,12 @@ _SEEDS = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0), (0.0
 
 
 class _Dual:
-    """A float with its gradient with respect to the four counts (tn, fn, fp, tp)."""
+    """A float with its gradient with respect to the four counts (tn, fn, fp, tp).
+
+    The metrics combine counts with each other and with Python numbers (``2.0 * tp``,
+    ``den > 0``); the second kind is the common one, and takes a branch of its own that
+    leaves the gradient's zeros out (a metric runs a dozen of these per loss call).
+    """
 
     __slots__ = ("value", "grad")
     dtype = "float64"  # what ``xp.astype(x, x.dtype)`` reads
@@ -44,39 +49,49 @@ class _Dual:
     shape = ()
 
     def __init__(self, value: float, grad: tuple[float, ...] = _ZERO) -> None:
-        self.value = float(value)
+        self.value = value
         self.grad = grad
 
     # arithmetic ---------------------------------------------------------------------------------
     def __add__(self, other: Any) -> _Dual:
-        o = _lift(other)
-        return _Dual(self.value + o.value, _axpy(1.0, self.grad, 1.0, o.grad))
+        if type(other) is _Dual:
+            a, b = self.grad, other.grad
+            return _Dual(self.value + other.value, (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]))
+        return _Dual(self.value + _number(other), self.grad)
 
     __radd__ = __add__
 
     def __sub__(self, other: Any) -> _Dual:
-        o = _lift(other)
-        return _Dual(self.value - o.value, _axpy(1.0, self.grad, -1.0, o.grad))
+        if type(other) is _Dual:
+            a, b = self.grad, other.grad
+            return _Dual(self.value - other.value, (a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]))
+        return _Dual(self.value - _number(other), self.grad)
 
     def __rsub__(self, other: Any) -> _Dual:
-        return _lift(other) - self
+        g = self.grad
+        return _Dual(_number(other) - self.value, (-g[0], -g[1], -g[2], -g[3]))
 
     def __mul__(self, other: Any) -> _Dual:
-        o = _lift(other)
-        return _Dual(self.value * o.value, _axpy(o.value, self.grad, self.value, o.grad))
+        if type(other) is _Dual:
+            return _Dual(self.value * other.value, _axpy(other.value, self.grad, self.value, other.grad))
+        return _scaled(self, _number(other))
 
     __rmul__ = __mul__
 
     def __truediv__(self, other: Any) -> _Dual:
-        o = _lift(other)
-        q = self.value / o.value
-        return _Dual(q, _axpy(1.0 / o.value, self.grad, -q / o.value, o.grad))
+        if type(other) is _Dual:
+            q = self.value / other.value
+            return _Dual(q, _axpy(1.0 / other.value, self.grad, -q / other.value, other.grad))
+        o = _number(other)
+        g, inverse = self.grad, 1.0 / o
+        return _Dual(self.value / o, (inverse * g[0], inverse * g[1], inverse * g[2], inverse * g[3]))
 
     def __rtruediv__(self, other: Any) -> _Dual:
-        return _lift(other) / self
+        q = _number(other) / self.value  # d (c / x) = -(c / x) / x dx
+        return _chain(self, q, -q / self.value)
 
     def __neg__(self) -> _Dual:
-        return _Dual(-self.value, _axpy(-1.0, self.grad, 0.0, _ZERO))
+        return _scaled(self, -1.0)
 
     def __pos__(self) -> _Dual:
         return self
@@ -85,39 +100,56 @@ class _Dual:
         if isinstance(exponent, _Dual):
             raise TypeError("a count-dependent exponent is not supported")
         e = float(exponent)
-        return _Dual(self.value**e, _axpy(e * self.value ** (e - 1.0), self.grad, 0.0, _ZERO))
+        return _chain(self, self.value**e, e * self.value ** (e - 1.0))
 
     # comparisons give plain booleans: they choose branches, they carry no gradient ------------------
     def __gt__(self, other: Any) -> bool:
-        return self.value > _lift(other).value
+        return self.value > _value(other)
 
     def __ge__(self, other: Any) -> bool:
-        return self.value >= _lift(other).value
+        return self.value >= _value(other)
 
     def __lt__(self, other: Any) -> bool:
-        return self.value < _lift(other).value
+        return self.value < _value(other)
 
     def __le__(self, other: Any) -> bool:
-        return self.value <= _lift(other).value
+        return self.value <= _value(other)
 
     def __float__(self) -> float:
         return self.value
 
 
+def _number(x: Any) -> float:
+    """A Python number as a float; anything else (an array, a string) is not supported."""
+    if isinstance(x, (bool, int, float)):
+        return float(x)
+    raise TypeError(f"cannot combine a count with {type(x).__name__}")
+
+
+def _value(x: Any) -> float:
+    return x.value if type(x) is _Dual else _number(x)
+
+
 def _lift(x: Any) -> _Dual:
     if type(x) is _Dual:  # the common case first: one type check (nothing subclasses _Dual)
         return x
-    if isinstance(x, (bool, int, float)):
-        return _Dual(float(x))
-    raise TypeError(f"cannot combine a count with {type(x).__name__}")
+    return _Dual(_number(x))
 
 
 def _axpy(a: float, x: tuple[float, ...], b: float, y: tuple[float, ...]) -> tuple[float, ...]:
     return (a * x[0] + b * y[0], a * x[1] + b * y[1], a * x[2] + b * y[2], a * x[3] + b * y[3])
 
 
+def _scaled(x: _Dual, c: float) -> _Dual:
+    """``c * x`` for a number ``c``."""
+    g = x.grad
+    return _Dual(x.value * c, (c * g[0], c * g[1], c * g[2], c * g[3]))
+
+
 def _chain(x: _Dual, value: float, slope: float) -> _Dual:
-    return _Dual(value, _axpy(slope, x.grad, 0.0, _ZERO))
+    """``f(x)`` of value ``value`` and derivative ``slope``."""
+    g = x.grad
+    return _Dual(value, (slope * g[0], slope * g[1], slope * g[2], slope * g[3]))
 
 
 class _ScalarNamespace:
@@ -194,7 +226,8 @@ def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confus
         (0.666667, [0.0, -0.074074, -0.074074, 0.074074])
     """
     tn, fn, fp, tp = counts
-    seeds = (_Dual(tn, _SEEDS[0]), _Dual(fn, _SEEDS[1]), _Dual(fp, _SEEDS[2]), _Dual(tp, _SEEDS[3]))
+    seeds = (_Dual(float(tn), _SEEDS[0]), _Dual(float(fn), _SEEDS[1]), _Dual(float(fp), _SEEDS[2]),
+             _Dual(float(tp), _SEEDS[3]))
     try:
         out = metric(Confusion(*seeds), _XP)
     except (TypeError, AttributeError, ValueError, ZeroDivisionError, OverflowError):
