@@ -27,8 +27,11 @@ __all__ = ["Pullback", "soft_confusion", "soft_confusion_with_pullback", "confus
 Pullback = Callable[[Confusion], Array]
 
 
-def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namespace) -> Confusion:
-    """The four sums of eq. 6, weights entering as weighted counts."""
+def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namespace, *,
+            as_floats: bool = False) -> Confusion:
+    """The four sums of eq. 6, weights entering as weighted counts; with ``as_floats``, as Python floats (each
+    sum read once, the differences taken in float64: no 0-d array arithmetic, each op of which costs an
+    eager framework a dispatch)."""
     fast = fast_paths(xp)
     if fast.counts_from_label_sums:
         # TP = w y . yh and FP = w (1 - y) . yh; FN and TN by differences from the label sums: no 1 - yh array
@@ -44,11 +47,14 @@ def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namesp
             fp = xp.sum(yh if w is None else w * yh) - tp
         else:  # each sample's derivative of FP and TN exactly 0 for a positive, and FP exactly 0 without negatives
             fp = fast.dot_of_one_minus(y, yh, xp) if w is None else fast.dot(w - pos, yh, xp)
+        if as_floats:
+            tp, positives, fp, total = float(tp), float(positives), float(fp), float(total)
         return Confusion(tn=(total - positives) - fp, fn=positives - tp, fp=fp, tp=tp)
     dot = fast.dot
     pos = y if w is None else w * y
     neg = 1.0 - y if w is None else w - pos
-    return Confusion(tn=dot(neg, yh_c, xp), fn=dot(pos, yh_c, xp), fp=dot(neg, yh, xp), tp=dot(pos, yh, xp))
+    counts = Confusion(tn=dot(neg, yh_c, xp), fn=dot(pos, yh_c, xp), fp=dot(neg, yh, xp), tp=dot(pos, yh, xp))
+    return Confusion(*(float(c) for c in counts)) if as_floats else counts
 
 
 def _decisions(approx: Approximation, p: Array, *, complement: bool, from_logits: bool, scale: float,
@@ -119,7 +125,7 @@ def soft_confusion(
     return counts  # type: ignore[no-any-return]
 
 
-def soft_confusion_with_pullback(y_true: Array, y_pred: Array, *, rescue: float = 0.0,
+def soft_confusion_with_pullback(y_true: Array, y_pred: Array, *, rescue: float = 0.0, counts_as_floats: bool = False,
                                  **options: Any) -> tuple[Confusion, Pullback] | None:
     r"""The soft counts and their pullback, for an analytic backward pass.
 
@@ -138,7 +144,10 @@ def soft_confusion_with_pullback(y_true: Array, y_pred: Array, *, rescue: float 
     gradient of these arrays (:func:`anyloss_core.adapters.rescue_slope` with weight
     ``rescue``; ``s`` is 1 by default, a float or a 0-d array), computed from the counts' own
     :math:`\sigma(z)`: a loss of value ``1 - metric + rescue term`` gets its whole
-    gradient from one pullback.
+    gradient from one pullback.  ``counts_as_floats=True`` gives the counts as Python
+    floats (each sum read once, the differences taken in float64), for a caller that
+    evaluates the metric on the host where reading a value costs nothing (torch on a
+    CPU): no 0-d array arithmetic, each operation of which an eager framework dispatches.
 
     Examples:
         >>> import numpy as np, anyloss_core as al
@@ -149,13 +158,14 @@ def soft_confusion_with_pullback(y_true: Array, y_pred: Array, *, rescue: float 
     """
     if rescue != 0.0:
         rescue = check_rescue(rescue)
-    return _binary_counts(y_true, y_pred, pullback=True, rescue=rescue, **options)  # type: ignore[no-any-return]
+    return _binary_counts(y_true, y_pred, pullback=True, rescue=rescue,  # type: ignore[no-any-return]
+                          counts_as_floats=counts_as_floats, **options)
 
 
 def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, scale: float = DEFAULT_SCALE,
                    approximation: str | Approximation = "anyloss", sample_weight: Array | None = None,
                    validate: bool = True, xp: Namespace | None = None, pullback: bool = False,
-                   rescue: float = 0.0) -> Any:
+                   rescue: float = 0.0, counts_as_floats: bool = False) -> Any:
     """The binary soft counts; with ``pullback``, ``(counts, pullback)`` or ``None`` (no ``derivative``);
     ``rescue`` adds the rescue slope to the pullback (see :func:`soft_confusion_with_pullback`)."""
     scale = check_scale(scale)
@@ -179,7 +189,7 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
         yh, yh_c = _decisions(approx, prob, complement=complement, from_logits=False, scale=scale, xp=xp)
     else:
         yh, yh_c = _decisions(approx, p, complement=complement, from_logits=from_logits, scale=scale, xp=xp)
-    counts = _counts(y, yh, yh_c, w, xp)
+    counts = _counts(y, yh, yh_c, w, xp, as_floats=counts_as_floats)
     if scale_gradient is not None:
         yh_c = None  # scale_gradient reads yh only: one n-element array less kept for the backward pass
 

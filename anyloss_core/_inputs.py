@@ -10,7 +10,7 @@ checks need no values and always run, also under ``jit``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._fast_paths import fast_paths
 from ._namespace import compute_dtype, device_of, get_namespace, values_available
@@ -35,8 +35,8 @@ def _count(shape: tuple[int | None, ...]) -> int | None:
     return None if None in shape else math.prod(shape)  # type: ignore[arg-type]
 
 
-def _flatten_pair(y_true: Array, y_pred: Array, xp: Namespace) -> tuple[Any, Any, tuple[int | None, ...]]:
-    """Bring ``y_true`` and ``y_pred`` to one flat sample axis, never broadcasting.
+def _sample_shape(y_true: Array, y_pred: Array) -> tuple[int | None, ...]:
+    """The shape of the samples of ``y_true`` and ``y_pred``, which must match, never broadcasting.
 
     ``(n,)`` and ``(n, 1)`` are interchangeable; more generally a trailing axis of
     length 1 is dropped, and then the shapes must be equal (``(batch, h, w)`` and
@@ -55,9 +55,7 @@ def _flatten_pair(y_true: Array, y_pred: Array, xp: Namespace) -> tuple[Any, Any
         )
     if _count(a) == 0:
         raise ValueError(f"y_true and y_pred are empty (shapes {true_shape} and {pred_shape})")
-    # A 1-D array is already flat (a reshape would cost a microsecond per call in array-api-compat's wrapper).
-    y = y_true if len(true_shape) == 1 else xp.reshape(y_true, (-1,))
-    return y, (y_pred if len(pred_shape) == 1 else xp.reshape(y_pred, (-1,))), a
+    return a
 
 
 def _flatten_weight(sample_weight: Array, sample_shape: tuple[int | None, ...], xp: Namespace) -> Array:
@@ -106,6 +104,57 @@ def _check_values(
         raise ValueError("sample_weight must be non-negative")
 
 
+class _Checked(NamedTuple):
+    """What the argument checks of :func:`_prepare` concluded from a call's signature."""
+
+    xp: Namespace
+    dtype: Any  # the compute dtype
+    sample_shape: tuple[int | None, ...]
+    labels_bool: bool  # boolean labels: always 0/1, no value check
+
+
+#: The conclusions of :func:`_checked_signature`, by signature (:func:`_signature`).  An eager training loop calls
+#: the loss with one or two signatures, and for a small batch these checks cost more than its arithmetic.  Only
+#: concrete arrays are looked up (``values_available``): under tracing the checks run once per trace anyway, and
+#: a tracer (``torch.compile``) must not see this dict, or its contents would become guards of the trace.
+_CHECKED: dict[tuple[Any, ...], _Checked] = {}
+#: Signatures kept at most; the table is emptied when it is full (a loop over many shapes pays the checks).
+_CHECKED_SIZE = 64
+
+
+def _signature(y_true: Array, y_pred: Array, sample_weight: Array | None, from_logits: bool, xp: Namespace | None,
+               dtype: Any) -> tuple[Any, ...] | None:
+    """What the shape and dtype checks depend on: the arrays' types, dtypes and shapes, and the arguments; ``None``
+    for an argument that is not an array yet (a list), whose conversion must run at every call."""
+    if not (hasattr(y_true, "shape") and hasattr(y_pred, "shape")):
+        return None
+    weight: Any = None
+    if sample_weight is not None:
+        if not hasattr(sample_weight, "shape"):
+            return None
+        weight = (type(sample_weight), sample_weight.dtype, tuple(sample_weight.shape))
+    return (type(y_true), y_true.dtype, tuple(y_true.shape), type(y_pred), y_pred.dtype, tuple(y_pred.shape),
+            weight, from_logits, xp, dtype)
+
+
+def _checked_signature(y_true: Array, y_pred: Array, sample_weight: Array | None, *, from_logits: bool,
+                       xp: Namespace, dtype: Any) -> _Checked:
+    """The argument checks (each raising with what is wrong) for arrays ``y_true``, ``y_pred``, ``sample_weight``
+    of namespace ``xp``, and what they conclude."""
+    if dtype is None:
+        if not xp.isdtype(y_pred.dtype, "real floating"):
+            raise TypeError(
+                f"y_pred must be a floating array of probabilities or logits, got dtype {y_pred.dtype}"
+            )
+        dtype = compute_dtype(y_pred.dtype, xp)
+    if not xp.isdtype(y_true.dtype, ("bool", "integral", "real floating")):
+        raise TypeError(f"y_true must hold 0/1 labels as bool, integer or float, got dtype {y_true.dtype}")
+    sample_shape = _sample_shape(y_true, y_pred)
+    if sample_weight is not None:
+        _flatten_weight(sample_weight, sample_shape, xp)  # its shape check (the flattening is redone per call)
+    return _Checked(xp, dtype, sample_shape, xp.isdtype(y_true.dtype, "bool"))
+
+
 def _prepare(
     y_true: Array,
     y_pred: Array,
@@ -116,26 +165,32 @@ def _prepare(
     xp: Namespace,
     dtype: Any = None,
 ) -> tuple[Any, Any, Any, Any]:
-    """Checked, flattened ``(y, p, w)`` in the compute dtype, and that dtype."""
-    xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
+    """Checked, flattened ``(y, p, w)`` in the compute dtype, and that dtype.
+
+    The argument checks run once per signature of concrete arrays (:data:`_CHECKED`); the value checks
+    (``validate``) at every call.
+    """
     if not isinstance(from_logits, bool):
         raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
-    y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true
-    y_pred = xp.asarray(y_pred) if not hasattr(y_pred, "shape") else y_pred
-    if dtype is None:
-        if not xp.isdtype(y_pred.dtype, "real floating"):
-            raise TypeError(
-                f"y_pred must be a floating array of probabilities or logits, got dtype {y_pred.dtype}"
-            )
-        dtype = compute_dtype(y_pred.dtype, xp)
-    if not xp.isdtype(y_true.dtype, ("bool", "integral", "real floating")):
-        raise TypeError(f"y_true must hold 0/1 labels as bool, integer or float, got dtype {y_true.dtype}")
-    y, p, sample_shape = _flatten_pair(y_true, y_pred, xp)
-    labels_bool = xp.isdtype(y.dtype, "bool")  # always 0/1: no value check needed
-    w = None
-    if sample_weight is not None:
-        sample_weight = xp.asarray(sample_weight) if not hasattr(sample_weight, "shape") else sample_weight
-        w = _flatten_weight(sample_weight, sample_shape, xp)
+    key = _signature(y_true, y_pred, sample_weight, from_logits, xp, dtype)
+    concrete = key is not None and values_available(y_pred, xp)
+    checked = _CHECKED.get(key) if concrete else None  # type: ignore[arg-type]
+    if checked is None:
+        xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
+        y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true
+        y_pred = xp.asarray(y_pred) if not hasattr(y_pred, "shape") else y_pred
+        if sample_weight is not None and not hasattr(sample_weight, "shape"):
+            sample_weight = xp.asarray(sample_weight)
+        checked = _checked_signature(y_true, y_pred, sample_weight, from_logits=from_logits, xp=xp, dtype=dtype)
+        if concrete:
+            if len(_CHECKED) >= _CHECKED_SIZE:
+                _CHECKED.clear()
+            _CHECKED[key] = checked  # type: ignore[index]
+    xp, dtype, sample_shape, labels_bool = checked
+    # A 1-D array is already flat (a reshape would cost a microsecond per call in array-api-compat's wrapper).
+    y = y_true if len(y_true.shape) == 1 else xp.reshape(y_true, (-1,))
+    p = y_pred if len(y_pred.shape) == 1 else xp.reshape(y_pred, (-1,))
+    w = None if sample_weight is None else _flatten_weight(sample_weight, sample_shape, xp)
     # copy=False: the Array API default copies even an array already of that dtype (and an array of that
     # dtype is left as it is without the call).
     if y.dtype != dtype:
@@ -144,8 +199,8 @@ def _prepare(
         p = xp.astype(p, dtype, copy=False)
     if w is not None and w.dtype != dtype:
         w = xp.astype(w, dtype, copy=False)
-    if validate and (not labels_bool or not from_logits or w is not None) and values_available(p, xp) \
-            and values_available(y, xp):
+    if validate and (not labels_bool or not from_logits or w is not None) \
+            and (concrete or values_available(p, xp)) and values_available(y, xp):
         _check_values(None if labels_bool else y, p, w, from_logits, xp)
     return y, p, w, xp
 

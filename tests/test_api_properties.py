@@ -20,7 +20,7 @@ checks fail too.  The conventions it encodes:
   have equal, non-scalar shapes ((n,) with (n, 1), and (n, 2) with (n, 2), are fine);
   ``sample_weight`` has that shape or, for a multi-axis sample shape, its leading axis;
 * an empty batch (n = 0) raises ``ValueError`` naming y_true and y_pred: what the core
-  does today (``_flatten_pair``); no page of the docs states a convention for it;
+  does today (``_sample_shape``); no page of the docs states a convention for it;
 * NaN logits (``from_logits=True``) are not looked for: the loss and gradient may be
   NaN, as with the frameworks' own losses; nothing else may give NaN.  Infinite logits
   are finite inputs' limits and must give a finite loss and gradient;

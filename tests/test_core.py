@@ -98,6 +98,36 @@ def test_soft_counts_match_reference_and_sum_to_total(case, xp):
     assert sum(to_float(v) for v in c) == pytest.approx(total, rel=1e-12)
 
 
+class _LabelSums(al.adapters.FastPaths):
+    """The Array API steps, with the counts taken from the label sums (as torch's fast paths take them)."""
+
+    __slots__ = ()
+    counts_from_label_sums = True
+
+
+@pytest.mark.parametrize("label_sums", [False, True], ids=["four-dots", "label-sums"])
+@pytest.mark.parametrize("case", [c for c in CASES if c.metric == "f1" and c.approximation != "identity"],
+                         ids=lambda c: c.id)
+def test_counts_as_floats_are_python_floats_of_the_reference_counts(case, label_sums, monkeypatch):
+    import array_api_compat.numpy as xp
+
+    from anyloss_core import _fast_paths
+
+    if label_sums:  # registered for NumPy for this test only
+        monkeypatch.setattr(_fast_paths, "_REGISTERED", [(lambda ns: ns is xp, _LabelSums())])
+    b = case.batch
+    arguments = (to_xp(xp, b.y), to_xp(xp, b.pred))
+    options = dict(from_logits=b.from_logits, scale=case.scale, approximation=case.approximation,
+                   sample_weight=to_xp(xp, b.weight), xp=xp)
+    counts, pullback = al.soft_confusion_with_pullback(*arguments, counts_as_floats=True, **options)
+    arrays, array_pullback = al.soft_confusion_with_pullback(*arguments, **options)
+    assert all(type(v) is float for v in counts)
+    for got, want in zip(counts, reference_counts(case), strict=True):
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
+    g = al.Confusion(0.25, -0.5, 0.75, -1.0)
+    np.testing.assert_array_equal(pullback(g), array_pullback(g))  # the pullback does not depend on the form
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c.approximation == "anyloss" and c.scale == 73.0],
                          ids=lambda c: c.id)
 def test_float32_close_to_reference(case, xp):
@@ -368,6 +398,47 @@ def test_bad_input_raises_a_clear_error(kwargs, exc, words):
         al.anyloss(**kwargs)
     for word in words:
         assert word in str(info.value), f"{word!r} not in {info.value}"
+
+
+def test_argument_checks_run_once_per_signature_and_value_checks_at_every_call(monkeypatch):
+    from anyloss_core import _inputs
+
+    calls = []
+    real = _inputs._checked_signature
+    monkeypatch.setattr(_inputs, "_CHECKED", {})
+    monkeypatch.setattr(_inputs, "_checked_signature", lambda *a, **k: calls.append(1) or real(*a, **k))
+    y, p = np.array([0, 1, 1, 0]), np.array([0.2, 0.9, 0.6, 0.4])
+    first = float(al.f1_loss(y, p))
+    per_call = len(calls)  # the counts' checks, and the rescue term's (with the namespace given)
+    assert per_call in (1, 2)
+    assert float(al.f1_loss(y, p)) == first and len(calls) == per_call  # a known signature: not checked again
+    al.f1_loss(y[:3], p[:3])  # another shape: checked
+    al.f1_loss(y.astype(np.float32), p)  # another label dtype: checked
+    assert len(calls) == 3 * per_call
+    # A known signature still has its values checked: labels, probabilities, weights.
+    with pytest.raises(ValueError, match="binary labels"):
+        al.f1_loss(np.array([0, 2, 1, 0]), p)
+    with pytest.raises(ValueError, match="outside"):
+        al.f1_loss(y, np.array([0.2, 1.5, 0.6, 0.4]))
+    al.f1_loss(y, p, sample_weight=np.ones(4))
+    with pytest.raises(ValueError, match="non-negative"):
+        al.f1_loss(y, p, sample_weight=-np.ones(4))
+    # A failed argument check is not remembered: the same wrong call fails every time.
+    for _ in range(2):
+        with pytest.raises(ValueError, match="same number of samples"):
+            al.f1_loss(y, p[:3])
+        with pytest.raises(TypeError, match="y_pred must be a floating"):
+            al.f1_loss(y, np.array([0, 1, 1, 0]))
+    assert float(al.f1_loss(y, p)) == first
+
+
+def test_the_signature_table_is_bounded(monkeypatch):
+    from anyloss_core import _inputs
+
+    monkeypatch.setattr(_inputs, "_CHECKED", {})
+    for n in range(1, 3 * _inputs._CHECKED_SIZE):
+        al.f1_loss(np.ones(n), np.full(n, 0.75))
+        assert 1 <= len(_inputs._CHECKED) <= _inputs._CHECKED_SIZE
 
 
 def test_validate_false_accepts_soft_labels():

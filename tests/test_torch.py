@@ -262,6 +262,28 @@ def test_torch_compile_compiles_once_for_repeated_calls(kwargs):
     assert torch.isfinite(x.grad).all()
 
 
+def test_eager_calls_of_new_shapes_do_not_recompile_a_compiled_loss():
+    # The core remembers the argument checks of eager calls by signature (anyloss_core._inputs._CHECKED); a
+    # trace must not read that table, or its contents would become guards: here the compiled call's own
+    # signature is in the table when it is traced, and is dropped when the table fills up and is emptied.
+    from anyloss_core import _inputs
+
+    torch._dynamo.reset()
+    x = torch.randn(40, requires_grad=True)
+    y = torch.tensor([0.0, 1.0] * 20)
+    eager, compiled = anyloss_torch.F1Loss(), torch.compile(anyloss_torch.F1Loss(), dynamic=False)
+    eager(x, y).backward()
+    compiled(x, y).backward()
+    emptied = False
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for n in range(2, _inputs._CHECKED_SIZE + 10):
+            before = len(_inputs._CHECKED)
+            eager(torch.randn(n, requires_grad=True), torch.ones(n)).backward()
+            emptied |= len(_inputs._CHECKED) < before
+            compiled(x, y).backward()
+    assert emptied and torch.isfinite(x.grad).all()
+
+
 def _compiled_graphs(loss_fn, x, y):
     """The forward and backward aten graphs that torch.compile's partitioner produces."""
     from functorch.compile import make_boxed_func

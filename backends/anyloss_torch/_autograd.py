@@ -436,24 +436,20 @@ def _reads_are_free(x: torch.Tensor) -> bool:
     return x.device.type == "cpu"
 
 
-def _host_values(counts: al.Confusion) -> al.Confusion:
-    """The four counts as Python floats: four reads of 0-d tensors on a CPU, which cost less than stacking them
-    first (no kernel); elsewhere the one-node path runs only when forced (``benchmarks/gpu_paths.py``), and one
-    copy of the four stacked is one wait for the device instead of four."""
-    if _reads_are_free(counts.tp):
-        tn, fn, fp, tp = counts
-        return al.Confusion(float(tn), float(fn), float(fp), float(tp))
-    return al.Confusion(*torch.stack(tuple(counts)).tolist())
-
-
 def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any, options: dict[str, Any],
                    rescue: float) -> torch.Tensor | None:
     """The loss as one autograd node (counts, metric and rescue gradient in its backward), or ``None`` when
     the metric cannot be evaluated on floats."""
+    # The counts as Python floats: on a CPU each sum is read once, for free; elsewhere the one-node path runs
+    # only when forced (benchmarks/gpu_paths.py), and one copy of the four stacked is one wait for the device
+    # instead of one per count.
+    on_host = _reads_are_free(input)
     with torch.no_grad():  # computed outside autograd: _LossFromCounts attaches the analytic backward
         counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, rescue=rescue,
-                                                           **options)
-    return _loss_node(input, metric_fn, _host_values(counts), pullback, counts.tp.dtype)
+                                                           counts_as_floats=on_host, **options)
+    values = counts if on_host else al.Confusion(*torch.stack(tuple(counts)).tolist())
+    # The counts' dtype, which the loss has: at least float32 (anyloss_core's compute dtype).
+    return _loss_node(input, metric_fn, values, pullback, torch.promote_types(input.dtype, torch.float32))
 
 
 def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullback: Any,
