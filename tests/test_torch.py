@@ -262,6 +262,24 @@ def test_torch_compile_compiles_once_for_repeated_calls(kwargs):
     assert torch.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("forced", [None, "analytic"])
+def test_a_second_derivative_of_the_closed_form_backward_is_an_error(monkeypatch, forced):
+    # The one-node and analytic-counts backwards have no derivative of their own: with create_graph=True the
+    # first derivative is computed, and differentiating it again raises instead of giving a silent zero.
+    import anyloss_torch._autograd as autograd
+
+    if forced:
+        monkeypatch.setattr(autograd, "choose_path", lambda *a, **k: autograd.Path.ANALYTIC)
+    x = torch.randn(16, requires_grad=True)
+    y = torch.tensor([0.0, 1.0] * 8)
+    (grad,) = torch.autograd.grad(anyloss_torch.F1Loss()(x, y), x, create_graph=True)
+    first = torch.autograd.grad(anyloss_torch.F1Loss()(x, y), x)[0]
+    torch.testing.assert_close(grad.detach(), first, rtol=0, atol=0)
+    # (The one-node path's first derivative is a constant of x; the analytic path's reaches a DelayedError.)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        grad.sum().backward()
+
+
 def test_eager_calls_of_new_shapes_do_not_recompile_a_compiled_loss():
     # The core remembers the argument checks of eager calls by signature (anyloss_core._inputs._CHECKED); a
     # trace must not read that table, or its contents would become guards: here the compiled call's own

@@ -64,6 +64,22 @@ from ._scalar_grad import metric_value_and_grad
 __all__ = ["Path", "choose_path", "global_counts", "rescue_loss_term", "running_loss", "soft_counts", "soft_loss"]
 
 
+def _first_order(backward: Any) -> Any:
+    """``backward`` of a closed form with no derivative of its own: as it is when the backward pass records no
+    graph (the usual case), through ``once_differentiable`` when it does (``create_graph=True``), so that a
+    second derivative is an error rather than a silent zero.  (The wrapper's own no-grad context costs about
+    4 us of a 150 us call at n = 32.)"""
+    guarded = torch.autograd.function.once_differentiable(backward)
+
+    @functools.wraps(backward)
+    def dispatch(ctx: Any, *grads: Any) -> Any:
+        if torch.is_grad_enabled():
+            return guarded(ctx, *grads)
+        return backward(ctx, *grads)
+
+    return dispatch
+
+
 class _SoftCounts(torch.autograd.Function):
     """The four counts, stacked, and with ``rescue`` a fifth entry, the rescue term: 0 in value, its gradient
     the scale of the rescue gradient.  Backward = the core's pullback, which adds that gradient from the
@@ -77,7 +93,7 @@ class _SoftCounts(torch.autograd.Function):
         return torch.stack(parts)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @_first_order
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
         parts = grad.unbind(0)
         if ctx.rescue:  # the rescue term's gradient, a 0-d tensor: no host read
@@ -98,7 +114,7 @@ class _LossFromCounts(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @_first_order
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
         tn, fn, fp, tp = ctx.metric_grad
         if _reads_are_free(grad):

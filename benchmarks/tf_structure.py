@@ -1,0 +1,93 @@
+"""Where Keras on TensorFlow loses under XLA: the loss's structure, or our code?
+
+    KERAS_BACKEND=tensorflow python benchmarks/tf_structure.py [sizes] [repeats]
+
+The gradient step (``tf.GradientTape`` on the logits, as ``anyloss speed`` times it) of
+losses of the same logits and labels under ``tf.function(jit_compile=True)`` and plain
+``tf.function``, each against Keras's ``BinaryCrossentropy(from_logits=True)`` in the
+same run (p10, interleaved, order alternated):
+
+* ``tf BCE``: ``reduce_mean(sigmoid_cross_entropy_with_logits)``, hand-written, as a check
+  that Keras's BCE is TensorFlow's own;
+* ``tf soft-F1``: hand-written in TensorFlow, no anyloss code: the counts as sums of
+  ``y * sigmoid(z)`` and ``sigmoid(z)``, F1 of them, TensorFlow's autodiff.  The same
+  *structure* as AnyLoss (a gradient that needs sums over the batch's predictions first,
+  where BCE's gradient needs none), with one transcendental per sample;
+* ``tf AnyLoss-F1``: the same with the paper's approximation ``A(sigmoid(z))``,
+  ``A(p) = sigmoid(73 (p - 1/2))``, hand-written (two sigmoids per sample);
+* ``anyloss_keras.F1Loss``: the library (default arguments: value checks, rescue gradient).
+
+If the hand-written losses are as slow as the library's, the cost is XLA's CPU code for
+this structure (see docs/performance.md), not ours.  Sizes default to 1e5,1e6,1e7.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+try:  # torch before TensorFlow in one process, where both are installed: the other order can crash
+    import torch  # noqa: F401
+except ImportError:
+    pass
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import anyloss_keras  # noqa: E402
+from anyloss_bench.speed import _labels, _logits, interleaved  # noqa: E402
+
+SCALE = 73.0
+
+
+def tf_bce(y, z):
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+
+
+def _f1_of(y, a):
+    tp = tf.reduce_sum(y * a)
+    predicted, positives = tf.reduce_sum(a), tf.reduce_sum(y)
+    return 1.0 - 2.0 * tp / (predicted + positives)  # 2TP / (2TP + FP + FN), FP + FN = predicted + positives - 2TP
+
+
+def tf_soft_f1(y, z):
+    return _f1_of(y, tf.sigmoid(z))
+
+
+def tf_anyloss_f1(y, z):
+    return _f1_of(y, tf.sigmoid(SCALE * (tf.sigmoid(z) - 0.5)))
+
+
+def gradient_step(loss, jit_compile):
+    def step(z, y):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = loss(y, z)
+        return tape.gradient(value, z)
+
+    compiled = tf.function(step, jit_compile=jit_compile)
+    return lambda z, y: compiled(z, y).numpy()
+
+
+def main(sizes, repeats):
+    keras_bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    losses = {"Keras BCE": keras_bce, "tf BCE": tf_bce, "tf soft-F1": tf_soft_f1, "tf AnyLoss-F1": tf_anyloss_f1,
+              "anyloss_keras.F1Loss": anyloss_keras.F1Loss(from_logits=True)}
+    print(f"step / Keras BCE's step (p10 of {repeats}, interleaved); TensorFlow {tf.__version__}, "
+          f"Keras {keras.__version__}")
+    for jit in (True, False):
+        mode = "XLA (jit_compile=True)" if jit else "tf.function"
+        for n in sizes:
+            z = tf.constant(_logits(n).reshape(-1, 1))
+            y = tf.constant(_labels(n).reshape(-1, 1))
+            fns = [gradient_step(loss, jit) for loss in losses.values()]
+            timings = interleaved([lambda f=f, z=z, y=y: f(z, y) for f in fns], repeats, warmup=max(3, repeats // 3))
+            base = timings[0]["p10"]
+            row = "  ".join(f"{name} {t['p10'] / base:.2f}x" for name, t in zip(losses, timings, strict=True))
+            print(f"{mode:24s} n={n:.0e}  (BCE {base * 1e3:.2f} ms)  {row}")
+
+
+if __name__ == "__main__":
+    sizes = [int(float(s)) for s in (sys.argv[1] if len(sys.argv) > 1 else "1e5,1e6,1e7").split(",")]
+    main(sizes, int(sys.argv[2]) if len(sys.argv) > 2 else 20)
