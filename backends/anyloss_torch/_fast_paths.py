@@ -130,7 +130,7 @@ class TorchFastPaths(FastPaths):
         # temporary costs page faults (40 MB at n = 1e7) and raises the step's peak memory.
         n = y.shape[0]
         if n <= _BLOCK or _needs_autograd(a) or _needs_autograd(y) or _functorch_wrapped(a):
-            return torch.dot(1.0 - y, a)
+            return torch.dot(torch.rsub(y, 1.0), a)  # torch.rsub: Tensor.__rsub__ is a Python wrapper (+0.7 us)
         buffer = torch.empty_like(y[:_BLOCK])
         total = a.new_zeros(())
         for start in range(0, n, _BLOCK):
