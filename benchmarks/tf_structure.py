@@ -15,7 +15,9 @@ same run (p10, interleaved, order alternated):
   where BCE's gradient needs none), with one transcendental per sample;
 * ``tf AnyLoss-F1``: the same with the paper's approximation ``A(sigmoid(z))``,
   ``A(p) = sigmoid(73 (p - 1/2))``, hand-written (two sigmoids per sample);
-* ``anyloss_keras.F1Loss``: the library (default arguments: value checks, rescue gradient).
+* ``anyloss_keras.F1Loss``: the library (default arguments: value checks, rescue gradient);
+* ``tf mean y*sigmoid``: ``mean(y * sigmoid(z))``, a sum of products whose gradient needs no
+  batch sum: whether the sum of a product is what XLA does badly (it is not).
 
 If the hand-written losses are as slow as the library's, the cost is XLA's CPU code for
 this structure (see docs/performance.md), not ours.  Sizes default to 1e5,1e6,1e7.
@@ -59,6 +61,10 @@ def tf_anyloss_f1(y, z):
     return _f1_of(y, tf.sigmoid(SCALE * (tf.sigmoid(z) - 0.5)))
 
 
+def tf_product_mean(y, z):
+    return tf.reduce_mean(y * tf.sigmoid(z))
+
+
 def gradient_step(loss, jit_compile):
     def step(z, y):
         with tf.GradientTape() as tape:
@@ -73,7 +79,7 @@ def gradient_step(loss, jit_compile):
 def main(sizes, repeats):
     keras_bce = keras.losses.BinaryCrossentropy(from_logits=True)
     losses = {"Keras BCE": keras_bce, "tf BCE": tf_bce, "tf soft-F1": tf_soft_f1, "tf AnyLoss-F1": tf_anyloss_f1,
-              "anyloss_keras.F1Loss": anyloss_keras.F1Loss(from_logits=True)}
+              "anyloss_keras.F1Loss": anyloss_keras.F1Loss(from_logits=True), "tf mean y*sigmoid": tf_product_mean}
     print(f"step / Keras BCE's step (p10 of {repeats}, interleaved); TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}")
     for jit in (True, False):
