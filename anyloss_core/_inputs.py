@@ -172,8 +172,10 @@ def _prepare(
     """
     if not isinstance(from_logits, bool):
         raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
-    key = _signature(y_true, y_pred, sample_weight, from_logits, xp, dtype)
-    concrete = key is not None and values_available(y_pred, xp)
+    # Under tracing values_available is False first, and the signature is not even built (fewer guards).
+    concrete = hasattr(y_pred, "shape") and values_available(y_pred, xp)
+    key = _signature(y_true, y_pred, sample_weight, from_logits, xp, dtype) if concrete else None
+    concrete = key is not None
     checked = _CHECKED.get(key) if concrete else None  # type: ignore[arg-type]
     if checked is None:
         xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
