@@ -13,7 +13,7 @@ import math
 from typing import Any, NamedTuple
 
 from ._fast_paths import fast_paths
-from ._namespace import compute_dtype, device_of, get_namespace, values_available
+from ._namespace import compute_dtype, device_of, get_namespace, promotion_settings, values_available
 from ._types import Array, Namespace
 
 
@@ -124,8 +124,9 @@ _CHECKED_SIZE = 64
 
 def _signature(y_true: Array, y_pred: Array, sample_weight: Array | None, from_logits: bool, xp: Namespace | None,
                dtype: Any) -> tuple[Any, ...] | None:
-    """What the shape and dtype checks depend on: the arrays' types, dtypes and shapes, and the arguments; ``None``
-    for an argument that is not an array yet (a list), whose conversion must run at every call."""
+    """What the shape and dtype checks depend on: the arrays' types, dtypes and shapes, the arguments, and the
+    settings that change dtype promotion (:func:`promotion_settings`); ``None`` for an argument that is not an
+    array yet (a list), whose conversion must run at every call."""
     if not (hasattr(y_true, "shape") and hasattr(y_pred, "shape")):
         return None
     weight: Any = None
@@ -134,7 +135,7 @@ def _signature(y_true: Array, y_pred: Array, sample_weight: Array | None, from_l
             return None
         weight = (type(sample_weight), sample_weight.dtype, tuple(sample_weight.shape))
     return (type(y_true), y_true.dtype, tuple(y_true.shape), type(y_pred), y_pred.dtype, tuple(y_pred.shape),
-            weight, from_logits, xp, dtype)
+            weight, from_logits, xp, dtype, promotion_settings())
 
 
 def _checked_signature(y_true: Array, y_pred: Array, sample_weight: Array | None, *, from_logits: bool,
@@ -176,7 +177,10 @@ def _prepare(
     concrete = hasattr(y_pred, "shape") and values_available(y_pred, xp)
     key = _signature(y_true, y_pred, sample_weight, from_logits, xp, dtype) if concrete else None
     concrete = key is not None
-    checked = _CHECKED.get(key) if concrete else None  # type: ignore[arg-type]
+    try:
+        checked = _CHECKED.get(key) if concrete else None  # type: ignore[arg-type]
+    except TypeError:  # a symbolic dimension (torch's make_fx with fake tensors) does not hash: not concrete
+        concrete, checked = False, None
     if checked is None:
         xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
         y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true

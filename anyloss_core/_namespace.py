@@ -26,6 +26,7 @@ __all__ = [
     "compute_dtype",
     "differentiable",
     "get_namespace",
+    "promotion_settings",
     "sigmoid",
     "softmax",
     "stop_gradient",
@@ -127,6 +128,17 @@ def compute_dtype(dtype: Any, xp: Namespace) -> Any:
     if xp.isdtype(dtype, "real floating"):
         return xp.result_type(dtype, xp.float32)
     return xp.float32
+
+
+def promotion_settings() -> Any:
+    """The process-wide settings that change dtype promotion: JAX's x64 flag once JAX is loaded, else ``None``.
+
+    ``compute_dtype`` of a float64 array under a JAX namespace is float32 or float64 as the
+    flag says (``jax.enable_x64`` switches it for a block), so what ``anyloss_core._inputs``
+    remembers per signature is keyed on it too.
+    """
+    jax = sys.modules.get("jax")
+    return None if jax is None else bool(jax.config.jax_enable_x64)
 
 
 def values_available(x: Array, xp: Namespace) -> bool:

@@ -58,6 +58,19 @@ def test_value_and_grad_and_vmap_over_problems():
     assert grads.shape == (25,)
 
 
+def test_the_compute_dtype_follows_the_x64_flag_for_a_known_signature():
+    # The core remembers its argument checks per signature (anyloss_core._inputs); the compute dtype of float64
+    # NumPy data under the JAX namespace depends on the x64 flag, which is part of that key.
+    import anyloss_core as al
+
+    y, p = np.array([0, 1, 1, 0]), np.array([0.2, 0.9, 0.6, 0.4])
+    for _ in range(2):  # twice each way: the second call of each setting is a known signature
+        with jax.enable_x64(False):
+            assert al.soft_confusion(y, p, xp=jnp).tp.dtype == jnp.float32
+        with jax.enable_x64(True):
+            assert al.soft_confusion(y, p, xp=jnp).tp.dtype == jnp.float64
+
+
 @pytest.mark.parametrize("metric,params", METRIC_CONFIGS, ids=[m + str(p) for m, p in METRIC_CONFIGS])
 @pytest.mark.parametrize("approximation,scale", APPROX_CONFIGS, ids=[f"{a}{s:g}" for a, s in APPROX_CONFIGS])
 def test_check_grads_float64(metric, params, approximation, scale):

@@ -76,7 +76,9 @@ def test_metric_value_and_grad_declines_what_it_cannot_evaluate():
 
     for fn in (uses_cosh, not_a_count_function):
         assert metric_value_and_grad(fn, al.Confusion(1.0, 2.0, 3.0, 4.0)) is None
-    # A non-finite result is declined too (autodiff decides what to do with it).
+    # A negative base with a fractional exponent is declined (no complex numbers), as is a non-finite result
+    # (autodiff decides what to do with them).
+    assert metric_value_and_grad(lambda c, xp: (c.tp - c.fn) ** 0.5, al.Confusion(1.0, 5.0, 1.0, 2.0)) is None
     assert metric_value_and_grad(lambda c, xp: xp.log(c.fn), al.Confusion(1.0, 0.0, 3.0, 4.0)) is None
 
 

@@ -100,7 +100,9 @@ class _Dual:
         if isinstance(exponent, _Dual):
             raise TypeError("a count-dependent exponent is not supported")
         e = float(exponent)
-        return _chain(self, self.value**e, e * self.value ** (e - 1.0))
+        # math.pow, not **: a negative base with a fractional exponent is a ValueError (declined: autodiff then
+        # reports the metric's NaN), where ** would return a complex number.
+        return _chain(self, math.pow(self.value, e), e * math.pow(self.value, e - 1.0))
 
     # comparisons give plain booleans: they choose branches, they carry no gradient ------------------
     def __gt__(self, other: Any) -> bool:
