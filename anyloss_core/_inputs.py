@@ -173,14 +173,14 @@ def _prepare(
     """
     if not isinstance(from_logits, bool):
         raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
-    # Under tracing values_available is False first, and the signature is not even built (fewer guards).
-    concrete = hasattr(y_pred, "shape") and values_available(y_pred, xp)
-    key = _signature(y_true, y_pred, sample_weight, from_logits, xp, dtype) if concrete else None
-    concrete = key is not None
+    # The signature of concrete arrays only: under tracing values_available is False first, and the signature
+    # is not even built (fewer guards).
+    key = _signature(y_true, y_pred, sample_weight, from_logits, xp, dtype) \
+        if hasattr(y_pred, "shape") and values_available(y_pred, xp) else None
     try:
-        checked = _CHECKED.get(key) if concrete else None  # type: ignore[arg-type]
+        checked = None if key is None else _CHECKED.get(key)
     except TypeError:  # a symbolic dimension (torch's make_fx with fake tensors) does not hash: not concrete
-        concrete, checked = False, None
+        key, checked = None, None
     if checked is None:
         xp = get_namespace(y_true, y_pred, sample_weight, xp=xp)
         y_true = xp.asarray(y_true) if not hasattr(y_true, "shape") else y_true
@@ -188,10 +188,10 @@ def _prepare(
         if sample_weight is not None and not hasattr(sample_weight, "shape"):
             sample_weight = xp.asarray(sample_weight)
         checked = _checked_signature(y_true, y_pred, sample_weight, from_logits=from_logits, xp=xp, dtype=dtype)
-        if concrete:
+        if key is not None:
             if len(_CHECKED) >= _CHECKED_SIZE:
                 _CHECKED.clear()
-            _CHECKED[key] = checked  # type: ignore[index]
+            _CHECKED[key] = checked
     xp, dtype, sample_shape, labels_bool = checked
     # A 1-D array is already flat (a reshape would cost a microsecond per call in array-api-compat's wrapper).
     y = y_true if len(y_true.shape) == 1 else xp.reshape(y_true, (-1,))
@@ -206,7 +206,7 @@ def _prepare(
     if w is not None and w.dtype != dtype:
         w = xp.astype(w, dtype, copy=False)
     if validate and (not labels_bool or not from_logits or w is not None) \
-            and (concrete or values_available(p, xp)) and values_available(y, xp):
+            and (key is not None or values_available(p, xp)) and values_available(y, xp):
         _check_values(None if labels_bool else y, p, w, from_logits, xp)
     return y, p, w, xp
 

@@ -74,7 +74,8 @@ class _Dual:
     def __mul__(self, other: Any) -> _Dual:
         if type(other) is _Dual:
             return _Dual(self.value * other.value, _axpy(other.value, self.grad, self.value, other.grad))
-        return _scaled(self, _number(other))
+        c = _number(other)
+        return _chain(self, self.value * c, c)
 
     __rmul__ = __mul__
 
@@ -83,15 +84,14 @@ class _Dual:
             q = self.value / other.value
             return _Dual(q, _axpy(1.0 / other.value, self.grad, -q / other.value, other.grad))
         o = _number(other)
-        g, inverse = self.grad, 1.0 / o
-        return _Dual(self.value / o, (inverse * g[0], inverse * g[1], inverse * g[2], inverse * g[3]))
+        return _chain(self, self.value / o, 1.0 / o)
 
     def __rtruediv__(self, other: Any) -> _Dual:
         q = _number(other) / self.value  # d (c / x) = -(c / x) / x dx
         return _chain(self, q, -q / self.value)
 
     def __neg__(self) -> _Dual:
-        return _scaled(self, -1.0)
+        return _chain(self, -self.value, -1.0)
 
     def __pos__(self) -> _Dual:
         return self
@@ -140,12 +140,6 @@ def _lift(x: Any) -> _Dual:
 
 def _axpy(a: float, x: tuple[float, ...], b: float, y: tuple[float, ...]) -> tuple[float, ...]:
     return (a * x[0] + b * y[0], a * x[1] + b * y[1], a * x[2] + b * y[2], a * x[3] + b * y[3])
-
-
-def _scaled(x: _Dual, c: float) -> _Dual:
-    """``c * x`` for a number ``c``."""
-    g = x.grad
-    return _Dual(x.value * c, (c * g[0], c * g[1], c * g[2], c * g[3]))
 
 
 def _chain(x: _Dual, value: float, slope: float) -> _Dual:
