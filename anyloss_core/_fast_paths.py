@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._namespace import sigmoid
+from ._namespace import sigmoid, stop_gradient
 from ._types import Array, Namespace
 
 __all__ = ["FastPaths", "fast_paths", "register_fast_paths"]
@@ -110,6 +110,18 @@ class FastPaths:
         """``x + factor * shrink(a - b, threshold)`` for a temporary ``x`` (the rescue slope added to a gradient;
         a fast path may avoid the n-element difference)."""
         return self.add_scaled_temporary(x, self.shrink_temporary(a - b, threshold, xp), factor, xp)
+
+    def zero_with_gradient(self, x: Array, slope: Array, xp: Namespace) -> Array:
+        """A 0-d zero whose gradient with respect to ``x`` is ``slope``: ``sum(slope * (x - sg[x]))``.
+
+        ``slope`` is a constant of ``x``'s shape (no gradient flows through it); infinite
+        entries of ``x`` are read as 0 (``inf - inf`` would make the value NaN).  This form
+        computes the product and its sum in the forward pass, all to get a 0; a framework
+        with custom gradients gives the 0 and defers ``slope`` to the backward pass (torch,
+        JAX), so that a compiler can leave the forward pass without it.
+        """
+        finite = xp.where(xp.isfinite(x), x, xp.zeros_like(x))
+        return xp.sum(slope * (finite - stop_gradient(finite, xp)))
 
     def clip(self, x: Array, lo: float | None, hi: float | None, xp: Namespace) -> Array:
         """``clip(x, lo, hi)`` with Python-scalar bounds; either bound may be ``None``."""

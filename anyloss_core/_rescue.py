@@ -134,9 +134,8 @@ def rescue_term(y: Array, z: Array, w: Array | None, *, rescue: float, from_logi
     """
     if rescue == 0.0 or not differentiable(xp):
         return 0.0
-    finite = xp.where(xp.isfinite(z), z, xp.zeros_like(z))  # inf - inf would be NaN
-    return xp.sum(rescue_slope(y, z, w, rescue=rescue, from_logits=from_logits, xp=xp, total=total)
-                  * (finite - stop_gradient(finite, xp)))
+    slope = rescue_slope(y, z, w, rescue=rescue, from_logits=from_logits, xp=xp, total=total)
+    return fast_paths(xp).zero_with_gradient(z, slope, xp)
 
 
 #: A batch is stuck when this share of its samples has a vanishing gradient, some of them misclassified.

@@ -80,6 +80,34 @@ def _torch_accelerator_path_value_and_grad(*args, **kwargs):
         _autograd.choose_path = choose
 
 
+def _torch_autodiff_path_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approximation="anyloss"):
+    """As :func:`_torch_value_and_grad` on the plain-autodiff path (weights that need a gradient): the rescue is
+    the core's ``rescue_term``, through torch's zero with a custom backward."""
+    import torch
+
+    import anyloss_torch
+
+    x = torch.tensor(pred, requires_grad=True)
+    loss = anyloss_torch.anyloss(x, torch.tensor(y), metric, weight=torch.tensor(w, requires_grad=True),
+                                 from_logits=from_logits, rescue=rescue, approximation=approximation)
+    loss.backward()
+    return loss.item(), x.grad.numpy()
+
+
+def _torch_func_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approximation="anyloss"):
+    """As :func:`_torch_value_and_grad` under ``torch.func.grad_and_value`` (plain autodiff, functorch-wrapped)."""
+    import torch
+
+    import anyloss_torch
+
+    def loss(x):
+        return anyloss_torch.anyloss(x, torch.tensor(y), metric, weight=torch.tensor(w), from_logits=from_logits,
+                                     rescue=rescue, approximation=approximation)
+
+    grad, value = torch.func.grad_and_value(loss)(torch.tensor(pred))
+    return value.item(), grad.numpy()
+
+
 def _jax_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approximation="anyloss"):
     import jax
 
@@ -124,6 +152,8 @@ def _keras_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approxim
 ADAPTERS = [
     pytest.param(_torch_value_and_grad, marks=requires("torch"), id="torch"),
     pytest.param(_torch_accelerator_path_value_and_grad, marks=requires("torch"), id="torch-accelerator-path"),
+    pytest.param(_torch_autodiff_path_value_and_grad, marks=requires("torch"), id="torch-autodiff-path"),
+    pytest.param(_torch_func_value_and_grad, marks=requires("torch"), id="torch-func"),
     pytest.param(_jax_value_and_grad, marks=requires("jax"), id="jax"),
     pytest.param(_keras_value_and_grad, marks=requires("keras"), id="keras"),
 ]
@@ -171,6 +201,89 @@ def test_one_class_batch_keeps_the_rescue_gradient_where_the_metric_is_constant(
     tol = dict(rtol=1e-7, atol=1e-12) if grad.dtype == np.float64 else dict(rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(plain_grad, np.zeros_like(pred), **tol)
     np.testing.assert_allclose(grad, expected, **tol)
+
+
+def test_zero_with_gradient_of_numpy_is_an_exact_zero_also_for_infinite_entries():
+    from anyloss_core.adapters import FastPaths
+
+    x = np.array([np.inf, -np.inf, 1.5, -2.0], dtype=np.float32)
+    zero = FastPaths().zero_with_gradient(x, np.array([0.1, -0.1, 0.3, 0.0], dtype=np.float32), np)
+    assert float(zero) == 0.0 and zero.dtype == np.float32  # inf - inf would give NaN
+
+
+@requires("torch")
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_torch_zero_with_gradient_is_zero_with_the_slope_as_gradient(compiled):
+    import torch
+
+    from anyloss_torch._fast_paths import TORCH_FAST_PATHS
+
+    slope = torch.tensor([0.25, -0.5, 3.0, 0.0], dtype=torch.float64)
+
+    def term(x):
+        return TORCH_FAST_PATHS.zero_with_gradient(x, slope, torch)
+
+    fn = torch.compile(term, fullgraph=True, backend="aot_eager") if compiled else term
+    x = torch.tensor([np.inf, -2.0, 1.5, 0.1], dtype=torch.float64, requires_grad=True)
+    value = fn(x)
+    (3.0 * value).backward()
+    assert value.item() == 0.0 and value.dtype == torch.float64 and value.shape == ()
+    assert x.grad.tolist() == [0.75, -1.5, 9.0, 0.0]
+    if not compiled:  # forward mode and transforms: the same derivative
+        x0 = torch.tensor([1.0, -2.0, 1.5, 0.1], dtype=torch.float64)
+        assert torch.func.jacfwd(term)(x0).tolist() == slope.tolist()
+        assert torch.func.vmap(torch.func.grad(term))(torch.stack([x0, x0])).tolist() == [slope.tolist()] * 2
+
+
+@requires("torch")
+def test_torch_compiled_forward_computes_nothing_for_the_rescue_term():
+    """The rescue term is 0 in value: the compiled forward pass has the same reductions with it as without
+    (the Array API form, ``sum(slope * (z - sg[z]))``, added a masked product and its sum to every step)."""
+    import torch
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    import anyloss_torch
+
+    def forward_reductions(loss_fn):
+        graphs = []
+
+        def capture(gm, example_inputs):
+            graphs.append(gm)
+            return gm.forward
+
+        backend = aot_autograd(fw_compiler=capture, bw_compiler=lambda gm, _: gm.forward,
+                               partition_fn=min_cut_rematerialization_partition)
+        torch._dynamo.reset()
+        x = torch.randn(64, requires_grad=True)
+        torch.compile(loss_fn, backend=backend, fullgraph=True)(x, (torch.arange(64) % 3 == 0).float()).backward()
+        return sorted(str(node.target) for node in graphs[0].graph.nodes
+                      if node.op == "call_function" and any(r in str(node.target) for r in ("sum", "dot", "mean")))
+
+    with_rescue = forward_reductions(anyloss_torch.F1Loss())
+    without = forward_reductions(anyloss_torch.F1Loss(rescue=0.0))
+    torch._dynamo.reset()
+    assert with_rescue == without and len(without) >= 2
+
+
+@requires("jax")
+def test_jax_forward_mode_of_the_loss_with_the_rescue_matches_its_gradient():
+    import jax
+    import jax.numpy as jnp
+
+    import anyloss_jax
+
+    y, z, _ = _batch(True)
+    tangent = np.linspace(-1.0, 1.0, len(z))
+    with jax.enable_x64(True):
+        def loss(x):
+            return anyloss_jax.f1_loss(x, jnp.asarray(y))
+
+        _, forward = jax.jvp(loss, (jnp.asarray(z),), (jnp.asarray(tangent),))
+        grad = jax.grad(loss)(jnp.asarray(z))
+    np.testing.assert_allclose(float(forward), float(np.dot(np.asarray(grad), tangent)), rtol=1e-12)
+    reference = reference_gradient(y, z, np.ones_like(z), True, LAMBDA)
+    np.testing.assert_allclose(np.asarray(grad), reference, rtol=1e-7, atol=1e-12)
 
 
 def test_numpy_has_nothing_to_differentiate_and_bad_rescue_values_are_named():

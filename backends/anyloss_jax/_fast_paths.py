@@ -11,6 +11,9 @@
   ``jax.checkpoint`` with the policy :data:`KEEPS_SIGMOID` keeps ``A`` for the backward
   pass and recomputes the rest (``anyloss_jax._functions._binary_terms``).  Forward mode
   (``jax.jvp``, ``jax.hessian``) goes through the same rule.
+* ``zero_with_gradient`` (the rescue term): :func:`zero_with_gradient`, a ``custom_jvp`` zero
+  whose tangent is ``sum(slope * tangent)``.  The forward pass then computes no rescue product
+  and sum for a value of 0; the slope is needed only by the gradient.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from anyloss_core.adapters import FastPaths, register_fast_paths
 
-__all__ = ["JaxFastPaths", "is_jax_namespace"]
+__all__ = ["JaxFastPaths", "is_jax_namespace", "zero_with_gradient"]
 
 _JAX_NAMESPACES = frozenset({"jax.numpy", "jax.experimental.array_api"})
 
@@ -41,6 +45,9 @@ class JaxFastPaths(FastPaths):
     def sigmoid_of_temporary(self, x: Any, xp: Any) -> Any:
         """``sigmoid(x)``, its derivative's ``sigmoid(x)`` named for :data:`KEEPS_SIGMOID`."""
         return _kept_sigmoid(x)
+
+    def zero_with_gradient(self, x: Any, slope: Any, xp: Any) -> Any:
+        return zero_with_gradient(x, slope)
 
 
 #: The name of the approximation's sigmoid among the residuals of a ``jax.checkpoint``.
@@ -67,6 +74,25 @@ def _kept_sigmoid_jvp(primals: Any, tangents: Any) -> Any:
     s = jax.nn.sigmoid(x)
     kept = checkpoint_name(s, SIGMOID_NAME)  # the tangent's own reference: the residual jax.checkpoint keeps
     return s, t * kept * (1.0 - kept)
+
+
+@jax.custom_jvp
+def zero_with_gradient(x: Any, slope: Any) -> Any:
+    """A 0-d zero of ``x``'s dtype whose derivative in ``x`` is the constant ``slope``
+    (``FastPaths.zero_with_gradient``): nothing is computed from ``x`` in the forward pass.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> jax.grad(zero_with_gradient)(jnp.array([1.0, -2.0]), jnp.array([0.5, 3.0])).tolist()
+        [0.5, 3.0]
+    """
+    return jnp.zeros((), x.dtype)
+
+
+@zero_with_gradient.defjvp
+def _zero_with_gradient_jvp(primals: Any, tangents: Any) -> Any:
+    (x, slope), (x_tangent, _) = primals, tangents
+    return jnp.zeros((), x.dtype), jnp.sum(slope * x_tangent)  # slope is a constant: its tangent is left out
 
 
 #: The registered instance.

@@ -21,6 +21,12 @@ and by ``exp``:
   (``out=``; not under ``torch.func``, which has no batching rule for ``out=``).
 * ``add_scaled_temporary``: ``add_(term, alpha=factor)``, one kernel (the rescue slope
   added to the pullback's gradient in the one-node backward).
+* ``zero_with_gradient`` (the rescue term): :class:`_ZeroWithGradient`, a zero whose backward
+  multiplies the upstream gradient by the slope.  The Array API form, ``sum(slope * (z - sg[z]))``,
+  made the compiled CPU forward compute the slope and its masked product and sum every step,
+  for a value of 0: with the node, the forward has no rescue arithmetic and inductor computes
+  the slope in the backward pass from the saved sigmoid (``torch.compile`` at 1e6:
+  benchmarks in docs/performance.md, seventh round).
 * the value checks: one fused pass and one min/max reduction, no boolean temporaries
   (see :meth:`TorchFastPaths.all_binary`).
 """
@@ -188,12 +194,59 @@ class TorchFastPaths(FastPaths):
                 return False
         return True
 
+    def zero_with_gradient(self, x: Any, slope: Any, xp: Any) -> Any:
+        if torch.compiler.is_compiling():  # dynamo traces no autograd.Function with a jvp
+            return _ZeroWithGradient.apply(x, slope)
+        return _ZeroWithGradientForwardMode.apply(x, slope)
+
     def all_in_unit_interval(self, p: Any, xp: Any) -> bool:
         lo, hi = torch.aminmax(p.detach())  # one min/max pass, no allocation
         return float(lo) >= 0.0 and float(hi) <= 1.0
 
     def all_non_negative(self, w: Any, xp: Any) -> bool:
         return float(torch.amin(w.detach())) >= 0.0
+
+
+class _ZeroWithGradient(torch.autograd.Function):
+    """``zero_with_gradient(x, slope)``: a 0-d zero of ``x``'s dtype; its gradient in ``x`` is ``slope``.
+
+    The forward computes nothing from ``x``; the backward is ``upstream * slope``.
+    ``setup_context`` and ``generate_vmap_rule`` make it work under ``torch.func`` transforms
+    too; ``slope`` is a constant (the caller detached it).  Forward mode is
+    :class:`_ZeroWithGradientForwardMode` (dynamo cannot trace a Function with a ``jvp``).
+
+    Examples:
+        >>> x = torch.tensor([1.0, -2.0], requires_grad=True)
+        >>> zero = _ZeroWithGradient.apply(x, torch.tensor([0.5, 3.0]))
+        >>> zero.backward(); float(zero), x.grad.tolist()
+        (0.0, [0.5, 3.0])
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(())
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.save_for_backward(inputs[1])
+        ctx.save_for_forward(inputs[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None
+
+
+class _ZeroWithGradientForwardMode(_ZeroWithGradient):
+    """:class:`_ZeroWithGradient` with forward mode too (``jvp``: ``sum(slope * tangent)``; ``torch.func.jacfwd``,
+    ``torch.func.hessian``), for eager calls."""
+
+    @staticmethod
+    def jvp(ctx: Any, x_tangent: torch.Tensor, slope_tangent: Any) -> torch.Tensor:
+        (slope,) = ctx.saved_tensors
+        return torch.sum(slope * x_tangent)
 
 
 def _zero_residual(residual: torch.Tensor) -> bool:
