@@ -231,7 +231,6 @@ class _ZeroWithGradient(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         ctx.save_for_backward(inputs[1])
-        ctx.save_for_forward(inputs[1])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -242,6 +241,11 @@ class _ZeroWithGradient(torch.autograd.Function):
 class _ZeroWithGradientForwardMode(_ZeroWithGradient):
     """:class:`_ZeroWithGradient` with forward mode too (``jvp``: ``sum(slope * tangent)``; ``torch.func.jacfwd``,
     ``torch.func.hessian``), for eager calls."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.save_for_backward(inputs[1])
+        ctx.save_for_forward(inputs[1])
 
     @staticmethod
     def jvp(ctx: Any, x_tangent: torch.Tensor, slope_tangent: Any) -> torch.Tensor:
