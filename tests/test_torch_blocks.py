@@ -1,9 +1,9 @@
 """torch's block-by-block fast paths (large batches) and the fused sigmoid slope, against float64 NumPy.
 
-Above ``_BLOCK`` samples the rescue slope is computed block by block through one small reused
-buffer instead of an n-element temporary (the label check too).  Patching
-``_BLOCK`` down to 64 makes a 1,000-sample batch run through 15 full blocks and a partial
-one; the loss and its gradient must still equal the paper's formulas written here in
+Above ``_BLOCKED_ABOVE`` samples the rescue slope is computed block by block (``_BLOCK`` at a time)
+through one small reused buffer instead of an n-element temporary (the label check and FP's
+``1 - y`` too).  Patching both down to 64 makes a 1,000-sample batch run through 15 full blocks
+and a partial one; the loss and its gradient must still equal the paper's formulas written here in
 float64 NumPy (eq. 4-9, F1, the rescue gradient of ``anyloss_core._rescue``), and the
 unblocked result.
 """
@@ -48,6 +48,7 @@ def _loss_and_grad(z: torch.Tensor, y: torch.Tensor, rescue: float) -> tuple[flo
 @pytest.mark.parametrize("n", [1000, 64, 65])
 def test_blocked_counts_and_rescue_equal_float64_reference(monkeypatch, n, rescue):
     monkeypatch.setattr(torch_fast, "_BLOCK", 64)
+    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 64)
     z, y = _batch(n, torch.float64)
     loss, grad = _loss_and_grad(z, y, rescue)
     ref_loss, ref_grad = _reference_f1_loss_and_grad(z.detach().numpy(), y.numpy(), rescue)
@@ -59,6 +60,7 @@ def test_blocked_and_unblocked_float32_agree(monkeypatch):
     z, y = _batch(1000, torch.float32, seed=3)
     whole = _loss_and_grad(z, y, RESCUE)
     monkeypatch.setattr(torch_fast, "_BLOCK", 64)
+    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 64)
     blocked = _loss_and_grad(z, y, RESCUE)
     assert blocked[0] == pytest.approx(whole[0], rel=1e-6)
     np.testing.assert_allclose(blocked[1], whole[1], rtol=1e-5, atol=1e-9)
@@ -67,6 +69,7 @@ def test_blocked_and_unblocked_float32_agree(monkeypatch):
 def test_blocked_path_is_not_taken_when_autograd_records(monkeypatch):
     """Under autograd (weights with grad: the plain path) the hooks must not write into recorded tensors."""
     monkeypatch.setattr(torch_fast, "_BLOCK", 64)
+    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 64)
     z, y = _batch(500, torch.float64, seed=5)
     w = torch.full((500,), 1.0, dtype=torch.float64, requires_grad=True)
     loss = anyloss_torch.F1Loss(rescue=RESCUE)(z, y, w)

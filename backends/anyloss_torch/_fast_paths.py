@@ -14,7 +14,8 @@ and by ``exp``:
 * ``counts_from_label_sums``: the binary counts as TP = y . A and FP = (1 - y) . A, FN and
   TN by differences from the label sums: no ``1 - A`` array (a fresh allocation whose page
   faults cost more than its arithmetic) and two dot products instead of four.
-* ``dot_of_one_minus``: above 2**20 samples, ``1 - y`` block by block in one reused buffer.
+* ``dot_of_one_minus``: above ``_BLOCKED_ABOVE`` samples, ``1 - y`` block by block in one reused
+  buffer (also the label check and the rescue slope: ``_BLOCK``).
 * ``clip``: ``torch.clamp``; array-api-compat's wrapper promotes the scalars with
   ``torch.result_type``, which ``torch.compile(fullgraph=True)`` cannot trace.
 * ``shrink``: ``hardshrink``, one kernel; ``shrink_temporary`` writes it into its input
@@ -45,8 +46,15 @@ __all__ = ["TorchFastPaths", "is_torch_namespace"]
 # which torch.compile warns about).
 _TORCH_NAMESPACES = frozenset({"torch", "array_api_compat.torch"})
 
-#: Elements per block where a step works block by block: its temporary stays one reused 4 MB buffer (float32).
-_BLOCK = 1 << 20
+#: Elements per block where a step works block by block (the label check, FP's ``1 - y``, the rescue slope): its
+#: temporary is one reused 256 kB buffer (float32) that stays in the cache, instead of an n-element array, whose
+#: fresh pages cost more than its arithmetic (a 4 MB one at n = 1e6 came with about 1,000 page faults).
+_BLOCK = 1 << 16
+#: Above this many elements those steps work block by block; below it, the n-element temporary is small and
+#: its few extra kernels would cost more (n = 1e5: 1.68x-1.88x BCE blocked by 2**16, 1.66x-1.72x whole).
+_BLOCKED_ABOVE = 1 << 18
+#: Up to this many elements the affine steps are one kernel (``scaled_plus``; above it, two passes).
+_FUSED_AFFINE_MAX = 1 << 20
 #: Up to this many labels the check reads them into Python (2 us at 32 labels, against 9 us for two kernels;
 #: even at 128).
 _CHECK_IN_PYTHON = 64
@@ -90,17 +98,17 @@ class TorchFastPaths(FastPaths):
 
     # x * scale + offset for Python scalars in one kernel, torch.add(offset, x, alpha=scale) with the offset a
     # 0-d CPU tensor of x's dtype (a scalar argument on any device), where the two-step form makes two passes
-    # (n = 1e6, one thread: 0.34 against 0.53 ms); the rounding differs from it by at most an ulp.  Up to _BLOCK
-    # elements: above it the new array's fresh pages dominate, and in the step (n = 1e7) this kernel, its
-    # scalar first, was slower than the two passes (21 against 18.5 ms, profiler).
+    # (n = 1e6, one thread: 0.34 against 0.53 ms); the rounding differs from it by at most an ulp.  Up to
+    # _FUSED_AFFINE_MAX elements: above it the new array's fresh pages dominate, and in the step (n = 1e7) this
+    # kernel, its scalar first, was slower than the two passes (21 against 18.5 ms, profiler).
     def scaled_plus(self, x: Any, scale: Any, offset: Any, xp: Any) -> Any:
         # Python floats on the one-node path; 0-d tensors on the others (alpha takes numbers only).
-        if x.numel() > _BLOCK or type(scale) is not float or type(offset) is not float:
+        if x.numel() > _FUSED_AFFINE_MAX or type(scale) is not float or type(offset) is not float:
             return super().scaled_plus(x, scale, offset, xp)
         return torch.add(torch.scalar_tensor(offset, dtype=x.dtype), x, alpha=scale)
 
     def scaled_difference(self, x: Any, shift: float, scale: float, xp: Any) -> Any:
-        if x.numel() > _BLOCK:
+        if x.numel() > _FUSED_AFFINE_MAX:
             return super().scaled_difference(x, shift, scale, xp)
         return self.scaled_plus(x, scale, -shift * scale, xp)  # (x - shift) scale = x scale - shift scale
 
@@ -132,10 +140,10 @@ class TorchFastPaths(FastPaths):
         return torch.dot(a, b)
 
     def dot_of_one_minus(self, y: Any, a: Any, xp: Any) -> Any:
-        # Above 2**20 labels, 1 - y block by block in one reused 4 MB buffer: a fresh n-element
+        # Above _BLOCKED_ABOVE labels, 1 - y block by block in one reused buffer: a fresh n-element
         # temporary costs page faults (40 MB at n = 1e7) and raises the step's peak memory.
         n = y.shape[0]
-        if n <= _BLOCK or _needs_autograd(a) or _needs_autograd(y) or _functorch_wrapped(a):
+        if n <= _BLOCKED_ABOVE or _needs_autograd(a) or _needs_autograd(y) or _functorch_wrapped(a):
             return torch.dot(torch.rsub(y, 1.0), a)  # torch.rsub: Tensor.__rsub__ is a Python wrapper (+0.7 us)
         buffer = torch.empty_like(y[:_BLOCK])
         total = a.new_zeros(())
@@ -148,7 +156,7 @@ class TorchFastPaths(FastPaths):
     def add_scaled_shrunk_difference(self, x: Any, a: Any, b: Any, threshold: float, factor: Any,
                                      xp: Any) -> Any:
         n = x.shape[0]
-        if n <= _BLOCK or _needs_autograd(x) or _functorch_wrapped(x):
+        if n <= _BLOCKED_ABOVE or _needs_autograd(x) or _functorch_wrapped(x):
             return super().add_scaled_shrunk_difference(x, a, b, threshold, factor, xp)
         buffer = torch.empty_like(x[:_BLOCK])  # as above: no n-element difference
         for start in range(0, n, _BLOCK):
@@ -175,16 +183,16 @@ class TorchFastPaths(FastPaths):
         NaN.)  So the check is one fused elementwise kernel and one min/max reduction,
         where ``all((y == 0) | (y == 1))`` runs three boolean kernels and a reduction and
         allocates three arrays: on one CPU thread 0.20 ms against 1.8 ms at n = 1e6.
-        Above 2**20 labels it runs block by block into one reused 4 MB buffer: a fresh
-        40 MB temporary at n = 1e7 costs 45 ms in page faults alone, the blocks 3.7 ms in
-        all (the boolean form: 33 ms).
+        Above ``_BLOCKED_ABOVE`` labels it runs block by block into one reused buffer: a
+        fresh 40 MB temporary at n = 1e7 costs 45 ms in page faults alone, 4 MB blocks cost
+        3.7 ms in all (the boolean form: 33 ms).
         """
         flat = y.detach().reshape(-1)  # no autograd record of the check
         if flat.shape[0] <= _CHECK_IN_PYTHON:
             # A few labels: reading them costs less than launching two kernels (same verdict: NaN and
             # infinities are not in the set, -0.0 is, as in y - y * y).
             return set(flat.tolist()) <= _BINARY
-        if flat.shape[0] <= _BLOCK:
+        if flat.shape[0] <= _BLOCKED_ABOVE:
             return _zero_residual(torch.addcmul(flat, flat, flat, value=-1.0))
         buffer = torch.empty_like(flat[:_BLOCK])
         for start in range(0, flat.shape[0], _BLOCK):
