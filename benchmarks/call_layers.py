@@ -1,0 +1,108 @@
+"""Where one torch call of the F1 loss at small n spends its time: each layer of the eager call, and the compiled
+call's guard check.
+
+    PYTHONPATH=.:backends python benchmarks/call_layers.py [n] [repeats]
+
+Eager, forward + backward, interleaved with the order alternated, p10 in microseconds: BCE; ``F1Loss()``; the
+layers below it called directly (``config_loss``, ``soft_loss``, ``_one_node_loss``); a trivial
+``autograd.Function`` (a 0-d forward, a stored gradient backward: the fixed cost of any Python node); the core's
+counts and pullback alone; and the same kernels written out with no Python around them.  Then the guard check of
+``torch.compile``'s cache entry for ``F1Loss()`` (what every compiled call runs before its graph), timed over
+20,000 checks, with the number of lines of its guard tree.
+"""
+
+from __future__ import annotations
+
+import sys
+import timeit
+
+import torch
+
+import anyloss_core as al
+import anyloss_torch
+from anyloss_bench.speed import _labels, _logits, interleaved
+from anyloss_torch import _autograd
+from anyloss_torch.interop import config_loss
+
+SCALE, RESCUE = 73.0, 0.1
+
+
+def _eager_layers(n: int, repeats: int) -> None:
+    z = torch.tensor(_logits(n), requires_grad=True)
+    y = torch.tensor(_labels(n))
+    bce, f1 = torch.nn.BCEWithLogitsLoss(), anyloss_torch.F1Loss()
+    config = f1.config
+    options = {k: v for k, v in config.counts_options.items() if k not in ("task", "num_classes", "ignore_index")}
+    stored = torch.zeros(n)
+
+    class Trivial(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return torch.scalar_tensor(0.5)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return stored
+
+    def backward_of(make):
+        def run() -> None:
+            z.grad = None
+            make().backward()
+        return run
+
+    def core() -> None:
+        with torch.no_grad():
+            _, pull = al.soft_confusion_with_pullback(y, z, rescue=RESCUE, counts_as_floats=True, **options)
+        pull(al.Confusion(0.1, 0.2, 0.3, 0.4), rescue_scale=1.0)
+
+    def kernels() -> None:  # the kernels of core(), as the fast paths launch them
+        with torch.no_grad():
+            p = torch.sigmoid(z)
+            a = torch.sigmoid_(torch.add(torch.scalar_tensor(-SCALE / 2), p, alpha=SCALE))
+            float(torch.dot(y, a)), float(torch.sum(y)), float(torch.dot(torch.rsub(y, 1.0), a))
+            g = torch.add(torch.scalar_tensor(0.1), y, alpha=0.3)
+            torch.ops.aten.sigmoid_backward.grad_input(g, a, grad_input=g).mul_(SCALE)
+            torch.ops.aten.sigmoid_backward.grad_input(g, p, grad_input=g)
+            d = torch.sub(p, y)
+            g.add_(torch.hardshrink(d, 0.5, out=d), alpha=RESCUE / n)
+
+    rows = {
+        "BCEWithLogitsLoss()": backward_of(lambda: bce(z, y)),
+        "F1Loss()": backward_of(lambda: f1(z, y)),
+        "config_loss": backward_of(lambda: config_loss(config, z, y)),
+        "soft_loss": backward_of(lambda: _autograd.soft_loss(
+            z, y, None, config.loss_metric, average=config.average, metric_params=config.metric_params,
+            rescue=config.rescue, **config.counts_options)),
+        "_one_node_loss": backward_of(lambda: _autograd._one_node_loss(z, y, None, config.metric_fn, options,
+                                                                       config.rescue)),
+        "trivial autograd.Function": backward_of(lambda: Trivial.apply(z)),
+        "core counts + pullback": core,
+        "their kernels alone": kernels,
+    }
+    timings = interleaved(list(rows.values()), repeats, max(50, repeats // 6))
+    for name, t in zip(rows, timings, strict=True):
+        print(f"n={n} eager {name:28s} p10 {t['p10'] * 1e6:7.1f} us")
+
+
+def _guard_check(n: int) -> None:
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    z = torch.tensor(_logits(n), requires_grad=True)
+    y = torch.tensor(_labels(n))
+    module = anyloss_torch.F1Loss()
+    torch._dynamo.reset()
+    torch.compile(module, dynamic=False)(z, y).backward()
+    guards = _debug_get_cache_entry_list(anyloss_torch.AnyLoss.forward.__code__)[0].guard_manager
+    frame = {"self": module, "input": z, "target": y, "weight": None}
+    assert guards.check(frame)
+    seconds = min(timeit.repeat(lambda: guards.check(frame), number=20_000, repeat=5)) / 20_000
+    print(f"n={n} torch.compile F1Loss() guard check {seconds * 1e6:6.2f} us, {len(str(guards).splitlines())} lines")
+    torch._dynamo.reset()
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    size = int(float(args[0])) if args else 32
+    torch.set_num_threads(1)
+    _eager_layers(size, int(args[1]) if len(args) > 1 else 3000)
+    _guard_check(size)
