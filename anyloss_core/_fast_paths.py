@@ -114,11 +114,12 @@ class FastPaths:
     def zero_with_gradient(self, x: Array, slope: Array, xp: Namespace) -> Array:
         """A 0-d zero whose gradient with respect to ``x`` is ``slope``: ``sum(slope * (x - sg[x]))``.
 
-        ``slope`` is a constant of ``x``'s shape (no gradient flows through it); infinite
-        entries of ``x`` are read as 0 (``inf - inf`` would make the value NaN).  This form
-        computes the product and its sum in the forward pass, all to get a 0; a framework
-        with custom gradients gives the 0 and defers ``slope`` to the backward pass (torch,
-        JAX), so that a compiler can leave the forward pass without it.
+        ``slope`` is a constant of ``x``'s shape (no gradient flows through it).  In this form
+        non-finite entries of ``x`` are read as 0 (``inf - inf`` would make the value NaN), so
+        their gradient is 0, not ``slope``.  It also computes the product and its sum in the
+        forward pass, all to get a 0.  A framework with custom gradients gives the 0 and defers
+        ``slope`` to the backward pass (torch, JAX: their gradient is ``slope`` everywhere), so
+        that a compiler can leave the forward pass without it.
         """
         finite = xp.where(xp.isfinite(x), x, xp.zeros_like(x))
         return xp.sum(slope * (finite - stop_gradient(finite, xp)))

@@ -6,7 +6,8 @@ call's guard check.
 Eager, forward + backward, interleaved with the order alternated, p10 in microseconds: BCE; ``F1Loss()``; the
 layers below it called directly (``config_loss``, ``soft_loss``, ``_one_node_loss``); a trivial
 ``autograd.Function`` (a 0-d forward, a stored gradient backward: the fixed cost of any Python node); the core's
-counts and pullback alone; and the same kernels written out with no Python around them.  Then the guard check of
+counts and pullback alone; and the same kernels written out with no Python around them.  Then the number of
+Python function calls one ``F1Loss()`` call makes (deterministic), and the guard check of
 ``torch.compile``'s cache entry for ``F1Loss()`` (what every compiled call runs before its graph), timed over
 20,000 checks, with the number of lines of its guard tree.
 """
@@ -84,6 +85,28 @@ def _eager_layers(n: int, repeats: int) -> None:
         print(f"n={n} eager {name:28s} p10 {t['p10'] * 1e6:7.1f} us")
 
 
+def _python_calls(n: int, calls: int = 100) -> None:
+    """Python function calls per eager ``F1Loss()`` call, forward and backward (``sys.setprofile``'s "call"
+    events: Python frames only, not C functions)."""
+    z = torch.tensor(_logits(n), requires_grad=True)
+    y = torch.tensor(_labels(n))
+    f1 = anyloss_torch.F1Loss()
+    count = 0
+
+    def profile(frame, event, arg):
+        nonlocal count
+        count += event == "call"
+
+    for _ in range(10):
+        f1(z, y).backward()
+    sys.setprofile(profile)
+    for _ in range(calls):
+        z.grad = None
+        f1(z, y).backward()
+    sys.setprofile(None)
+    print(f"n={n} eager F1Loss() Python function calls per call: {count / calls:.0f}")
+
+
 def _guard_check(n: int) -> None:
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
@@ -105,4 +128,5 @@ if __name__ == "__main__":
     size = int(float(args[0])) if args else 32
     torch.set_num_threads(1)
     _eager_layers(size, int(args[1]) if len(args) > 1 else 3000)
+    _python_calls(size)
     _guard_check(size)

@@ -190,3 +190,17 @@ def test_jit_gradient_keeps_at_most_one_n_element_temporary():
     step = jax.jit(jax.grad(lambda x: anyloss_jax.f1_loss(x, y)))
     temp = step.lower(z).compile().memory_analysis().temp_size_in_bytes
     assert temp <= 1.25 * 4 * n, temp / (4 * n)
+
+
+def test_shard_map_gradient_with_the_rescue_equals_the_plain_one():
+    """The rescue's zero varies over the mesh axes as its tangent does: ``shard_map`` checks that (one device)."""
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    z, y, _ = _data(16)
+    mesh = Mesh(np.array(jax.devices()[:1]), ("d",))
+    mapped = jax.shard_map(lambda z, y: anyloss_jax.f1_loss(z, y, axis_name="d"), mesh=mesh,
+                           in_specs=(P("d"), P("d")), out_specs=P())
+    z, y = jnp.asarray(z, jnp.float32), jnp.asarray(y, jnp.float32)
+    np.testing.assert_allclose(np.asarray(jax.grad(mapped)(z, y)),
+                               np.asarray(jax.grad(anyloss_jax.f1_loss)(z, y)), rtol=1e-6, atol=1e-9)

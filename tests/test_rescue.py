@@ -236,6 +236,34 @@ def test_torch_zero_with_gradient_is_zero_with_the_slope_as_gradient(compiled):
 
 
 @requires("torch")
+@pytest.mark.parametrize("transform", ["grad", "jacfwd", "vmap_grad"])
+def test_torch_compiled_func_transforms_keep_the_rescue_gradient(transform):
+    """Under torch.compile *and* a torch.func transform dynamo inlines a Function's forward and would lose its
+    backward: the rescue's zero then takes the Array API form."""
+    import torch
+
+    import anyloss_torch
+
+    y, z, w = _batch(True)
+    target, weight = torch.tensor(y), torch.tensor(w)
+
+    def loss(x):
+        return anyloss_torch.anyloss(x, target, "f1", weight=weight, from_logits=True, rescue=LAMBDA)
+
+    if transform == "vmap_grad":
+        def fn(x):
+            return torch.func.vmap(torch.func.grad(loss))(torch.stack([x, x]))[1]
+    else:
+        fn = getattr(torch.func, transform)(loss)
+    x = torch.tensor(z)
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend="aot_eager")(x)
+    torch._dynamo.reset()
+    np.testing.assert_allclose(compiled.numpy(), reference_gradient(y, z, w, True, LAMBDA), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(compiled.numpy(), fn(x).numpy(), rtol=1e-12, atol=1e-15)
+
+
+@requires("torch")
 def test_torch_compiled_forward_computes_nothing_for_the_rescue_term():
     """The rescue term is 0 in value: the compiled forward pass has the same reductions with it as without
     (the Array API form, ``sum(slope * (z - sg[z]))``, added a masked product and its sum to every step)."""

@@ -2,8 +2,9 @@
 
 Above ``_BLOCKED_ABOVE`` samples the rescue slope is computed block by block (``_BLOCK`` at a time)
 through one small reused buffer instead of an n-element temporary (the label check and FP's
-``1 - y`` too).  Patching both down to 64 makes a 1,000-sample batch run through 15 full blocks
-and a partial one; the loss and its gradient must still equal the paper's formulas written here in
+``1 - y`` too).  Patching them down to 64 and 256 makes a 1,000-sample batch run through 15 full
+blocks and a partial one (and a block stride of the bound instead of the block would skip three
+blocks in four); the loss and its gradient must still equal the paper's formulas written here in
 float64 NumPy (eq. 4-9, F1, the rescue gradient of ``anyloss_core._rescue``), and the
 unblocked result.
 """
@@ -45,10 +46,10 @@ def _loss_and_grad(z: torch.Tensor, y: torch.Tensor, rescue: float) -> tuple[flo
 
 
 @pytest.mark.parametrize("rescue", [0.0, RESCUE])
-@pytest.mark.parametrize("n", [1000, 64, 65])
+@pytest.mark.parametrize("n", [1000, 256, 257, 65])
 def test_blocked_counts_and_rescue_equal_float64_reference(monkeypatch, n, rescue):
     monkeypatch.setattr(torch_fast, "_BLOCK", 64)
-    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 64)
+    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 256)
     z, y = _batch(n, torch.float64)
     loss, grad = _loss_and_grad(z, y, rescue)
     ref_loss, ref_grad = _reference_f1_loss_and_grad(z.detach().numpy(), y.numpy(), rescue)
@@ -60,7 +61,7 @@ def test_blocked_and_unblocked_float32_agree(monkeypatch):
     z, y = _batch(1000, torch.float32, seed=3)
     whole = _loss_and_grad(z, y, RESCUE)
     monkeypatch.setattr(torch_fast, "_BLOCK", 64)
-    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 64)
+    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 256)
     blocked = _loss_and_grad(z, y, RESCUE)
     assert blocked[0] == pytest.approx(whole[0], rel=1e-6)
     np.testing.assert_allclose(blocked[1], whole[1], rtol=1e-5, atol=1e-9)
@@ -69,7 +70,7 @@ def test_blocked_and_unblocked_float32_agree(monkeypatch):
 def test_blocked_path_is_not_taken_when_autograd_records(monkeypatch):
     """Under autograd (weights with grad: the plain path) the hooks must not write into recorded tensors."""
     monkeypatch.setattr(torch_fast, "_BLOCK", 64)
-    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 64)
+    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 256)
     z, y = _batch(500, torch.float64, seed=5)
     w = torch.full((500,), 1.0, dtype=torch.float64, requires_grad=True)
     loss = anyloss_torch.F1Loss(rescue=RESCUE)(z, y, w)
@@ -91,3 +92,13 @@ def test_times_sigmoid_slope_is_x_s_one_minus_s_in_place():
     recorded = torch.tensor([2.0, -1.0], requires_grad=True)
     result = hooks.times_sigmoid_slope(recorded, torch.tensor([0.5, 0.25]), None)
     assert result.data_ptr() != recorded.data_ptr() and result.requires_grad
+
+
+def test_small_blocks_on_the_cpu_only():
+    """Off the CPU the blocks stay 2**20 long: a caching allocator has no fresh pages to avoid, and every block
+    is a kernel launch (about 900 per step at n = 1e7 with 256 kB blocks)."""
+    def size(n, device):
+        return torch_fast._block_size(torch.empty(n, device=device))
+
+    assert (size(1 << 18, "cpu"), size((1 << 18) + 1, "cpu"), size(10**7, "cpu")) == (0, 1 << 16, 1 << 16)
+    assert (size((1 << 18) + 1, "meta"), size(1 << 20, "meta"), size(10**7, "meta")) == (0, 0, 1 << 20)

@@ -84,7 +84,7 @@ def test_torch_label_check_by_blocks_finds_a_bad_label_anywhere(monkeypatch, pos
     import anyloss_torch._fast_paths as torch_fast
 
     monkeypatch.setattr(torch_fast, "_BLOCK", 64)  # 1000 labels: 15 full blocks and a partial one
-    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 64)
+    monkeypatch.setattr(torch_fast, "_BLOCKED_ABOVE", 256)
     y = (torch.arange(1000) % 7 == 0).float()
     assert _checks(xp).all_binary(y, xp)
     y[position] = bad

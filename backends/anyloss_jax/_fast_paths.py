@@ -86,13 +86,14 @@ def zero_with_gradient(x: Any, slope: Any) -> Any:
         >>> jax.grad(zero_with_gradient)(jnp.array([1.0, -2.0]), jnp.array([0.5, 3.0])).tolist()
         [0.5, 3.0]
     """
-    return jnp.zeros((), x.dtype)
+    # zeros_like, not zeros: the zero varies over x's mesh axes as its tangent does (shard_map checks that).
+    return jnp.zeros_like(x, shape=())
 
 
 @zero_with_gradient.defjvp
 def _zero_with_gradient_jvp(primals: Any, tangents: Any) -> Any:
     (x, slope), (x_tangent, _) = primals, tangents
-    return jnp.zeros((), x.dtype), jnp.sum(slope * x_tangent)  # slope is a constant: its tangent is left out
+    return jnp.zeros_like(x, shape=()), jnp.sum(slope * x_tangent)  # slope is a constant: no tangent of its own
 
 
 #: The registered instance.

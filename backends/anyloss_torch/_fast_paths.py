@@ -14,8 +14,8 @@ and by ``exp``:
 * ``counts_from_label_sums``: the binary counts as TP = y . A and FP = (1 - y) . A, FN and
   TN by differences from the label sums: no ``1 - A`` array (a fresh allocation whose page
   faults cost more than its arithmetic) and two dot products instead of four.
-* ``dot_of_one_minus``: above ``_BLOCKED_ABOVE`` samples, ``1 - y`` block by block in one reused
-  buffer (also the label check and the rescue slope: ``_BLOCK``).
+* ``dot_of_one_minus``: above ``_BLOCKED_ABOVE`` samples (on the CPU), ``1 - y`` block by block in
+  one reused buffer (also the label check and the rescue slope: ``_BLOCK``, :func:`_block_size`).
 * ``clip``: ``torch.clamp``; array-api-compat's wrapper promotes the scalars with
   ``torch.result_type``, which ``torch.compile(fullgraph=True)`` cannot trace.
 * ``shrink``: ``hardshrink``, one kernel; ``shrink_temporary`` writes it into its input
@@ -51,8 +51,11 @@ _TORCH_NAMESPACES = frozenset({"torch", "array_api_compat.torch"})
 #: fresh pages cost more than its arithmetic (a 4 MB one at n = 1e6 came with about 1,000 page faults).
 _BLOCK = 1 << 16
 #: Above this many elements those steps work block by block; below it, the n-element temporary is small and
-#: its few extra kernels would cost more (n = 1e5: 1.68x-1.88x BCE blocked by 2**16, 1.66x-1.72x whole).
+#: the blocks' extra kernels would cost more (n = 1e5: 1.93x BCE blocked by 2**16, 1.62x-1.66x whole;
+#: ``benchmarks/block_sizes.py 1048576/1048576,65536/65536,65536/262144 1e5,3e5,1e6 30``).
 _BLOCKED_ABOVE = 1 << 18
+#: ``_BLOCK`` and ``_BLOCKED_ABOVE`` off the CPU (see :func:`_block_size`).
+_DEVICE_BLOCK = 1 << 20
 #: Up to this many elements the affine steps are one kernel (``scaled_plus``; above it, two passes).
 _FUSED_AFFINE_MAX = 1 << 20
 #: Up to this many labels the check reads them into Python (2 us at 32 labels, against 9 us for two kernels;
@@ -73,6 +76,22 @@ def _needs_autograd(x: torch.Tensor) -> bool:
     # Updating a tensor that autograd records in place would be an error or, worse,
     # silently change what the backward pass reads.
     return bool(x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()
+
+
+def _block_size(x: torch.Tensor) -> int:
+    """Elements per block for a step that works on the 1-D ``x`` block by block, or 0 to do it whole.
+
+    On the CPU, blocks of :data:`_BLOCK` above :data:`_BLOCKED_ABOVE` elements: a fresh temporary costs page
+    faults.  Elsewhere blocks of 2**20 above 2**20 (the CPU's bound before it was lowered; not measured on a
+    device since): a caching allocator has no fresh pages, each block is a kernel launch, and the blocks only
+    bound the peak memory.
+    """
+    n = x.shape[0]
+    if n <= _BLOCKED_ABOVE:  # first: the usual small batch reads no device
+        return 0
+    if x.device.type == "cpu":
+        return _BLOCK
+    return _DEVICE_BLOCK if n > _DEVICE_BLOCK else 0
 
 
 def _functorch_wrapped(x: torch.Tensor) -> bool:
@@ -143,12 +162,13 @@ class TorchFastPaths(FastPaths):
         # Above _BLOCKED_ABOVE labels, 1 - y block by block in one reused buffer: a fresh n-element
         # temporary costs page faults (40 MB at n = 1e7) and raises the step's peak memory.
         n = y.shape[0]
-        if n <= _BLOCKED_ABOVE or _needs_autograd(a) or _needs_autograd(y) or _functorch_wrapped(a):
+        size = _block_size(y)
+        if not size or _needs_autograd(a) or _needs_autograd(y) or _functorch_wrapped(a):
             return torch.dot(torch.rsub(y, 1.0), a)  # torch.rsub: Tensor.__rsub__ is a Python wrapper (+0.7 us)
-        buffer = torch.empty_like(y[:_BLOCK])
+        buffer = torch.empty_like(y[:size])
         total = a.new_zeros(())
-        for start in range(0, n, _BLOCK):
-            stop = min(start + _BLOCK, n)
+        for start in range(0, n, size):
+            stop = min(start + size, n)
             neg = torch.neg(y[start:stop], out=buffer[:stop - start]).add_(1.0)  # 1 - y, exactly
             total += torch.dot(neg, a[start:stop])
         return total
@@ -156,11 +176,12 @@ class TorchFastPaths(FastPaths):
     def add_scaled_shrunk_difference(self, x: Any, a: Any, b: Any, threshold: float, factor: Any,
                                      xp: Any) -> Any:
         n = x.shape[0]
-        if n <= _BLOCKED_ABOVE or _needs_autograd(x) or _functorch_wrapped(x):
+        size = _block_size(x)
+        if not size or _needs_autograd(x) or _functorch_wrapped(x):
             return super().add_scaled_shrunk_difference(x, a, b, threshold, factor, xp)
-        buffer = torch.empty_like(x[:_BLOCK])  # as above: no n-element difference
-        for start in range(0, n, _BLOCK):
-            stop = min(start + _BLOCK, n)
+        buffer = torch.empty_like(x[:size])  # as above: no n-element difference
+        for start in range(0, n, size):
+            stop = min(start + size, n)
             block = torch.sub(a[start:stop], b[start:stop], out=buffer[:stop - start])
             self.add_scaled_temporary(x[start:stop], torch.hardshrink(block, threshold, out=block), factor, xp)
         return x
@@ -192,11 +213,12 @@ class TorchFastPaths(FastPaths):
             # A few labels: reading them costs less than launching two kernels (same verdict: NaN and
             # infinities are not in the set, -0.0 is, as in y - y * y).
             return set(flat.tolist()) <= _BINARY
-        if flat.shape[0] <= _BLOCKED_ABOVE:
+        size = _block_size(flat)
+        if not size:
             return _zero_residual(torch.addcmul(flat, flat, flat, value=-1.0))
-        buffer = torch.empty_like(flat[:_BLOCK])
-        for start in range(0, flat.shape[0], _BLOCK):
-            block = flat[start:start + _BLOCK]
+        buffer = torch.empty_like(flat[:size])
+        for start in range(0, flat.shape[0], size):
+            block = flat[start:start + size]
             out = buffer[:block.shape[0]]
             if not _zero_residual(torch.addcmul(block, block, block, value=-1.0, out=out)):
                 return False
@@ -204,6 +226,10 @@ class TorchFastPaths(FastPaths):
 
     def zero_with_gradient(self, x: Any, slope: Any, xp: Any) -> Any:
         if torch.compiler.is_compiling():  # dynamo traces no autograd.Function with a jvp
+            if torch._C._are_functorch_transforms_active():
+                # Under a torch.func transform dynamo inlines a Function's forward (a constant zero) and its
+                # backward is lost: the Array API form there.  (The check folds to a constant when traced.)
+                return super().zero_with_gradient(x, slope, xp)
             return _ZeroWithGradient.apply(x, slope)
         return _ZeroWithGradientForwardMode.apply(x, slope)
 
