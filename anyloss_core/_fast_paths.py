@@ -118,7 +118,8 @@ class FastPaths:
         non-finite entries of ``x`` are read as 0 (``inf - inf`` would make the value NaN), so
         their gradient is 0, not ``slope``.  It also computes the product and its sum in the
         forward pass, all to get a 0.  A framework with custom gradients gives the 0 and defers
-        ``slope`` to the backward pass (torch, JAX: their gradient is ``slope`` everywhere), so
+        ``slope`` to the backward pass (torch, JAX: their gradient is ``slope`` everywhere, except
+        that torch takes this form under ``torch.compile`` with a ``torch.func`` transform), so
         that a compiler can leave the forward pass without it.
         """
         finite = xp.where(xp.isfinite(x), x, xp.zeros_like(x))

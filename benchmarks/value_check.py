@@ -4,7 +4,8 @@
 
 Prints p10 / median microseconds of ``all((y == 0) | (y == 1))`` (the check before issue 20) and of torch's
 registered fast path ``anyloss_torch._fast_paths.TorchFastPaths.all_binary`` (``aminmax(y - y*y)``, by blocks
-above 2**20 labels) on the same float32 0/1 labels, interleaved with the order alternated; then forward +
+above ``_BLOCKED_ABOVE`` labels on the CPU: ``anyloss_torch._fast_paths._block_size``) on the same float32 0/1
+labels, interleaved with the order alternated; then forward +
 backward of ``F1Loss()`` with the old check patched in, with the fused one, with ``validate=False``, and
 ``BCEWithLogitsLoss``.  ``threads`` sets ``torch.set_num_threads`` (1 gives figures a loaded machine disturbs
 least).

@@ -204,9 +204,9 @@ class TorchFastPaths(FastPaths):
         NaN.)  So the check is one fused elementwise kernel and one min/max reduction,
         where ``all((y == 0) | (y == 1))`` runs three boolean kernels and a reduction and
         allocates three arrays: on one CPU thread 0.20 ms against 1.8 ms at n = 1e6.
-        Above ``_BLOCKED_ABOVE`` labels it runs block by block into one reused buffer: a
-        fresh 40 MB temporary at n = 1e7 costs 45 ms in page faults alone, 4 MB blocks cost
-        3.7 ms in all (the boolean form: 33 ms).
+        Above ``_BLOCKED_ABOVE`` labels on the CPU it runs block by block into one reused
+        buffer (:func:`_block_size`): a fresh 40 MB temporary at n = 1e7 costs 45 ms in page
+        faults alone, 4 MB blocks cost 3.7 ms in all (the boolean form: 33 ms).
         """
         flat = y.detach().reshape(-1)  # no autograd record of the check
         if flat.shape[0] <= _CHECK_IN_PYTHON:
