@@ -530,6 +530,46 @@ def test_one_node_backward_is_used_and_equals_autodiff(metric, labels):
             torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-14)
 
 
+@pytest.mark.parametrize("labels_require_grad", [False, True])
+def test_the_one_node_forward_records_nothing_for_autograd(labels_require_grad):
+    # The one-node path computes the counts outside autograd (from detached tensors, not in a no_grad block):
+    # no kernel of its forward may return a tensor that requires grad, the loss itself aside, even when the
+    # labels require grad. A recorded kernel would keep its inputs alive until the backward and make the
+    # in-place fast paths fall back to copies.
+    from torch.overrides import TorchFunctionMode
+
+    class RequiringGrad(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+            self.recorded: list[str] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = getattr(func, "__name__", str(func))
+            self.seen.append(name)
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                self.recorded.append(name)
+            return out
+
+    rng = np.random.default_rng(16)
+    raw, y_np = rng.normal(size=40), rng.integers(0, 2, 40).astype(float)
+    z = torch.tensor(raw, requires_grad=True)
+    y = torch.tensor(y_np, requires_grad=labels_require_grad)
+    loss_fn = anyloss_torch.F1Loss()
+    with RequiringGrad() as mode:
+        loss = loss_fn(z, y)
+    assert _graph_nodes(loss.grad_fn) == {"_LossFromCountsBackward", "AccumulateGrad"}
+    assert "sigmoid" in mode.seen  # the mode sees the forward's kernels (autograd.Function.apply it does not)
+    assert mode.recorded == []
+    loss.backward()
+    z_plain = torch.tensor(raw, requires_grad=True)
+    plain = loss_fn(z_plain, torch.tensor(y_np))
+    plain.backward()
+    torch.testing.assert_close(loss, plain, rtol=0, atol=0)
+    torch.testing.assert_close(z.grad, z_plain.grad, rtol=0, atol=0)
+
+
 def _grad_parents_of(x, loss):
     """The autograd nodes whose gradient flows straight into the leaf ``x``."""
     parents, seen, stack = set(), set(), [loss.grad_fn]

@@ -460,9 +460,13 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
     # only when forced (benchmarks/gpu_paths.py), and one copy of the four stacked is one wait for the device
     # instead of one per count.
     on_host = _reads_are_free(input)
-    with torch.no_grad():  # computed outside autograd: _LossFromCounts attaches the analytic backward
-        counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, rescue=rescue,
-                                                           counts_as_floats=on_host, **options)
+    # Computed outside autograd (_LossFromCounts attaches the analytic backward): from detached tensors, which
+    # autograd does not record, rather than in a no_grad() block (six Python calls of a small batch's budget).
+    # The weights have no grad here (choose_path); labels that require grad are detached too.
+    if target.requires_grad:
+        target = target.detach()
+    counts, pullback = al.soft_confusion_with_pullback(target, input.detach(), sample_weight=weight, rescue=rescue,
+                                                       counts_as_floats=on_host, **options)
     values = counts if on_host else al.Confusion(*torch.stack(tuple(counts)).tolist())
     # The counts' dtype, which the loss has: at least float32 (anyloss_core's compute dtype).
     return _loss_node(input, metric_fn, values, pullback, torch.promote_types(input.dtype, torch.float32))
