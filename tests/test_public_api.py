@@ -28,7 +28,7 @@ PUBLIC = {
     ],
     "anyloss_torch": [
         "AccuracyLoss", "AnyLoss", "BalancedAccuracyLoss", "F1Loss", "FBetaLoss", "GMeanLoss", "accuracy_loss",
-        "anyloss", "balanced_accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss",
+        "anyloss", "balanced_accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss", "skip_guard_on_anyloss_globals",
     ],
     "anyloss_jax": [
         "accuracy_loss", "anyloss", "balanced_accuracy_loss", "f1_loss", "fbeta_loss", "gmean_loss",

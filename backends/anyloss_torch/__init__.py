@@ -6,6 +6,8 @@
 The math is ``anyloss_core``'s; this package adapts it to torch conventions.
 :mod:`anyloss_torch.interop` is the entry point for other adapters (``anyloss_keras``
 on the PyTorch backend): a configured loss on torch tensors.
+``skip_guard_on_anyloss_globals`` is a ``guard_filter_fn`` for ``torch.compile`` that leaves out
+the guards on anyloss's own functions and constants, the fixed cost of a compiled call.
 
 Examples:
     >>> import torch, anyloss_torch
@@ -17,6 +19,7 @@ Examples:
     0.0
 """
 
+from ._compile import skip_guard_on_anyloss_globals
 from ._functional import (
     accuracy_loss,
     anyloss,
@@ -40,4 +43,5 @@ __all__ = [
     "f1_loss",
     "fbeta_loss",
     "gmean_loss",
+    "skip_guard_on_anyloss_globals",
 ]

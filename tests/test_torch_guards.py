@@ -1,0 +1,117 @@
+"""``anyloss_torch.skip_guard_on_anyloss_globals``: a ``torch.compile`` guard filter that leaves out the guards on
+anyloss's own modules, and keeps every guard that can change a compiled call's result."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+anyloss_torch = pytest.importorskip("anyloss_torch")
+
+#: A module global read by a compiled function in the test below (its guard must survive the filter).
+SCALE = 1.0
+
+
+def _entry(name: str, is_global: bool) -> SimpleNamespace:
+    return SimpleNamespace(name=name, is_global=is_global)
+
+
+def test_the_filter_drops_only_globals_read_through_anyloss_or_its_namespace():
+    entries = [
+        _entry("G['__import_anyloss_core_dot__confusion']._counts.__code__", True),
+        _entry("G['__import_anyloss_torch_dot__functional'].torch.add", True),
+        _entry("G['__import_array_api_compat_dot_torch_dot__aliases'].result_type", True),
+        _entry("dict(G['__import_anyloss_core_dot__inputs']._Checked.__dict__)", True),
+        _entry("G['SCALE']", True),  # a caller's global
+        _entry("G['__import_torch_dot_nn_dot_modules_dot_module']._global_forward_hooks", True),
+        _entry("G['__builtins_dict___0']['len']", True),
+        _entry("L['self'].config", False),  # the loss's configuration
+        _entry("L['input']", False),
+        _entry("L['self']._modules['__import_anyloss_x']", False),  # a local, whatever its name
+    ]
+    assert anyloss_torch.skip_guard_on_anyloss_globals(entries) == [False, False, False, False, True, True, True,
+                                                                    True, True, True]
+
+
+def _guard_tree(fn) -> str:
+    entries = torch._dynamo.eval_frame._debug_get_cache_entry_list(fn.__code__)
+    assert len(entries) == 1
+    return str(entries[0].guard_manager)
+
+
+def _compiled(module, **options):
+    # torch.compile pops guard_filter_fn out of the dict it is given: a fresh dict per call.
+    return torch.compile(module, fullgraph=True, dynamic=False,
+                         options={"guard_filter_fn": anyloss_torch.skip_guard_on_anyloss_globals, **options})
+
+
+def test_a_filtered_compiled_loss_equals_eager_with_far_fewer_guards():
+    rng = np.random.default_rng(31)
+    raw, labels = rng.normal(0, 2, 64), torch.tensor(rng.integers(0, 2, 64), dtype=torch.float32)
+    trees = {}
+    for filtered in (False, True):
+        torch._dynamo.reset()
+        loss_fn = anyloss_torch.F1Loss()
+        compiled = _compiled(loss_fn) if filtered else torch.compile(loss_fn, fullgraph=True, dynamic=False)
+        x = torch.tensor(raw, dtype=torch.float32, requires_grad=True)
+        loss = compiled(x, labels)
+        loss.backward()
+        x_eager = torch.tensor(raw, dtype=torch.float32, requires_grad=True)
+        eager = anyloss_torch.F1Loss()(x_eager, labels)
+        eager.backward()
+        torch.testing.assert_close(loss, eager, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(x.grad, x_eager.grad, rtol=1e-5, atol=1e-7)
+        trees[filtered] = _guard_tree(anyloss_torch.AnyLoss.forward)
+    torch._dynamo.reset()
+    def own_module_accessors(tree: str) -> list[str]:  # the tree's nodes that read a global through our modules
+        return [line for line in tree.splitlines() if "GuardManager: source=" in line
+                and ("__import_anyloss_" in line or "__import_array_api_compat_" in line)]
+
+    assert len(own_module_accessors(trees[False])) > 100
+    assert own_module_accessors(trees[True]) == []
+    # The tensors' guards stay (a new dtype or shape must compile again).
+    assert "TENSOR_MATCH" in trees[True]
+    assert len(trees[True].splitlines()) < len(trees[False].splitlines()) // 2
+
+
+def test_a_changed_configuration_still_compiles_again():
+    # The guards on the loss module and its configuration are local ones, kept: loading an accuracy loss's state
+    # into a compiled F1 loss must give the accuracy loss, not the F1 graph.
+    torch._dynamo.reset()
+    rng = np.random.default_rng(32)
+    x = torch.tensor(rng.normal(0, 2, 50), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 2, 50), dtype=torch.float32)
+    loss_fn = anyloss_torch.AnyLoss("f1")
+    compiled = _compiled(loss_fn)
+    f1 = compiled(x, y)
+    loss_fn.load_state_dict(anyloss_torch.AnyLoss("accuracy").state_dict())
+    accuracy = compiled(x, y)
+    torch._dynamo.reset()
+    torch.testing.assert_close(f1, anyloss_torch.AnyLoss("f1")(x, y), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(accuracy, anyloss_torch.AnyLoss("accuracy")(x, y), rtol=1e-6, atol=1e-7)
+    assert abs(float(f1) - float(accuracy)) > 1e-3  # the two metrics differ on this batch
+
+
+def test_the_callers_own_globals_keep_their_guards():
+    global SCALE
+    torch._dynamo.reset()
+    rng = np.random.default_rng(33)
+    x = torch.tensor(rng.normal(0, 2, 40), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 2, 40), dtype=torch.float32)
+    loss_fn = anyloss_torch.F1Loss()
+
+    def scaled_loss(x, y):
+        return SCALE * loss_fn(x, y)
+
+    compiled = _compiled(scaled_loss)
+    try:
+        once = compiled(x, y)
+        SCALE = 3.0
+        thrice = compiled(x, y)
+    finally:
+        SCALE = 1.0
+        torch._dynamo.reset()
+    torch.testing.assert_close(thrice, 3.0 * once, rtol=1e-6, atol=1e-7)
