@@ -257,11 +257,29 @@ def _torch_device() -> tuple[str, Callable[[], None]]:
     return "cpu", (lambda: None)
 
 
-def _torch_wrap(mode: str) -> Callable[[Any], Any]:
+#: ``--torch-guard-filter``: the ``guard_filter_fn`` of every ``torch.compile`` row, AnyLoss's and BCE's alike
+#: (``"anyloss"``: ``anyloss_torch.skip_guard_on_anyloss_globals``; ``"none"``: the default guards).  Set by the
+#: per-group worker from its settings.
+TORCH_GUARD_FILTERS = ("none", "anyloss")
+_torch_guard_filter = "none"
+
+
+def _torch_compile(fn: Any) -> Any:
+    """``torch.compile(fn, dynamic=False)``, with the run's guard filter (a fresh options dict per call:
+    ``torch.compile`` pops ``guard_filter_fn`` out of the one it is given)."""
     import torch
 
+    if _torch_guard_filter == "anyloss":
+        import anyloss_torch
+
+        return torch.compile(fn, dynamic=False,
+                             options={"guard_filter_fn": anyloss_torch.skip_guard_on_anyloss_globals})
+    return torch.compile(fn, dynamic=False)
+
+
+def _torch_wrap(mode: str) -> Callable[[Any], Any]:
     if mode == "torch.compile":
-        return lambda m: torch.compile(m, dynamic=False)
+        return _torch_compile
     return lambda m: m
 
 
@@ -396,7 +414,7 @@ def _torch_training(metric: str, batches: list[int], epochs: int, samples: int) 
                 def forward_loss(xb: Any, yb: Any, model: Any = model, loss_fn: Any = loss_fn) -> Any:
                     return loss_fn(model(xb).squeeze(-1), yb)
 
-                compute = torch.compile(forward_loss, dynamic=False) if mode == "torch.compile" else forward_loss
+                compute = _torch_compile(forward_loss) if mode == "torch.compile" else forward_loss
                 # drop_last: every step has one shape, so torch.compile compiles once (both losses alike).
                 loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True,
                                                      generator=torch.Generator().manual_seed(0))
@@ -824,6 +842,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("train_epochs", "epoch_repeats"):
         if out[key] < 0:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 0, got {out[key]}")
+    out["torch_guard_filter"] = getattr(args, "torch_guard_filter", None) or "none"
     out["sizes"] = parse_sizes(out["sizes"])
     if not out["sizes"]:
         raise UsageError("--sizes: give at least one size")
@@ -861,7 +880,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results.append(_run_in_subprocess(group, args.metric, settings))
     report = {"metric": args.metric, "sizes": settings["sizes"], "repeats": settings["repeats"],
               "call_repeats": settings["call_repeats"], "train_epochs": settings["train_epochs"],
-              "train_samples": settings["train_samples"],
+              "train_samples": settings["train_samples"], "torch_guard_filter": settings["torch_guard_filter"],
               "machine": {**_machine(), "load_before": load, "load_after": _load_average()}, "groups": results}
     print(format_report(report))
     if args.json:
@@ -913,6 +932,9 @@ def format_report(report: dict[str, Any]) -> str:
              f"BCE-with-logits (p10 of {report['repeats']}, interleaved, float32)",
              f"{'mode':<37}" + "".join(f"{f'n={n:.0e}':>10}" for n in sizes) + f"{'target':>8}"
              + f"{'/copy@' + f'{max(sizes):.0e}':>13}"]
+    if report.get("torch_guard_filter", "none") != "none":
+        lines.insert(0, "every torch.compile row, both losses: guard_filter_fn="
+                        "anyloss_torch.skip_guard_on_anyloss_globals (--torch-guard-filter anyloss)")
     for group in report["groups"]:
         rows: dict[str, dict[int, dict]] = {}
         for rec in group["steps"]:
@@ -1013,6 +1035,9 @@ def add_parser(sub: Any) -> None:
     spd.add_argument("--quick", action="store_true",
                      help="a smoke run of every kind of row with tiny sizes and repeats (for tests; the figures "
                           "mean nothing); options given explicitly still apply")
+    spd.add_argument("--torch-guard-filter", choices=TORCH_GUARD_FILTERS,
+                     help="the guard filter of every torch.compile row, both losses: 'anyloss' compiles with "
+                          "guard_filter_fn=anyloss_torch.skip_guard_on_anyloss_globals (default: none)")
     spd.add_argument("--json", help="write every figure as JSON")
     spd.set_defaults(func=run)
 
@@ -1021,9 +1046,11 @@ if __name__ == "__main__":  # the per-group worker: one JSON argument in, one JS
     config = json.loads(sys.argv[1])
     if config["group"] in ("torch", "keras-torch"):
         import torch  # noqa: F401  (before TensorFlow, see the README)
+    _torch_guard_filter = config.get("torch_guard_filter", "none")
     result = run_group(config["group"], config["metric"], config["sizes"], config["repeats"],
                        config["epoch_repeats"], call_sizes=config["call_sizes"], call_repeats=config["call_repeats"],
                        batch_sizes=config["batch_sizes"], train_epochs=config["train_epochs"],
                        train_samples=config["train_samples"], multiclass_n=config["multiclass_n"],
                        classes=config["classes"])
+    result["torch_guard_filter"] = _torch_guard_filter  # what the torch.compile rows of this group ran with
     print(json.dumps(result))

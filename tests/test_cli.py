@@ -331,6 +331,36 @@ def test_speed_json_has_every_mode_size_and_consistent_ratios(tmp_path, capsys):
         assert mode in table
 
 
+@pytest.mark.backend("torch")
+def test_speed_compiles_torch_with_the_guard_filter_when_asked(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import anyloss_torch
+    from anyloss_bench import speed
+
+    # The worker's compile wrapper: the default guards, or anyloss's filter (no guard reads anyloss's modules).
+    def own_module_accessors(setting: str) -> int:
+        monkeypatch.setattr(speed, "_torch_guard_filter", setting)
+        torch._dynamo.reset()
+        loss_fn = anyloss_torch.F1Loss()
+        speed._torch_wrap("torch.compile")(loss_fn)(torch.randn(16), (torch.arange(16) % 2).float())
+        (entry,) = torch._dynamo.eval_frame._debug_get_cache_entry_list(anyloss_torch.AnyLoss.forward.__code__)
+        torch._dynamo.reset()
+        return sum("GuardManager: source=" in line and "__import_anyloss_" in line
+                   for line in str(entry.guard_manager).splitlines())
+
+    assert own_module_accessors("none") > 50
+    assert own_module_accessors("anyloss") == 0
+    # The command passes the choice to the torch worker and says so above the tables.
+    path = tmp_path / "speed.json"
+    assert main(["speed", "--backends", "torch", "--sizes", "1000", "--repeats", "1", "--call-sizes", "none",
+                 "--batch-sizes", "none", "--epoch-repeats", "0", "--multiclass-n", "none",
+                 "--torch-guard-filter", "anyloss", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["torch_guard_filter"] == "anyloss"
+    assert [group["torch_guard_filter"] for group in report["groups"]] == ["anyloss"]
+    assert speed.format_report(report).startswith("every torch.compile row, both losses: guard_filter_fn=")
+
+
 def test_speed_table_flags_misses_against_the_targets():
     from anyloss_bench.speed import format_report
 
