@@ -530,12 +530,10 @@ def test_one_node_backward_is_used_and_equals_autodiff(metric, labels):
             torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-14)
 
 
-@pytest.mark.parametrize("labels_require_grad", [False, True])
-def test_the_one_node_forward_records_nothing_for_autograd(labels_require_grad):
-    # The one-node path computes the counts outside autograd (from detached tensors, not in a no_grad block):
-    # no kernel of its forward may return a tensor that requires grad, the loss itself aside, even when the
-    # labels require grad. A recorded kernel would keep its inputs alive until the backward and make the
-    # in-place fast paths fall back to copies.
+def test_the_one_node_forward_records_nothing_for_autograd():
+    # The one-node path computes the counts outside autograd (from the detached input, not in a no_grad block):
+    # no kernel of its forward may return a tensor that requires grad. A recorded kernel would keep its inputs
+    # alive until the backward and make the in-place fast paths fall back to copies.
     from torch.overrides import TorchFunctionMode
 
     class RequiringGrad(TorchFunctionMode):
@@ -553,21 +551,33 @@ def test_the_one_node_forward_records_nothing_for_autograd(labels_require_grad):
             return out
 
     rng = np.random.default_rng(16)
-    raw, y_np = rng.normal(size=40), rng.integers(0, 2, 40).astype(float)
-    z = torch.tensor(raw, requires_grad=True)
-    y = torch.tensor(y_np, requires_grad=labels_require_grad)
-    loss_fn = anyloss_torch.F1Loss()
+    z = torch.tensor(rng.normal(size=40), requires_grad=True)
+    y = torch.tensor(rng.integers(0, 2, 40).astype(float))
     with RequiringGrad() as mode:
-        loss = loss_fn(z, y)
+        loss = anyloss_torch.F1Loss()(z, y)
     assert _graph_nodes(loss.grad_fn) == {"_LossFromCountsBackward", "AccumulateGrad"}
     assert "sigmoid" in mode.seen  # the mode sees the forward's kernels (autograd.Function.apply it does not)
     assert mode.recorded == []
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_labels_that_require_grad_get_their_gradient(weighted):
+    # Float labels that require grad (soft targets being learned, say) get dLoss/dy, as in BCEWithLogitsLoss:
+    # the one-node path has no gradient for them, so they take plain autodiff. The reference is F1's in float64
+    # NumPy: with a = A(sigmoid(z)), TP = sum w y a and D = 2 TP + FP + FN = sum w (y + a),
+    # dF1/dy_i = 2 w_i (a_i D - TP) / D^2 (the rescue term's slope is a constant: no gradient to y).
+    rng = np.random.default_rng(18)
+    z_np, y_np = rng.normal(0, 0.2, 60), rng.integers(0, 2, 60).astype(float)
+    w_np = rng.uniform(0.5, 2.0, 60) if weighted else np.ones(60)
+    z = torch.tensor(z_np, requires_grad=True)
+    y = torch.tensor(y_np, requires_grad=True)
+    loss = anyloss_torch.F1Loss()(z, y, torch.tensor(w_np) if weighted else None)
+    assert "_LossFromCountsBackward" not in _graph_nodes(loss.grad_fn)
     loss.backward()
-    z_plain = torch.tensor(raw, requires_grad=True)
-    plain = loss_fn(z_plain, torch.tensor(y_np))
-    plain.backward()
-    torch.testing.assert_close(loss, plain, rtol=0, atol=0)
-    torch.testing.assert_close(z.grad, z_plain.grad, rtol=0, atol=0)
+    a = 1.0 / (1.0 + np.exp(-73.0 * (1.0 / (1.0 + np.exp(-z_np)) - 0.5)))
+    tp, d = np.sum(w_np * y_np * a), np.sum(w_np * (y_np + a))
+    np.testing.assert_allclose(float(loss.detach()), 1.0 - 2.0 * tp / d, rtol=1e-12)
+    np.testing.assert_allclose(y.grad.numpy(), -2.0 * w_np * (a * d - tp) / d**2, rtol=1e-9, atol=1e-15)
 
 
 def _grad_parents_of(x, loss):

@@ -11,8 +11,8 @@ path                       runs when (binary task; else plain autodiff)   why
 =========================  =============================================  ==============================================
 one node                   eager, grad needed, CPU, not distributed,      reading four counts is free on a CPU; the
 (``_LossFromCounts``)      approximation has ``derivative``, weights      metric's dozen 0-d kernels and their backward
-                           need no grad, no torch.func transform          nodes dominate small batches.  The rescue
-                                                                          gradient is added by the counts' pullback,
+                           and labels need no grad, no torch.func         nodes dominate small batches.  The rescue
+                           transform                                      gradient is added by the counts' pullback,
                                                                           from their sigmoid.  A metric the
                                                                           float evaluator declines falls back to
                                                                           "analytic counts"
@@ -28,9 +28,9 @@ compiled-CPU checkpoint    under ``torch.compile``, CPU, grad needed      induct
                                                                           from 32 MiB arrays only sigmoid(z) is kept
                                                                           (``_checkpoint_context``: fresh pages)
 plain autodiff             everything else: no grad needed, compiling     no backward to speed up, or a transform /
-                           on an accelerator, weights with grad,          compiler that must see the composition, or no
-                           torch.func transforms, no ``derivative``,      closed form; on an accelerator the
-                           multi-class / multi-label                      partitioner's own choice (recompute) stands
+                           on an accelerator, weights or labels with      compiler that must see the composition, or no
+                           grad, torch.func transforms, no                closed form; on an accelerator the
+                           ``derivative``, multi-class / multi-label      partitioner's own choice (recompute) stands
 =========================  =============================================  ==============================================
 
 Multi-class and multi-label counts take their own route, :func:`anyloss_torch._multiclass.class_counts`:
@@ -139,7 +139,7 @@ class Path(enum.Enum):
     AUTODIFF = "plain autodiff"
 
 
-def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, task: str = "binary",
+def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target: Any = None, task: str = "binary",
                 distributed: bool = False) -> Path:
     """Which execution path a loss call takes: the one place where the conditions of the table are written."""
     if task != "binary":
@@ -152,6 +152,8 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, task: s
         return Path.COMPILED_CPU if input.device.type == "cpu" else Path.AUTODIFF
     if weight is not None and weight.requires_grad:
         return Path.AUTODIFF  # the pullback gives no gradient for the weights
+    if target is not None and target.requires_grad:
+        return Path.AUTODIFF  # nor for soft labels that require one
     functorch = getattr(torch._C, "_functorch", None)
     if functorch is not None and functorch.is_functorch_wrapped_tensor(input):
         return Path.AUTODIFF  # torch.func transforms need the traceable composition
@@ -268,7 +270,7 @@ def _counts_of_path(path: Path, input: torch.Tensor, target: Any, weight: Any,
 
 def soft_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -> al.Confusion:
     """Soft counts of ``input`` against ``target`` (binary): the analytic backward where it applies."""
-    path = choose_path(input, weight, options["approximation"])
+    path = choose_path(input, weight, options["approximation"], target=target)
     return _counts_of_path(path, input, target, weight, options)
 
 
@@ -307,7 +309,7 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
                                task=task, num_classes=num_classes, ignore_index=ignore_index, **options)
         return al.confusion_loss(counts, metric, task=task, average=average, **params)
     metric_fn = al.get_metric(metric, **params) if params or not callable(metric) else metric
-    path = choose_path(input, weight, options["approximation"], distributed=distributed)
+    path = choose_path(input, weight, options["approximation"], target=target, distributed=distributed)
     if path is Path.COMPILED_CPU and rescue and not distributed:
         # The rescue term traced in the counts' region: the backward reads their saved sigmoid.
         counts, term = _compiled_soft_counts(input, target, weight, options, rescue=rescue)
@@ -364,7 +366,8 @@ def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, sta
     if binary:  # the stuck-batch watch, once per call whichever path runs
         prepared_for_rescue(target, input, weight, rescue=config.rescue, from_logits=config.from_logits,
                             scale=config.scale, approximation=config.approximation, arrays=False)
-    path = choose_path(input, weight, config.approximation, distributed=distributed) if binary else None
+    path = choose_path(input, weight, config.approximation, target=target, distributed=distributed) if binary \
+        else None
     options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": config.approximation,
                "validate": config.validate}  # a binary task's (counts_options has the per-class ones too)
     if path is Path.ONE_NODE:
@@ -460,11 +463,9 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
     # only when forced (benchmarks/gpu_paths.py), and one copy of the four stacked is one wait for the device
     # instead of one per count.
     on_host = _reads_are_free(input)
-    # Computed outside autograd (_LossFromCounts attaches the analytic backward): from detached tensors, which
-    # autograd does not record, rather than in a no_grad() block (six Python calls of a small batch's budget).
-    # The weights have no grad here (choose_path); labels that require grad are detached too.
-    if target.requires_grad:
-        target = target.detach()
+    # Computed outside autograd (_LossFromCounts attaches the analytic backward): from the detached input, which
+    # autograd does not record, rather than in a no_grad() block (seven Python calls fewer per call).  Labels and
+    # weights that require grad never come here (choose_path).
     counts, pullback = al.soft_confusion_with_pullback(target, input.detach(), sample_weight=weight, rescue=rescue,
                                                        counts_as_floats=on_host, **options)
     values = counts if on_host else al.Confusion(*torch.stack(tuple(counts)).tolist())
