@@ -2,52 +2,62 @@
 
 Each call of a compiled function first evaluates its guards, the checks that what the
 trace read is unchanged.  A trace of an AnyLoss reads the core's and this adapter's
-functions and constants through their modules, and dynamo guards every one of them: about
-380 of the compiled ``F1Loss()`` frame's 560 guard lines, where ``BCEWithLogitsLoss`` has a
-few dozen in all.  Those guards are the fixed cost of a compiled call over BCE's
-(``benchmarks/compiled_guards.py``; figures in docs/performance.md, eighth round).
+functions and constants through their modules, and dynamo guards every one of them.  In
+``benchmarks/compiled_guards.py`` (torch 2.13, n = 32) the compiled F1 loss's frame has 558
+guard lines, of which the filter below leaves 137; BCE has a few dozen.  Those guards are the
+fixed cost of a compiled call over BCE's (figures in docs/performance.md, eighth round).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["skip_guard_on_anyloss_globals"]
 
-#: How dynamo names a module reached from a compiled frame's globals: ``G['__import_anyloss_core_dot__confusion']``
-#: for ``anyloss_core._confusion``.  Every guard on a global read through one of anyloss's modules names it so
-#: (``G['__import_anyloss_core_dot__confusion']._counts.__code__``, ``dict(G['__import_anyloss_...]...)``), and
-#: so does every guard on a global of array-api-compat's torch namespace, anyloss's namespace for torch tensors.
-_OWN_MODULES = ("G['__import_anyloss_", "G['__import_array_api_compat_")
+#: A guard on a global read through one of these packages: dynamo names a module reached from a compiled frame's
+#: globals ``G['__import_<module, dots as _dot_>']``, as in ``G['__import_anyloss_core_dot__confusion']._counts``
+#: or ``dict(G['__import_anyloss_core_dot__inputs']._Checked.__dict__)``.  array-api-compat is anyloss's array
+#: namespace for torch tensors (the core calls its functions).
+_OWN_MODULE = re.compile(r"G\['__import_(anyloss_core|anyloss_torch|anyloss_keras|anyloss_jax|array_api_compat)"
+                         r"(_dot_[^']*)?'\]")
+#: The registries that public functions change at run time (``anyloss_core.register_metric(..., overwrite=True)``,
+#: ``register_fast_paths``): their guards are kept, so a trace that read one compiles again after it changes.
+_REGISTRIES = re.compile(r"\._(REGISTRY|REGISTERED)\b")
 
 
-def _reads_own_module(name: str) -> bool:
-    return any(module in name for module in _OWN_MODULES)
+def _droppable(entry: Any) -> bool:
+    return bool(entry.is_global and _OWN_MODULE.search(entry.name) and not _REGISTRIES.search(entry.name))
 
 
 def skip_guard_on_anyloss_globals(guard_entries: Sequence[Any]) -> list[bool]:
-    """A ``guard_filter_fn`` for ``torch.compile``: keep every guard except those on globals read through anyloss's
-    own modules.
+    """A ``guard_filter_fn`` for ``torch.compile``: every guard kept except those on anyloss's own functions and
+    constants.
 
-    ``keep[i] = not (entry.is_global and entry.name reads G['__import_anyloss_... or
-    G['__import_array_api_compat_...)``, where ``torch.compiler.skip_guard_on_globals_unsafe`` is
-    ``not entry.is_global``.
-    The guards on the tensors, on the loss module and its configuration (``self.config``: a
-    loss whose configuration changes is compiled again), on torch's global state and on every
-    other global, the caller's own among them, are kept.
+    ``keep[i] = not (entry.is_global and entry.name reads a module of anyloss_core, anyloss_torch,
+    anyloss_keras, anyloss_jax or array_api_compat, and not one of the metric or fast-path
+    registries)``, where ``torch.compiler.skip_guard_on_globals_unsafe`` is ``not entry.is_global``.
 
-    What is dropped is the code of anyloss's functions and its module constants: safe as long
-    as nothing assigns to those modules' attributes after compiling (anyloss does not; a test
-    that patches one must call ``torch._dynamo.reset()``).  Also dropped: the guards on the
-    globals of array-api-compat (anyloss's array namespace for torch tensors: the core calls
-    its functions) and on the ``torch`` functions that the trace reached through these modules.
+    Kept: the guards on the tensors (dtype, shape, device, ``requires_grad``), on torch's global
+    state (grad mode, autocast), on the loss module and its configuration (a loss whose
+    configuration changes, as by ``load_state_dict``, is compiled again), on the registries of
+    metrics and fast paths, and on every other global, the caller's own among them.  Dropped:
+    the code of anyloss's functions, its module constants, and array-api-compat's functions
+    and the ``torch`` functions that the trace reached through these modules.  Safe as long as
+    nothing assigns to those modules' attributes after compiling (anyloss does not; a test that
+    patches one must call ``torch._dynamo.reset()``).
 
-    In four alternated runs of ``anyloss speed --backends torch --torch-guard-filter anyloss`` (and
-    ``none``), one compiled ``F1Loss()`` call at n = 32 went from 1.21x-1.31x BCE's time to
-    1.07x-1.10x, and the step at n = 1e5 from 1.06x-1.13x to 0.95x-1.05x (docs/performance.md,
-    eighth round).  Needs a torch whose ``torch.compile`` takes the
-    ``guard_filter_fn`` option (2.13 has it).  To combine it with a filter of your own::
+    In four alternated runs each of ``anyloss speed --backends torch --torch-guard-filter
+    anyloss`` and ``none``, one compiled ``F1Loss()`` call at n = 32 went from 1.21x-1.31x BCE's
+    time to 1.07x-1.10x, and the step at n = 1e5 from 1.06x-1.13x to 0.95x-1.05x
+    (docs/performance.md, eighth round).
+
+    Needs a torch whose ``torch.compile`` takes the ``guard_filter_fn`` option (documented from
+    2.10; tested on 2.13).  ``torch.compile`` pops it out of the ``options`` dict it is given:
+    pass a new dict to each call.  It takes ``mode`` or ``options``, not both: for a mode, give
+    its options, ``{**torch._inductor.list_mode_options("max-autotune"), "guard_filter_fn": ...}``.
+    To combine with a filter of your own::
 
         options={"guard_filter_fn": lambda entries: [a and b for a, b in
                  zip(skip_guard_on_anyloss_globals(entries), my_filter(entries))]}
@@ -57,4 +67,4 @@ def skip_guard_on_anyloss_globals(guard_entries: Sequence[Any]) -> list[bool]:
         >>> loss_fn = torch.compile(anyloss_torch.F1Loss(),
         ...                         options={"guard_filter_fn": anyloss_torch.skip_guard_on_anyloss_globals})
     """
-    return [not (entry.is_global and _reads_own_module(entry.name)) for entry in guard_entries]
+    return [not _droppable(entry) for entry in guard_entries]
