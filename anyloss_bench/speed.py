@@ -262,6 +262,8 @@ def _torch_device() -> tuple[str, Callable[[], None]]:
 #: per-group worker from its settings.
 TORCH_GUARD_FILTERS = ("none", "anyloss")
 _torch_guard_filter = "none"
+#: The guard filters the ``torch.compile`` rows of this process were compiled with (what the worker reports).
+_torch_guard_filters_used: set[str] = set()
 
 
 def _torch_compile(fn: Any) -> Any:
@@ -269,6 +271,7 @@ def _torch_compile(fn: Any) -> Any:
     ``torch.compile`` pops ``guard_filter_fn`` out of the one it is given)."""
     import torch
 
+    _torch_guard_filters_used.add(_torch_guard_filter)
     if _torch_guard_filter == "anyloss":
         import anyloss_torch
 
@@ -1052,5 +1055,6 @@ if __name__ == "__main__":  # the per-group worker: one JSON argument in, one JS
                        batch_sizes=config["batch_sizes"], train_epochs=config["train_epochs"],
                        train_samples=config["train_samples"], multiclass_n=config["multiclass_n"],
                        classes=config["classes"])
-    result["torch_guard_filter"] = _torch_guard_filter  # what the torch.compile rows of this group ran with
+    if _torch_guard_filters_used:  # what this group's torch.compile rows ran with (torch only)
+        result["torch_guard_filters"] = sorted(_torch_guard_filters_used)
     print(json.dumps(result))

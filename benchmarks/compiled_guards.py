@@ -55,12 +55,16 @@ class _F1NoAnylossGlobals(anyloss_torch.AnyLoss):
         return super().forward(input, target, weight)
 
 
+# A forward of their own: subclasses of torch's losses are otherwise compiled through one shared wrapper frame,
+# whose cache entries each call would try in turn.
 class _BCEDefault(torch.nn.BCEWithLogitsLoss):
-    pass
+    def forward(self, input: Any, target: Any) -> Any:
+        return super().forward(input, target)
 
 
 class _BCENoGlobals(torch.nn.BCEWithLogitsLoss):
-    pass
+    def forward(self, input: Any, target: Any) -> Any:
+        return super().forward(input, target)
 
 
 def _guard_lines(module: torch.nn.Module) -> int:
