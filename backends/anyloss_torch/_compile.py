@@ -4,7 +4,7 @@ Each call of a compiled function first evaluates its guards, the checks that wha
 trace read is unchanged.  A trace of an AnyLoss reads the core's and this adapter's
 functions and constants through their modules, and dynamo guards every one of them.  In
 ``benchmarks/compiled_guards.py`` (torch 2.13, n = 32) the compiled F1 loss's frame has 558
-guard lines, of which the filter below leaves 137; BCE has a few dozen.  Those guards are the
+guard lines, of which the filter below leaves 151; BCE has a few dozen.  Those guards are the
 fixed cost of a compiled call over BCE's (figures in docs/performance.md, eighth round).
 """
 
@@ -49,8 +49,8 @@ def skip_guard_on_anyloss_globals(guard_entries: Sequence[Any]) -> list[bool]:
     patches one must call ``torch._dynamo.reset()``).
 
     In four alternated runs each of ``anyloss speed --backends torch --torch-guard-filter
-    anyloss`` and ``none``, one compiled ``F1Loss()`` call at n = 32 went from 1.21x-1.31x BCE's
-    time to 1.07x-1.10x, and the step at n = 1e5 from 1.06x-1.13x to 0.95x-1.05x
+    anyloss`` and ``none``, one compiled ``F1Loss()`` call at n = 32 went from 1.22x-1.24x BCE's
+    time to 1.07x-1.10x, and the step at n = 1e5 from 1.05x-1.11x to 0.93x-0.99x
     (docs/performance.md, eighth round).
 
     Needs a torch whose ``torch.compile`` takes the ``guard_filter_fn`` option (documented from
