@@ -342,10 +342,12 @@ def test_speed_compiles_torch_with_the_guard_filter_when_asked(tmp_path, monkeyp
     def own_module_accessors(setting: str) -> int:
         monkeypatch.setattr(speed, "_torch_guard_filter", setting)
         torch._dynamo.reset()
-        loss_fn = anyloss_torch.F1Loss()
-        speed._torch_wrap("torch.compile")(loss_fn)(torch.randn(16), (torch.arange(16) % 2).float())
-        (entry,) = torch._dynamo.eval_frame._debug_get_cache_entry_list(anyloss_torch.AnyLoss.forward.__code__)
-        torch._dynamo.reset()
+        try:  # no entry compiled with the filter may outlive this test
+            loss_fn = anyloss_torch.F1Loss()
+            speed._torch_wrap("torch.compile")(loss_fn)(torch.randn(16), (torch.arange(16) % 2).float())
+            (entry,) = torch._dynamo.eval_frame._debug_get_cache_entry_list(anyloss_torch.AnyLoss.forward.__code__)
+        finally:
+            torch._dynamo.reset()
         registry = re.compile(r"_REGISTER|source=G\['__import_anyloss_core_dot__(fast_paths|metrics)'\],")
         return sum("GuardManager: source=" in line and "__import_anyloss_" in line and not registry.search(line)
                    for line in str(entry.guard_manager).splitlines())

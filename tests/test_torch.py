@@ -580,6 +580,26 @@ def test_labels_that_require_grad_get_their_gradient(weighted):
     np.testing.assert_allclose(y.grad.numpy(), -2.0 * w_np * (a * d - tp) / d**2, rtol=1e-9, atol=1e-15)
 
 
+def test_one_hot_labels_that_require_grad_get_their_gradient(monkeypatch):
+    # Multi-class: the closed-form counts (eager from 2**15 logits) have no gradient for the labels either, so
+    # one-hot labels that require grad take the plain composition; the reference is that composition with the
+    # closed form switched off for every size.
+    from anyloss_torch import _multiclass
+
+    torch.manual_seed(0)
+    n, classes = 4096, 8  # n * classes = 2**15: the closed form's eager bound
+    z_raw = torch.randn(n, classes, dtype=torch.float64)
+    y_raw = torch.nn.functional.one_hot(torch.randint(0, classes, (n,)), classes).double()
+    grads = []
+    for bound in (_multiclass.EAGER_MIN_ELEMENTS, 1 << 62):
+        monkeypatch.setattr(_multiclass, "EAGER_MIN_ELEMENTS", bound)
+        z, y = z_raw.clone().requires_grad_(True), y_raw.clone().requires_grad_(True)
+        anyloss_torch.F1Loss(task="multiclass", num_classes=classes)(z, y).backward()
+        assert y.grad is not None and float(y.grad.abs().sum()) > 0
+        grads.append((z.grad, y.grad))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-15)
+
+
 def _grad_parents_of(x, loss):
     """The autograd nodes whose gradient flows straight into the leaf ``x``."""
     parents, seen, stack = set(), set(), [loss.grad_fn]

@@ -28,8 +28,8 @@ compiled-CPU checkpoint    under ``torch.compile``, CPU, grad needed      induct
                                                                           from 32 MiB arrays only sigmoid(z) is kept
                                                                           (``_checkpoint_context``: fresh pages)
 plain autodiff             everything else: no grad needed, compiling     no backward to speed up, or a transform /
-                           on an accelerator, weights or labels with      compiler that must see the composition, or no
-                           grad, torch.func transforms, no                closed form; on an accelerator the
+                           on an accelerator, eager weights or labels     compiler that must see the composition, or no
+                           with grad, torch.func transforms, no           closed form; on an accelerator the
                            ``derivative``, multi-class / multi-label      partitioner's own choice (recompute) stands
 =========================  =============================================  ==============================================
 
@@ -152,7 +152,7 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
         return Path.COMPILED_CPU if input.device.type == "cpu" else Path.AUTODIFF
     if weight is not None and weight.requires_grad:
         return Path.AUTODIFF  # the pullback gives no gradient for the weights
-    if target is not None and target.requires_grad:
+    if isinstance(target, torch.Tensor) and target.requires_grad:
         return Path.AUTODIFF  # nor for soft labels that require one
     functorch = getattr(torch._C, "_functorch", None)
     if functorch is not None and functorch.is_functorch_wrapped_tensor(input):

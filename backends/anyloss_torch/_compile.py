@@ -24,7 +24,7 @@ _OWN_MODULE = re.compile(r"G\['__import_(anyloss_core|anyloss_torch|anyloss_kera
                          r"(_dot_[^']*)?'\]")
 #: The registries that public functions change at run time (``anyloss_core.register_metric(..., overwrite=True)``,
 #: ``register_fast_paths``): their guards are kept, so a trace that read one compiles again after it changes.
-_REGISTRIES = re.compile(r"\._(REGISTRY|REGISTERED)\b")
+_REGISTRIES = re.compile(r"\b_(REGISTRY|REGISTERED)\b")  # after "." or "['", however torch spells the access
 
 
 def _droppable(entry: Any) -> bool:

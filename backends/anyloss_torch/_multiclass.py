@@ -80,6 +80,8 @@ def _closed_form_applies(input: torch.Tensor, target: Any, weight: Any, options:
         return False  # no backward to replace (or labels that are not a tensor: the plain path converts them)
     if weight is not None and (not isinstance(weight, torch.Tensor) or weight.requires_grad):
         return False  # the Function gives no gradient for the weights
+    if target.requires_grad:
+        return False  # nor for one-hot labels that require one
     if torch.compiler.is_compiling():
         return True  # measured faster than inductor's own fusion of the plain composition
     if input.numel() < EAGER_MIN_ELEMENTS:
