@@ -61,9 +61,9 @@ def torch(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test,bench]")
     _pytest(session, "numpy,torch", *SHARED, "tests/test_torch.py", "tests/test_torch_scalar_grad.py",
-            "tests/test_torch_blocks.py", "tests/test_torch_guards.py", "tests/test_thresholds.py", "tests/test_cli.py",
-            "tests/test_distributed.py", "tests/test_scale_out.py", "tests/test_table10.py", "--doctest-modules",
-            "backends/anyloss_torch")
+            "tests/test_torch_blocks.py", "tests/test_torch_guards.py", "tests/test_torch_region.py",
+            "tests/test_thresholds.py", "tests/test_cli.py", "tests/test_distributed.py", "tests/test_scale_out.py",
+            "tests/test_table10.py", "--doctest-modules", "backends/anyloss_torch")
 
 
 @nox.session(python=PYTHON)

@@ -291,7 +291,7 @@ def global_counts(input: torch.Tensor, target: Any, weight: Any, *, distributed:
 
 def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, distributed: bool = False,
               process_group: Any = None, task: str = "binary", average: str = "macro", num_classes: Any = None,
-              ignore_index: Any = None, metric_params: Any = None, rescue: float = 0.0,
+              ignore_index: Any = None, metric_params: Any = None, rescue: float = 0.0, path: Path | None = None,
               **options: Any) -> torch.Tensor:
     """``1 - metric(soft counts)``, plus the rescue term, along the path :func:`choose_path` picks.
 
@@ -301,7 +301,8 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
     ``metric_params``.  ``options`` are those of :func:`anyloss_core.soft_confusion`.  With
     ``distributed=True`` the counts are summed over ``process_group`` first (see
     ``all_reduce_counts``).  ``rescue`` adds the core's rescue gradient (binary task;
-    :mod:`anyloss_core._rescue`), a term of value 0 of this process's samples.
+    :mod:`anyloss_core._rescue`), a term of value 0 of this process's samples.  ``path`` overrides
+    :func:`choose_path` (binary task): ``anyloss_torch._region`` traces plain autodiff.
     """
     params = metric_params or {}
     if task != "binary":
@@ -309,7 +310,8 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
                                task=task, num_classes=num_classes, ignore_index=ignore_index, **options)
         return al.confusion_loss(counts, metric, task=task, average=average, **params)
     metric_fn = al.get_metric(metric, **params) if params or not callable(metric) else metric
-    path = choose_path(input, weight, options["approximation"], target=target, distributed=distributed)
+    if path is None:
+        path = choose_path(input, weight, options["approximation"], target=target, distributed=distributed)
     if path is Path.COMPILED_CPU and rescue and not distributed:
         # The rescue term traced in the counts' region: the backward reads their saved sigmoid.
         counts, term = _compiled_soft_counts(input, target, weight, options, rescue=rescue)

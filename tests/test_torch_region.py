@@ -1,0 +1,232 @@
+"""Small ``torch.compile``'d calls as one region dynamo does not trace into (``anyloss_torch._region``): the
+same loss and gradient as eager, far fewer guards, and a new trace whenever what the region was specialised on
+changes (the configuration, the metric a name stands for, the size across the threshold)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+anyloss_torch = pytest.importorskip("anyloss_torch")
+
+import anyloss_core as al  # noqa: E402
+
+pytestmark = pytest.mark.backend("torch")
+
+_region = pytest.importorskip("anyloss_torch._region")
+if _region._nonstrict_trace is None:  # torch before 2.7: no region, the traced path everywhere
+    pytest.skip("torch._dynamo.nonstrict_trace is missing", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo_cache():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+class _Capture:
+    """A ``torch.compile`` backend that keeps dynamo's graphs and runs them as they are."""
+
+    def __init__(self):
+        self.graphs = []
+
+    def __call__(self, gm, example_inputs):
+        self.graphs.append(gm)
+        return gm.forward
+
+    def regions(self) -> int:
+        """How many nonstrict-traced calls the graphs hold."""
+        return sum(1 for gm in self.graphs for node in gm.graph.nodes
+                   if node.op == "call_function" and "flat_apply" in str(node.target))
+
+
+def _batch(n, seed, dtype=torch.float32):
+    rng = np.random.default_rng(seed)
+    x = torch.tensor(rng.normal(0, 2, n), dtype=dtype, requires_grad=True)
+    y = torch.tensor(rng.integers(0, 2, n), dtype=dtype)
+    w = torch.tensor(rng.uniform(0.5, 2.0, n), dtype=dtype)
+    return x, y, w
+
+
+def _value_and_grad(fn, x, *args):
+    x = x.detach().clone().requires_grad_(True)
+    loss = fn(x, *args)
+    loss.backward()
+    return loss.detach(), x.grad
+
+
+def _f1_loss_float64(z, y, w):
+    """1 - soft F1 in float64 NumPy: A(p) = sigmoid(73 (p - 1/2)) of p = sigmoid(z) (the rescue term is 0)."""
+    p = 1.0 / (1.0 + np.exp(-z))
+    a = 1.0 / (1.0 + np.exp(-73.0 * (p - 0.5)))
+    tp, fn, fp = np.sum(w * y * a), np.sum(w * y * (1 - a)), np.sum(w * (1 - y) * a)
+    return 1.0 - 2.0 * tp / (2.0 * tp + fn + fp)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_small_compiled_call_is_one_region_equal_to_eager(weighted, dtype):
+    x, y, w = _batch(40, 41, dtype)
+    args = (y, w) if weighted else (y,)
+    capture = _Capture()
+    compiled = torch.compile(anyloss_torch.F1Loss(), backend=capture, fullgraph=True)
+    loss, grad = _value_and_grad(compiled, x, *args)
+    assert capture.regions() == 1
+    eager_loss, eager_grad = _value_and_grad(anyloss_torch.F1Loss(), x, *args)
+    weights = w.double().numpy() if weighted else np.ones(40)
+    reference = _f1_loss_float64(x.detach().double().numpy(), y.double().numpy(), weights)
+    assert loss.dtype == dtype
+    assert float(loss) == pytest.approx(reference, rel=1e-5 if dtype == torch.float32 else 1e-12)
+    torch.testing.assert_close(loss, eager_loss)
+    torch.testing.assert_close(grad, eager_grad)
+
+
+def _guard_lines(fn) -> int:
+    entries = torch._dynamo.eval_frame._debug_get_cache_entry_list(fn.__code__)
+    assert len(entries) == 1
+    return len(str(entries[0].guard_manager).splitlines())
+
+
+def test_the_region_leaves_far_fewer_guards_than_the_traced_path(monkeypatch):
+    # What the region is for: each compiled call evaluates its guards first (558 lines on the traced path in
+    # torch 2.13, about 220 with the region; benchmarks/compiled_guards.py).
+    x, y, _ = _batch(32, 42)
+    lines = {}
+    for path, threshold in (("region", _region.REGION_MAX_CPU_NUMEL), ("traced", 0)):  # 0: traced at every size
+        monkeypatch.setattr(_region, "REGION_MAX_CPU_NUMEL", threshold)
+        torch._dynamo.reset()
+        compiled = torch.compile(anyloss_torch.F1Loss(), fullgraph=True, dynamic=False)
+        _value_and_grad(compiled, x, y)
+        lines[path] = _guard_lines(anyloss_torch.AnyLoss.forward)
+    assert lines["region"] < lines["traced"] // 2, lines
+
+
+def test_a_stuck_batch_gets_the_rescue_gradient_in_the_region():
+    # Every positive predicted far negative: the soft counts' gradient vanishes there, the rescue term's does not
+    # (anyloss_core._rescue); the region must add it as eager does.
+    x = torch.full((30,), -12.0)
+    y = torch.tensor([1.0, 0.0, 0.0] * 10)
+    capture = _Capture()
+    loss, grad = _value_and_grad(torch.compile(anyloss_torch.F1Loss(), backend=capture), x, y)
+    assert capture.regions() == 1
+    eager_loss, eager_grad = _value_and_grad(anyloss_torch.F1Loss(), x, y)
+    torch.testing.assert_close(loss, eager_loss)
+    torch.testing.assert_close(grad, eager_grad)
+    assert float(grad[0]) < -1e-4  # the rescue's pull towards the positive's label
+    without = _value_and_grad(torch.compile(anyloss_torch.F1Loss(rescue=0.0)), x, y)[1]
+    assert float(without.abs().max()) < float(grad.abs().max()) / 100
+
+
+def test_a_changed_configuration_compiles_again():
+    # The region is specialised on the configuration's values: loading another loss's state must retrace.
+    x, y, _ = _batch(50, 43)
+    loss_fn = anyloss_torch.AnyLoss("f1")
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    f1 = compiled(x, y)
+    loss_fn.load_state_dict(anyloss_torch.AnyLoss("accuracy").state_dict())
+    accuracy = compiled(x, y)
+    loss_fn.load_state_dict(anyloss_torch.AnyLoss("fbeta", beta=2.0).state_dict())
+    f2 = compiled(x, y)
+    torch.testing.assert_close(f1, anyloss_torch.AnyLoss("f1")(x, y))
+    torch.testing.assert_close(accuracy, anyloss_torch.AnyLoss("accuracy")(x, y))
+    torch.testing.assert_close(f2, anyloss_torch.AnyLoss("fbeta", beta=2.0)(x, y))
+    assert min(abs(float(f1 - accuracy)), abs(float(f1 - f2)), abs(float(accuracy - f2))) > 1e-3
+
+
+def test_metric_parameters_cross_into_the_region():
+    x, y, _ = _batch(50, 44)
+    for beta in (0.5, 3.0):
+        capture = _Capture()
+        compiled = torch.compile(anyloss_torch.FBetaLoss(beta=beta), backend=capture)
+        torch.testing.assert_close(compiled(x, y), anyloss_torch.FBetaLoss(beta=beta)(x, y))
+        assert capture.regions() == 1
+
+
+def test_a_name_registered_again_gives_the_new_metric_to_the_functional_loss():
+    # anyloss_torch.anyloss resolves the name at every call; the region must not keep the first metric.
+    x, y, _ = _batch(40, 45)
+    name = "_test_region_metric"
+    al.register_metric(name, al.get_metric("f1"), overwrite=True)
+    try:
+        compiled = torch.compile(lambda x, y: anyloss_torch.anyloss(x, y, name), fullgraph=True)
+        first = compiled(x, y)
+        al.register_metric(name, al.get_metric("accuracy"), overwrite=True)
+        second = compiled(x, y)
+    finally:
+        al._metrics._REGISTRY.pop(name, None)
+    torch.testing.assert_close(first, anyloss_torch.anyloss(x, y, "f1"))
+    torch.testing.assert_close(second, anyloss_torch.anyloss(x, y, "accuracy"))
+    assert abs(float(first - second)) > 1e-3
+
+
+def test_a_loss_keeps_the_metric_it_was_built_with_after_its_name_is_registered_again():
+    # A module resolves its metric once, when it is built; the region resolves names again, so it must step
+    # aside for a loss whose name now stands for another function (eager keeps the loss's own metric).
+    x, y, _ = _batch(40, 46)
+    name = "_test_region_metric_built"
+    al.register_metric(name, al.get_metric("f1"), overwrite=True)
+    try:
+        loss_fn = anyloss_torch.AnyLoss(name)
+        al.register_metric(name, al.get_metric("accuracy"), overwrite=True)
+        capture = _Capture()
+        compiled = torch.compile(loss_fn, backend=capture)(x, y)
+        eager = loss_fn(x, y)
+    finally:
+        al._metrics._REGISTRY.pop(name, None)
+    assert capture.regions() == 0
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(eager, anyloss_torch.AnyLoss("f1")(x, y))
+
+
+def _custom_f1(c, xp):
+    return 2 * c.tp / (2 * c.tp + c.fn + c.fp)
+
+
+@pytest.mark.parametrize("case", ["metric function", "large batch", "multiclass", "running counts"])
+def test_what_the_region_cannot_take_keeps_the_traced_path(case):
+    x, y, _ = _batch(40, 47)
+    kwargs = {}
+    if case == "metric function":
+        loss_fn = anyloss_torch.AnyLoss(_custom_f1)
+    elif case == "large batch":
+        loss_fn = anyloss_torch.F1Loss()
+        x, y, _ = _batch(_region.REGION_MAX_CPU_NUMEL, 47)
+    elif case == "multiclass":
+        loss_fn = anyloss_torch.F1Loss(task="multiclass", num_classes=3)
+        rng = np.random.default_rng(47)
+        x = torch.tensor(rng.normal(0, 2, (40, 3)), dtype=torch.float32, requires_grad=True)
+        y = torch.tensor(rng.integers(0, 3, 40))
+    else:
+        loss_fn = anyloss_torch.F1Loss(momentum=0.5)
+    capture = _Capture()
+    compiled = torch.compile(loss_fn, backend=capture)
+    loss, grad = _value_and_grad(compiled, x, y, **kwargs)
+    assert capture.regions() == 0
+    if case == "running counts":  # the running state moved: compare with a fresh eager loss's first call
+        loss_fn = anyloss_torch.F1Loss(momentum=0.5)
+    eager_loss, eager_grad = _value_and_grad(loss_fn, x, y)
+    torch.testing.assert_close(loss, eager_loss)
+    torch.testing.assert_close(grad, eager_grad)
+
+
+def test_without_nonstrict_trace_every_call_keeps_the_traced_path(monkeypatch):
+    monkeypatch.setattr(_region, "_nonstrict_trace", None)
+    x, y, _ = _batch(40, 48)
+    capture = _Capture()
+    loss = torch.compile(anyloss_torch.F1Loss(), backend=capture)(x, y)
+    assert capture.regions() == 0
+    torch.testing.assert_close(loss, anyloss_torch.F1Loss()(x, y))
+
+
+def test_dynamic_shapes_cross_the_threshold_both_ways():
+    # Under dynamic shapes the size test becomes a guard: one graph below the threshold, one from it on.
+    compiled = torch.compile(anyloss_torch.F1Loss(), dynamic=True)
+    threshold = _region.REGION_MAX_CPU_NUMEL
+    for n in (32, 77, threshold + 5, 100, threshold):
+        x, y, w = _batch(n, n)
+        loss, grad = _value_and_grad(compiled, x, y, w)
+        eager_loss, eager_grad = _value_and_grad(anyloss_torch.F1Loss(), x, y, w)
+        torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad, eager_grad, rtol=1e-4, atol=1e-7)
