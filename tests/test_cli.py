@@ -340,8 +340,8 @@ def test_speed_compiles_torch_with_the_guard_filter_when_asked(tmp_path, monkeyp
     from anyloss_torch import _region
 
     # The worker's compile wrapper: the default guards, or anyloss's filter (no guard reads anyloss's modules), on
-    # the traced path (a call this small would otherwise be one region, with few guards either way).
-    monkeypatch.setattr(_region, "REGION_MAX_CPU_NUMEL", 0)
+    # the traced path (no regions, which have few guards either way).
+    monkeypatch.setattr(_region, "_nonstrict_trace", None)
     def own_module_accessors(setting: str) -> int:
         monkeypatch.setattr(speed, "_torch_guard_filter", setting)
         torch._dynamo.reset()

@@ -342,19 +342,25 @@ def _aten_calls(graph):
     return [str(node.target) for node in graph.graph.nodes if node.op == "call_function"]
 
 
-@pytest.fixture
-def traced_compiled_path(monkeypatch):
-    """The traced ``torch.compile`` path at any size: no small call becomes one region (``anyloss_torch._region``,
-    its own tests in tests/test_torch_region.py)."""
+@pytest.fixture(params=["traced", "regions"])
+def compiled_cpu_form(request, monkeypatch):
+    """Both forms of a compiled CPU call that hold the sigmoid-saving checkpoint, at any size: the traced path
+    (no regions), and the regions' checkpointed form (``anyloss_torch._region``; its own tests in
+    tests/test_torch_region.py)."""
     from anyloss_torch import _region
 
-    monkeypatch.setattr(_region, "REGION_MAX_CPU_NUMEL", 0)
+    if request.param == "traced":
+        monkeypatch.setattr(_region, "_nonstrict_trace", None)
+    else:
+        if _region._nonstrict_trace is None:
+            pytest.skip("torch._dynamo.nonstrict_trace is missing: no regions")
+        monkeypatch.setattr(_region, "SAVED_SIGMOIDS_MIN_CPU_NUMEL", 0)
     torch._dynamo.reset()
-    yield
+    yield request.param
     torch._dynamo.reset()
 
 
-def test_torch_compile_backward_on_cpu_reuses_the_forward_sigmoids(traced_compiled_path):
+def test_torch_compile_backward_on_cpu_reuses_the_forward_sigmoids(compiled_cpu_form):
     # Left alone, the partitioner recomputes both sigmoids of A(sigmoid(z)) in the
     # backward (two exp per sample against BCE's one: 1.2x-1.3x of BCE's step on a
     # CPU); the adapter saves them, and the counts, instead.
@@ -373,7 +379,7 @@ def _saved_arrays(backward, n):
             and not node.name.startswith(("primals", "tangents")) and node.meta["val"].numel() == n]
 
 
-def test_torch_compile_on_cpu_recomputes_the_approximation_for_large_arrays(monkeypatch, traced_compiled_path):
+def test_torch_compile_on_cpu_recomputes_the_approximation_for_large_arrays(monkeypatch, compiled_cpu_form):
     # From 32 MiB per array a second saved array costs fresh pages every step (n = 1e7
     # float32, one thread: 1.37x BCE's step, against 1.07x-1.10x with A(sigmoid(z)) recomputed): only
     # sigmoid(z) is saved, and the backward computes A from it with one exp per sample.

@@ -24,11 +24,11 @@ SCALE = 1.0
 @pytest.fixture(autouse=True)
 def _fresh_dynamo_cache(monkeypatch):
     # A cache entry compiled with the filter must not outlive its test (a later plain torch.compile of the same
-    # code would reuse it), even when the test fails midway.  The filter is for the traced path: these small
-    # calls would otherwise be one region (anyloss_torch._region, tests/test_torch_region.py).
+    # code would reuse it), even when the test fails midway.  These tests are of the filter on the traced path:
+    # no regions (anyloss_torch._region, tests/test_torch_region.py).
     from anyloss_torch import _region
 
-    monkeypatch.setattr(_region, "REGION_MAX_CPU_NUMEL", 0)
+    monkeypatch.setattr(_region, "_nonstrict_trace", None)
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()

@@ -1,6 +1,8 @@
-"""Small ``torch.compile``'d calls as one region dynamo does not trace into (``anyloss_torch._region``): the
-same loss and gradient as eager, far fewer guards, and a new trace whenever what the region was specialised on
-changes (the configuration, the metric a name stands for, the size across the threshold)."""
+"""``torch.compile``'d binary calls as regions dynamo does not trace into (``anyloss_torch._region``): one region
+below ``SAVED_SIGMOIDS_MIN_CPU_NUMEL`` logits on a CPU, the counts' region inside the sigmoid-saving checkpoint
+and the metric's region from it on.  The same loss and gradient as eager, far fewer guards, and a new trace
+whenever what a region was specialised on changes (the configuration, the metric a name stands for, the size
+across the threshold)."""
 
 from __future__ import annotations
 
@@ -37,9 +39,9 @@ class _Capture:
         return gm.forward
 
     def regions(self) -> int:
-        """How many nonstrict-traced calls the graphs hold."""
-        return sum(1 for gm in self.graphs for node in gm.graph.nodes
-                   if node.op == "call_function" and "flat_apply" in str(node.target))
+        """How many nonstrict-traced calls the graphs hold, in subgraphs (a checkpoint's body) too."""
+        return sum(1 for gm in self.graphs for module in gm.modules() if isinstance(module, torch.fx.GraphModule)
+                   for node in module.graph.nodes if node.op == "call_function" and "flat_apply" in str(node.target))
 
 
 def _batch(n, seed, dtype=torch.float32):
@@ -89,32 +91,55 @@ def _guard_lines(fn) -> int:
     return len(str(entries[0].guard_manager).splitlines())
 
 
-def test_the_region_leaves_far_fewer_guards_than_the_traced_path(monkeypatch):
-    # What the region is for: each compiled call evaluates its guards first (558 lines on the traced path in
-    # torch 2.13, about 220 with the region; benchmarks/compiled_guards.py).
+def test_the_regions_leave_far_fewer_guards_than_the_traced_path(monkeypatch):
+    # What the regions are for: each compiled call evaluates its guards first (558 lines on the traced path in
+    # torch 2.13; about 225 with one region, about 270 with the checkpointed form; benchmarks/compiled_guards.py).
     x, y, _ = _batch(32, 42)
     lines = {}
-    for path, threshold in (("region", _region.REGION_MAX_CPU_NUMEL), ("traced", 0)):  # 0: traced at every size
-        monkeypatch.setattr(_region, "REGION_MAX_CPU_NUMEL", threshold)
+    for form in ("one region", "checkpointed", "traced"):
+        monkeypatch.setattr(_region, "SAVED_SIGMOIDS_MIN_CPU_NUMEL", 0 if form == "checkpointed" else 1 << 12)
+        if form == "traced":
+            monkeypatch.setattr(_region, "_nonstrict_trace", None)
         torch._dynamo.reset()
         compiled = torch.compile(anyloss_torch.F1Loss(), fullgraph=True, dynamic=False)
         _value_and_grad(compiled, x, y)
-        lines[path] = _guard_lines(anyloss_torch.AnyLoss.forward)
-    assert lines["region"] < lines["traced"] // 2, lines
+        lines[form] = _guard_lines(anyloss_torch.AnyLoss.forward)
+    assert lines["one region"] < lines["traced"] // 2, lines
+    assert lines["checkpointed"] < lines["traced"] * 0.6, lines
 
 
-def test_a_stuck_batch_gets_the_rescue_gradient_in_the_region():
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_large_cpu_call_saves_the_sigmoids_around_the_counts_region(weighted):
+    # From SAVED_SIGMOIDS_MIN_CPU_NUMEL logits: the counts' region inside the checkpoint, the metric's after it.
+    n = _region.SAVED_SIGMOIDS_MIN_CPU_NUMEL + 3
+    x, y, w = _batch(n, 49)
+    args = (y, w) if weighted else (y,)
+    capture = _Capture()
+    loss, grad = _value_and_grad(torch.compile(anyloss_torch.F1Loss(), backend=capture, fullgraph=True), x, *args)
+    assert capture.regions() == 2
+    assert any("checkpoint" in str(node.target) for gm in capture.graphs for node in gm.graph.nodes)
+    eager_loss, eager_grad = _value_and_grad(anyloss_torch.F1Loss(), x, *args)
+    weights = w.double().numpy() if weighted else np.ones(n)
+    reference = _f1_loss_float64(x.detach().double().numpy(), y.double().numpy(), weights)
+    assert float(loss) == pytest.approx(reference, rel=1e-5)
+    torch.testing.assert_close(loss, eager_loss)
+    torch.testing.assert_close(grad, eager_grad)
+
+
+@pytest.mark.parametrize("n", [30, _region.SAVED_SIGMOIDS_MIN_CPU_NUMEL * 3])
+def test_a_stuck_batch_gets_the_rescue_gradient_in_the_regions(n):
     # Every positive predicted far negative: the soft counts' gradient vanishes there, the rescue term's does not
-    # (anyloss_core._rescue); the region must add it as eager does.
-    x = torch.full((30,), -12.0)
-    y = torch.tensor([1.0, 0.0, 0.0] * 10)
+    # (anyloss_core._rescue); both forms must add it as eager does.
+    x = torch.full((n,), -12.0)
+    y = torch.tensor([1.0, 0.0, 0.0] * (n // 3))
     capture = _Capture()
     loss, grad = _value_and_grad(torch.compile(anyloss_torch.F1Loss(), backend=capture), x, y)
-    assert capture.regions() == 1
+    assert capture.regions() == (1 if n < _region.SAVED_SIGMOIDS_MIN_CPU_NUMEL else 2)
     eager_loss, eager_grad = _value_and_grad(anyloss_torch.F1Loss(), x, y)
     torch.testing.assert_close(loss, eager_loss)
     torch.testing.assert_close(grad, eager_grad)
-    assert float(grad[0]) < -1e-4  # the rescue's pull towards the positive's label
+    assert float(grad[0]) < -1e-4 / n  # the rescue's pull towards the positive's label
+    torch._dynamo.reset()
     without = _value_and_grad(torch.compile(anyloss_torch.F1Loss(rescue=0.0)), x, y)[1]
     assert float(without.abs().max()) < float(grad.abs().max()) / 100
 
@@ -184,15 +209,12 @@ def _custom_f1(c, xp):
     return 2 * c.tp / (2 * c.tp + c.fn + c.fp)
 
 
-@pytest.mark.parametrize("case", ["metric function", "large batch", "multiclass", "running counts"])
+@pytest.mark.parametrize("case", ["metric function", "multiclass", "running counts"])
 def test_what_the_region_cannot_take_keeps_the_traced_path(case):
     x, y, _ = _batch(40, 47)
     kwargs = {}
     if case == "metric function":
         loss_fn = anyloss_torch.AnyLoss(_custom_f1)
-    elif case == "large batch":
-        loss_fn = anyloss_torch.F1Loss()
-        x, y, _ = _batch(_region.REGION_MAX_CPU_NUMEL, 47)
     elif case == "multiclass":
         loss_fn = anyloss_torch.F1Loss(task="multiclass", num_classes=3)
         rng = np.random.default_rng(47)
@@ -223,7 +245,7 @@ def test_without_nonstrict_trace_every_call_keeps_the_traced_path(monkeypatch):
 def test_dynamic_shapes_cross_the_threshold_both_ways():
     # Under dynamic shapes the size test becomes a guard: one graph below the threshold, one from it on.
     compiled = torch.compile(anyloss_torch.F1Loss(), dynamic=True)
-    threshold = _region.REGION_MAX_CPU_NUMEL
+    threshold = _region.SAVED_SIGMOIDS_MIN_CPU_NUMEL
     for n in (32, 77, threshold + 5, 100, threshold):
         x, y, w = _batch(n, n)
         loss, grad = _value_and_grad(compiled, x, y, w)

@@ -65,7 +65,8 @@ from ._distributed import all_reduce_counts, mean_weight_over_ranks
 from ._multiclass import class_counts
 from ._scalar_grad import metric_value_and_grad
 
-__all__ = ["Path", "choose_path", "global_counts", "rescue_loss_term", "running_loss", "soft_counts", "soft_loss"]
+__all__ = ["Path", "choose_path", "counts_and_term", "global_counts", "rescue_loss_term", "running_loss",
+           "saving_checkpoint", "soft_counts", "soft_loss"]
 
 
 def _first_order(backward: Any) -> Any:
@@ -237,28 +238,36 @@ def _recomputes_approximation(input: torch.Tensor, options: dict[str, Any]) -> b
     return False
 
 
+def counts_and_term(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any],
+                    rescue: float = 0.0) -> tuple[Any, ...]:
+    """The core's four soft counts, then the rescue term when ``rescue``: what the compiled-CPU checkpoint holds
+    (:func:`saving_checkpoint`).
+
+    The rescue term is traced with the counts: its sigmoid is the counts' (the compiler
+    merges them), so the backward reads the saved one instead of computing ``exp`` again.
+    """
+    counts = tuple(al.soft_confusion(target, input, sample_weight=weight, **options))
+    if not rescue:
+        return counts
+    # Traced: no values to watch, and checkpoint regions allow no side effects.
+    y, z, w, xp = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
+                                      watch=False)
+    return (*counts, rescue_term(y, z, w, rescue=rescue, from_logits=options["from_logits"], xp=xp))
+
+
+def saving_checkpoint(counts_of: Any, input: torch.Tensor, options: dict[str, Any]) -> Any:
+    """``counts_of(input)`` as ``torch.compile`` traces it on a CPU: inside a selective checkpoint that saves the
+    sigmoids and the counts for the backward (A(sigmoid(z)) recomputed for large arrays,
+    :func:`_checkpoint_context`).  ``options`` holds ``from_logits`` and ``approximation``."""
+    return checkpoint(counts_of, input, use_reentrant=False,
+                      context_fn=functools.partial(_checkpoint_context, _recomputes_approximation(input, options)))
+
+
 def _compiled_soft_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any],
                           rescue: float = 0.0) -> tuple[al.Confusion, Any]:
-    """The core's counts, and the rescue term when ``rescue``, as ``torch.compile`` traces them on a CPU:
-    sigmoids and counts saved for the backward (A(sigmoid(z)) recomputed for large arrays,
-    :func:`_checkpoint_context`).
-
-    The rescue term is traced inside the same region: its sigmoid is the counts' (the
-    compiler merges them), so the backward reads the saved one instead of computing
-    ``exp`` again.
-    """
-
-    def counts_of(input: torch.Tensor) -> tuple[Any, ...]:
-        counts = tuple(al.soft_confusion(target, input, sample_weight=weight, **options))
-        if not rescue:
-            return counts
-        # Traced: no values to watch, and checkpoint regions allow no side effects.
-        y, z, w, xp = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
-                                          watch=False)
-        return (*counts, rescue_term(y, z, w, rescue=rescue, from_logits=options["from_logits"], xp=xp))
-
-    out = checkpoint(counts_of, input, use_reentrant=False,
-                     context_fn=functools.partial(_checkpoint_context, _recomputes_approximation(input, options)))
+    """:func:`counts_and_term` inside the :func:`saving_checkpoint`: the counts, and the rescue term (``0.0``
+    without ``rescue``)."""
+    out = saving_checkpoint(lambda input: counts_and_term(input, target, weight, options, rescue), input, options)
     return al.Confusion(*out[:4]), (out[4] if rescue else 0.0)
 
 

@@ -1,36 +1,41 @@
-"""Small compiled calls as one region that dynamo does not trace into: fewer guards per call.
+"""Compiled binary calls as regions that dynamo does not trace into: fewer guards per call.
 
 Every call of a ``torch.compile``'d function first evaluates its guards, the checks that
 what dynamo's trace read is unchanged.  A binary loss traced through the core and this
 adapter reads a few hundred functions and constants (558 guard lines for ``F1Loss()`` in
-torch 2.13, against a few dozen for ``BCEWithLogitsLoss``), and at small batches checking
-them is the compiled call's largest cost over BCE's.  Here the loss is one
-``torch._dynamo.nonstrict_trace`` call instead: dynamo guards only its arguments (the
-tensors, and the loss's settings as numbers and names), and AOTAutograd still traces the
-core's plain composition into the same graph, which inductor fuses as before.
+torch 2.13, against a few dozen for ``BCEWithLogitsLoss``), and checking them is the
+compiled call's largest cost over BCE's at small and middling batches.  Here the loss is
+made of ``torch._dynamo.nonstrict_trace`` calls instead: dynamo guards only their arguments
+(the tensors, and the loss's settings as numbers and names), and AOTAutograd still traces
+the core's composition into the same graph, which inductor fuses as before.
 
-The region applies when :func:`region_settings` returns settings:
+* Below :data:`SAVED_SIGMOIDS_MIN_CPU_NUMEL` logits on a CPU, and at every size on other
+  devices, the loss is one region holding the plain composition (``soft_loss(...,
+  path=Path.AUTODIFF)``), as the traced path on an accelerator.
+* From :data:`SAVED_SIGMOIDS_MIN_CPU_NUMEL` logits on a CPU, the counts and the rescue term
+  are one region inside the traced path's selective checkpoint
+  (:func:`anyloss_torch._autograd.saving_checkpoint`: the sigmoids saved for the backward,
+  which then computes no ``exp``), and the metric of the counts a second region.  The
+  checkpoint must stay outside: torch 2.13's partitioner fails on one traced inside a
+  nonstrict region.  Dynamo traces the checkpoint itself, and its guards are counted below.
 
-* under ``torch.compile`` (dynamo tracing), and ``torch._dynamo.nonstrict_trace`` exists
-  (torch 2.7 and later);
+The regions apply when :func:`region_settings` returns settings:
+
+* under ``torch.compile`` (dynamo tracing), with ``torch._dynamo.nonstrict_trace`` (torch 2.7
+  and later);
 * a binary task, not ``distributed``, with no running counts (the callers' own branches);
-* a metric given by its registered name, still registered as the function the
-  configuration resolved (a name registered again with ``overwrite=True`` after the loss
-  was built keeps the traced path, and the loss's own metric), and a named approximation:
-  the region's arguments must be numbers and names, and it resolves them again;
-* on a CPU, fewer than :data:`REGION_MAX_CPU_NUMEL` logits; on other devices every size.
+* a metric given by its registered name, still registered as the function the configuration
+  resolved (a name registered again with ``overwrite=True`` after the loss was built keeps
+  the traced path, and the loss's own metric), and a named approximation: a region's
+  arguments must be numbers and names, and it resolves them again.
 
-From :data:`REGION_MAX_CPU_NUMEL` logits on a CPU the traced path's selective checkpoint
-(``anyloss_torch._autograd._checkpoint_context``) pays for its guards: it saves the
-sigmoids that inductor's partitioner would recompute, and that cannot be done inside a
-nonstrict region (torch 2.13's partitioner fails on a checkpoint traced there).  On an
-accelerator the traced path is plain autodiff already, which is what the region traces.
 Figures: ``benchmarks/compiled_guards.py`` and docs/performance.md (ninth round).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,16 +43,20 @@ import torch
 import anyloss_core as al
 from anyloss_core.adapters import LossConfig
 
-from ._autograd import Path, soft_loss
+from ._autograd import Path, counts_and_term, saving_checkpoint, soft_loss
 
-__all__ = ["REGION_MAX_CPU_NUMEL", "loss_in_one_region", "region_settings"]
+__all__ = ["SAVED_SIGMOIDS_MIN_CPU_NUMEL", "loss_in_regions", "region_settings"]
 
-#: From this many logits on a CPU the traced path, with its saved sigmoids, is faster than the region
-#: (``benchmarks/compiled_guards.py``, torch 2.13, one thread: the region 1.12x-1.16x BCE up to 8192 logits where
-#: the traced path gave 1.22x-1.29x, and 1.22x at 32,768 where the traced path gave 1.15x-1.20x).
-REGION_MAX_CPU_NUMEL = 1 << 14
+#: From this many logits on a CPU the region's counts are computed inside the checkpoint that saves the sigmoids:
+#: below it the two ``exp`` per sample that the backward then recomputes cost less than the checkpoint's own guards
+#: (``benchmarks/compiled_guards.py``, torch 2.13, one thread, two runs: at 4096 logits both forms gave 1.13x-1.16x
+#: BCE; at 8192 one region gave 1.18x-1.24x and the checkpointed form 1.13x-1.14x; at 32, 1.11x-1.12x and 1.15x).
+SAVED_SIGMOIDS_MIN_CPU_NUMEL = 1 << 12
 
 _nonstrict_trace = getattr(torch._dynamo, "nonstrict_trace", None)
+
+#: The settings that are the core's counts options (the others: the metric, its parameters, the rescue weight).
+_COUNTS_OPTIONS = ("from_logits", "scale", "approximation", "validate")
 
 
 def _same_metric(a: Any, b: Any) -> bool:
@@ -58,51 +67,79 @@ def _same_metric(a: Any, b: Any) -> bool:
     return a is b
 
 
-def region_settings(config: LossConfig, input: torch.Tensor, rescue: float) -> dict[str, Any] | None:
-    """The arguments of :func:`loss_in_one_region` besides the tensors, or ``None`` when the region does not
-    apply (see the module docstring).  Called on the traced path, so what it reads is guarded: the
-    configuration's fields and the metric registry's entry for the metric's name."""
+def region_settings(config: LossConfig, rescue: float) -> dict[str, Any] | None:
+    """The arguments of :func:`loss_in_regions` besides the tensors, or ``None`` when the regions do not apply
+    (see the module docstring).  Called on the traced path, so what it reads is guarded: the configuration's
+    fields and the metric registry's entry for the metric's name."""
     if _nonstrict_trace is None or not torch.compiler.is_compiling() or config.task != "binary":
         return None
     if not isinstance(config.metric, str) or not isinstance(config.approximation, str):
-        return None  # a function cannot be an argument of the region
-    if input.device.type == "cpu" and input.numel() >= REGION_MAX_CPU_NUMEL:
-        return None
+        return None  # a function cannot be an argument of a region
     if not _same_metric(al.get_metric(config.metric, **config.metric_params), config.metric_fn):
         return None  # the name was registered again after the configuration resolved it
-    # Numbers, names and a dict of them: dynamo specialises the region on their values.
+    # Numbers, names and a dict of them: dynamo specialises the regions on their values.
     return {"metric": config.metric, "metric_params": dict(config.metric_params), "from_logits": config.from_logits,
             "scale": config.scale, "approximation": config.approximation, "validate": config.validate,
             "rescue": rescue}
 
 
+def _metric_fn(settings: dict[str, Any]) -> Any:
+    return al.get_metric(settings["metric"], **settings["metric_params"])
+
+
+def _counts_options(settings: dict[str, Any]) -> dict[str, Any]:
+    return {name: settings[name] for name in _COUNTS_OPTIONS}
+
+
 def _loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
           settings: dict[str, Any]) -> torch.Tensor:
-    settings = dict(settings)
-    metric_fn = al.get_metric(settings.pop("metric"), **settings.pop("metric_params"))
     # Plain autodiff: AOTAutograd traces the composition, and inductor fuses it as on the traced path.
-    return soft_loss(input, target, weight, metric_fn, path=Path.AUTODIFF, **settings)
+    return soft_loss(input, target, weight, _metric_fn(settings), path=Path.AUTODIFF, rescue=settings["rescue"],
+                     **_counts_options(settings))
 
 
-# Two signatures: the region's arguments cannot be None.
-def _unweighted(input: torch.Tensor, target: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
-    return _loss(input, target, None, settings)
+def _counts(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+            settings: dict[str, Any]) -> tuple[Any, ...]:
+    return counts_and_term(input, target, weight, _counts_options(settings), settings["rescue"])
 
 
-def _weighted(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-              settings: dict[str, Any]) -> torch.Tensor:
-    return _loss(input, target, weight, settings)
+def _loss_of_counts(counts: tuple[Any, ...], settings: dict[str, Any]) -> torch.Tensor:
+    loss = al.confusion_loss(al.Confusion(*counts[:4]), _metric_fn(settings))
+    return loss + counts[4] if len(counts) > 4 else loss
 
 
-if _nonstrict_trace is not None:
-    _unweighted = _nonstrict_trace(_unweighted)
-    _weighted = _nonstrict_trace(_weighted)
+def _region_pair(body: Callable[..., Any]) -> Callable[..., Any]:
+    """``body(input, target, weight, settings)`` as two regions, with weights and without (a region's arguments
+    cannot be ``None``), and the call that picks one."""
+    if _nonstrict_trace is None:
+        return body
+
+    @_nonstrict_trace
+    def unweighted(input: torch.Tensor, target: torch.Tensor, settings: dict[str, Any]) -> Any:
+        return body(input, target, None, settings)
+
+    @_nonstrict_trace
+    def weighted(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, settings: dict[str, Any]) -> Any:
+        return body(input, target, weight, settings)
+
+    def call(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, settings: dict[str, Any]) -> Any:
+        if weight is None:
+            return unweighted(input, target, settings)
+        return weighted(input, target, weight, settings)
+
+    return call
 
 
-def loss_in_one_region(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
-                       settings: dict[str, Any]) -> torch.Tensor:
-    """``1 - metric(soft counts)`` plus the rescue term, as one region dynamo does not trace into; ``settings``
-    from :func:`region_settings` (never ``None``)."""
-    if weight is None:
-        return _unweighted(input, target, settings)
-    return _weighted(input, target, weight, settings)
+_loss_region = _region_pair(_loss)
+_counts_region = _region_pair(_counts)
+_loss_of_counts_region = _nonstrict_trace(_loss_of_counts) if _nonstrict_trace is not None else _loss_of_counts
+
+
+def loss_in_regions(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                    settings: dict[str, Any]) -> torch.Tensor:
+    """``1 - metric(soft counts)`` plus the rescue term, in regions dynamo does not trace into; ``settings`` from
+    :func:`region_settings` (never ``None``)."""
+    if input.device.type == "cpu" and input.numel() >= SAVED_SIGMOIDS_MIN_CPU_NUMEL:
+        counts = saving_checkpoint(lambda input: _counts_region(input, target, weight, settings), input, settings)
+        return _loss_of_counts_region(tuple(counts), settings)
+    return _loss_region(input, target, weight, settings)

@@ -6,8 +6,8 @@ They are also what ``anyloss_torch.AnyLoss`` and ``anyloss_torch.anyloss`` run.
 
 * :func:`config_loss`: ``1 - metric(soft counts)`` of a batch for an
   :class:`anyloss_core.adapters.LossConfig`, with the adapter's fast paths (one
-  autograd node on a CPU, the compiled-CPU checkpoint policy, small compiled calls as one region with few
-  guards, :mod:`anyloss_torch._region`) where they apply.
+  autograd node on a CPU, the compiled-CPU checkpoint policy, compiled calls as regions with few guards,
+  :mod:`anyloss_torch._region`) where they apply.
 * :func:`config_counts`: the soft counts of a batch for a configuration, summed over a
   process group when ``distributed`` (for running counts).
 * :func:`all_reduce_counts`: the four counts summed over a ``torch.distributed`` process
@@ -33,7 +33,7 @@ from anyloss_core.adapters import LossConfig
 
 from ._autograd import global_counts, rescue_loss_term, soft_loss
 from ._distributed import all_reduce_counts
-from ._region import loss_in_one_region, region_settings
+from ._region import loss_in_regions, region_settings
 
 __all__ = ["all_reduce_counts", "config_counts", "config_loss", "config_rescue_term"]
 
@@ -48,9 +48,9 @@ def config_loss(config: LossConfig, input: torch.Tensor, target: torch.Tensor, w
     """
     rescue_weight = config.rescue if rescue else 0.0
     if not distributed:
-        settings = region_settings(config, input, rescue_weight)
-        if settings is not None:  # a small call under torch.compile: fewer guards
-            return loss_in_one_region(input, target, weight, settings)
+        settings = region_settings(config, rescue_weight)
+        if settings is not None:  # under torch.compile: fewer guards
+            return loss_in_regions(input, target, weight, settings)
     return soft_loss(input, target, weight, config.loss_metric, distributed=distributed,
                      process_group=process_group, average=config.average, metric_params=config.metric_params,
                      rescue=rescue_weight, **config.counts_options)
