@@ -10,6 +10,7 @@ checks need no values and always run, also under ``jit``.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, NamedTuple
 
 from ._fast_paths import fast_paths
@@ -22,8 +23,9 @@ def _drop_trailing_one(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
 
 
 def _shape(x: Array) -> tuple[int | None, ...]:
-    """The shape, ``None`` for a dimension unknown until run time (a symbolic batch axis)."""
-    return tuple(None if d is None else int(d) for d in x.shape)
+    """The shape, ``None`` for a dimension unknown until run time: ``None`` itself, or a symbolic size that is not
+    an integer (``torch.SymInt`` while a tracer runs; ``int()`` of one would fix the size the trace holds for)."""
+    return tuple(int(d) if isinstance(d, numbers.Integral) else None for d in x.shape)
 
 
 def _same(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:

@@ -237,3 +237,10 @@ del _name, _fn
 _BUILT_IN = frozenset(_REGISTRY.values())
 #: Their ids (:func:`check_metric_value` tests membership by identity); the functions live as long as the module.
 _BUILT_IN_IDS = frozenset(id(fn) for fn in _BUILT_IN)
+
+
+def is_built_in_metric(fn: Metric) -> bool:
+    """Whether ``fn``, a resolved metric (parameters bound by ``functools.partial`` or not), is one of anyloss's
+    own: a pure function of the counts and its parameters, which reads no global or state of its own."""
+    base = fn.func if isinstance(fn, functools.partial) else fn
+    return id(base) in _BUILT_IN_IDS

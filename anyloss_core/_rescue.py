@@ -40,6 +40,7 @@ of the gradient (``torch.autograd.gradcheck``, ``jax.test_util.check_grads``) ne
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any
 
@@ -97,7 +98,9 @@ def _unweighted_scale(rescue: float, z: Array) -> float | None:
     """``rescue / n``, the rescue slope's scale for an unweighted batch of ``n`` samples, as a Python float; ``None``
     while ``n`` is unknown (a symbolic batch axis being traced): then the scale is divided by a sum of ones."""
     n = z.shape[0]
-    return None if n is None else rescue / max(int(n), 1)
+    # A symbolic size (not an integer, as a torch.SymInt being traced) is unknown here too: int() of it would fix
+    # the size that the trace holds for.
+    return rescue / max(int(n), 1) if isinstance(n, numbers.Integral) else None
 
 
 def _slope_and_factor(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,

@@ -341,7 +341,7 @@ def test_speed_compiles_torch_with_the_guard_filter_when_asked(tmp_path, monkeyp
 
     # The worker's compile wrapper: the default guards, or anyloss's filter (no guard reads anyloss's modules), on
     # the traced path (no regions, which have few guards either way).
-    monkeypatch.setattr(_region, "_nonstrict_trace", None)
+    monkeypatch.setattr(_region, "TORCH_RUNS_REGIONS", False)
     def own_module_accessors(setting: str) -> int:
         monkeypatch.setattr(speed, "_torch_guard_filter", setting)
         torch._dynamo.reset()

@@ -350,10 +350,10 @@ def compiled_cpu_form(request, monkeypatch):
     from anyloss_torch import _region
 
     if request.param == "traced":
-        monkeypatch.setattr(_region, "_nonstrict_trace", None)
+        monkeypatch.setattr(_region, "TORCH_RUNS_REGIONS", False)
     else:
-        if _region._nonstrict_trace is None:
-            pytest.skip("torch._dynamo.nonstrict_trace is missing: no regions")
+        if not _region.TORCH_RUNS_REGIONS:
+            pytest.skip("torch before 2.13: no regions")
         monkeypatch.setattr(_region, "SAVED_SIGMOIDS_MIN_CPU_NUMEL", 0)
     torch._dynamo.reset()
     yield request.param

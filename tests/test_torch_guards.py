@@ -28,7 +28,7 @@ def _fresh_dynamo_cache(monkeypatch):
     # no regions (anyloss_torch._region, tests/test_torch_region.py).
     from anyloss_torch import _region
 
-    monkeypatch.setattr(_region, "_nonstrict_trace", None)
+    monkeypatch.setattr(_region, "TORCH_RUNS_REGIONS", False)
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()

@@ -6,6 +6,10 @@ across the threshold)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -17,8 +21,8 @@ import anyloss_core as al  # noqa: E402
 pytestmark = pytest.mark.backend("torch")
 
 _region = pytest.importorskip("anyloss_torch._region")
-if _region._nonstrict_trace is None:  # torch before 2.7: no region, the traced path everywhere
-    pytest.skip("torch._dynamo.nonstrict_trace is missing", allow_module_level=True)
+if not _region.TORCH_RUNS_REGIONS:  # torch before 2.13: the traced path everywhere
+    pytest.skip("torch before 2.13 runs no regions", allow_module_level=True)
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +103,7 @@ def test_the_regions_leave_far_fewer_guards_than_the_traced_path(monkeypatch):
     for form in ("one region", "checkpointed", "traced"):
         monkeypatch.setattr(_region, "SAVED_SIGMOIDS_MIN_CPU_NUMEL", 0 if form == "checkpointed" else 1 << 12)
         if form == "traced":
-            monkeypatch.setattr(_region, "_nonstrict_trace", None)
+            monkeypatch.setattr(_region, "TORCH_RUNS_REGIONS", False)
         torch._dynamo.reset()
         compiled = torch.compile(anyloss_torch.F1Loss(), fullgraph=True, dynamic=False)
         _value_and_grad(compiled, x, y)
@@ -233,8 +237,8 @@ def test_what_the_region_cannot_take_keeps_the_traced_path(case):
     torch.testing.assert_close(grad, eager_grad)
 
 
-def test_without_nonstrict_trace_every_call_keeps_the_traced_path(monkeypatch):
-    monkeypatch.setattr(_region, "_nonstrict_trace", None)
+def test_a_torch_without_regions_keeps_the_traced_path(monkeypatch):
+    monkeypatch.setattr(_region, "TORCH_RUNS_REGIONS", False)
     x, y, _ = _batch(40, 48)
     capture = _Capture()
     loss = torch.compile(anyloss_torch.F1Loss(), backend=capture)(x, y)
@@ -242,13 +246,65 @@ def test_without_nonstrict_trace_every_call_keeps_the_traced_path(monkeypatch):
     torch.testing.assert_close(loss, anyloss_torch.F1Loss()(x, y))
 
 
-def test_dynamic_shapes_cross_the_threshold_both_ways():
-    # Under dynamic shapes the size test becomes a guard: one graph below the threshold, one from it on.
-    compiled = torch.compile(anyloss_torch.F1Loss(), dynamic=True)
+def test_new_batch_sizes_compile_once_more_not_once_each():
+    # A region's body must not fix the batch size (the core's int() of a symbolic size did): after the first
+    # size, dynamo compiles one dynamic graph per form, not one per size up to its recompile limit (8).
+    capture = _Capture()
+    compiled = torch.compile(anyloss_torch.F1Loss(), backend=capture, fullgraph=True)
     threshold = _region.SAVED_SIGMOIDS_MIN_CPU_NUMEL
-    for n in (32, 77, threshold + 5, 100, threshold):
+    sizes = [*range(30, 42), threshold + 5, threshold + 77, threshold, threshold + 1000, 50]
+    for n in sizes:
         x, y, w = _batch(n, n)
-        loss, grad = _value_and_grad(compiled, x, y, w)
-        eager_loss, eager_grad = _value_and_grad(anyloss_torch.F1Loss(), x, y, w)
+        loss, grad = _value_and_grad(compiled, x, y)
+        eager_loss, eager_grad = _value_and_grad(anyloss_torch.F1Loss(), x, y)
         torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(grad, eager_grad, rtol=1e-4, atol=1e-7)
+    assert len(capture.graphs) <= 3, len(capture.graphs)  # static first size, dynamic below, dynamic from it on
+    assert capture.regions() == 1 + 1 + 2
+
+
+def test_the_functional_losses_keep_the_traced_path_and_take_a_changing_beta():
+    # Their settings are the call's arguments: once one changes between calls dynamo traces it as a symbolic
+    # float, which a region cannot take (fullgraph=True would fail).
+    x, y, _ = _batch(40, 50)
+    capture = _Capture()
+    compiled = torch.compile(lambda x, y, beta: anyloss_torch.anyloss(x, y, "fbeta", beta=beta), backend=capture,
+                             fullgraph=True)
+    for beta in (1.0, 2.0, 3.0):
+        torch.testing.assert_close(compiled(x, y, beta), anyloss_torch.anyloss(x, y, "fbeta", beta=beta))
+    assert capture.regions() == 0
+
+
+BETA_SQUARED = 1.0  # read by the metric below at every call
+
+
+def _scheduled_fbeta(c, xp):
+    return (1 + BETA_SQUARED) * c.tp / ((1 + BETA_SQUARED) * c.tp + BETA_SQUARED * c.fn + c.fp)
+
+
+def test_a_metric_of_the_users_keeps_the_traced_path_and_its_globals_guarded(monkeypatch):
+    # A region would not guard what a user's metric reads (a global here): such metrics keep the traced path.
+    x, y, _ = _batch(40, 51)
+    name = "_test_region_scheduled_fbeta"
+    al.register_metric(name, _scheduled_fbeta, overwrite=True)
+    try:
+        loss_fn = anyloss_torch.AnyLoss(name)
+        capture = _Capture()
+        compiled = torch.compile(loss_fn, backend=capture, fullgraph=True)
+        first = compiled(x, y)
+        monkeypatch.setattr(sys.modules[__name__], "BETA_SQUARED", 4.0)
+        second = compiled(x, y)
+        eager_second = loss_fn(x, y)
+    finally:
+        al._metrics._REGISTRY.pop(name, None)
+    assert capture.regions() == 0
+    torch.testing.assert_close(second, eager_second)
+    assert abs(float(first - second)) > 1e-3
+
+
+def test_importing_the_adapter_does_not_import_dynamo():
+    # Eager users, the CLI and spawned workers should not pay for torch._dynamo's import (1.3 s).
+    code = "import sys, torch, anyloss_torch; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "False"

@@ -155,7 +155,10 @@ def anyloss(
         "approximation": approximation, "validate": validate, "task": task, "average": average,
         "num_classes": num_classes, "ignore_index": ignore_index, "rescue": rescue})
     target, weight = as_tensors_like(input, target, weight)
-    return config_loss(config, input, target, weight, distributed=distributed, process_group=process_group)
+    # The settings are this call's arguments: under torch.compile dynamo makes a float symbolic once it changes
+    # between calls (a beta swept in a loop), which the compiled regions cannot take.
+    return config_loss(config, input, target, weight, distributed=distributed, process_group=process_group,
+                       regions=False)
 
 
 accuracy_loss = with_metric(anyloss, "accuracy")

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 import anyloss_core as al
-from anyloss_core.adapters import LossConfig
+from anyloss_core.adapters import LossConfig, is_built_in_metric
 
 from ._autograd import Path, counts_and_term, saving_checkpoint, soft_loss
 
@@ -53,7 +53,11 @@ __all__ = ["SAVED_SIGMOIDS_MIN_CPU_NUMEL", "loss_in_regions", "region_settings"]
 #: BCE; at 8192 one region gave 1.18x-1.24x and the checkpointed form 1.13x-1.14x; at 32, 1.11x-1.12x and 1.15x).
 SAVED_SIGMOIDS_MIN_CPU_NUMEL = 1 << 12
 
-_nonstrict_trace = getattr(torch._dynamo, "nonstrict_trace", None)
+#: Whether this torch can run the regions: ``torch._dynamo.nonstrict_trace`` came in 2.7, but only from 2.13 is
+#: ``torch.compiler.is_compiling()`` true while AOTAutograd traces a region's body, which the core reads to skip
+#: its value checks on fake tensors (before, those checks fail on data-dependent values).  Read from the version:
+#: looking the decorator up would import ``torch._dynamo`` with this module (1.3 s), which eager users never need.
+TORCH_RUNS_REGIONS = torch.torch_version.TorchVersion(torch.__version__) >= (2, 13)
 
 #: The settings that are the core's counts options (the others: the metric, its parameters, the rescue weight).
 _COUNTS_OPTIONS = ("from_logits", "scale", "approximation", "validate")
@@ -67,20 +71,26 @@ def _same_metric(a: Any, b: Any) -> bool:
     return a is b
 
 
+def _specialised(value: Any) -> Any:
+    return float(value) if isinstance(value, float) else value
+
+
 def region_settings(config: LossConfig, rescue: float) -> dict[str, Any] | None:
     """The arguments of :func:`loss_in_regions` besides the tensors, or ``None`` when the regions do not apply
     (see the module docstring).  Called on the traced path, so what it reads is guarded: the configuration's
     fields and the metric registry's entry for the metric's name."""
-    if _nonstrict_trace is None or not torch.compiler.is_compiling() or config.task != "binary":
+    if not TORCH_RUNS_REGIONS or not torch.compiler.is_compiling() or config.task != "binary":
         return None
     if not isinstance(config.metric, str) or not isinstance(config.approximation, str):
         return None  # a function cannot be an argument of a region
+    if not is_built_in_metric(config.metric_fn):
+        return None  # a metric of the user's may read globals or state, which a region would not guard
     if not _same_metric(al.get_metric(config.metric, **config.metric_params), config.metric_fn):
         return None  # the name was registered again after the configuration resolved it
     # Numbers, names and a dict of them: dynamo specialises the regions on their values.
-    return {"metric": config.metric, "metric_params": dict(config.metric_params), "from_logits": config.from_logits,
-            "scale": config.scale, "approximation": config.approximation, "validate": config.validate,
-            "rescue": rescue}
+    return {"metric": config.metric, "metric_params": {k: _specialised(v) for k, v in config.metric_params.items()},
+            "from_logits": config.from_logits, "scale": _specialised(config.scale),
+            "approximation": config.approximation, "validate": config.validate, "rescue": _specialised(rescue)}
 
 
 def _metric_fn(settings: dict[str, Any]) -> Any:
@@ -91,16 +101,24 @@ def _counts_options(settings: dict[str, Any]) -> dict[str, Any]:
     return {name: settings[name] for name in _COUNTS_OPTIONS}
 
 
-def _loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
-          settings: dict[str, Any]) -> torch.Tensor:
+# The regions' bodies, with weights and without: a region's arguments cannot be None.
+def _loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
     # Plain autodiff: AOTAutograd traces the composition, and inductor fuses it as on the traced path.
     return soft_loss(input, target, weight, _metric_fn(settings), path=Path.AUTODIFF, rescue=settings["rescue"],
                      **_counts_options(settings))
 
 
-def _counts(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+def _unweighted_loss(input: torch.Tensor, target: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
+    return _loss(input, target, None, settings)  # type: ignore[arg-type]
+
+
+def _counts(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
             settings: dict[str, Any]) -> tuple[Any, ...]:
     return counts_and_term(input, target, weight, _counts_options(settings), settings["rescue"])
+
+
+def _unweighted_counts(input: torch.Tensor, target: torch.Tensor, settings: dict[str, Any]) -> tuple[Any, ...]:
+    return _counts(input, target, None, settings)  # type: ignore[arg-type]
 
 
 def _loss_of_counts(counts: tuple[Any, ...], settings: dict[str, Any]) -> torch.Tensor:
@@ -108,31 +126,10 @@ def _loss_of_counts(counts: tuple[Any, ...], settings: dict[str, Any]) -> torch.
     return loss + counts[4] if len(counts) > 4 else loss
 
 
-def _region_pair(body: Callable[..., Any]) -> Callable[..., Any]:
-    """``body(input, target, weight, settings)`` as two regions, with weights and without (a region's arguments
-    cannot be ``None``), and the call that picks one."""
-    if _nonstrict_trace is None:
-        return body
-
-    @_nonstrict_trace
-    def unweighted(input: torch.Tensor, target: torch.Tensor, settings: dict[str, Any]) -> Any:
-        return body(input, target, None, settings)
-
-    @_nonstrict_trace
-    def weighted(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, settings: dict[str, Any]) -> Any:
-        return body(input, target, weight, settings)
-
-    def call(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, settings: dict[str, Any]) -> Any:
-        if weight is None:
-            return unweighted(input, target, settings)
-        return weighted(input, target, weight, settings)
-
-    return call
-
-
-_loss_region = _region_pair(_loss)
-_counts_region = _region_pair(_counts)
-_loss_of_counts_region = _nonstrict_trace(_loss_of_counts) if _nonstrict_trace is not None else _loss_of_counts
+def _in_region(body: Callable[..., Any], *args: Any) -> Any:
+    """``body(*args)`` as a region.  The decorator is applied here, while dynamo traces (it handles the call), so
+    that importing this module does not import ``torch._dynamo``."""
+    return torch._dynamo.nonstrict_trace(body)(*args)
 
 
 def loss_in_regions(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
@@ -140,6 +137,14 @@ def loss_in_regions(input: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     """``1 - metric(soft counts)`` plus the rescue term, in regions dynamo does not trace into; ``settings`` from
     :func:`region_settings` (never ``None``)."""
     if input.device.type == "cpu" and input.numel() >= SAVED_SIGMOIDS_MIN_CPU_NUMEL:
-        counts = saving_checkpoint(lambda input: _counts_region(input, target, weight, settings), input, settings)
-        return _loss_of_counts_region(tuple(counts), settings)
-    return _loss_region(input, target, weight, settings)
+
+        def counts_of(input: torch.Tensor) -> Any:
+            if weight is None:
+                return _in_region(_unweighted_counts, input, target, settings)
+            return _in_region(_counts, input, target, weight, settings)
+
+        counts = saving_checkpoint(counts_of, input, settings)
+        return _in_region(_loss_of_counts, tuple(counts), settings)
+    if weight is None:
+        return _in_region(_unweighted_loss, input, target, settings)
+    return _in_region(_loss, input, target, weight, settings)

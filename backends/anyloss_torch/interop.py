@@ -39,15 +39,19 @@ __all__ = ["all_reduce_counts", "config_counts", "config_loss", "config_rescue_t
 
 
 def config_loss(config: LossConfig, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                *, distributed: bool = False, process_group: Any = None, rescue: bool = True) -> torch.Tensor:
+                *, distributed: bool = False, process_group: Any = None, rescue: bool = True,
+                regions: bool = True) -> torch.Tensor:
     """The loss of a batch for ``config``: ``1 - metric(soft counts)``, plus the rescue term.
 
     ``input`` holds logits or probabilities as ``config.from_logits`` says; ``target`` and
     ``weight`` are tensors on its device.  ``distributed`` sums the counts over
     ``process_group`` first; ``rescue=False`` leaves the rescue term to the caller.
+    ``regions=False`` keeps the traced path under ``torch.compile`` (:mod:`anyloss_torch._region`):
+    for a configuration built from a compiled function's arguments, whose floats dynamo traces
+    as symbolic once they change between calls, and a region cannot take a symbolic float.
     """
     rescue_weight = config.rescue if rescue else 0.0
-    if not distributed:
+    if regions and not distributed:
         settings = region_settings(config, rescue_weight)
         if settings is not None:  # under torch.compile: fewer guards
             return loss_in_regions(input, target, weight, settings)
