@@ -33,9 +33,10 @@ plain autodiff             everything else: no grad needed, compiling     no bac
                            ``derivative``, multi-class / multi-label      partitioner's own choice (recompute) stands
 =========================  =============================================  ==============================================
 
-Under ``torch.compile`` a small binary call of ``anyloss_torch.interop.config_loss`` does not reach this
-choice: it is one region that dynamo does not trace into (:mod:`anyloss_torch._region`, fewer guards per call),
-inside which AOTAutograd traces ``soft_loss(..., path=Path.AUTODIFF)``.
+Under ``torch.compile`` a binary loss module's call does not reach this choice: it is made of regions that
+dynamo does not trace into (:mod:`anyloss_torch._region`, fewer guards per call), inside which AOTAutograd
+traces ``soft_loss(..., path=Path.AUTODIFF)``, or from 4096 logits on a CPU :func:`counts_and_term` inside
+:func:`saving_checkpoint`.
 
 Multi-class and multi-label counts take their own route, :func:`anyloss_torch._multiclass.class_counts`:
 the core's closed-form backward for the softmax approximation (an ``autograd.Function`` over the

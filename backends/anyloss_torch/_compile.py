@@ -51,9 +51,9 @@ def skip_guard_on_anyloss_globals(guard_entries: Sequence[Any]) -> list[bool]:
     In four alternated runs each of ``anyloss speed --backends torch --torch-guard-filter
     anyloss`` and ``none``, one compiled ``F1Loss()`` call at n = 32 went from 1.22x-1.24x BCE's
     time to 1.07x-1.10x, and the step at n = 1e5 from 1.05x-1.11x to 0.93x-0.99x
-    (docs/performance.md, eighth round; those calls took the traced path).  Small binary calls are
-    one region with few guards by default (:mod:`anyloss_torch._region`, below 2^14 logits on a
-    CPU), where the filter gains little: 1.12x → 1.06x at n = 32 (ninth round).
+    (docs/performance.md, eighth round; those calls took the traced path).  A binary loss module is
+    made of regions with few guards by default (:mod:`anyloss_torch._region`), where the filter
+    gains little: 1.14x → 1.06x at n = 32 (ninth round).
 
     Needs a torch whose ``torch.compile`` takes the ``guard_filter_fn`` option (documented from
     2.10; tested on 2.13).  ``torch.compile`` pops it out of the ``options`` dict it is given:
