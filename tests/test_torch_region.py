@@ -308,3 +308,79 @@ def test_importing_the_adapter_does_not_import_dynamo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("n", [40, 5000])  # one region; the checkpointed form
+@pytest.mark.parametrize("make", [lambda: anyloss_torch.F1Loss(scale=10.0),
+                                  lambda: anyloss_torch.F1Loss(approximation="identity"),
+                                  lambda: anyloss_torch.F1Loss(from_logits=False),
+                                  lambda: anyloss_torch.GMeanLoss(validate=False, rescue=0.0)],
+                         ids=["scale", "approximation", "probabilities", "gmean"])
+def test_every_setting_crosses_into_the_regions(make, n):
+    x, y, _ = _batch(n, 52)
+    if not make().from_logits:
+        x = torch.sigmoid(x).detach().requires_grad_(True)
+    capture = _Capture()
+    loss, grad = _value_and_grad(torch.compile(make(), backend=capture, fullgraph=True), x, y)
+    assert capture.regions() >= 1
+    eager_loss, eager_grad = _value_and_grad(make(), x, y)
+    torch.testing.assert_close(loss, eager_loss)
+    torch.testing.assert_close(grad, eager_grad)
+
+
+@pytest.mark.parametrize("field, values", [("beta", (1.0, 2.0, 3.0)), ("scale", (73.0, 20.0, 5.0))])
+def test_a_module_float_changed_between_calls_compiles_again(field, values):
+    # Dynamo passes a float that changed between calls as a symbolic float; the regions fix its value (a guard),
+    # so each value compiles once, as a constant would.
+    x, y, _ = _batch(40, 53)
+    loss_fn = anyloss_torch.FBetaLoss(beta=1.0)
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    for value in values:
+        reference = anyloss_torch.FBetaLoss(**{"beta": 1.0, field: value})
+        loss_fn.load_state_dict(reference.state_dict())
+        torch.testing.assert_close(compiled(x, y), reference(x, y))
+
+
+@pytest.mark.parametrize("n", [40, 5000])
+def test_dynamic_true_compiles_the_regions_whole(n):
+    # Under dynamic=True every float arrives symbolic (the traced path broke the graph there).
+    x, y, w = _batch(n, 54)
+    capture = _Capture()
+    compiled = torch.compile(anyloss_torch.F1Loss(), backend=capture, fullgraph=True, dynamic=True)
+    for args in ((y,), (y, w)):
+        loss, grad = _value_and_grad(compiled, x, *args)
+        eager_loss, eager_grad = _value_and_grad(anyloss_torch.F1Loss(), x, *args)
+        torch.testing.assert_close(loss, eager_loss)
+        torch.testing.assert_close(grad, eager_grad)
+    assert capture.regions() >= 2
+
+
+def test_masks_with_per_image_weights_keep_the_traced_path_as_their_size_changes():
+    # A region's body reads dynamic inner sizes as unknown, and per-image weights need them: (batch, h, w) inputs
+    # keep the traced path.
+    capture = _Capture()
+    loss_fn = anyloss_torch.F1Loss()
+    compiled = torch.compile(loss_fn, backend=capture, fullgraph=True)
+    rng = np.random.default_rng(55)
+    for h in (4, 5, 6):
+        z = torch.tensor(rng.normal(0, 2, (3, h, 5)), dtype=torch.float32)
+        y = torch.tensor(rng.integers(0, 2, (3, h, 5)), dtype=torch.float32)
+        w = torch.tensor(rng.uniform(0.5, 1.5, 3), dtype=torch.float32)
+        torch.testing.assert_close(compiled(z, y, w), loss_fn(z, y, w))
+    assert capture.regions() == 0
+
+
+def test_strict_export_keeps_the_traced_path():
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 1)
+            self.loss = anyloss_torch.F1Loss()
+
+        def forward(self, features, target):
+            return self.loss(self.linear(features).squeeze(-1), target)
+
+    torch.manual_seed(56)
+    model, features, target = Model(), torch.randn(40, 3), (torch.rand(40) > 0.5).float()
+    exported = torch.export.export(model, (features, target), strict=True)
+    torch.testing.assert_close(exported.module()(features, target), model(features, target))

@@ -64,7 +64,7 @@ SAVED_SIGMOIDS_MIN_CPU_NUMEL = 1 << 12
 #: ``torch.compiler.is_compiling()`` true while AOTAutograd traces a region's body, which the core reads to skip
 #: its value checks on fake tensors (before, those checks fail on data-dependent values).  Read from the version:
 #: looking the decorator up would import ``torch._dynamo`` with this module (1.3 s), which eager users never need.
-TORCH_RUNS_REGIONS = torch.torch_version.TorchVersion(torch.__version__) >= (2, 13)
+TORCH_RUNS_REGIONS = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 13)  # 2.13.0a0+git too
 
 #: The settings that are the core's counts options (the others: the metric, its parameters, the rescue weight).
 _COUNTS_OPTIONS = ("from_logits", "scale", "approximation", "validate")
@@ -82,11 +82,17 @@ def _specialised(value: Any) -> Any:
     return float(value) if isinstance(value, float) else value
 
 
-def region_settings(config: LossConfig, rescue: float) -> dict[str, Any] | None:
+def region_settings(config: LossConfig, input: torch.Tensor, rescue: float) -> dict[str, Any] | None:
     """The arguments of :func:`loss_in_regions` besides the tensors, or ``None`` when the regions do not apply
     (see the module docstring).  Called on the traced path, so what it reads is guarded: the configuration's
     fields and the metric registry's entry for the metric's name."""
     if not TORCH_RUNS_REGIONS or not torch.compiler.is_compiling() or config.task != "binary":
+        return None
+    if torch.compiler.is_exporting():
+        return None  # torch.export(strict=True) fails on a region's pytree specs
+    if input.ndim > 2:
+        # (batch, h, w) masks: per-image weights are spread over the inner sizes, which a region's body reads as
+        # unknown once dynamo makes them dynamic (a new image size).
         return None
     if not isinstance(config.metric, str) or not isinstance(config.approximation, str):
         return None  # a function cannot be an argument of a region
@@ -100,6 +106,18 @@ def region_settings(config: LossConfig, rescue: float) -> dict[str, Any] | None:
             "approximation": config.approximation, "validate": config.validate, "rescue": _specialised(rescue)}
 
 
+def _concrete(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with every symbolic float made a Python float.  Dynamo passes a float that changed between
+    calls (a module's ``beta`` after ``load_state_dict``; every float under ``dynamic=True``) as a
+    ``torch.SymFloat``, which the core's checks reject; ``float()`` of it, here while AOTAutograd traces, fixes
+    its value with a guard, so that another value compiles again, as on the traced path with a constant."""
+    def concrete(value: Any) -> Any:
+        return float(value) if isinstance(value, torch.SymFloat) else value
+
+    return {name: ({k: concrete(v) for k, v in value.items()} if isinstance(value, dict) else concrete(value))
+            for name, value in settings.items()}
+
+
 def _metric_fn(settings: dict[str, Any]) -> Any:
     return al.get_metric(settings["metric"], **settings["metric_params"])
 
@@ -111,6 +129,7 @@ def _counts_options(settings: dict[str, Any]) -> dict[str, Any]:
 # The regions' bodies, with weights and without: a region's arguments cannot be None.
 def _loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
     # Plain autodiff: AOTAutograd traces the composition, and inductor fuses it as on the traced path.
+    settings = _concrete(settings)
     return soft_loss(input, target, weight, _metric_fn(settings), path=Path.AUTODIFF, rescue=settings["rescue"],
                      **_counts_options(settings))
 
@@ -121,6 +140,7 @@ def _unweighted_loss(input: torch.Tensor, target: torch.Tensor, settings: dict[s
 
 def _counts(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
             settings: dict[str, Any]) -> tuple[Any, ...]:
+    settings = _concrete(settings)
     return counts_and_term(input, target, weight, _counts_options(settings), settings["rescue"])
 
 
@@ -129,7 +149,7 @@ def _unweighted_counts(input: torch.Tensor, target: torch.Tensor, settings: dict
 
 
 def _loss_of_counts(counts: tuple[Any, ...], settings: dict[str, Any]) -> torch.Tensor:
-    loss = al.confusion_loss(al.Confusion(*counts[:4]), _metric_fn(settings))
+    loss = al.confusion_loss(al.Confusion(*counts[:4]), _metric_fn(_concrete(settings)))
     return loss + counts[4] if len(counts) > 4 else loss
 
 

@@ -52,7 +52,7 @@ def config_loss(config: LossConfig, input: torch.Tensor, target: torch.Tensor, w
     """
     rescue_weight = config.rescue if rescue else 0.0
     if regions and not distributed:
-        settings = region_settings(config, rescue_weight)
+        settings = region_settings(config, input, rescue_weight)
         if settings is not None:  # under torch.compile: fewer guards
             return loss_in_regions(input, target, weight, settings)
     return soft_loss(input, target, weight, config.loss_metric, distributed=distributed,
