@@ -27,6 +27,9 @@ The regions apply when :func:`region_settings` returns settings:
   torch (``anyloss_torch.interop.config_loss``; the functional losses pass ``regions=False``:
   their floats are call arguments, which dynamo makes symbolic once they change, and a region
   cannot take a symbolic float);
+* not while ``torch.export`` traces (strict export fails on a region's pytree specs), and inputs
+  of at most two dimensions (``(batch, h, w)`` masks spread per-image weights over the inner
+  sizes, which a region's body reads as unknown once they are dynamic);
 * one of anyloss's own metrics (a user's metric may read globals or state that a region
   would not guard), given by its name and still registered as the function the configuration
   resolved (a name registered again with ``overwrite=True`` after the loss was built keeps the
@@ -34,7 +37,8 @@ The regions apply when :func:`region_settings` returns settings:
   must be numbers and names, and it resolves them again.
 
 A region's body must not fix a size: the core reads a dimension that is not an integer (a
-``torch.SymInt`` while AOTAutograd traces) as unknown, so the batch size stays symbolic.
+``torch.SymInt`` while AOTAutograd traces) as unknown, so the batch size stays symbolic.  It
+does fix a symbolic float (:func:`_concrete`): the core's checks take numbers.
 
 Figures: ``benchmarks/compiled_guards.py`` and docs/performance.md (ninth round).
 """
