@@ -97,7 +97,7 @@ def _guard_lines(fn) -> int:
 
 def test_the_regions_leave_far_fewer_guards_than_the_traced_path(monkeypatch):
     # What the regions are for: each compiled call evaluates its guards first (558 lines on the traced path in
-    # torch 2.13; 237 with one region, 276 with the checkpointed form; benchmarks/compiled_guards.py).
+    # torch 2.13; 240 with one region, 279 with the checkpointed form; benchmarks/compiled_guards.py).
     x, y, _ = _batch(32, 42)
     lines = {}
     for form in ("one region", "checkpointed", "traced"):
