@@ -40,12 +40,11 @@ of the gradient (``torch.autograd.gradcheck``, ``jax.test_util.check_grads``) ne
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import Any
 
 from ._fast_paths import clip, fast_paths, shrink
-from ._inputs import _prepare
+from ._inputs import _prepare, _shape
 from ._namespace import differentiable, get_namespace, sigmoid, stop_gradient, values_available
 from ._scale import DEFAULT_SCALE
 from ._types import Array, Namespace
@@ -97,10 +96,8 @@ def _slope(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: b
 def _unweighted_scale(rescue: float, z: Array) -> float | None:
     """``rescue / n``, the rescue slope's scale for an unweighted batch of ``n`` samples, as a Python float; ``None``
     while ``n`` is unknown (a symbolic batch axis being traced): then the scale is divided by a sum of ones."""
-    n = z.shape[0]
-    # A symbolic size (not an integer, as a torch.SymInt being traced) is unknown here too: int() of it would fix
-    # the size that the trace holds for.
-    return rescue / max(int(n), 1) if isinstance(n, numbers.Integral) else None
+    n = _shape(z)[0]  # None for a symbolic size too: int() of a torch.SymInt would fix the size a trace holds for
+    return None if n is None else rescue / max(n, 1)
 
 
 def _slope_and_factor(y: Array, z: Array, w: Array | None, *, rescue: float, from_logits: bool, xp: Namespace,

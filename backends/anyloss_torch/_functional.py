@@ -155,8 +155,8 @@ def anyloss(
         "approximation": approximation, "validate": validate, "task": task, "average": average,
         "num_classes": num_classes, "ignore_index": ignore_index, "rescue": rescue})
     target, weight = as_tensors_like(input, target, weight)
-    # The settings are this call's arguments: under torch.compile dynamo makes a float symbolic once it changes
-    # between calls (a beta swept in a loop), which the compiled regions cannot take.
+    # The traced path under torch.compile: chosen when a region could not take a float argument that changed
+    # between calls (a swept beta); the regions take one now, but have not been measured here.
     return config_loss(config, input, target, weight, distributed=distributed, process_group=process_group,
                        regions=False)
 

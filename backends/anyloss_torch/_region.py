@@ -25,8 +25,8 @@ The regions apply when :func:`region_settings` returns settings:
 * under ``torch.compile`` (dynamo tracing), on torch 2.13 or later (:data:`TORCH_RUNS_REGIONS`);
 * a binary task, not ``distributed``, with no running counts, from a loss module or Keras on
   torch (``anyloss_torch.interop.config_loss``; the functional losses pass ``regions=False``:
-  their floats are call arguments, which dynamo makes symbolic once they change, and a region
-  cannot take a symbolic float);
+  they were kept on the traced path before :func:`_concrete` let a region take a float that
+  changes between calls, and have not been measured in regions since);
 * not while ``torch.export`` traces (strict export fails on a region's pytree specs), and inputs
   of at most two dimensions (``(batch, h, w)`` masks spread per-image weights over the inner
   sizes, which a region's body reads as unknown once they are dynamic);
@@ -83,6 +83,9 @@ def _same_metric(a: Any, b: Any) -> bool:
 
 
 def _specialised(value: Any) -> Any:
+    # float() of a float that dynamo traces as symbolic (under dynamic=True) gives the checkpointed form a value it
+    # can pass into the counts' region: without it dynamo failed ("Argument 'item' of Node 'flat_apply_capture' does
+    # not belong to this Graph", tests/test_torch_region.py::test_dynamic_true_compiles_the_regions_whole).
     return float(value) if isinstance(value, float) else value
 
 
@@ -104,7 +107,7 @@ def region_settings(config: LossConfig, input: torch.Tensor, rescue: float) -> d
         return None  # a metric of the user's may read globals or state, which a region would not guard
     if not _same_metric(al.get_metric(config.metric, **config.metric_params), config.metric_fn):
         return None  # the name was registered again after the configuration resolved it
-    # Numbers, names and a dict of them: dynamo specialises the regions on their values.
+    # Numbers, names and a dict of them (a float that changed between calls arrives symbolic: _concrete).
     return {"metric": config.metric, "metric_params": {k: _specialised(v) for k, v in config.metric_params.items()},
             "from_logits": config.from_logits, "scale": _specialised(config.scale),
             "approximation": config.approximation, "validate": config.validate, "rescue": _specialised(rescue)}

@@ -46,9 +46,8 @@ def config_loss(config: LossConfig, input: torch.Tensor, target: torch.Tensor, w
     ``input`` holds logits or probabilities as ``config.from_logits`` says; ``target`` and
     ``weight`` are tensors on its device.  ``distributed`` sums the counts over
     ``process_group`` first; ``rescue=False`` leaves the rescue term to the caller.
-    ``regions=False`` keeps the traced path under ``torch.compile`` (:mod:`anyloss_torch._region`):
-    for a configuration built from a compiled function's arguments, whose floats dynamo traces
-    as symbolic once they change between calls, and a region cannot take a symbolic float.
+    ``regions=False`` keeps the traced path under ``torch.compile`` (:mod:`anyloss_torch._region`),
+    as the functional losses do.
     """
     rescue_weight = config.rescue if rescue else 0.0
     if regions and not distributed:
