@@ -42,6 +42,8 @@ Summary: win counts per metric (Table 3), the mean and standard deviation of
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import inspect
 import json
 import os
 import sys
@@ -254,12 +256,24 @@ def paired_scores(results: dict[str, dict[str, Any]], metric: str, baseline: str
     return ours, theirs
 
 
+def _version(package: str) -> str:
+    """``package``'s installed version, as its metadata gives it."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "a version without metadata"
+
+
 def sign_test(ours: np.ndarray, theirs: np.ndarray, rope: float, seed: int = 0) -> dict[str, float]:
     """Bayesian sign test (Benavoli et al. 2017, ``baycomp``): P(AnyLoss better), P(within rope), P(worse)."""
     try:
         import baycomp
     except ImportError:
         raise UsageError("the sign test needs baycomp: pip install baycomp") from None
+    if "random_state" not in inspect.signature(baycomp.SignTest.sample).parameters:
+        # baycomp 1.0.2 and older draw from NumPy's global generator: the probabilities would not repeat
+        raise UsageError(f"the sign test needs baycomp >= 1.0.3 (its random_state), found {_version('baycomp')}: "
+                         "pip install -U baycomp")
     win, draw, lose = baycomp.SignTest.probs(ours, theirs, rope=rope, random_state=seed)
     return {"win": float(win), "draw": float(draw), "lose": float(lose)}
 

@@ -65,6 +65,20 @@ def test_sign_test_probabilities_follow_the_differences():
     assert sum(better.values()) == pytest.approx(1.0)
 
 
+def test_sign_test_names_a_baycomp_too_old_for_a_seed(monkeypatch):
+    # baycomp 1.0.2 (the last wheel on PyPI) has no random_state: a TypeError deep in baycomp before this check.
+    import types
+
+    class SignTest:
+        @classmethod
+        def sample(cls, x, y, rope=0, *, prior=0.5, nsamples=50000):  # 1.0.2's signature
+            raise AssertionError("not reached")
+
+    monkeypatch.setitem(__import__("sys").modules, "baycomp", types.SimpleNamespace(SignTest=SignTest))
+    with pytest.raises(suite.UsageError, match=r"baycomp >= 1\.0\.3 \(its random_state\), found"):
+        suite.sign_test(np.ones(3), np.zeros(3), rope=0.01)
+
+
 def test_markdown_and_targets_report_the_counts():
     summaries = {"slp": suite.summarize(RESULTS)}
     text = suite.markdown(summaries)
