@@ -29,9 +29,9 @@ Pullback = Callable[[Confusion], Array]
 
 def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namespace, *,
             as_floats: bool = False) -> Confusion:
-    """The four sums of eq. 6, weights entering as weighted counts; with ``as_floats``, as Python floats (each
-    sum read once, the differences taken in float64: no 0-d array arithmetic, each op of which costs an
-    eager framework a dispatch)."""
+    """The four sums of eq. 6, weights entering as weighted counts; with ``as_floats``, as Python floats (the
+    sums read together, :meth:`FastPaths.floats`, the differences taken in float64: no 0-d array arithmetic,
+    each op of which costs an eager framework a dispatch)."""
     fast = fast_paths(xp)
     if fast.counts_from_label_sums:
         # TP = w y . yh and FP = w (1 - y) . yh; FN and TN by differences from the label sums: no 1 - yh array
@@ -48,13 +48,13 @@ def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namesp
         else:  # each sample's derivative of FP and TN exactly 0 for a positive, and FP exactly 0 without negatives
             fp = fast.dot_of_one_minus(y, yh, xp) if w is None else fast.dot(w - pos, yh, xp)
         if as_floats:
-            tp, positives, fp, total = float(tp), float(positives), float(fp), float(total)
+            tp, positives, fp, total = fast.floats((tp, positives, fp, total), xp)
         return Confusion(tn=(total - positives) - fp, fn=positives - tp, fp=fp, tp=tp)
     dot = fast.dot
     pos = y if w is None else w * y
     neg = 1.0 - y if w is None else w - pos
     counts = Confusion(tn=dot(neg, yh_c, xp), fn=dot(pos, yh_c, xp), fp=dot(neg, yh, xp), tp=dot(pos, yh, xp))
-    return Confusion(*(float(c) for c in counts)) if as_floats else counts
+    return Confusion(*fast.floats(counts, xp)) if as_floats else counts
 
 
 def _decisions(approx: Approximation, p: Array, *, complement: bool, from_logits: bool, scale: float,

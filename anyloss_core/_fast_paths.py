@@ -31,7 +31,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ._namespace import sigmoid, stop_gradient
 from ._types import Array, Namespace
@@ -100,6 +100,11 @@ class FastPaths:
     def dot(self, a: Array, b: Array, xp: Namespace) -> Array:
         """``sum(a * b)`` of two 1-D arrays, as a 0-d array (XLA fuses it into one pass, NumPy sums pairwise)."""
         return xp.sum(a * b)
+
+    def floats(self, values: Sequence[Array | float], xp: Namespace) -> list[float]:
+        """``values`` (0-d arrays or Python numbers) as Python floats: ``float`` of each (a fast path on an
+        accelerator reads them in one copy, one wait for the device instead of one per value)."""
+        return [float(v) for v in values]
 
     def dot_of_one_minus(self, y: Array, a: Array, xp: Namespace) -> Array:
         """``dot(1 - y, a)``: the negatives' count FP (a fast path may avoid the n-element ``1 - y``)."""

@@ -733,10 +733,13 @@ def test_the_one_node_running_loss_equals_autograd_of_the_running_loss(monkeypat
 
 @pytest.mark.parametrize("weighted", [False, True])
 def test_the_one_node_path_reads_an_accelerator_once_and_gives_the_same_gradient(monkeypatch, weighted):
-    # On an accelerator (forced there only, by benchmarks/gpu_paths.py) the one-node path reads the four counts in
-    # one copy and scales the backward by the upstream gradient on the device instead of reading it.  Run here
-    # with reads declared costly: the value and the gradient, rescue included, under an upstream factor of 2.5.
-    from anyloss_torch import _autograd
+    # On a GPU the one-node path reads the counts' sums in one copy (TorchFastPaths.floats) and scales the
+    # backward by the upstream gradient on the device instead of reading it.  Run here with reads declared
+    # costly: no float() of a tensor (aten::item) anywhere in the step, and the value and the gradient, rescue
+    # included, under an upstream factor of 2.5, equal those of free reads.
+    from torch.profiler import ProfilerActivity, profile
+
+    from anyloss_torch import _fast_paths
 
     rng = np.random.default_rng(8)
     raw, y = rng.normal(0, 3, 40), torch.tensor(rng.integers(0, 2, 40))
@@ -745,14 +748,55 @@ def test_the_one_node_path_reads_an_accelerator_once_and_gives_the_same_gradient
     for costly in (False, True):
         with monkeypatch.context() as patch:
             if costly:
-                patch.setattr(_autograd, "_reads_are_free", lambda x: False)
+                patch.setattr(_fast_paths, "reads_are_free", lambda x: False)
             x = torch.tensor(raw, requires_grad=True)
-            loss = anyloss_torch.anyloss(x, y, "f1", weight=w)
-            assert _grad_parents_of(x, loss) == {"_LossFromCountsBackward"}
-            (2.5 * loss).backward()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                # validate=False: the value checks' reads are their own (skipped on accelerators, tested apart)
+                loss = anyloss_torch.anyloss(x, y, "f1", weight=w, validate=False)
+                assert _grad_parents_of(x, loss) == {"_LossFromCountsBackward"}
+                (2.5 * loss).backward()
+            reads = sum(event.name == "aten::item" for event in prof.events())
+            assert reads == 0 if costly else reads >= 3
             results.append((loss.detach(), x.grad))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-13, atol=1e-15)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-12, atol=1e-15)
+
+
+def test_floats_read_together_keep_the_order_and_the_python_numbers(monkeypatch):
+    # The counts' sums of the one-node path on a GPU: tensors read in one copy, Python numbers (the sample count
+    # of an unweighted batch) passed through, every value in its place.
+    from anyloss_torch import _fast_paths
+
+    hooks = _fast_paths.TorchFastPaths()
+    values = (torch.tensor(1.25, dtype=torch.float64), 7, torch.tensor(-3.5, dtype=torch.float64), 2.0)
+    assert hooks.floats(values, None) == [1.25, 7.0, -3.5, 2.0]
+    monkeypatch.setattr(_fast_paths, "reads_are_free", lambda x: False)
+    together = hooks.floats(values, None)
+    assert together == [1.25, 7.0, -3.5, 2.0] and all(type(v) is float for v in together)
+    assert hooks.floats((3, 4.5), None) == [3.0, 4.5]  # no tensor: nothing to copy
+
+
+@pytest.mark.parametrize(("device", "capturing", "sync_debug", "reads"), [
+    ("cpu", False, 0, True),
+    ("cuda", False, 0, True),    # one wait per step beats the analytic path's kernels (the H200 run)
+    ("cuda", True, 0, False),    # a CUDA graph being captured: a read is an error there
+    ("cuda", False, 1, False),   # torch.cuda.set_sync_debug_mode("warn"): the user asked for no waits
+    ("cuda", False, 2, False),
+    ("meta", False, 0, False),   # no values to read
+    ("mps", False, 0, False),    # unmeasured: the analytic path, as before
+])
+def test_which_devices_read_the_counts(monkeypatch, device, capturing, sync_debug, reads):
+    from anyloss_torch import _autograd
+
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing)
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: sync_debug)
+    assert _autograd._reads_counts(torch.device(device)) is reads
+    # choose_path follows it for an eager call that needs a gradient, and never reads when distributed
+    x = torch.zeros(4, device="meta", requires_grad=True)
+    monkeypatch.setattr(_autograd, "_reads_counts", lambda d: reads)
+    expected = _autograd.Path.ONE_NODE if reads else _autograd.Path.ANALYTIC
+    assert _autograd.choose_path(x, None, "anyloss") is expected
+    assert _autograd.choose_path(x, None, "anyloss", distributed=True) is _autograd.Path.ANALYTIC
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])

@@ -9,18 +9,19 @@ this module wires them into ``torch.autograd.Function`` where that is faster:
 =========================  =============================================  ==============================================
 path                       runs when (binary task; else plain autodiff)   why
 =========================  =============================================  ==============================================
-one node                   eager, grad needed, CPU, not distributed,      reading four counts is free on a CPU; the
-(``_LossFromCounts``)      approximation has ``derivative``, weights      metric's dozen 0-d kernels and their backward
-                           and labels need no grad, no torch.func         nodes dominate small batches.  The rescue
-                           transform                                      gradient is added by the counts' pullback,
-                                                                          from their sigmoid.  A metric the
-                                                                          float evaluator declines falls back to
-                                                                          "analytic counts"
-analytic counts            as "one node", but on an accelerator or        reading counts would synchronise with the host
-(``_SoftCounts``)          ``distributed`` (counts all-reduced next)      every step: the metric stays in autograd, the
-                                                                          counts' backward is one fused expression,
-                                                                          which adds the rescue gradient (the gradient
-                                                                          of a fifth output, the term, 0 in value)
+one node                   eager, grad needed, CPU or CUDA GPU, not       reading four counts is free on a CPU, and one
+(``_LossFromCounts``)      distributed, approximation has                 wait on a GPU costs less than the kernels it
+                           ``derivative``, weights and labels need no     saves (:func:`_reads_counts`); the metric's
+                           grad, no torch.func transform; on a GPU not    dozen 0-d kernels and their backward nodes
+                           while a CUDA graph is captured or a sync       dominate small batches.  The rescue gradient
+                           debug mode is set                              is added by the counts' pullback, from their
+                                                                          sigmoid.  A metric the float evaluator
+                                                                          declines falls back to "analytic counts"
+analytic counts            as "one node", but ``distributed`` (counts     no read of the counts: the metric stays in
+(``_SoftCounts``)          all-reduced next), on other devices, or on     autograd, the counts' backward is one fused
+                           a GPU that must not wait (graph capture,       expression, which adds the rescue gradient
+                           sync debug mode)                               (the gradient of a fifth output, the term, 0
+                                                                          in value)
 compiled-CPU checkpoint    under ``torch.compile``, CPU, grad needed      inductor fuses the composition itself, but its
                                                                           partitioner recomputes two ``exp`` per sample
                                                                           in the backward; saving the sigmoids and
@@ -61,7 +62,7 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 import anyloss_core as al
 from anyloss_core.adapters import prepared_for_rescue, rescue_term
 
-from . import _fast_paths  # noqa: F401  (registers torch's fast paths with the core)
+from . import _fast_paths  # also registers torch's fast paths with the core
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
 from ._multiclass import class_counts
 from ._scalar_grad import metric_value_and_grad
@@ -123,7 +124,7 @@ class _LossFromCounts(torch.autograd.Function):
     @_first_order
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
         tn, fn, fp, tp = ctx.metric_grad
-        if _reads_are_free(grad):
+        if _fast_paths.reads_are_free(grad):
             upstream = float(grad)
             grad_input = ctx.pullback(al.Confusion(-upstream * tn, -upstream * fn, -upstream * fp, -upstream * tp),
                                       rescue_scale=upstream)
@@ -165,9 +166,22 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
         return Path.AUTODIFF  # torch.func transforms need the traceable composition
     if not hasattr(al.get_approximation(approximation), "derivative"):
         return Path.AUTODIFF
-    if not distributed and input.device.type == "cpu":
+    if not distributed and _reads_counts(input.device):
         return Path.ONE_NODE
     return Path.ANALYTIC
+
+
+def _reads_counts(device: torch.device) -> bool:
+    """Whether the eager step may read the four counts to the host (the one-node path): on a CPU, where it is
+    free, and on a CUDA GPU, where one wait per step costs less than the analytic path's kernels (H200: 3.0x-3.6x
+    BCE against 5.3x-6.3x, docs/performance.md) -- except while a CUDA graph is captured (a read is an error
+    there) or a sync debug mode is set (``torch.cuda.set_sync_debug_mode``: the user asked for no waits).
+    Other devices (unmeasured, and ``meta``, which has no values) keep the analytic path."""
+    if device.type == "cpu":
+        return True
+    if device.type != "cuda":
+        return False
+    return not torch.cuda.is_current_stream_capturing() and torch.cuda.get_sync_debug_mode() == 0
 
 
 def _analytic_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any],
@@ -466,27 +480,19 @@ def rescue_loss_term(input: torch.Tensor, target: Any, weight: Any, *, rescue: f
                         process_group=process_group)
 
 
-def _reads_are_free(x: torch.Tensor) -> bool:
-    """Whether reading ``x``'s values costs no wait: a CPU tensor (an accelerator's read waits for its queue)."""
-    return x.device.type == "cpu"
-
-
 def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any, options: dict[str, Any],
                    rescue: float) -> torch.Tensor | None:
     """The loss as one autograd node (counts, metric and rescue gradient in its backward), or ``None`` when
     the metric cannot be evaluated on floats."""
-    # The counts as Python floats: on a CPU each sum is read once, for free; elsewhere the one-node path runs
-    # only when forced (benchmarks/gpu_paths.py), and one copy of the four stacked is one wait for the device
-    # instead of one per count.
-    on_host = _reads_are_free(input)
-    # Computed outside autograd (_LossFromCounts attaches the analytic backward): from the detached input, which
-    # autograd does not record, rather than in a no_grad() block (seven Python calls fewer per call).  Labels and
-    # weights that require grad never come here (choose_path).
+    # The counts as Python floats: on a CPU each sum is read for free; on a GPU the sums are read in one copy,
+    # one wait for the device (TorchFastPaths.floats).  Computed outside autograd (_LossFromCounts attaches the
+    # analytic backward): from the detached input, which autograd does not record, rather than in a no_grad()
+    # block (seven Python calls fewer per call).  Labels and weights that require grad never come here
+    # (choose_path).
     counts, pullback = al.soft_confusion_with_pullback(target, input.detach(), sample_weight=weight, rescue=rescue,
-                                                       counts_as_floats=on_host, **options)
-    values = counts if on_host else al.Confusion(*torch.stack(tuple(counts)).tolist())
+                                                       counts_as_floats=True, **options)
     # The counts' dtype, which the loss has: at least float32 (anyloss_core's compute dtype).
-    return _loss_node(input, metric_fn, values, pullback, torch.promote_types(input.dtype, torch.float32))
+    return _loss_node(input, metric_fn, counts, pullback, torch.promote_types(input.dtype, torch.float32))
 
 
 def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullback: Any,

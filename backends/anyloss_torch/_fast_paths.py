@@ -40,7 +40,7 @@ import torch
 
 from anyloss_core.adapters import FastPaths, register_fast_paths
 
-__all__ = ["TorchFastPaths", "is_torch_namespace"]
+__all__ = ["TorchFastPaths", "is_torch_namespace", "reads_are_free"]
 
 # array-api-compat's is_torch_namespace as a plain name check (theirs is lru_cache'd,
 # which torch.compile warns about).
@@ -97,6 +97,11 @@ def _block_size(x: torch.Tensor) -> int:
 def _functorch_wrapped(x: torch.Tensor) -> bool:
     functorch = getattr(torch._C, "_functorch", None)
     return functorch is not None and bool(functorch.is_functorch_wrapped_tensor(x))
+
+
+def reads_are_free(x: torch.Tensor) -> bool:
+    """Whether reading ``x``'s values costs no wait: a CPU tensor (an accelerator's read waits for its queue)."""
+    return x.device.type == "cpu"
 
 
 class TorchFastPaths(FastPaths):
@@ -157,6 +162,15 @@ class TorchFastPaths(FastPaths):
 
     def dot(self, a: Any, b: Any, xp: Any) -> Any:
         return torch.dot(a, b)
+
+    def floats(self, values: Any, xp: Any) -> list[float]:
+        # On a CPU float() of each is free.  On an accelerator each read waits for the device: the tensors
+        # are stacked and copied once (one kernel and one wait; the eager step on a GPU, docs/performance.md).
+        tensors = [v for v in values if isinstance(v, torch.Tensor)]
+        if not tensors or reads_are_free(tensors[0]):
+            return super().floats(values, xp)
+        read = iter(torch.stack(tensors).tolist())
+        return [next(read) if isinstance(v, torch.Tensor) else float(v) for v in values]
 
     def dot_of_one_minus(self, y: Any, a: Any, xp: Any) -> Any:
         # Above _BLOCKED_ABOVE labels, 1 - y block by block in one reused buffer: a fresh n-element
