@@ -1,11 +1,11 @@
-"""The torch eager step on a GPU: the path it takes now against the one-node path, each against BCE.
+"""The torch eager step on a GPU: the path it takes (since the second GPU round, "one node") against each path
+forced, each against BCE.
 
-On a GPU eager torch takes the "analytic counts" path, which reads nothing back to the host: about 60
-operators, each a kernel launch (docs/performance.md; the H200 run, with 72 then: 5x BCE at every n).  The
-CPU's "one node" path reads the four counts as floats and runs about 22.  On a GPU each read is a host
-synchronisation: there that path reads the four in one copy, and its backward scales by the upstream
-gradient on the device instead of reading it (one wait per step).  This prepared script measures both in one
-run, so that a session lent a GPU can decide between them:
+On a CUDA GPU eager torch takes the "one node" path: it reads the counts' sums in one copy (one wait for the
+device per step) and runs about 20 kernels.  The "analytic counts" path reads nothing back and runs about 60,
+each a kernel launch; it is what a CUDA graph being captured, a sync debug mode and distributed counts take.
+On the H200 of the first GPU round the analytic path (then the default) was 5.3x-6.3x BCE per step and the one
+node 3.0x-3.6x (docs/performance.md).  This prepared script measures them in one run:
 
     PYTHONPATH=.:backends OMP_NUM_THREADS=1 python benchmarks/gpu_paths.py [repeats]
 

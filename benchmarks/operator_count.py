@@ -3,8 +3,9 @@
 On a GPU, eager torch pays a kernel launch (and Python dispatch) per operator, so a small step's time is about
 its operator count (the H200 run in docs/performance.md: ~20 us per operator, AnyLoss 5x BCE at every n).
 This counts the leaf aten operators of one forward + backward at n = 32 with torch's profiler, on the CPU,
-for each execution path of anyloss_torch._autograd: "one node" (what a CPU takes: the four counts read as
-floats) and "analytic counts" (what a GPU takes: nothing read back), forced here on the CPU.  Views,
+for each execution path of anyloss_torch._autograd: "one node" (what a CPU and a CUDA GPU take: the counts'
+sums read as floats) and "analytic counts" (nothing read back: what a CUDA graph being captured, a sync debug
+mode and distributed counts take), forced here on the CPU.  Views,
 allocations and other operators that launch nothing are left out.  Host reads are counted apart; forced on
 the CPU, the analytic path with rescue=0 shows the stuck-batch watch's read, which a GPU skips (it runs only
 where values are on the CPU, as the value checks do).
@@ -56,7 +57,7 @@ def main() -> None:
 
         _autograd.choose_path = path
         try:
-            label = "as on a CPU (one node)" if forced is None else "as on a GPU (analytic counts, forced)"
+            label = "one node (CPU, GPU)" if forced is None else "analytic counts (forced)"
             for name, loss_fn in losses.items():
                 if forced is not None and name.startswith("BCE"):
                     continue

@@ -799,6 +799,62 @@ def test_which_devices_read_the_counts(monkeypatch, device, capturing, sync_debu
     assert _autograd.choose_path(x, None, "anyloss", distributed=True) is _autograd.Path.ANALYTIC
 
 
+_NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason="needs a CUDA GPU: run on a lent GPU machine (benchmarks/gpu_session.sh)")
+
+
+@_NEEDS_CUDA
+def test_a_cuda_graph_captures_the_loss_step():
+    # Inside a capture a host read is an error: the step there takes the analytic path (no read), outside it the
+    # one-node path; the replayed graph gives the eager loss and gradient.
+    from anyloss_torch import _autograd
+
+    torch.manual_seed(0)
+    x = torch.randn(256, device="cuda", requires_grad=True)
+    y = (torch.rand(256, device="cuda") < 0.3).float()
+    loss_fn = anyloss_torch.F1Loss()
+    eager_x = x.detach().clone().requires_grad_(True)
+    eager = loss_fn(eager_x, y)
+    assert _grad_parents_of(eager_x, eager) == {"_LossFromCountsBackward"}
+    eager.backward()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graph asks
+        for _ in range(3):
+            x.grad = None
+            loss_fn(x, y).backward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph, x.grad = torch.cuda.CUDAGraph(), None
+    with torch.cuda.graph(graph):
+        assert _autograd.choose_path(x, None, "anyloss") is _autograd.Path.ANALYTIC
+        captured = loss_fn(x, y)
+        captured.backward()
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(captured.detach(), eager.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(x.grad, eager_x.grad, rtol=1e-5, atol=1e-7)
+
+
+@_NEEDS_CUDA
+def test_a_sync_debug_mode_of_error_sees_no_wait_in_the_step():
+    # torch.cuda.set_sync_debug_mode("error") raises at any host synchronisation: the step then takes the path
+    # that reads nothing, and the value checks (skipped on accelerators) read nothing either.
+    torch.manual_seed(0)
+    x = torch.randn(64, device="cuda", requires_grad=True)
+    y = (torch.rand(64, device="cuda") < 0.3).float()
+    reference = x.detach().clone().requires_grad_(True)
+    expected = anyloss_torch.F1Loss()(reference, y)
+    expected.backward()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = anyloss_torch.F1Loss()(x, y)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(x.grad, reference.grad, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_the_one_node_running_loss_in_low_precision(monkeypatch, dtype):
     # Half-precision logits: the counts and the state are computed in float32 (as the plain loss's counts), so

@@ -94,11 +94,11 @@ def test_times_sigmoid_slope_is_x_s_one_minus_s_in_place():
     assert result.data_ptr() != recorded.data_ptr() and result.requires_grad
 
 
-def test_small_blocks_on_the_cpu_only():
-    """Off the CPU the blocks stay 2**20 long: a caching allocator has no fresh pages to avoid, and every block
-    costs kernel launches (153 blocks of 2**16 per step and step kind at n = 1e7)."""
+def test_blocks_on_the_cpu_only():
+    """Off the CPU whole arrays: a caching allocator has no fresh pages to avoid, and every block costs kernel
+    launches (on an H200 at n = 1e7, blocks of 2**20 made the eager step 5.44x BCE, whole arrays 2.71x)."""
     def size(n, device):
         return torch_fast._block_size(torch.empty(n, device=device))
 
     assert (size(1 << 18, "cpu"), size((1 << 18) + 1, "cpu"), size(10**7, "cpu")) == (0, 1 << 16, 1 << 16)
-    assert (size((1 << 18) + 1, "meta"), size(1 << 20, "meta"), size(10**7, "meta")) == (0, 0, 1 << 20)
+    assert (size((1 << 18) + 1, "meta"), size(1 << 20, "meta"), size(10**7, "meta")) == (0, 0, 0)

@@ -54,8 +54,6 @@ _BLOCK = 1 << 16
 #: the blocks' extra kernels would cost more (n = 1e5: 1.93x BCE blocked by 2**16, 1.62x-1.66x whole;
 #: ``benchmarks/block_sizes.py 1048576/1048576,65536/65536,65536/262144 1e5,3e5,1e6 30``).
 _BLOCKED_ABOVE = 1 << 18
-#: ``_BLOCK`` and ``_BLOCKED_ABOVE`` off the CPU (see :func:`_block_size`).
-_DEVICE_BLOCK = 1 << 20
 #: Up to this many elements the affine steps are one kernel (``scaled_plus``; above it, two passes).
 _FUSED_AFFINE_MAX = 1 << 20
 #: Up to this many labels the check reads them into Python (2 us at 32 labels, against 9 us for two kernels;
@@ -82,16 +80,13 @@ def _block_size(x: torch.Tensor) -> int:
     """Elements per block for a step that works on the 1-D ``x`` block by block, or 0 to do it whole.
 
     On the CPU, blocks of :data:`_BLOCK` above :data:`_BLOCKED_ABOVE` elements: a fresh temporary costs page
-    faults.  Elsewhere blocks of 2**20 above 2**20 (the CPU's bound before it was lowered; not measured on a
-    device since): a caching allocator has no fresh pages, each block is a kernel launch, and the blocks only
-    bound the peak memory.
+    faults.  Elsewhere whole arrays: a caching allocator has no fresh pages, and each block costs kernel
+    launches, which bound an eager GPU step.  On an H200 at n = 1e7 the step was 5.44x BCE in blocks of 2**20
+    and 2.71x whole; its extra memory 2.10x and 3.00x the logits (``benchmarks/device_blocks.py``).
     """
-    n = x.shape[0]
-    if n <= _BLOCKED_ABOVE:  # first: the usual small batch reads no device
+    if x.shape[0] <= _BLOCKED_ABOVE:  # first: the usual small batch reads no device
         return 0
-    if x.device.type == "cpu":
-        return _BLOCK
-    return _DEVICE_BLOCK if n > _DEVICE_BLOCK else 0
+    return _BLOCK if x.device.type == "cpu" else 0
 
 
 def _functorch_wrapped(x: torch.Tensor) -> bool:
