@@ -145,9 +145,9 @@ def soft_confusion_with_pullback(y_true: Array, y_pred: Array, *, rescue: float 
     ``rescue``; ``s`` is 1 by default, a float or a 0-d array), computed from the counts' own
     :math:`\sigma(z)`: a loss of value ``1 - metric + rescue term`` gets its whole
     gradient from one pullback.  ``counts_as_floats=True`` gives the counts as Python
-    floats (each sum read once, the differences taken in float64), for a caller that
-    evaluates the metric on the host where reading a value costs nothing (torch on a
-    CPU): no 0-d array arithmetic, each operation of which an eager framework dispatches.
+    floats (the sums read together, the differences taken in float64), for a caller that
+    evaluates the metric on the host (eager torch: on a CPU the read is free, on a GPU one
+    wait): no 0-d array arithmetic, each operation of which an eager framework dispatches.
 
     Examples:
         >>> import numpy as np, anyloss_core as al

@@ -3,8 +3,8 @@
 On the H200 of the fourth round, `torch.compile` and `jax.jit` steps were 1.22x-1.37x their BCE at every n
 from 1e5 to 1e7, where both sides are a handful of fused kernels.  This lists, for one forward + backward at
 n (default 1e6), each kernel's name and device time: torch eager and `torch.compile` from torch's profiler
-(CUDA activity), `jax.jit` from the compiled program's text (its fusions and other kernels, counted) and from
-`jax.profiler`-free timing of the whole step.  Run it on a GPU machine (on a CPU it lists CPU operators):
+(CUDA activity), `jax.jit` from the compiled program's text (its fusions and other kernels, counted).  Run it
+on a GPU machine (on a CPU it lists CPU operators):
 
     PYTHONPATH=.:backends python benchmarks/gpu_kernels.py [n] [out-dir]
 

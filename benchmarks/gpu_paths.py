@@ -4,8 +4,8 @@ forced, each against BCE.
 On a CUDA GPU eager torch takes the "one node" path: it reads the counts' sums in one copy (one wait for the
 device per step) and runs about 20 kernels.  The "analytic counts" path reads nothing back and runs about 60,
 each a kernel launch; it is what a CUDA graph being captured, a sync debug mode and distributed counts take.
-On the H200 of the first GPU round the analytic path (then the default) was 5.3x-6.3x BCE per step and the one
-node 3.0x-3.6x (docs/performance.md).  This prepared script measures them in one run:
+On the H200 of the second GPU round, from n = 32 to 1e6, the analytic path (then the default) was 4.75x-6.12x
+BCE per step and the one node 2.94x-3.58x (docs/performance.md).  This prepared script measures them in one run:
 
     PYTHONPATH=.:backends OMP_NUM_THREADS=1 python benchmarks/gpu_paths.py [repeats]
 

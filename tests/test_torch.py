@@ -6,6 +6,7 @@ shapes, weights, bad input) are in tests/test_backends.py.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
 import re
@@ -636,9 +637,10 @@ def _grad_parents_of(x, loss):
 @pytest.mark.parametrize("rescue", [0.0, 0.1])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("metric", ["f1", "gmean", "mcc"])
-def test_the_accelerator_path_gives_the_rescue_gradient_from_the_counts_pullback(monkeypatch, metric, weighted,
-                                                                                 rescue):
-    # An accelerator's eager step ("analytic counts": the metric in autograd, no host read) forced on the CPU.
+def test_the_analytic_path_gives_the_rescue_gradient_from_the_counts_pullback(monkeypatch, metric, weighted,
+                                                                              rescue):
+    # The eager step that reads nothing ("analytic counts": the metric in autograd; a captured CUDA graph's,
+    # distributed=True's), forced on the CPU.
     # The rescue gradient comes from the counts' pullback (the counts' node is the only one that reaches the
     # input: a rescue term of its own was ~20 more kernels), and equals the one-node path's, which
     # tests/test_rescue.py checks against a float64 NumPy reference.
@@ -673,7 +675,7 @@ def test_the_accelerator_path_gives_the_rescue_gradient_from_the_counts_pullback
 @pytest.mark.parametrize(("forced", "node"), [(None, "_LossFromCountsBackward"), ("analytic", "_SoftCountsBackward")])
 def test_running_counts_take_the_rescue_gradient_from_the_counts_pullback(monkeypatch, forced, node):
     # A loss of running counts is one node on a CPU (the metric at the running counts on floats); with the
-    # accelerator's path forced its counts are a node of their own.  Either way the rescue gradient comes from the
+    # analytic path forced its counts are a node of their own.  Either way the rescue gradient comes from the
     # counts' pullback (that node is the only one reaching the input), and is rescue * (sigmoid(z) - y) / n on the
     # misclassified samples (a float64 NumPy reference), on top of the running loss's own gradient.
     from anyloss_torch import _autograd
@@ -703,7 +705,7 @@ def test_running_counts_take_the_rescue_gradient_from_the_counts_pullback(monkey
 @pytest.mark.parametrize("weighted", [False, True])
 def test_the_one_node_running_loss_equals_autograd_of_the_running_loss(monkeypatch, metric, weighted):
     # Value, gradient and new state of three steps (an empty state first, a batch of zero weight last), the
-    # one-node path against autograd of the core's running_confusion_loss (the accelerator's path, forced).
+    # one-node path against autograd of the core's running_confusion_loss (the analytic path, forced).
     from anyloss_torch import _autograd
 
     rng = np.random.default_rng(9)
@@ -756,7 +758,8 @@ def test_the_one_node_path_reads_an_accelerator_once_and_gives_the_same_gradient
                 assert _grad_parents_of(x, loss) == {"_LossFromCountsBackward"}
                 (2.5 * loss).backward()
             reads = sum(event.name == "aten::item" for event in prof.events())
-            assert reads == 0 if costly else reads >= 3
+            stacks = sum(event.name == "aten::stack" for event in prof.events())
+            assert (reads, stacks) == (0, 1) if costly else (reads >= 3 and stacks == 0)  # one stacked copy
             results.append((loss.detach(), x.grad))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-13, atol=1e-15)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-12, atol=1e-15)
@@ -791,12 +794,76 @@ def test_which_devices_read_the_counts(monkeypatch, device, capturing, sync_debu
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing)
     monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: sync_debug)
     assert _autograd._reads_counts(torch.device(device)) is reads
+    if device == "cuda":  # a tensor on another GPU than the current one: the capture asked of its device
+        entered = []
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "device", lambda d: entered.append(d) or contextlib.nullcontext())
+        assert _autograd._reads_counts(torch.device("cuda:1")) is reads
+        assert entered == ([torch.device("cuda:1")] if not sync_debug else [])
+        assert _autograd._reads_counts(torch.device("cuda:0")) is reads and len(entered) <= 1
     # choose_path follows it for an eager call that needs a gradient, and never reads when distributed
     x = torch.zeros(4, device="meta", requires_grad=True)
     monkeypatch.setattr(_autograd, "_reads_counts", lambda d: reads)
     expected = _autograd.Path.ONE_NODE if reads else _autograd.Path.ANALYTIC
     assert _autograd.choose_path(x, None, "anyloss") is expected
     assert _autograd.choose_path(x, None, "anyloss", distributed=True) is _autograd.Path.ANALYTIC
+
+
+@pytest.mark.parametrize("momentum", [None, 0.3])
+def test_a_metric_the_float_evaluator_declines_takes_the_analytic_path_after_its_first_call(monkeypatch, momentum):
+    # The one-node path computes (and on a GPU reads) the counts before the float evaluator declines the metric;
+    # once declined, a metric goes to the analytic path at once: one one-node attempt in three calls, and the
+    # values of each call are the plain composition's.
+    from anyloss_torch import _autograd
+
+    def cosh_f1(c, xp):  # a function of this test's own: the memory of declined metrics is per function
+        return _cosh_f1(c, xp)
+
+    attempts = []
+    for name in ("_one_node_loss", "_one_node_running_loss"):
+        original = getattr(_autograd, name)
+        monkeypatch.setattr(_autograd, name, lambda *a, _f=original, **k: attempts.append(1) or _f(*a, **k))
+    rng = np.random.default_rng(12)
+    loss_fn, reference = anyloss_torch.AnyLoss(cosh_f1, momentum=momentum), anyloss_torch.AnyLoss(
+        "f1", momentum=momentum)
+    for _ in range(3):
+        raw, y = rng.normal(0, 2, 50), torch.tensor(rng.integers(0, 2, 50))
+        x1, x2 = torch.tensor(raw, requires_grad=True), torch.tensor(raw, requires_grad=True)
+        loss, expected = loss_fn(x1, y), reference(x2, y)
+        (loss + expected).backward()
+        torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-14)
+    assert len(attempts) == 3 + 1  # the reference's three, and the declined metric's first
+
+
+def test_a_traced_loss_follows_its_inputs():
+    # torch.jit.trace records tensor operations: counts read to the host would be kept as constants of the
+    # traced batch, so a trace takes the plain composition and gives each batch its own loss.
+    rng = np.random.default_rng(13)
+    batches = [(torch.tensor(rng.normal(0, 2, 40), requires_grad=True), torch.tensor(rng.integers(0, 2, 40)))
+               for _ in range(2)]
+    loss_fn = anyloss_torch.F1Loss(validate=False)
+    traced = torch.jit.trace(loss_fn, batches[0], check_trace=False)
+    for x, y in batches:
+        loss = traced(x, y)
+        (grad,) = torch.autograd.grad(loss, x)
+        x_eager = x.detach().clone().requires_grad_(True)
+        expected = loss_fn(x_eager, y)
+        expected.backward()
+        torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(grad, x_eager.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_fake_tensors_take_the_path_that_reads_nothing():
+    # Under FakeTensorMode (memory and flop estimates) tensors have no values: the step neither reads nor fails.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.randn(64, requires_grad=True)
+        y = (torch.rand(64) < 0.3).float()
+        loss = anyloss_torch.F1Loss(validate=False)(x, y)
+        loss.backward()
+        assert loss.shape == () and x.grad.shape == (64,)
 
 
 _NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -858,7 +925,7 @@ def test_a_sync_debug_mode_of_error_sees_no_wait_in_the_step():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_the_one_node_running_loss_in_low_precision(monkeypatch, dtype):
     # Half-precision logits: the counts and the state are computed in float32 (as the plain loss's counts), so
-    # the one-node running loss equals autograd of the core's running loss (the accelerator's path, forced) to
+    # the one-node running loss equals autograd of the core's running loss (the analytic path, forced) to
     # float32 rounding, its gradient comes back in the input's dtype, and everything stays finite.
     from anyloss_torch import _autograd
 

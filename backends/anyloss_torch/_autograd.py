@@ -53,10 +53,12 @@ from __future__ import annotations
 import enum
 import functools
 import itertools
+import weakref
 from typing import Any
 
 import array_api_compat.torch  # noqa: F401  (loaded now: the core's get_namespace then skips lru_cache'd lookups)
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 import anyloss_core as al
@@ -157,6 +159,8 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
     if torch.compiler.is_compiling():
         # inductor fuses the plain composition itself; on a CPU it should save the sigmoids
         return Path.COMPILED_CPU if input.device.type == "cpu" else Path.AUTODIFF
+    if torch.jit.is_tracing():
+        return Path.AUTODIFF  # a trace would keep counts read to the host as constants of this batch
     if weight is not None and weight.requires_grad:
         return Path.AUTODIFF  # the pullback gives no gradient for the weights
     if isinstance(target, torch.Tensor) and target.requires_grad:
@@ -166,22 +170,28 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
         return Path.AUTODIFF  # torch.func transforms need the traceable composition
     if not hasattr(al.get_approximation(approximation), "derivative"):
         return Path.AUTODIFF
-    if not distributed and _reads_counts(input.device):
-        return Path.ONE_NODE
+    if not distributed and not isinstance(input, FakeTensor) and _reads_counts(input.device):
+        return Path.ONE_NODE  # (a fake tensor, e.g. under FakeTensorMode, has no values to read)
     return Path.ANALYTIC
 
 
 def _reads_counts(device: torch.device) -> bool:
     """Whether the eager step may read the four counts to the host (the one-node path): on a CPU, where it is
-    free, and on a CUDA GPU, where one wait per step costs less than the analytic path's kernels (H200: 3.0x-3.6x
-    BCE against 5.3x-6.3x, docs/performance.md) -- except while a CUDA graph is captured (a read is an error
-    there) or a sync debug mode is set (``torch.cuda.set_sync_debug_mode``: the user asked for no waits).
-    Other devices (unmeasured, and ``meta``, which has no values) keep the analytic path."""
+    free, and on a CUDA GPU, where one wait per step costs less than the analytic path's kernels (H200, second
+    GPU round of docs/performance.md: 2.94x-3.58x BCE against 4.75x-6.12x from n = 32 to 1e6) -- except while a
+    CUDA graph is captured on the device (a read is an error there) or a sync debug mode is set
+    (``torch.cuda.set_sync_debug_mode``: the user asked for no waits).  Other devices (unmeasured, and
+    ``meta``, which has no values) keep the analytic path."""
     if device.type == "cpu":
         return True
     if device.type != "cuda":
         return False
-    return not torch.cuda.is_current_stream_capturing() and torch.cuda.get_sync_debug_mode() == 0
+    if torch.cuda.get_sync_debug_mode() != 0:
+        return False
+    if device.index is not None and device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):  # the capture is the device's current stream's, not the current device's
+            return not torch.cuda.is_current_stream_capturing()
+    return not torch.cuda.is_current_stream_capturing()
 
 
 def _analytic_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any],
@@ -350,6 +360,8 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
     rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
                                         scale=options["scale"], approximation=options["approximation"],
                                         arrays=not pulled)
+    if path is Path.ONE_NODE and metric_fn in _DECLINED:
+        path = Path.ANALYTIC
     if path is Path.ONE_NODE:
         loss = _one_node_loss(input, target, weight, metric_fn, options, rescue)
         if loss is not None:  # the rescue gradient is in its backward
@@ -387,7 +399,7 @@ def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, sta
     """``(loss, new_state)`` of a loss of running counts (:mod:`anyloss_core._running`) for ``config``, with
     its rescue term.
 
-    On the one-node path (binary, CPU, eager) the metric's value and gradient at the running
+    On the one-node path (binary, eager, CPU or CUDA GPU) the metric's value and gradient at the running
     counts are evaluated on floats and the loss is one node, as :func:`soft_loss` does; elsewhere the
     counts are a node of their own and the metric is differentiated by autograd.  Where the counts have
     the analytic backward, their pullback adds the rescue gradient (one node instead of a term of its own).
@@ -400,6 +412,8 @@ def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, sta
         else None
     options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": config.approximation,
                "validate": config.validate}  # a binary task's (counts_options has the per-class ones too)
+    if path is Path.ONE_NODE and config.metric_fn in _DECLINED:
+        path = Path.ANALYTIC
     if path is Path.ONE_NODE:
         result = _one_node_running_loss(config, input, target, weight, state, options)
         if result is not None:
@@ -495,6 +509,19 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
     return _loss_node(input, metric_fn, counts, pullback, torch.promote_types(input.dtype, torch.float32))
 
 
+#: Metrics the float evaluator declined (a user's metric with an operation it does not know): their next calls
+#: take the analytic path at once, rather than compute and read the counts for the one-node path, decline, and
+#: compute them again (on a GPU one wait per step for nothing).
+_DECLINED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _remember_declined(metric_fn: Any) -> None:
+    try:
+        _DECLINED.add(metric_fn)
+    except TypeError:  # not weakly referenceable: the float evaluator is asked again at each call
+        pass
+
+
 def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullback: Any,
                dtype: torch.dtype) -> torch.Tensor | None:
     """``1 - metric(values)`` as one :class:`_LossFromCounts` node of ``input``: the metric's value and gradient at
@@ -502,6 +529,7 @@ def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullba
     declines the metric."""
     result = metric_value_and_grad(metric_fn, values)
     if result is None:
+        _remember_declined(metric_fn)
         return None
     value, metric_grad = result
     loss = torch.scalar_tensor(1.0 - value, dtype=dtype, device=input.device)

@@ -1,4 +1,4 @@
-r"""A metric's value and gradient with respect to the four counts, on Python floats (the CPU one-node path).
+r"""A metric's value and gradient with respect to the four counts, on Python floats (the one-node path).
 
 A metric is a handful of scalar operations on four numbers.  Under eager autograd
 each of them is a framework op with an autograd node, and for small batches those
