@@ -25,8 +25,9 @@ The regions apply when :func:`region_settings` returns settings:
 * under ``torch.compile`` (dynamo tracing), on torch 2.13 or later (:data:`TORCH_RUNS_REGIONS`);
 * a binary task, not ``distributed``, with no running counts, from a loss module or Keras on
   torch (``anyloss_torch.interop.config_loss``; the functional losses pass ``regions=False``:
-  they were kept on the traced path before :func:`_concrete` let a region take a float that
-  changes between calls, and have not been measured in regions since);
+  measured in regions they had half the guards and 0.1x less time per call, but a float argument
+  that changes between calls then compiles once per value, :func:`_concrete`, where the traced path
+  compiles it once; ``benchmarks/compiled_functional.py``);
 * not while ``torch.export`` traces (strict export fails on a region's pytree specs), and inputs
   of at most two dimensions (``(batch, h, w)`` masks spread per-image weights over the inner
   sizes, which a region's body reads as unknown once they are dynamic);
