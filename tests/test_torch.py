@@ -809,23 +809,27 @@ def test_which_devices_read_the_counts(monkeypatch, device, capturing, sync_debu
     assert _autograd.choose_path(x, None, "anyloss", distributed=True) is _autograd.Path.ANALYTIC
 
 
+@pytest.mark.parametrize("with_params", [False, True], ids=["plain", "with parameters"])
 @pytest.mark.parametrize("momentum", [None, 0.3])
-def test_a_metric_the_float_evaluator_declines_takes_the_analytic_path_after_its_first_call(monkeypatch, momentum):
+def test_a_metric_the_float_evaluator_declines_takes_the_analytic_path_after_its_first_call(monkeypatch, momentum,
+                                                                                            with_params):
     # The one-node path computes (and on a GPU reads) the counts before the float evaluator declines the metric;
-    # once declined, a metric goes to the analytic path at once: one one-node attempt in three calls, and the
-    # values of each call are the plain composition's.
+    # once declined for an operation it does not know, a metric goes to the analytic path at once: one one-node
+    # attempt in three calls (a metric with parameters is bound anew at each call), and the values of each call
+    # are the plain composition's.
     from anyloss_torch import _autograd
 
-    def cosh_f1(c, xp):  # a function of this test's own: the memory of declined metrics is per function
-        return _cosh_f1(c, xp)
+    def cosh_f1(c, xp, k=0.0):  # a function of this test's own: the memory of declined metrics is per function
+        return al.get_metric("f1")(c, xp) * xp.cosh(c.tp * k)
 
     attempts = []
     for name in ("_one_node_loss", "_one_node_running_loss"):
         original = getattr(_autograd, name)
         monkeypatch.setattr(_autograd, name, lambda *a, _f=original, **k: attempts.append(1) or _f(*a, **k))
     rng = np.random.default_rng(12)
-    loss_fn, reference = anyloss_torch.AnyLoss(cosh_f1, momentum=momentum), anyloss_torch.AnyLoss(
-        "f1", momentum=momentum)
+    params = {"k": 0.0} if with_params else {}
+    loss_fn = anyloss_torch.AnyLoss(cosh_f1, momentum=momentum, **params)
+    reference = anyloss_torch.AnyLoss("f1", momentum=momentum)
     for _ in range(3):
         raw, y = rng.normal(0, 2, 50), torch.tensor(rng.integers(0, 2, 50))
         x1, x2 = torch.tensor(raw, requires_grad=True), torch.tensor(raw, requires_grad=True)
@@ -834,6 +838,71 @@ def test_a_metric_the_float_evaluator_declines_takes_the_analytic_path_after_its
         torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-14)
     assert len(attempts) == 3 + 1  # the reference's three, and the declined metric's first
+
+
+def test_a_metric_declined_at_one_batchs_values_stays_on_the_one_node_path(monkeypatch):
+    # A division by zero or an infinite gradient at one batch's counts (no positives here) is about those counts:
+    # the next batch's are evaluated on floats again (an unknown operation is about the metric, remembered).
+    from anyloss_torch import _autograd
+
+    def sqrt_jaccard(c, xp):
+        return xp.sqrt(c.tp / (c.tp + c.fp + c.fn))
+
+    rng = np.random.default_rng(14)
+    loss_fn = anyloss_torch.AnyLoss(sqrt_jaccard)
+    no_positives = torch.tensor(rng.normal(0, 2, 30), requires_grad=True)
+    loss_fn(no_positives, torch.zeros(30)).backward()
+    x = torch.tensor(rng.normal(0, 2, 30), requires_grad=True)
+    loss = loss_fn(x, torch.tensor(rng.integers(0, 2, 30)))
+    assert _grad_parents_of(x, loss) == {"_LossFromCountsBackward"}
+    assert not _autograd._is_declined(sqrt_jaccard)
+
+
+def test_an_unhashable_metric_object_is_evaluated_on_floats():
+    # A callable object without a hash (a dataclass with __call__) is a metric like any other: the memory of
+    # declined metrics must not ask for its hash.
+    import dataclasses
+
+    @dataclasses.dataclass
+    class WeightedF1:
+        weight: float = 1.0
+
+        def __call__(self, c, xp):
+            return self.weight * al.get_metric("f1")(c, xp)
+
+    rng = np.random.default_rng(15)
+    raw, y = rng.normal(0, 2, 40), torch.tensor(rng.integers(0, 2, 40))
+    x1, x2 = torch.tensor(raw, requires_grad=True), torch.tensor(raw, requires_grad=True)
+    loss = anyloss_torch.AnyLoss(WeightedF1())(x1, y)
+    expected = anyloss_torch.F1Loss()(x2, y)
+    assert _grad_parents_of(x1, loss) == {"_LossFromCountsBackward"}
+    (loss + expected).backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_make_fx_records_a_loss_that_follows_its_inputs():
+    # make_fx (and aot_function, which uses it) traces with a proxy mode: as under torch.jit.trace, counts read
+    # to the host would be this batch's constants (the read fails there): the plain composition is recorded.
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    rng = np.random.default_rng(16)
+    batches = [(torch.tensor(rng.normal(0, 2, 40), requires_grad=True), torch.tensor(rng.integers(0, 2, 40)))
+               for _ in range(2)]
+    loss_fn = anyloss_torch.F1Loss(validate=False)
+
+    def loss_and_grad(x, y):
+        loss = loss_fn(x, y)
+        return loss, torch.autograd.grad(loss, x)[0]
+
+    graph = make_fx(loss_and_grad)(*batches[0])
+    for x, y in batches:
+        loss, grad = graph(x, y)
+        x_eager = x.detach().clone().requires_grad_(True)
+        expected = loss_fn(x_eager, y)
+        expected.backward()
+        torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(grad, x_eager.grad, rtol=1e-10, atol=1e-14)
 
 
 def test_a_traced_loss_follows_its_inputs():

@@ -67,7 +67,7 @@ from anyloss_core.adapters import prepared_for_rescue, rescue_term
 from . import _fast_paths  # also registers torch's fast paths with the core
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
 from ._multiclass import class_counts
-from ._scalar_grad import metric_value_and_grad
+from ._scalar_grad import UNSUPPORTED, evaluate
 
 __all__ = ["Path", "choose_path", "counts_and_term", "global_counts", "rescue_loss_term", "running_loss",
            "saving_checkpoint", "soft_counts", "soft_loss"]
@@ -159,8 +159,10 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
     if torch.compiler.is_compiling():
         # inductor fuses the plain composition itself; on a CPU it should save the sigmoids
         return Path.COMPILED_CPU if input.device.type == "cpu" else Path.AUTODIFF
-    if torch.jit.is_tracing():
-        return Path.AUTODIFF  # a trace would keep counts read to the host as constants of this batch
+    if torch.jit.is_tracing() or _PROXY_MODE is not None and torch._C._get_dispatch_mode(_PROXY_MODE) is not None:
+        # torch.jit.trace, make_fx, aot_function: a trace would keep counts read to the host as constants of this
+        # batch (make_fx fails on the read)
+        return Path.AUTODIFF
     if weight is not None and weight.requires_grad:
         return Path.AUTODIFF  # the pullback gives no gradient for the weights
     if isinstance(target, torch.Tensor) and target.requires_grad:
@@ -173,6 +175,10 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
     if not distributed and not isinstance(input, FakeTensor) and _reads_counts(input.device):
         return Path.ONE_NODE  # (a fake tensor, e.g. under FakeTensorMode, has no values to read)
     return Path.ANALYTIC
+
+
+#: The dispatch-mode key of make_fx's proxy mode (read directly: ``get_proxy_mode`` costs twice as much).
+_PROXY_MODE = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "PROXY", None)
 
 
 def _reads_counts(device: torch.device) -> bool:
@@ -360,7 +366,7 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
     rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
                                         scale=options["scale"], approximation=options["approximation"],
                                         arrays=not pulled)
-    if path is Path.ONE_NODE and metric_fn in _DECLINED:
+    if path is Path.ONE_NODE and _is_declined(metric_fn):
         path = Path.ANALYTIC
     if path is Path.ONE_NODE:
         loss = _one_node_loss(input, target, weight, metric_fn, options, rescue)
@@ -412,7 +418,7 @@ def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, sta
         else None
     options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": config.approximation,
                "validate": config.validate}  # a binary task's (counts_options has the per-class ones too)
-    if path is Path.ONE_NODE and config.metric_fn in _DECLINED:
+    if path is Path.ONE_NODE and _is_declined(config.metric_fn):
         path = Path.ANALYTIC
     if path is Path.ONE_NODE:
         result = _one_node_running_loss(config, input, target, weight, state, options)
@@ -509,16 +515,32 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
     return _loss_node(input, metric_fn, counts, pullback, torch.promote_types(input.dtype, torch.float32))
 
 
-#: Metrics the float evaluator declined (a user's metric with an operation it does not know): their next calls
+#: Metrics the float evaluator declined for an operation it does not know (a user's metric): their next calls
 #: take the analytic path at once, rather than compute and read the counts for the one-node path, decline, and
-#: compute them again (on a GPU one wait per step for nothing).
-_DECLINED: weakref.WeakSet[Any] = weakref.WeakSet()
+#: compute them again (on a GPU one wait per step for nothing).  Keyed by the function, then by the parameters a
+#: ``functools.partial`` binds (``get_metric`` binds them anew at each call).
+_DECLINED: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyDictionary()
+
+
+def _declined_key(metric_fn: Any) -> tuple[Any, Any]:
+    if isinstance(metric_fn, functools.partial):
+        return metric_fn.func, (metric_fn.args, tuple(sorted(metric_fn.keywords.items())))
+    return metric_fn, ()
+
+
+def _is_declined(metric_fn: Any) -> bool:
+    fn, params = _declined_key(metric_fn)
+    try:
+        return params in _DECLINED.get(fn, ())
+    except TypeError:  # unhashable, or not weakly referenceable: never remembered
+        return False
 
 
 def _remember_declined(metric_fn: Any) -> None:
+    fn, params = _declined_key(metric_fn)
     try:
-        _DECLINED.add(metric_fn)
-    except TypeError:  # not weakly referenceable: the float evaluator is asked again at each call
+        _DECLINED.setdefault(fn, set()).add(params)
+    except TypeError:  # as above: the float evaluator is asked again at each call
         pass
 
 
@@ -527,9 +549,10 @@ def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullba
     """``1 - metric(values)`` as one :class:`_LossFromCounts` node of ``input``: the metric's value and gradient at
     the float counts ``values``, ``pullback`` for the rest of the chain; ``None`` when the float evaluator
     declines the metric."""
-    result = metric_value_and_grad(metric_fn, values)
-    if result is None:
-        _remember_declined(metric_fn)
+    result = evaluate(metric_fn, values)
+    if isinstance(result, str):
+        if result is UNSUPPORTED:  # at any counts; a value problem may pass at the next batch's
+            _remember_declined(metric_fn)
         return None
     value, metric_grad = result
     loss = torch.scalar_tensor(1.0 - value, dtype=dtype, device=input.device)

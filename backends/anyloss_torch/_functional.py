@@ -156,7 +156,7 @@ def anyloss(
         "num_classes": num_classes, "ignore_index": ignore_index, "rescue": rescue})
     target, weight = as_tensors_like(input, target, weight)
     # The traced path under torch.compile.  Regions would cut this call's guards (657 lines to 343 at n = 32) and
-    # its compiled time (1.28x-1.33x BCE to 1.19x-1.22x, benchmarks/compiled_functional.py), but a float
+    # its compiled time (1.28x-1.30x BCE to 1.21x-1.22x, benchmarks/compiled_functional.py), but a float
     # argument that changes between calls (a swept beta) then compiles once per value, fixed inside the region,
     # and fullgraph=True fails at dynamo's limit of 8; the traced path compiles it once, as a symbolic float.
     return config_loss(config, input, target, weight, distributed=distributed, process_group=process_group,

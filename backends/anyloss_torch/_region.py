@@ -25,7 +25,7 @@ The regions apply when :func:`region_settings` returns settings:
 * under ``torch.compile`` (dynamo tracing), on torch 2.13 or later (:data:`TORCH_RUNS_REGIONS`);
 * a binary task, not ``distributed``, with no running counts, from a loss module or Keras on
   torch (``anyloss_torch.interop.config_loss``; the functional losses pass ``regions=False``:
-  measured in regions they had half the guards and 0.1x less time per call, but a float argument
+  measured in regions they had half the guards and 0.07x-0.14x BCE less per call, but a float argument
   that changes between calls then compiles once per value, :func:`_concrete`, where the traced path
   compiles it once; ``benchmarks/compiled_functional.py``);
 * not while ``torch.export`` traces (strict export fails on a region's pytree specs), and inputs

@@ -28,7 +28,7 @@ from typing import Any
 from anyloss_core import Confusion
 from anyloss_core.adapters import check_metric_value
 
-__all__ = ["metric_value_and_grad"]
+__all__ = ["NOT_FINITE", "UNSUPPORTED", "evaluate", "metric_value_and_grad"]
 
 _ZERO = (0.0, 0.0, 0.0, 0.0)
 #: The seeds' gradients: d count / d (tn, fn, fp, tp).
@@ -207,6 +207,11 @@ class _ScalarNamespace:
 _XP = _ScalarNamespace()
 
 
+#: What :func:`evaluate` gives instead of a result: the metric uses an operation the float evaluator does not know
+#: (it will at any counts), or these counts gave no finite value and gradient (others may).
+UNSUPPORTED, NOT_FINITE = "unsupported", "not finite"
+
+
 def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confusion] | None:
     """``(metric(counts), d metric / d counts)`` on Python floats, or ``None`` if unsupported.
 
@@ -221,18 +226,28 @@ def metric_value_and_grad(metric: Any, counts: Confusion) -> tuple[float, Confus
         >>> round(value, 6), [round(g, 6) for g in grad]  # 6 / 9; d/dTP = 2 (FP + FN) / 81
         (0.666667, [0.0, -0.074074, -0.074074, 0.074074])
     """
+    result = evaluate(metric, counts)
+    return None if isinstance(result, str) else result
+
+
+def evaluate(metric: Any, counts: Confusion) -> tuple[float, Confusion] | str:
+    """:func:`metric_value_and_grad`, with the reason it declines: :data:`UNSUPPORTED` (an operation it does not
+    know, or a result that is not its dual number) or :data:`NOT_FINITE` (a division by zero, a math domain or
+    overflow error, or a non-finite value or gradient at these counts)."""
     tn, fn, fp, tp = counts
     seeds = (_Dual(float(tn), _SEEDS[0]), _Dual(float(fn), _SEEDS[1]), _Dual(float(fp), _SEEDS[2]),
              _Dual(float(tp), _SEEDS[3]))
     try:
         out = metric(Confusion(*seeds), _XP)
-    except (TypeError, AttributeError, ValueError, ZeroDivisionError, OverflowError):
-        return None
+    except (TypeError, AttributeError):
+        return UNSUPPORTED
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return NOT_FINITE
     if not isinstance(out, _Dual):
-        return None
+        return UNSUPPORTED
     check_metric_value(metric, metric, out.value, _XP)  # a user metric's value in [0, 1]
     g0, g1, g2, g3 = out.grad
     isfinite = math.isfinite
     if not (isfinite(out.value) and isfinite(g0) and isfinite(g1) and isfinite(g2) and isfinite(g3)):
-        return None
+        return NOT_FINITE
     return out.value, Confusion(*out.grad)
