@@ -7,6 +7,7 @@ shapes, weights, bad input) are in tests/test_backends.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import pickle
 import re
@@ -881,41 +882,32 @@ def test_an_unhashable_metric_object_is_evaluated_on_floats():
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-14)
 
 
-def test_make_fx_records_a_loss_that_follows_its_inputs():
-    # make_fx (and aot_function, which uses it) traces with a proxy mode: as under torch.jit.trace, counts read
-    # to the host would be this batch's constants (the read fails there): the plain composition is recorded.
-    from torch.fx.experimental.proxy_tensor import make_fx
-
-    rng = np.random.default_rng(16)
-    batches = [(torch.tensor(rng.normal(0, 2, 40), requires_grad=True), torch.tensor(rng.integers(0, 2, 40)))
-               for _ in range(2)]
-    loss_fn = anyloss_torch.F1Loss(validate=False)
-
-    def loss_and_grad(x, y):
-        loss = loss_fn(x, y)
-        return loss, torch.autograd.grad(loss, x)[0]
-
-    graph = make_fx(loss_and_grad)(*batches[0])
-    for x, y in batches:
-        loss, grad = graph(x, y)
-        x_eager = x.detach().clone().requires_grad_(True)
-        expected = loss_fn(x_eager, y)
-        expected.backward()
-        torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
-        torch.testing.assert_close(grad, x_eager.grad, rtol=1e-10, atol=1e-14)
+def _loss_and_grad(loss_fn, x, y):
+    loss = loss_fn(x, y)
+    return loss, torch.autograd.grad(loss, x)[0]
 
 
-def test_a_traced_loss_follows_its_inputs():
-    # torch.jit.trace records tensor operations: counts read to the host would be kept as constants of the
-    # traced batch, so a trace takes the plain composition and gives each batch its own loss.
+def _recorded_loss_and_grad(recorder, loss_fn, batch):
+    """``(x, y) -> (loss, d loss / d x)`` as ``recorder`` records it from ``batch``."""
+    if recorder == "make_fx":
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        return make_fx(functools.partial(_loss_and_grad, loss_fn))(*batch)
+    return functools.partial(_loss_and_grad, torch.jit.trace(loss_fn, batch, check_trace=False))
+
+
+@pytest.mark.parametrize("recorder", ["jit.trace", "make_fx"])
+def test_a_recorded_loss_follows_its_inputs(recorder):
+    # torch.jit.trace and make_fx (so aot_function) record tensor operations: counts read to the host would be
+    # constants of the recorded batch (make_fx fails on the read), so a recording takes the plain composition
+    # and gives each batch its own loss and gradient.
     rng = np.random.default_rng(13)
     batches = [(torch.tensor(rng.normal(0, 2, 40), requires_grad=True), torch.tensor(rng.integers(0, 2, 40)))
                for _ in range(2)]
     loss_fn = anyloss_torch.F1Loss(validate=False)
-    traced = torch.jit.trace(loss_fn, batches[0], check_trace=False)
+    recorded = _recorded_loss_and_grad(recorder, loss_fn, batches[0])
     for x, y in batches:
-        loss = traced(x, y)
-        (grad,) = torch.autograd.grad(loss, x)
+        loss, grad = recorded(x, y)
         x_eager = x.detach().clone().requires_grad_(True)
         expected = loss_fn(x_eager, y)
         expected.backward()
