@@ -17,6 +17,8 @@ one node                   eager, grad needed, CPU or CUDA GPU, not       readin
                            debug mode is set                              is added by the counts' pullback, from their
                                                                           sigmoid.  A metric the float evaluator
                                                                           declines falls back to "analytic counts"
+                                                                          (from its second call at once, for an
+                                                                          operation the evaluator does not know)
 analytic counts            as "one node", but ``distributed`` (counts     no read of the counts: the metric stays in
 (``_SoftCounts``)          all-reduced next), on other devices, or on     autograd, the counts' backward is one fused
                            a GPU that must not wait (graph capture,       expression, which adds the rescue gradient
@@ -149,8 +151,9 @@ class Path(enum.Enum):
 
 
 def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target: Any = None, task: str = "binary",
-                distributed: bool = False) -> Path:
-    """Which execution path a loss call takes: the one place where the conditions of the table are written."""
+                distributed: bool = False, metric: Any = None) -> Path:
+    """Which execution path a loss call takes: the one place where the conditions of the table are written.
+    ``metric``: the resolved metric of a loss (a metric the float evaluator declined keeps off the one node)."""
     if task != "binary":
         return Path.AUTODIFF  # per-class counts: anyloss_torch._multiclass chooses for itself
     grad_needed = torch.is_grad_enabled() and input.requires_grad
@@ -172,9 +175,9 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
         return Path.AUTODIFF  # torch.func transforms need the traceable composition
     if not hasattr(al.get_approximation(approximation), "derivative"):
         return Path.AUTODIFF
-    if not distributed and not isinstance(input, FakeTensor) and _reads_counts(input.device):
-        return Path.ONE_NODE  # (a fake tensor, e.g. under FakeTensorMode, has no values to read)
-    return Path.ANALYTIC
+    if distributed or isinstance(input, FakeTensor) or metric is not None and _is_declined(metric):
+        return Path.ANALYTIC  # counts all-reduced next; a fake tensor has no values; the float evaluator said no
+    return Path.ONE_NODE if _reads_counts(input.device) else Path.ANALYTIC
 
 
 #: The dispatch-mode key of make_fx's proxy mode (read directly: ``get_proxy_mode`` costs twice as much).
@@ -355,7 +358,8 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
         return al.confusion_loss(counts, metric, task=task, average=average, **params)
     metric_fn = al.get_metric(metric, **params) if params or not callable(metric) else metric
     if path is None:
-        path = choose_path(input, weight, options["approximation"], target=target, distributed=distributed)
+        path = choose_path(input, weight, options["approximation"], target=target, distributed=distributed,
+                           metric=metric_fn)
     if path is Path.COMPILED_CPU and rescue and not distributed:
         # The rescue term traced in the counts' region: the backward reads their saved sigmoid.
         counts, term = _compiled_soft_counts(input, target, weight, options, rescue=rescue)
@@ -366,8 +370,6 @@ def soft_loss(input: torch.Tensor, target: Any, weight: Any, metric: Any, *, dis
     rescue_inputs = prepared_for_rescue(target, input, weight, rescue=rescue, from_logits=options["from_logits"],
                                         scale=options["scale"], approximation=options["approximation"],
                                         arrays=not pulled)
-    if path is Path.ONE_NODE and _is_declined(metric_fn):
-        path = Path.ANALYTIC
     if path is Path.ONE_NODE:
         loss = _one_node_loss(input, target, weight, metric_fn, options, rescue)
         if loss is not None:  # the rescue gradient is in its backward
@@ -414,12 +416,10 @@ def running_loss(config: Any, input: torch.Tensor, target: Any, weight: Any, sta
     if binary:  # the stuck-batch watch, once per call whichever path runs
         prepared_for_rescue(target, input, weight, rescue=config.rescue, from_logits=config.from_logits,
                             scale=config.scale, approximation=config.approximation, arrays=False)
-    path = choose_path(input, weight, config.approximation, target=target, distributed=distributed) if binary \
-        else None
+    path = choose_path(input, weight, config.approximation, target=target, distributed=distributed,
+                       metric=config.metric_fn) if binary else None
     options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": config.approximation,
                "validate": config.validate}  # a binary task's (counts_options has the per-class ones too)
-    if path is Path.ONE_NODE and _is_declined(config.metric_fn):
-        path = Path.ANALYTIC
     if path is Path.ONE_NODE:
         result = _one_node_running_loss(config, input, target, weight, state, options)
         if result is not None:
