@@ -53,7 +53,10 @@ class DifferentiableApproximation(Approximation, Protocol):
     pullback then computes :math:`\sigma(z)` once and reuses it in the backward.
     It may define ``decision(y_pred, *, from_logits, scale, xp)``, ``yh`` alone: the
     counts then skip the n-element ``1 - yh`` where nothing reads it (TP and FP as
-    products with ``yh``, FN and TN from the label sums: ``FastPaths.counts_from_label_sums``).
+    products with ``yh``, FN and TN from the label sums: ``FastPaths.counts_from_label_sums``).  With
+    ``sigmoid_first`` it may define ``scale_gradient(grad, yh, yh_c, *, scale, xp, factor=True)``, ``grad``
+    times :math:`dA/dp` updating ``grad``, and ``gradient_factor(scale)``, a constant factor of
+    :math:`dA/dp` that ``factor=False`` leaves out for a caller that folded it into its scalars.
     """
 
     def derivative(
@@ -91,11 +94,19 @@ class AnyLossApproximation:
         fast = fast_paths(xp)  # L (p - 1/2) is a fresh temporary: the sigmoid may reuse it
         return fast.sigmoid_of_temporary(fast.scaled_difference(p, 0.5, scale, xp), xp)
 
-    def scale_gradient(self, grad: Array, yh: Array, yh_c: Array, *, scale: float, xp: Namespace) -> Array:
+    def scale_gradient(self, grad: Array, yh: Array, yh_c: Array, *, scale: float, xp: Namespace,
+                       factor: bool = True) -> Array:
         r"""``grad * dA/dp`` with :math:`dA/dp = L A (1 - A)`, for a ``grad`` the caller no longer needs
-        (a fast path may update it in place: no n-element temporary)."""
+        (a fast path may update it in place: no n-element temporary).  ``factor=False`` leaves out the constant
+        :meth:`gradient_factor` ``L``, for a caller that has folded it into the scalars ``grad`` was made from
+        (one pass over the array fewer)."""
         fast = fast_paths(xp)
-        return fast.scale_temporary(fast.times_sigmoid_slope(grad, yh, xp), scale, xp)  # yh_c is 1 - yh
+        grad = fast.times_sigmoid_slope(grad, yh, xp)  # yh_c is 1 - yh
+        return fast.scale_temporary(grad, scale, xp) if factor else grad
+
+    def gradient_factor(self, scale: float) -> float:
+        r"""The constant factor ``L`` of :math:`dA/dp = L A (1 - A)` (see :meth:`scale_gradient`)."""
+        return scale
 
     def derivative(
         self, y_pred: Array, yh: Array, yh_c: Array, *, from_logits: bool, scale: float, xp: Namespace
@@ -195,6 +206,9 @@ _BUILT_IN: dict[str, Callable[[], Approximation]] = {
 
 #: Names accepted by ``approximation=``.
 APPROXIMATIONS: tuple[str, ...] = tuple(_BUILT_IN)
+#: One instance of each (they are frozen and hold no state): resolving a name is a dictionary lookup, not a
+#: dataclass construction at every loss call.
+_INSTANCES: dict[str, Approximation] = {name: make() for name, make in _BUILT_IN.items()}
 
 
 def get_approximation(approximation: str | Approximation) -> Approximation:
@@ -206,7 +220,7 @@ def get_approximation(approximation: str | Approximation) -> Approximation:
     """
     if isinstance(approximation, str):
         try:
-            return _BUILT_IN[approximation]()
+            return _INSTANCES[approximation]
         except KeyError:
             raise unknown_name(
                 "approximation", approximation, APPROXIMATIONS, also=" or pass an approximation object"

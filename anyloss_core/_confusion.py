@@ -183,6 +183,8 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
     # (a sigmoid costs about three multiplications on a CPU).
     prob = sigmoid(p, xp) if from_logits and getattr(approx, "sigmoid_first", False) else None
     scale_gradient = getattr(approx, "scale_gradient", None) if prob is not None else None
+    factor_of = getattr(approx, "gradient_factor", None) if scale_gradient is not None else None
+    slope_factor: float | None = None if factor_of is None else factor_of(scale)
     # 1 - yh is needed by the four dot products of the counts, or by the derivative (scale_gradient reads yh only).
     complement = not fast_paths(xp).counts_from_label_sums or scale_gradient is None
     if prob is not None:
@@ -196,6 +198,11 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
     def pull(g: Confusion, rescue_scale: Array | float = 1.0) -> Array:
         fast = fast_paths(xp)  # every step's input is a temporary of this function: it may be reused
         on_pos, on_neg = g.tp - g.fn, g.fp - g.tn
+        # With Python floats (the one-node path), the amplifier's constant factor L is folded into them for free,
+        # instead of a pass over the gradient.
+        fold = False
+        if slope_factor is not None and type(on_pos) is float and type(on_neg) is float:
+            on_pos, on_neg, fold = on_pos * slope_factor, on_neg * slope_factor, True
         grad = fast.scaled_plus(y, on_pos - on_neg, on_neg, xp)  # y * on_pos + (1 - y) * on_neg
         if w is not None:
             grad = fast.multiply_temporary(grad, w, xp)
@@ -205,7 +212,7 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
             )
         else:
             if scale_gradient is not None:  # grad times the derivative without an n-element temporary
-                grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp)
+                grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp, factor=not fold)
             else:
                 grad = fast.multiply_temporary(
                     grad, derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp), xp

@@ -25,7 +25,8 @@ def _drop_trailing_one(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
 def _shape(x: Array) -> tuple[int | None, ...]:
     """The shape, ``None`` for a dimension unknown until run time: ``None`` itself, or a symbolic size that is not
     an integer (``torch.SymInt`` while a tracer runs; ``int()`` of one would fix the size the trace holds for)."""
-    return tuple(int(d) if isinstance(d, numbers.Integral) else None for d in x.shape)
+    # type(d) is int first: numbers.Integral is an abstract class, whose isinstance costs a microsecond.
+    return tuple(d if type(d) is int else int(d) if isinstance(d, numbers.Integral) else None for d in x.shape)
 
 
 def _same(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:

@@ -766,6 +766,39 @@ def test_the_one_node_path_reads_an_accelerator_once_and_gives_the_same_gradient
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-12, atol=1e-15)
 
 
+def test_the_amplifier_offset_made_once_per_scale_and_dtype_gives_each_call_its_own(monkeypatch):
+    # The eager one-node path keeps the offset -L/2 of A(p) = sigmoid(L p - L/2) as a 0-d tensor per (L, dtype)
+    # (TorchFastPaths.scaled_difference).  Scales and dtypes alternated, and a full table emptied, each call's F1
+    # and gradient equal a float64 NumPy reference of its own scale.
+    from anyloss_torch import _fast_paths
+
+    monkeypatch.setattr(_fast_paths, "_CONSTANTS", {})
+    rng = np.random.default_rng(3)
+    z, y = rng.normal(0, 1.5, 24), rng.integers(0, 2, 24).astype(np.float64)
+    pos = y == 1
+
+    def reference(scale):  # F1 of A(sigmoid(z)), and its gradient through A and the sigmoid (rescue off)
+        p = 1.0 / (1.0 + np.exp(-z))
+        a = 1.0 / (1.0 + np.exp(-scale * (p - 0.5)))
+        tp, fp, fn = np.sum(a[pos]), np.sum(a[~pos]), np.sum(1.0 - a[pos])
+        den = 2 * tp + fp + fn
+        d_tp, d_fp_fn = 2 * (fp + fn) / den**2, -2 * tp / den**2  # dF1/dTP; dF1/dFP = dF1/dFN
+        d_a = np.where(pos, d_tp - d_fp_fn, d_fp_fn)  # TP and FN move oppositely with a positive's A
+        return 1.0 - 2 * tp / den, -d_a * scale * a * (1 - a) * p * (1 - p)
+
+    # Scales whose L/2 float32 does not hold exactly: an offset of the other dtype would show in float64.
+    for scale, dtype in [(73.3, torch.float32), (10.1, torch.float32), (73.3, torch.float64), (10.1, torch.float64),
+                         (73.3, torch.float32)] + [(s + 0.1, torch.float64) for s in range(20, 40)]:
+        x = torch.tensor(z, dtype=dtype, requires_grad=True)
+        loss = anyloss_torch.F1Loss(scale=scale, rescue=0.0)(x, torch.tensor(y, dtype=dtype))
+        loss.backward()
+        value, grad = reference(scale)
+        tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(loss.item(), value, **tol)
+        np.testing.assert_allclose(x.grad.numpy(), grad, **tol)
+    assert 0 < len(_fast_paths._CONSTANTS) <= 16  # bounded: twenty scales passed through
+
+
 def test_floats_read_together_keep_the_order_and_the_python_numbers(monkeypatch):
     # The counts' sums of the one-node path on a GPU: tensors read in one copy, Python numbers (the sample count
     # of an unweighted batch) passed through, every value in its place.

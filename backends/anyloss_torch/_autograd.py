@@ -177,7 +177,7 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
         return Path.AUTODIFF
     if distributed or isinstance(input, FakeTensor) or metric is not None and _is_declined(metric):
         return Path.ANALYTIC  # counts all-reduced next; a fake tensor has no values; the float evaluator said no
-    return Path.ONE_NODE if _reads_counts(input.device) else Path.ANALYTIC
+    return Path.ONE_NODE if input.is_cpu or _reads_counts(input.device) else Path.ANALYTIC
 
 
 #: The dispatch-mode key of make_fx's proxy mode (read directly: ``get_proxy_mode`` costs twice as much).
@@ -512,7 +512,12 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
     counts, pullback = al.soft_confusion_with_pullback(target, input.detach(), sample_weight=weight, rescue=rescue,
                                                        counts_as_floats=True, **options)
     # The counts' dtype, which the loss has: at least float32 (anyloss_core's compute dtype).
-    return _loss_node(input, metric_fn, counts, pullback, torch.promote_types(input.dtype, torch.float32))
+    dtype = input.dtype if input.dtype in _COMPUTE_DTYPES else torch.promote_types(input.dtype, torch.float32)
+    return _loss_node(input, metric_fn, counts, pullback, dtype)
+
+
+#: Input dtypes that are their own compute dtype (no promotion to look up).
+_COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
 #: Metrics the float evaluator declined for an operation it does not know (a user's metric): their next calls
@@ -529,6 +534,8 @@ def _declined_key(metric_fn: Any) -> tuple[Any, Any]:
 
 
 def _is_declined(metric_fn: Any) -> bool:
+    if not _DECLINED:  # the usual case: nothing declined (a look-up costs a weak reference)
+        return False
     fn, params = _declined_key(metric_fn)
     try:
         return params in _DECLINED.get(fn, ())

@@ -65,6 +65,21 @@ _SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.default
 _SIGMOID_BACKWARD_OUT = torch.ops.aten.sigmoid_backward.grad_input
 
 
+#: 0-d CPU tensors of constant offsets, by (value, dtype) (:meth:`TorchFastPaths.scaled_difference`); never
+#: written to.  Emptied when full, as a loop over many scales would fill it.
+_CONSTANTS: dict[tuple[float, torch.dtype], torch.Tensor] = {}
+
+
+def _constant(value: float, dtype: torch.dtype) -> torch.Tensor:
+    key = (value, dtype)
+    tensor = _CONSTANTS.get(key)
+    if tensor is None:
+        if len(_CONSTANTS) >= 16:
+            _CONSTANTS.clear()
+        tensor = _CONSTANTS[key] = torch.scalar_tensor(value, dtype=dtype)
+    return tensor
+
+
 def is_torch_namespace(xp: Any) -> bool:
     """Whether ``xp`` is torch or array-api-compat's torch namespace."""
     return getattr(xp, "__name__", None) in _TORCH_NAMESPACES
@@ -96,7 +111,7 @@ def _functorch_wrapped(x: torch.Tensor) -> bool:
 
 def reads_are_free(x: torch.Tensor) -> bool:
     """Whether reading ``x``'s values costs no wait: a CPU tensor (an accelerator's read waits for its queue)."""
-    return x.device.type == "cpu"
+    return x.is_cpu  # = device.type == "cpu", without building a device object
 
 
 class TorchFastPaths(FastPaths):
@@ -127,9 +142,14 @@ class TorchFastPaths(FastPaths):
         return torch.add(torch.scalar_tensor(offset, dtype=x.dtype), x, alpha=scale)
 
     def scaled_difference(self, x: Any, shift: float, scale: float, xp: Any) -> Any:
-        if x.numel() > _FUSED_AFFINE_MAX:
+        if x.numel() > _FUSED_AFFINE_MAX or type(shift) is not float or type(scale) is not float:
             return super().scaled_difference(x, shift, scale, xp)
-        return self.scaled_plus(x, scale, -shift * scale, xp)  # (x - shift) scale = x scale - shift scale
+        # (x - shift) scale = x scale - shift scale, the offset a 0-d tensor made once per (value, dtype): the
+        # amplifier's -L/2 is the same at every call (a new one costs a tensor allocation per eager call).
+        if type(x) is not torch.Tensor or torch.compiler.is_compiling():
+            # A fake tensor (make_fx, FakeTensorMode) takes no real constant; dynamo would guard on the dictionary.
+            return self.scaled_plus(x, scale, -shift * scale, xp)
+        return torch.add(_constant(-shift * scale, x.dtype), x, alpha=scale)
 
     def multiply_temporary(self, x: Any, factor: Any, xp: Any) -> Any:
         return x * factor if _needs_autograd(x) else x.mul_(factor)
@@ -163,7 +183,7 @@ class TorchFastPaths(FastPaths):
         # are stacked and copied once (one kernel and one wait; the eager step on a GPU, docs/performance.md).
         tensors = [v for v in values if isinstance(v, torch.Tensor)]
         if not tensors or reads_are_free(tensors[0]):
-            return super().floats(values, xp)
+            return [float(v) for v in values]
         read = iter(torch.stack(tensors).tolist())
         return [next(read) if isinstance(v, torch.Tensor) else float(v) for v in values]
 
@@ -217,11 +237,11 @@ class TorchFastPaths(FastPaths):
         buffer (:func:`_block_size`): a fresh 40 MB temporary at n = 1e7 costs 45 ms in page
         faults alone, 4 MB blocks cost 3.7 ms in all (the boolean form: 33 ms).
         """
-        flat = y.detach().reshape(-1)  # no autograd record of the check
-        if flat.shape[0] <= _CHECK_IN_PYTHON:
+        if y.ndim == 1 and y.shape[0] <= _CHECK_IN_PYTHON:
             # A few labels: reading them costs less than launching two kernels (same verdict: NaN and
-            # infinities are not in the set, -0.0 is, as in y - y * y).
-            return set(flat.tolist()) <= _BINARY
+            # infinities are not in the set, -0.0 is, as in y - y * y).  tolist records nothing for autograd.
+            return set(y.tolist()) <= _BINARY
+        flat = y.detach().reshape(-1)  # no autograd record of the check
         size = _block_size(flat)
         if not size:
             return _zero_residual(torch.addcmul(flat, flat, flat, value=-1.0))
