@@ -5,8 +5,10 @@ call's guard check.
 
 Eager, forward + backward, interleaved with the order alternated, p10 in microseconds: BCE; ``F1Loss()``; the
 layers below it called directly (``config_loss``, ``soft_loss``, ``_one_node_loss``); a trivial
-``autograd.Function`` (a 0-d forward, a stored gradient backward: the fixed cost of any Python node); the core's
-counts and pullback alone; and the same kernels written out with no Python around them.  Then the number of
+``autograd.Function`` (a 0-d forward, a stored gradient backward: the fixed cost of any Python node); the same
+kernels and float metric as ``F1Loss()`` written out in one ``autograd.Function`` with no layers around them (the
+floor of this set of kernels); the core's counts and pullback alone; and their kernels written out with no Python
+around them.  Then the number of
 Python function calls one ``F1Loss()`` call makes (deterministic), and the guard check of
 ``torch.compile``'s cache entry for ``F1Loss()`` (what every compiled call runs before its graph), timed over
 20,000 checks, with the number of lines of its guard tree.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import timeit
+from typing import Any
 
 import torch
 
@@ -23,6 +26,7 @@ import anyloss_core as al
 import anyloss_torch
 from anyloss_bench.speed import _labels, _logits, interleaved
 from anyloss_torch import _autograd
+from anyloss_torch._scalar_grad import evaluate
 from anyloss_torch.interop import config_loss
 
 SCALE, RESCUE = 73.0, 0.1
@@ -56,16 +60,47 @@ def _eager_layers(n: int, repeats: int) -> None:
             _, pull = al.soft_confusion_with_pullback(y, z, rescue=RESCUE, counts_as_floats=True, **options)
         pull(al.Confusion(0.1, 0.2, 0.3, 0.4), rescue_scale=1.0)
 
+    offset = torch.scalar_tensor(-SCALE / 2)
+
     def kernels() -> None:  # the kernels of core(), as the fast paths launch them
         with torch.no_grad():
+            set(y.tolist()) <= {0.0, 1.0}
             p = torch.sigmoid(z)
-            a = torch.sigmoid_(torch.add(torch.scalar_tensor(-SCALE / 2), p, alpha=SCALE))
+            a = torch.sigmoid_(torch.add(offset, p, alpha=SCALE))
             float(torch.dot(y, a)), float(torch.sum(y)), float(torch.dot(torch.rsub(y, 1.0), a))
-            g = torch.add(torch.scalar_tensor(0.1), y, alpha=0.3)
-            torch.ops.aten.sigmoid_backward.grad_input(g, a, grad_input=g).mul_(SCALE)
+            g = torch.add(torch.scalar_tensor(0.1 * SCALE), y, alpha=0.3 * SCALE)
+            torch.ops.aten.sigmoid_backward.grad_input(g, a, grad_input=g)
             torch.ops.aten.sigmoid_backward.grad_input(g, p, grad_input=g)
             d = torch.sub(p, y)
             g.add_(torch.hardshrink(d, 0.5, out=d), alpha=RESCUE / n)
+
+    class Written(torch.autograd.Function):
+        """F1Loss()'s kernels and float metric in one Function, with no Python around them: the floor of this
+        kernel set (the label check as the fast path does it, the metric by the float evaluator)."""
+
+        @staticmethod
+        def forward(ctx, x):
+            ctx.p = p = torch.sigmoid(x)
+            ctx.a = a = torch.sigmoid_(torch.add(offset, p, alpha=SCALE))
+            tp, pos, fp = float(torch.dot(y, a)), float(torch.sum(y)), float(torch.dot(torch.rsub(y, 1.0), a))
+            value, ctx.g = evaluate(config.metric_fn, al.Confusion(n - pos - fp, pos - tp, fp, tp))
+            return torch.scalar_tensor(1.0 - value)
+
+        @staticmethod
+        def backward(ctx, grad):
+            up = float(grad)
+            tn, fn, fp, tp = ctx.g
+            on_pos, on_neg = -up * (tp - fn) * SCALE, -up * (fp - tn) * SCALE
+            g = torch.add(torch.scalar_tensor(on_neg), y, alpha=on_pos - on_neg)
+            torch.ops.aten.sigmoid_backward.grad_input(g, ctx.a, grad_input=g)
+            torch.ops.aten.sigmoid_backward.grad_input(g, ctx.p, grad_input=g)
+            d = torch.sub(ctx.p, y)
+            return g.add_(torch.hardshrink(d, 0.5, out=d), alpha=up * RESCUE / n)
+
+    def written() -> Any:
+        if not set(y.tolist()) <= {0.0, 1.0}:
+            raise ValueError("labels")
+        return Written.apply(z)
 
     rows = {
         "BCEWithLogitsLoss()": backward_of(lambda: bce(z, y)),
@@ -77,6 +112,7 @@ def _eager_layers(n: int, repeats: int) -> None:
         "_one_node_loss": backward_of(lambda: _autograd._one_node_loss(z, y, None, config.metric_fn, options,
                                                                        config.rescue)),
         "trivial autograd.Function": backward_of(lambda: Trivial.apply(z)),
+        "its kernels in one Function": backward_of(written),
         "core counts + pullback": core,
         "their kernels alone": kernels,
     }
