@@ -183,7 +183,8 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
     # (a sigmoid costs about three multiplications on a CPU).
     prob = sigmoid(p, xp) if from_logits and getattr(approx, "sigmoid_first", False) else None
     scale_gradient = getattr(approx, "scale_gradient", None) if prob is not None else None
-    factor_of = getattr(approx, "gradient_factor", None) if scale_gradient is not None else None
+    factor_of = getattr(approx, "gradient_factor", None) \
+        if scale_gradient is not None and _takes_factor(type(approx)) else None
     slope_factor: float | None = None if factor_of is None else factor_of(scale)
     # 1 - yh is needed by the four dot products of the counts, or by the derivative (scale_gradient reads yh only).
     complement = not fast_paths(xp).counts_from_label_sums or scale_gradient is None
@@ -212,7 +213,10 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
             )
         else:
             if scale_gradient is not None:  # grad times the derivative without an n-element temporary
-                grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp, factor=not fold)
+                if fold:
+                    grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp, factor=False)
+                else:  # the signature an approximation of the user's may have, without factor=
+                    grad = scale_gradient(grad, yh, yh_c, scale=scale, xp=xp)
             else:
                 grad = fast.multiply_temporary(
                     grad, derivative(prob, yh, yh_c, from_logits=False, scale=scale, xp=xp), xp
@@ -229,6 +233,17 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
         return fast.add_scaled_temporary(grad, slope, rescue_scale * factor, xp)
 
     return counts, pull
+
+
+def _takes_factor(cls: type) -> bool:
+    """Whether an approximation class's ``scale_gradient`` takes ``factor=`` for its ``gradient_factor``: the
+    nearest class defining either defines both (a subclass of ``AnyLossApproximation`` that overrides
+    ``scale_gradient`` alone has the signature without ``factor``)."""
+    for klass in cls.__mro__:
+        scales, factors = "scale_gradient" in vars(klass), "gradient_factor" in vars(klass)
+        if scales or factors:
+            return scales and factors
+    return False
 
 
 def confusion(

@@ -7,6 +7,7 @@ shapes, weights, bad input) are in tests/test_backends.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import pickle
@@ -797,6 +798,61 @@ def test_the_amplifier_offset_made_once_per_scale_and_dtype_gives_each_call_its_
         np.testing.assert_allclose(loss.item(), value, **tol)
         np.testing.assert_allclose(x.grad.numpy(), grad, **tol)
     assert 0 < len(_fast_paths._CONSTANTS) <= 16  # bounded: twenty scales passed through
+
+
+def test_the_offset_made_under_another_default_device_still_serves_a_cpu_step(monkeypatch):
+    # A dry run on the meta device (or any default device) makes the amplifier's offset first: it is made on the
+    # CPU all the same (a CPU scalar combines with any device), so the next real step works and is right.
+    from anyloss_torch import _fast_paths
+
+    monkeypatch.setattr(_fast_paths, "_CONSTANTS", {})
+    loss_fn = anyloss_torch.F1Loss(rescue=0.0)
+    with torch.device("meta"):
+        fake = torch.empty(40, requires_grad=True)
+        loss_fn(fake, torch.empty(40)).backward()
+    assert {t.device.type for t in _fast_paths._CONSTANTS.values()} == {"cpu"}
+    rng = np.random.default_rng(4)
+    z, y = rng.normal(0, 1, 40), rng.integers(0, 2, 40).astype(np.float64)
+    loss = loss_fn(torch.tensor(z, requires_grad=True), torch.tensor(y))
+    a = 1.0 / (1.0 + np.exp(-73.0 * (1.0 / (1.0 + np.exp(-z)) - 0.5)))
+    tp, fp, fn = np.sum(a * y), np.sum(a * (1 - y)), np.sum((1 - a) * y)
+    np.testing.assert_allclose(loss.item(), 1.0 - 2 * tp / (2 * tp + fp + fn), rtol=1e-12)
+
+
+def test_an_offset_edited_in_place_is_made_again(monkeypatch):
+    # A trace (torch.jit.trace, make_fx) keeps the cached offset as a constant of its graph, which its user may edit
+    # in place; the next eager call makes it again rather than use the edited value.
+    from anyloss_torch import _fast_paths
+
+    monkeypatch.setattr(_fast_paths, "_CONSTANTS", {})
+    z, y = torch.linspace(-2.0, 2.0, 16, dtype=torch.float64), (torch.arange(16) % 3 == 0).double()
+    loss_fn = anyloss_torch.F1Loss(rescue=0.0)
+    expected = loss_fn(z.clone().requires_grad_(True), y).item()
+    (offset,) = _fast_paths._CONSTANTS.values()
+    offset.add_(1.0)  # as gm._tensor_constant0.add_(1.0) would
+    assert loss_fn(z.clone().requires_grad_(True), y).item() == expected
+
+
+def test_an_approximation_overriding_scale_gradient_alone_keeps_its_signature():
+    # AnyLossApproximation.scale_gradient takes factor= for its gradient_factor; a user's subclass that overrides
+    # scale_gradient alone, with the signature before factor=, is called as before and gives the same gradient.
+    calls = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Logged(al.AnyLossApproximation):
+        def scale_gradient(self, grad, yh, yh_c, *, scale, xp):
+            calls.append(scale)
+            return grad * (scale * yh * (1.0 - yh))
+
+    rng = np.random.default_rng(5)
+    z, y = torch.tensor(rng.normal(0, 1, 30)), torch.tensor(rng.integers(0, 2, 30))
+    grads = []
+    for approximation in ("anyloss", Logged()):
+        x = z.clone().requires_grad_(True)
+        anyloss_torch.anyloss(x, y, "f1", approximation=approximation).backward()
+        grads.append(x.grad)
+    assert calls == [73.0]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-15)
 
 
 def test_floats_read_together_keep_the_order_and_the_python_numbers(monkeypatch):

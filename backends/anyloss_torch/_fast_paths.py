@@ -65,18 +65,22 @@ _SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.default
 _SIGMOID_BACKWARD_OUT = torch.ops.aten.sigmoid_backward.grad_input
 
 
-#: 0-d CPU tensors of constant offsets, by (value, dtype) (:meth:`TorchFastPaths.scaled_difference`); never
-#: written to.  Emptied when full, as a loop over many scales would fill it.
+#: 0-d CPU tensors of constant offsets, by (value, dtype) (:meth:`TorchFastPaths.scaled_difference`): a CPU scalar
+#: combines with a tensor on any device.  Emptied when full, as a loop over many scales would fill it.
 _CONSTANTS: dict[tuple[float, torch.dtype], torch.Tensor] = {}
 
 
 def _constant(value: float, dtype: torch.dtype) -> torch.Tensor:
     key = (value, dtype)
     tensor = _CONSTANTS.get(key)
-    if tensor is None:
+    # _version: anyloss never writes to it, but a trace keeps it as a constant that its user may edit in place.
+    if tensor is None or tensor._version:
         if len(_CONSTANTS) >= 16:
             _CONSTANTS.clear()
-        tensor = _CONSTANTS[key] = torch.scalar_tensor(value, dtype=dtype)
+        # On the CPU whatever the default device (torch.device(...) as a context, set_default_device), and a
+        # normal tensor even when the first call runs under inference_mode.
+        with torch.inference_mode(False):
+            tensor = _CONSTANTS[key] = torch.scalar_tensor(value, dtype=dtype, device="cpu")
     return tensor
 
 
