@@ -56,7 +56,9 @@ class DifferentiableApproximation(Approximation, Protocol):
     products with ``yh``, FN and TN from the label sums: ``FastPaths.counts_from_label_sums``).  With
     ``sigmoid_first`` it may define ``scale_gradient(grad, yh, yh_c, *, scale, xp, factor=True)``, ``grad``
     times :math:`dA/dp` updating ``grad``, and ``gradient_factor(scale)``, a constant factor of
-    :math:`dA/dp` that ``factor=False`` leaves out for a caller that folded it into its scalars.
+    :math:`dA/dp` that ``factor=False`` leaves out for a caller that folded it into its scalars.  The pullback
+    passes ``factor=False`` only where the nearest class defining either method defines both; otherwise it calls
+    ``scale_gradient`` without ``factor`` (a subclass that overrides ``scale_gradient`` alone keeps that signature).
     """
 
     def derivative(

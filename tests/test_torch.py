@@ -807,16 +807,76 @@ def test_the_offset_made_under_another_default_device_still_serves_a_cpu_step(mo
 
     monkeypatch.setattr(_fast_paths, "_CONSTANTS", {})
     loss_fn = anyloss_torch.F1Loss(rescue=0.0)
-    with torch.device("meta"):
-        fake = torch.empty(40, requires_grad=True)
-        loss_fn(fake, torch.empty(40)).backward()
-    assert {t.device.type for t in _fast_paths._CONSTANTS.values()} == {"cpu"}
+    with torch.device("meta"):  # the same dtype as the step after it: the same entry of the table
+        fake = torch.empty(40, dtype=torch.float64, requires_grad=True)
+        loss_fn(fake, torch.empty(40, dtype=torch.float64)).backward()
     rng = np.random.default_rng(4)
     z, y = rng.normal(0, 1, 40), rng.integers(0, 2, 40).astype(np.float64)
-    loss = loss_fn(torch.tensor(z, requires_grad=True), torch.tensor(y))
+    x = torch.tensor(z, requires_grad=True)
+    loss = loss_fn(x, torch.tensor(y))
+    loss.backward()
     a = 1.0 / (1.0 + np.exp(-73.0 * (1.0 / (1.0 + np.exp(-z)) - 0.5)))
     tp, fp, fn = np.sum(a * y), np.sum(a * (1 - y)), np.sum((1 - a) * y)
     np.testing.assert_allclose(loss.item(), 1.0 - 2 * tp / (2 * tp + fp + fn), rtol=1e-12)
+    assert torch.isfinite(x.grad).all()
+
+
+def test_an_offset_first_made_under_inference_mode_serves_the_training_steps_after(monkeypatch):
+    # An evaluation under inference_mode may make the offset first: it is a normal tensor all the same, so a
+    # training step after it records and differentiates (an inference tensor has no version counter to check).
+    from anyloss_torch import _fast_paths
+
+    monkeypatch.setattr(_fast_paths, "_CONSTANTS", {})
+    z, y = torch.linspace(-2.0, 2.0, 16, dtype=torch.float64), (torch.arange(16) % 3 == 0).double()
+    loss_fn = anyloss_torch.F1Loss(rescue=0.0)
+    with torch.inference_mode():
+        expected = loss_fn(z, y).item()
+    assert not any(t.is_inference() for t in _fast_paths._CONSTANTS.values())
+    x = z.clone().requires_grad_(True)
+    loss = loss_fn(x, y)
+    loss.backward()
+    assert loss.item() == expected and torch.isfinite(x.grad).all()
+
+
+def test_the_one_node_pullback_folds_the_amplifier_factor_into_its_coefficients(monkeypatch):
+    # On the one-node path the coefficients are floats: L is folded into them and scale_gradient leaves it out
+    # (one pass over the gradient fewer); the analytic path's 0-d coefficients keep the multiplication.
+    from anyloss_torch import _autograd
+
+    factors = []
+    scale_gradient = al.AnyLossApproximation.scale_gradient
+
+    def spy(self, grad, yh, yh_c, *, scale, xp, factor=True):
+        factors.append(factor)
+        return scale_gradient(self, grad, yh, yh_c, scale=scale, xp=xp, factor=factor)
+
+    monkeypatch.setattr(al.AnyLossApproximation, "scale_gradient", spy)
+    x = torch.linspace(-2.0, 2.0, 16, requires_grad=True)
+    anyloss_torch.F1Loss()(x, (torch.arange(16) % 3 == 0).float()).backward()
+    monkeypatch.setattr(_autograd, "choose_path", lambda *args, **kwargs: _autograd.Path.ANALYTIC)  # 0-d coefficients
+    anyloss_torch.F1Loss()(x, (torch.arange(16) % 3 == 0).float()).backward()
+    assert factors == [False, True]
+
+
+def test_a_trace_keeps_no_cached_offset(monkeypatch):
+    # torch.jit.trace and make_fx record a fresh offset: a graph constant its user edits (through .data too, which
+    # no version counter sees) cannot reach the table the eager calls read.
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from anyloss_torch import _fast_paths
+
+    monkeypatch.setattr(_fast_paths, "_CONSTANTS", {})
+    x, y = torch.linspace(-2.0, 2.0, 16, requires_grad=True), (torch.arange(16) % 3 == 0).float()
+    loss_fn = anyloss_torch.F1Loss(validate=False)
+    loss_fn(x, y).backward()  # an eager call fills the table
+    (cached,) = _fast_paths._CONSTANTS.values()
+    graph = make_fx(functools.partial(_loss_and_grad, loss_fn))(x, y)
+    kept = [getattr(graph, node.target) for node in graph.graph.nodes if node.op == "get_attr"]
+    assert not any(t is cached for t in kept)
+    assert any(node.target is torch.ops.aten.scalar_tensor.default for node in graph.graph.nodes)  # made afresh
+    traced = torch.jit.trace(loss_fn, (x, y), check_trace=False)
+    assert not any(t is cached for t in traced.code_with_constants[1].const_mapping.values())
+    assert "torch.scalar_tensor(-36.5" in traced.code
 
 
 def test_an_offset_edited_in_place_is_made_again(monkeypatch):

@@ -162,7 +162,7 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
     if torch.compiler.is_compiling():
         # inductor fuses the plain composition itself; on a CPU it should save the sigmoids
         return Path.COMPILED_CPU if input.device.type == "cpu" else Path.AUTODIFF
-    if torch.jit.is_tracing() or _PROXY_MODE is not None and torch._C._get_dispatch_mode(_PROXY_MODE) is not None:
+    if _fast_paths.recording():
         # torch.jit.trace, make_fx, aot_function: a trace would keep counts read to the host as constants of this
         # batch (make_fx fails on the read)
         return Path.AUTODIFF
@@ -180,8 +180,6 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
     return Path.ONE_NODE if input.is_cpu or _reads_counts(input.device) else Path.ANALYTIC
 
 
-#: The dispatch-mode key of make_fx's proxy mode (read directly: ``get_proxy_mode`` costs twice as much).
-_PROXY_MODE = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "PROXY", None)
 
 
 def _reads_counts(device: torch.device) -> bool:

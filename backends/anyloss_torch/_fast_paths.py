@@ -70,10 +70,20 @@ _SIGMOID_BACKWARD_OUT = torch.ops.aten.sigmoid_backward.grad_input
 _CONSTANTS: dict[tuple[float, torch.dtype], torch.Tensor] = {}
 
 
+#: The dispatch-mode key of make_fx's proxy mode (read directly: ``get_proxy_mode`` costs twice as much).
+PROXY_MODE = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "PROXY", None)
+
+
+def recording() -> bool:
+    """Whether a trace is recording the operations: ``torch.jit.trace``, or ``make_fx`` (so ``aot_function``)."""
+    return torch.jit.is_tracing() or PROXY_MODE is not None and torch._C._get_dispatch_mode(PROXY_MODE) is not None
+
+
 def _constant(value: float, dtype: torch.dtype) -> torch.Tensor:
     key = (value, dtype)
     tensor = _CONSTANTS.get(key)
-    # _version: anyloss never writes to it, but a trace keeps it as a constant that its user may edit in place.
+    # _version: anyloss never writes to it (nor lets a trace keep it, above); an edit through the autograd-visible
+    # API (add_, copy_, fill_) still makes it again.
     if tensor is None or tensor._version:
         if len(_CONSTANTS) >= 16:
             _CONSTANTS.clear()
@@ -150,8 +160,9 @@ class TorchFastPaths(FastPaths):
             return super().scaled_difference(x, shift, scale, xp)
         # (x - shift) scale = x scale - shift scale, the offset a 0-d tensor made once per (value, dtype): the
         # amplifier's -L/2 is the same at every call (a new one costs a tensor allocation per eager call).
-        if type(x) is not torch.Tensor or torch.compiler.is_compiling():
-            # A fake tensor (make_fx, FakeTensorMode) takes no real constant; dynamo would guard on the dictionary.
+        if type(x) is not torch.Tensor or torch.compiler.is_compiling() or recording():
+            # A fake tensor (make_fx, FakeTensorMode) takes no real constant; dynamo would guard on the dictionary; a
+            # trace would keep the cached tensor itself as a constant of its graph, which its user may edit.
             return self.scaled_plus(x, scale, -shift * scale, xp)
         return torch.add(_constant(-shift * scale, x.dtype), x, alpha=scale)
 
