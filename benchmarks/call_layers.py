@@ -61,19 +61,31 @@ def _eager_layers(n: int, repeats: int) -> None:
         pull(al.Confusion(0.1, 0.2, 0.3, 0.4), rescue_scale=1.0)
 
     offset = torch.scalar_tensor(-SCALE / 2)
+    sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 
-    def kernels() -> None:  # the kernels of core(), as the fast paths launch them
+    # The kernels of core(), as the fast paths launch them: the label check, the forward's counts read as floats,
+    # and the backward from the pullback's float coefficients (L folded in) with the rescue slope.
+    def check_labels() -> None:
+        if not set(y.tolist()) <= {0.0, 1.0}:
+            raise ValueError("labels")
+
+    def forward_kernels(x: torch.Tensor) -> tuple[Any, ...]:
+        p = torch.sigmoid(x)
+        a = torch.sigmoid_(torch.add(offset, p, alpha=SCALE))
+        return p, a, float(torch.dot(y, a)), float(torch.sum(y)), float(torch.dot(torch.rsub(y, 1.0), a))
+
+    def backward_kernels(p: Any, a: Any, on_pos: float, on_neg: float, rescue_factor: float) -> Any:
+        g = torch.add(torch.scalar_tensor(on_neg), y, alpha=on_pos - on_neg)
+        sigmoid_backward(g, a, grad_input=g)
+        sigmoid_backward(g, p, grad_input=g)
+        d = torch.sub(p, y)
+        return g.add_(torch.hardshrink(d, 0.5, out=d), alpha=rescue_factor)
+
+    def kernels() -> None:
         with torch.no_grad():
-            if not set(y.tolist()) <= {0.0, 1.0}:  # the label check, as the fast path makes it
-                raise ValueError("labels")
-            p = torch.sigmoid(z)
-            a = torch.sigmoid_(torch.add(offset, p, alpha=SCALE))
-            float(torch.dot(y, a)), float(torch.sum(y)), float(torch.dot(torch.rsub(y, 1.0), a))
-            g = torch.add(torch.scalar_tensor(0.1 * SCALE), y, alpha=0.3 * SCALE)
-            torch.ops.aten.sigmoid_backward.grad_input(g, a, grad_input=g)
-            torch.ops.aten.sigmoid_backward.grad_input(g, p, grad_input=g)
-            d = torch.sub(p, y)
-            g.add_(torch.hardshrink(d, 0.5, out=d), alpha=RESCUE / n)
+            check_labels()
+            p, a, *_ = forward_kernels(z)
+            backward_kernels(p, a, 0.4 * SCALE, 0.1 * SCALE, RESCUE / n)
 
     class Written(torch.autograd.Function):
         """F1Loss()'s kernels and float metric in one Function, with no Python around them: the floor of this
@@ -81,9 +93,7 @@ def _eager_layers(n: int, repeats: int) -> None:
 
         @staticmethod
         def forward(ctx, x):
-            ctx.p = p = torch.sigmoid(x)
-            ctx.a = a = torch.sigmoid_(torch.add(offset, p, alpha=SCALE))
-            tp, pos, fp = float(torch.dot(y, a)), float(torch.sum(y)), float(torch.dot(torch.rsub(y, 1.0), a))
+            ctx.p, ctx.a, tp, pos, fp = forward_kernels(x)
             value, ctx.g = evaluate(config.metric_fn, al.Confusion(n - pos - fp, pos - tp, fp, tp))
             return torch.scalar_tensor(1.0 - value)
 
@@ -91,16 +101,11 @@ def _eager_layers(n: int, repeats: int) -> None:
         def backward(ctx, grad):
             up = float(grad)
             tn, fn, fp, tp = ctx.g
-            on_pos, on_neg = -up * (tp - fn) * SCALE, -up * (fp - tn) * SCALE
-            g = torch.add(torch.scalar_tensor(on_neg), y, alpha=on_pos - on_neg)
-            torch.ops.aten.sigmoid_backward.grad_input(g, ctx.a, grad_input=g)
-            torch.ops.aten.sigmoid_backward.grad_input(g, ctx.p, grad_input=g)
-            d = torch.sub(ctx.p, y)
-            return g.add_(torch.hardshrink(d, 0.5, out=d), alpha=up * RESCUE / n)
+            return backward_kernels(ctx.p, ctx.a, -up * (tp - fn) * SCALE, -up * (fp - tn) * SCALE,
+                                    up * RESCUE / n)
 
     def written() -> Any:
-        if not set(y.tolist()) <= {0.0, 1.0}:
-            raise ValueError("labels")
+        check_labels()
         return Written.apply(z)
 
     rows = {

@@ -1011,7 +1011,6 @@ def test_a_metric_declined_at_one_batchs_values_stays_on_the_one_node_path(monke
 def test_an_unhashable_metric_object_is_evaluated_on_floats():
     # A callable object without a hash (a dataclass with __call__) is a metric like any other: the memory of
     # declined metrics must not ask for its hash.
-    import dataclasses
 
     @dataclasses.dataclass
     class WeightedF1:
@@ -1218,7 +1217,6 @@ def test_every_array_the_loss_makes_is_on_the_inputs_device(task, classes, weigh
 def test_the_functional_passes_every_configuration_argument_on(monkeypatch):
     # anyloss() names its configuration arguments (dynamo before torch 2.12 cannot trace locals()): a field
     # added to the signature but not to that mapping would be silently dropped.
-    import dataclasses
     import inspect
 
     from anyloss_core.adapters import LossConfig

@@ -180,8 +180,6 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
     return Path.ONE_NODE if input.is_cpu or _reads_counts(input.device) else Path.ANALYTIC
 
 
-
-
 def _reads_counts(device: torch.device) -> bool:
     """Whether the eager step may read the four counts to the host (the one-node path): on a CPU, where it is
     free, and on a CUDA GPU, where one wait per step costs less than the analytic path's kernels (H200, second

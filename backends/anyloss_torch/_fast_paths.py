@@ -65,11 +65,6 @@ _SIGMOID_BACKWARD = torch.ops.aten.sigmoid_backward.default
 _SIGMOID_BACKWARD_OUT = torch.ops.aten.sigmoid_backward.grad_input
 
 
-#: 0-d CPU tensors of constant offsets, by (value, dtype) (:meth:`TorchFastPaths.scaled_difference`): a CPU scalar
-#: combines with a tensor on any device.  Emptied when full, as a loop over many scales would fill it.
-_CONSTANTS: dict[tuple[float, torch.dtype], torch.Tensor] = {}
-
-
 #: The dispatch-mode key of make_fx's proxy mode (read directly: ``get_proxy_mode`` costs twice as much).
 PROXY_MODE = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "PROXY", None)
 
@@ -79,11 +74,16 @@ def recording() -> bool:
     return torch.jit.is_tracing() or PROXY_MODE is not None and torch._C._get_dispatch_mode(PROXY_MODE) is not None
 
 
+#: 0-d CPU tensors of constant offsets, by (value, dtype) (:meth:`TorchFastPaths.scaled_difference`): a CPU scalar
+#: combines with a tensor on any device.  Emptied when full, as a loop over many scales would fill it.
+_CONSTANTS: dict[tuple[float, torch.dtype], torch.Tensor] = {}
+
+
 def _constant(value: float, dtype: torch.dtype) -> torch.Tensor:
     key = (value, dtype)
     tensor = _CONSTANTS.get(key)
-    # _version: anyloss never writes to it (nor lets a trace keep it, above); an edit through the autograd-visible
-    # API (add_, copy_, fill_) still makes it again.
+    # _version: anyloss never writes to it (nor lets a trace keep it: scaled_difference); an edit through the visible
+    # autograd API (add_, copy_, fill_) still makes it again.
     if tensor is None or tensor._version:
         if len(_CONSTANTS) >= 16:
             _CONSTANTS.clear()
