@@ -214,6 +214,29 @@ def _prepare(
     return y, p, w, xp
 
 
+def checked_arguments(y_true: Array, y_pred: Array, sample_weight: Array | None = None, *, from_logits: bool,
+                      validate: bool = True, xp: Namespace | None = None) -> tuple[Array, Array, Array | None]:
+    """``(y, p, w)``: a binary loss's arguments checked as the counts check them, flattened and in the compute dtype.
+
+    The shapes and dtypes are checked (``TypeError`` / ``ValueError`` naming what is wrong), and with
+    ``validate`` the values too (0/1 labels, probabilities in [0, 1] unless ``from_logits``, non-negative
+    weights).  For an adapter that checks eagerly, where the values can be read, and then computes the
+    counts in a traced function of these arrays with ``validate=False`` (``anyloss_keras`` on TensorFlow).
+
+    Examples:
+        >>> import numpy as np
+        >>> y, p, w = checked_arguments(np.array([[0], [1]]), np.array([[-2.0], [3.0]]), from_logits=True)
+        >>> y.tolist(), p.tolist(), w
+        ([0.0, 1.0], [-2.0, 3.0], None)
+        >>> checked_arguments(np.array([0, 2]), np.array([0.1, 0.9]), from_logits=False)
+        Traceback (most recent call last):
+        ...
+        ValueError: y_true must hold binary labels 0 and 1 (pass validate=False for soft labels)
+    """
+    y, p, w, _ = _prepare(y_true, y_pred, sample_weight, from_logits=from_logits, validate=validate, xp=xp)
+    return y, p, w
+
+
 def _default_float(xp: Namespace) -> Any:
     info = getattr(xp, "__array_namespace_info__", None)
     if info is not None:

@@ -29,10 +29,17 @@ gradient here (weights are data, as in ``fit``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import anyloss_core as al
-from anyloss_core.adapters import LossConfig, get_approximation, prepared_for_rescue, soft_confusion_with_pullback
+from anyloss_core.adapters import (
+    LossConfig,
+    checked_arguments,
+    get_approximation,
+    prepared_for_rescue,
+    soft_confusion_with_pullback,
+)
 
 from . import _namespace as kxp
 
@@ -45,27 +52,79 @@ def binary_counts(config: LossConfig, y_true: Any, y_pred: Any, sample_weight: A
     (the approximation has no ``derivative``)."""
     import tensorflow as tf  # imported here: this module is imported (by doctest collection) on every backend
 
-    options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": config.approximation}
-    if getattr(get_approximation(config.approximation), "derivative", None) is None:
+    approximation = get_approximation(config.approximation)
+    if getattr(approximation, "derivative", None) is None:
         return None
-    rescue = config.rescue
+    options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": approximation,
+               "rescue": config.rescue}
     # The stuck-batch watch (eager calls); the rescue gradient itself comes from the pullback.
-    prepared_for_rescue(y_true, y_pred, sample_weight, rescue=rescue, xp=kxp, arrays=False, **options)
+    prepared_for_rescue(y_true, y_pred, sample_weight, rescue=config.rescue, from_logits=config.from_logits,
+                        scale=config.scale, approximation=config.approximation, xp=kxp, arrays=False)
+    if tf.executing_eagerly() and _hashable(approximation):
+        # Checked here, where the values can be read; counted in a graph (_eager_counts).
+        y, p, w = checked_arguments(y_true, y_pred, sample_weight, from_logits=config.from_logits,
+                                    validate=config.validate, xp=kxp)
+        stacked, zero = _eager_counts()(p, y, w, **options)
+    else:
+        stacked, zero = _counts_with_pullback(y_pred, y_true, sample_weight, validate=config.validate,
+                                              recompute=False, **options)
+    return al.Confusion(*tf.unstack(stacked, 4)), zero
 
-    @tf.custom_gradient
-    def counts_of(z: Any) -> Any:
+
+def _counts_with_pullback(z: Any, y_true: Any, sample_weight: Any, *, validate: bool, recompute: bool,
+                          rescue: float, **options: Any) -> tuple[Any, Any]:
+    """The four counts stacked and a 0-d zero, as a ``tf.custom_gradient`` of ``z`` whose gradient is the core's
+    pullback (scaled, for the rescue slope, by the zero's upstream gradient).  ``recompute``: the gradient
+    computes the pullback's arrays again from ``z``, ``y_true`` and ``sample_weight`` instead of keeping the
+    forward pass's (for a graph whose caller holds those three anyway)."""
+    import tensorflow as tf
+
+    def pullback_of(z: Any) -> tuple[al.Confusion, Any]:
         # Eagerly, a custom_gradient's function runs under the caller's tape, which would record every op of
         # the counts and keep their inputs alive until the backward pass (p - 1/2, L (p - 1/2), 1 - A, ...):
         # the gradient comes from the pullback, so the tape need not see them.
-        counts, pullback = soft_confusion_with_pullback(y_true, tf.stop_gradient(z), sample_weight=sample_weight,
-                                                        rescue=rescue, validate=config.validate, xp=kxp, **options)
+        return soft_confusion_with_pullback(y_true, tf.stop_gradient(z), sample_weight=sample_weight,  # type: ignore[return-value]
+                                            rescue=rescue, validate=validate, xp=kxp, **options)
+
+    @tf.custom_gradient
+    def counts_of(z: Any) -> Any:
+        counts, pullback = pullback_of(z)
 
         def grad(g_counts: Any, g_rescue: Any) -> Any:
+            # Recomputed, the sums the pullback does not use are pruned from the gradient's graph.
+            pull = pullback_of(z)[1] if recompute else pullback
             g = al.Confusion(*tf.unstack(g_counts, 4))
-            grad_z = pullback(g, rescue_scale=g_rescue) if rescue else pullback(g)
+            grad_z = pull(g, rescue_scale=g_rescue) if rescue else pull(g)
             return tf.cast(tf.reshape(grad_z, tf.shape(z)), z.dtype)
 
         return (tf.stack(tuple(counts)), tf.zeros((), counts.tp.dtype)), grad
 
-    stacked, zero = counts_of(y_pred)
-    return al.Confusion(*tf.unstack(stacked, 4)), zero
+    return counts_of(z)  # type: ignore[no-any-return]
+
+
+def _hashable(approximation: Any) -> bool:
+    """Whether ``approximation`` can key a trace (a built-in one, or a user's class without a custom ``__eq__``)."""
+    try:
+        hash(approximation)
+    except TypeError:
+        return False
+    return True
+
+
+@functools.cache
+def _eager_counts() -> Any:
+    """The counts of flat, checked ``(p, y, w)`` as one ``tf.function`` (its options are Python arguments: one
+    trace per loss configuration and dtype, every batch size in one trace after the second).
+
+    Eagerly, each TensorFlow op is a dispatch of its own and allocates its result, and the tape holds what the
+    gradient uses until the step's backward pass.  In a graph the ops run without Python, and an op may write
+    into an input that nothing else reads; the gradient recomputes sigma(z) and A from the graph's own inputs
+    (``recompute``), so the forward pass keeps no n-element array for it.  ``F1Loss(from_logits=True)``'s eager
+    step at n = 1e7 then peaks at 3.0x the logits' bytes instead of 5.0x (docs/performance.md, eleventh round).
+    """
+    import tensorflow as tf
+
+    def counts(p: Any, y: Any, w: Any, **options: Any) -> tuple[Any, Any]:
+        return _counts_with_pullback(p, y, w, validate=False, recompute=True, **options)
+
+    return tf.function(counts, reduce_retracing=True)
