@@ -127,4 +127,6 @@ def _eager_counts() -> Any:
     def counts(p: Any, y: Any, w: Any, **options: Any) -> tuple[Any, Any]:
         return _counts_with_pullback(p, y, w, validate=False, recompute=True, **options)
 
-    return tf.function(counts, reduce_retracing=True)
+    # autograph=False: the core is straight-line array code (it is traced by jax.jit too), with no control flow
+    # on tensors for AutoGraph to convert; converting it costs time and warns about what it cannot convert.
+    return tf.function(counts, reduce_retracing=True, autograph=False)
