@@ -387,6 +387,25 @@ def test_speed_table_flags_misses_against_the_targets():
     assert text.rstrip().endswith("ok")
 
 
+def test_resident_peak_is_the_least_of_three_steps():
+    # Steps that touch 96, 64 and 128 MiB (each above glibc's largest mmap threshold, so the resident set
+    # rises by their size and falls back when they are freed): the least of the three is the 64 MiB one.
+    import os
+
+    from anyloss_bench.speed import _rss_peak_extra
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("the resident peak is read from Linux's /proc")
+    sizes = iter([96, 64, 128])
+
+    def step():
+        block = np.ones(next(sizes) << 20, dtype=np.uint8)  # written: resident
+        return int(block[-1])
+
+    peak = _rss_peak_extra(step)
+    assert peak is not None and 63 << 20 <= peak <= 80 << 20
+
+
 # --- compare --task multiclass -----------------------------------------------------------------------
 
 
