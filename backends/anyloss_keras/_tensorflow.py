@@ -17,10 +17,12 @@ is the same as autodiff's, and so is the time: there each count is a pass of its
 product is written out, then reduced by a tree of reduce-windows), while BCE's gradient
 needs no sum at all.
 
-Memory (the extra peak of one step at n = 1e7 in TensorFlow's allocator, in logits' bytes):
-eager 8.5x -> 5.6x, ``tf.function`` 6.7x -> 3.0x (Keras's BCE: 10.5x / 5.4-6.1x), from the
-counts computed off the tape (below) and the TensorFlow forms of the fast paths
-(``anyloss_keras._fast_paths``); under XLA 3.0x (the saved sigma(z) and A and the gradient).
+Memory (the extra peak of one step at n = 1e7, in logits' bytes): eager 8.5x -> 5.6x -> 3.0x,
+``tf.function`` 6.7x -> 3.0x (Keras's BCE: 9-10.5x / 4-6x), from the counts computed off the
+tape (below), the TensorFlow forms of the fast paths (``anyloss_keras._fast_paths``) and, for
+eager calls, the counts as one ``tf.function`` whose gradient recomputes sigma(z) and A
+(:func:`_eager_counts`; it also made the eager step at 1e5 1.5x -> 1.1-1.4x BCE and one call at
+n = 32 1.9x -> 1.6x); under XLA 3.0x (the saved sigma(z) and A and the gradient).
 
 Not used (plain autodiff instead) for: multi-class / multi-label tasks, running counts
 (``momentum``) and an approximation without a ``derivative``.  ``sample_weight`` gets no
