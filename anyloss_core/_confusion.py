@@ -40,7 +40,7 @@ def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namesp
         pos = y if w is None else w * y
         tp, positives = fast.dot(pos, yh, xp), xp.sum(pos)
         if w is None:  # the sample count, exact; summed only for a batch axis unknown until run time
-            total = float(n) if isinstance(n, int) else xp.sum(xp.ones_like(y))
+            total = float(n) if isinstance(n, int) else fast.sample_count(y, xp)
         else:
             total = xp.sum(w)
         if fast.false_positives_by_difference:  # FP = sum(w yh) - TP: a plain sum instead of a second product
@@ -226,8 +226,11 @@ def _binary_counts(y_true: Array, y_pred: Array, *, from_logits: bool = False, s
             return grad
         # The rescue gradient from the sigmoid computed above: no second sigmoid, no second flattening; its
         # scale is applied by the addition.
-        factor = _unweighted_scale(rescue, y) if prob is not None and w is None else None
-        if factor is not None:  # the slope rescue / n * shrink(sigma(z) - y, 1/2), added in one pass
+        if prob is not None and w is None:  # the slope rescue / n * shrink(sigma(z) - y, 1/2), added in one pass
+            factor = _unweighted_scale(rescue, y)
+            if factor is None:  # n unknown until run time (a traced batch axis): a 0-d count, no array of ones
+                count = fast.sample_count(y, xp)
+                factor = rescue / xp.where(count > 0, count, xp.ones_like(count))
             return fast.add_scaled_shrunk_difference(grad, prob, y, 0.5, rescue_scale * factor, xp)
         slope, factor = _slope_and_factor(y, p, w, rescue=rescue, from_logits=from_logits, xp=xp, prob=prob)
         return fast.add_scaled_temporary(grad, slope, rescue_scale * factor, xp)

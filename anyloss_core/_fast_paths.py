@@ -101,6 +101,12 @@ class FastPaths:
         """``sum(a * b)`` of two 1-D arrays, as a 0-d array (XLA fuses it into one pass, NumPy sums pairwise)."""
         return xp.sum(a * b)
 
+    def sample_count(self, x: Array, xp: Namespace) -> Array:
+        """The number of elements of 1-D ``x`` as a 0-d array of its dtype, for a length unknown until run time
+        (a batch axis traced as ``None``).  By default a sum of ones, which outside XLA's fusion is an n-element
+        temporary; a framework that can read the size at run time does without it."""
+        return xp.sum(xp.ones_like(x))
+
     def floats(self, values: Sequence[Array | float], xp: Namespace) -> list[float]:
         """``values`` (0-d arrays or Python numbers) as Python floats: ``float`` of each (a fast path on an
         accelerator reads them in one copy, one wait for the device instead of one per value)."""

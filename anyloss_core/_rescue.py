@@ -119,9 +119,11 @@ def _slope_and_factor(y: Array, z: Array, w: Array | None, *, rescue: float, fro
     factor = _unweighted_scale(rescue, z) if w is None and total is None else None
     if factor is not None:
         return slope, factor  # a Python scale: no reduction, no extra array
-    w = xp.ones_like(z) if w is None else w
-    total = xp.sum(w) if total is None else total
-    slope = fast.multiply_temporary(slope, w, xp)
+    if w is None:  # n unknown until run time (a traced batch axis), or a total given: no array of ones
+        total = fast.sample_count(z, xp) if total is None else total
+    else:
+        total = xp.sum(w) if total is None else total
+        slope = fast.multiply_temporary(slope, w, xp)
     return fast.multiply_temporary(slope, rescue / xp.where(total > 0, total, xp.ones_like(total)), xp), 1.0
 
 

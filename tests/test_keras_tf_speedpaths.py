@@ -143,11 +143,13 @@ def _peak_extra(fn, n):
     return min(peaks) / (4 * n)
 
 
-@pytest.mark.parametrize(("mode", "bound"), [("eager", 3.5), ("tf.function", 4.0)])
+@pytest.mark.parametrize(("mode", "bound"), [("eager", 3.5), ("tf.function", 4.0), ("fit's tf.function", 3.5)])
 def test_step_memory_is_within_the_bound(mode, bound):
     # The gradient (1x) plus what the step holds.  Eagerly the counts are a tf.function (anyloss_keras._tensorflow
     # ._eager_counts) whose gradient recomputes sigma(z) and A: 3.0x, where the eager ops held sigma(z), A, the
-    # gradient and two temporaries (5.0x).  In a graph sigma(z), A and the gradient (3.0x).
+    # gradient and two temporaries (5.0x).  In a graph sigma(z), A and the gradient (3.0x).  With the batch axis
+    # traced as None (fit's step; the eager trace after a second batch size) the count n is read at run time
+    # (KerasFastPaths.sample_count): a sum of n ones took one more n-element array (4.0x).
     if _allocator_has_statistics():
         n = 1 << 20
     elif os.path.exists("/proc/self/clear_refs"):
@@ -161,7 +163,15 @@ def test_step_memory_is_within_the_bound(mode, bound):
     y = tf.constant((rng.random((n, 1)) < 0.1).astype(np.float32))
     # Eagerly without the label check, whose three boolean temporaries (0.25x each) come from glibc's heap, whose
     # pages may or may not be resident already: with it, the resident set read 2.5x-3.5x from run to run.
-    step = _step(anyloss_keras.F1Loss(from_logits=True, validate=mode != "eager"), mode)
+    loss = anyloss_keras.F1Loss(from_logits=True, validate=mode != "eager")
+    if mode == "fit's tf.function":
+        spec = tf.TensorSpec([None, 1], tf.float32)
+        step = tf.function(_step(loss, "eager"), input_signature=[spec, spec])
+    else:
+        step = _step(loss, mode)
+    if mode == "eager":  # two other batch sizes first: the eager trace is then the one of any batch size
+        for size in (100, 200):
+            step(z[:size], y[:size])
     for _ in range(2):
         step(z, y).numpy()
     assert _peak_extra(lambda: step(z, y).numpy(), n) <= bound
@@ -249,3 +259,18 @@ def test_eager_counts_trace_without_autograph_warnings():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True"]
     assert "AutoGraph" not in out.stderr, out.stderr[-2000:]
+
+
+def test_a_batch_axis_traced_as_none_is_counted_without_an_array_of_ones():
+    # fit traces its step with the batch axis None: n (the rescue slope's 1/n, TN) is then read at run time,
+    # where the Array API form sums n ones (KerasFastPaths.sample_count).  The gradient as the float64 test above.
+    loss = anyloss_keras.F1Loss(from_logits=True)
+    spec = tf.TensorSpec([None, 1], tf.float32)
+    concrete = tf.function(_step(loss, "eager"), input_signature=[spec, spec]).get_concrete_function()
+    ops = [op.type for op in concrete.graph.get_operations()]
+    for function in concrete.graph._functions.values():  # the gradient's own function graphs
+        ops += [node.op for node in function.cached_definition.node_def]
+    assert "Size" in ops
+    assert not {"OnesLike", "Fill"} & set(ops)
+    assert FAST.sample_count(tf.zeros((7,), tf.float16), kxp).dtype == tf.float16
+    assert float(FAST.sample_count(tf.zeros((7,), tf.float16), kxp)) == 7.0
