@@ -241,23 +241,29 @@ def test_step_gradient_equals_the_float64_pullback(mode):
     np.testing.assert_allclose(grad, ref, rtol=2e-4, atol=2e-5 * np.max(np.abs(ref)))
 
 
-def test_eager_counts_trace_without_autograph_warnings():
-    # The traced counts are the core's straight-line array code: AutoGraph has nothing to convert there, and
-    # converting it printed a warning to every user (and took about 2 s of the first call).
+def test_eager_calls_and_a_users_tf_function_trace_without_autograph_warnings(tmp_path):
+    # The core is straight-line array code: AutoGraph has nothing to convert there.  Converting the eager calls'
+    # traced counts printed a warning to every user (and took about 2 s of the first call); a user's own
+    # tf.function converted the whole loss, and warned about _binary_counts.
     import subprocess
     import sys
 
     code = ("import numpy as np, tensorflow as tf, anyloss_keras\n"
             "z = tf.constant(np.linspace(-1, 1, 64, dtype='float32')[:, None])\n"
             "y = tf.constant((np.arange(64) % 3 == 0).astype('float32')[:, None])\n"
-            "with tf.GradientTape() as tape:\n"
-            "    tape.watch(z)\n"
-            "    value = anyloss_keras.F1Loss(from_logits=True)(y, z)\n"
-            "print(float(tf.reduce_sum(tape.gradient(value, z) ** 2)) > 0)\n")
+            "loss = anyloss_keras.F1Loss(from_logits=True)\n"
+            "def step(z, y):\n"
+            "    with tf.GradientTape() as tape:\n"
+            "        tape.watch(z)\n"
+            "        value = loss(y, z)\n"
+            "    return tf.reduce_sum(tape.gradient(value, z) ** 2)\n"
+            "print(float(step(z, y)) > 0, float(tf.function(step)(z, y)) > 0)\n")
+    script = tmp_path / "step.py"  # a file: AutoGraph converts only functions whose source it can read
+    script.write_text(code)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True"]
+    assert out.stdout.split() == ["True", "True"]
     assert "AutoGraph" not in out.stderr, out.stderr[-2000:]
 
 

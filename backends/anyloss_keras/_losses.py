@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
@@ -152,6 +153,11 @@ class AnyLoss(LossConfigAttributes, keras.losses.Loss):
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Keras's Loss.__call__ multiplies per-sample losses by the weights and then
         # reduces; a confusion-matrix loss must instead weight the counts.
+        if keras.backend.backend() == "tensorflow":
+            return _unconverted(AnyLoss._weighted_call)(self, y_true, y_pred, sample_weight)
+        return self._weighted_call(y_true, y_pred, sample_weight)
+
+    def _weighted_call(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true)
@@ -238,6 +244,20 @@ class AnyLoss(LossConfigAttributes, keras.losses.Loss):
         config.update(self.config.to_dict())
         config["distributed"] = self.distributed
         return config
+
+
+@functools.cache
+def _unconverted(method: Any) -> Any:
+    """``method`` marked for AutoGraph as not to convert.
+
+    A user's ``tf.function`` converts the Python functions it calls, and so everything below the loss: the core
+    is straight-line array code with no control flow on tensors to convert, and converting it took time and
+    warned (``_binary_counts`` declares a closure's variable with an annotation, which AutoGraph cannot make
+    ``nonlocal``).  Keras's own ``fit`` calls the loss from Keras's code, which AutoGraph never converts.
+    """
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(method)
 
 
 def _stateless_scope() -> Any:
