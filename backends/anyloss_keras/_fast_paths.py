@@ -8,9 +8,8 @@
   Keras's BCE; JAX's own adapter does the same).  The counts are the same up to the
   rounding of the sums.
 * ``sample_count``: the size of an array whose batch axis is traced as ``None`` (``fit`` on TensorFlow, an
-  eager call's trace after its second batch size), read at run time instead of a sum of n ones: the rescue
-  slope's ``1/n`` and the count TN.  Keras on TensorFlow's eager step at n = 1e7 held 4.0x the logits with
-  the sum of ones, 3.0x without.
+  eager call's trace after its second batch size), read at run time instead of summing n ones (an n-element
+  array and a pass, outside XLA): the rescue slope's ``1/n`` and the count TN.
 * ``add_scaled_temporary`` with a tensor factor (the upstream gradient of the rescue term
   inside a ``tf.custom_gradient``): cast to the term's dtype, never compared with 1.0.
 
