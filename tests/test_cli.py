@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -390,8 +391,6 @@ def test_speed_table_flags_misses_against_the_targets():
 def test_resident_peak_is_the_least_of_three_steps():
     # Steps that touch 96, 64 and 128 MiB (each above glibc's largest mmap threshold, so the resident set
     # rises by their size and falls back when they are freed): the least of the three is the 64 MiB one.
-    import os
-
     from anyloss_bench.speed import _rss_peak_extra
 
     if not os.path.exists("/proc/self/clear_refs"):

@@ -144,7 +144,7 @@ def _peak_extra(fn, n):
 
 
 @pytest.mark.parametrize(("mode", "bound"), [("eager", 3.5), ("tf.function", 4.0), ("fit's tf.function", 3.5)])
-def test_step_memory_is_within_the_bound(mode, bound):
+def test_step_memory_is_within_the_bound(mode, bound, eager_counts):
     # The gradient (1x) plus what the step holds.  Eagerly the counts are a tf.function (anyloss_keras._tensorflow
     # ._eager_counts) whose gradient recomputes sigma(z) and A: 3.0x, where the eager ops held sigma(z), A, the
     # gradient and two temporaries (5.0x).  In a graph sigma(z), A and the gradient (3.0x).  With the batch axis
@@ -184,39 +184,86 @@ def _eager_step(loss, z, y):
     return value, tape.gradient(value, z)
 
 
-def test_eager_calls_of_any_batch_size_share_two_traces():
+@pytest.fixture
+def eager_counts(monkeypatch):
+    """An empty table of the eager calls' traced counts for this test (another test's may fill the shared one)."""
+    from anyloss_keras import _tensorflow
+
+    table = {}
+    monkeypatch.setattr(_tensorflow, "_EAGER_COUNTS", table)
+    return table
+
+
+def test_eager_calls_of_any_batch_size_share_two_traces(eager_counts):
     # reduce_retracing: the first batch size is traced as it is, the second as any size, the rest reuse it (a
     # trace costs tens of milliseconds, a retrace per batch size would cost more than the step).
-    from anyloss_keras._tensorflow import _eager_counts
-
-    loss = anyloss_keras.F1Loss(from_logits=True, scale=61.0)  # a configuration no other test traces
-    before = _eager_counts().experimental_get_tracing_count()
+    loss = anyloss_keras.F1Loss(from_logits=True)
     rng = np.random.default_rng(8)
     for n in (40, 56, 72, 88, 104):
         z = tf.constant(rng.normal(size=(n, 1)).astype(np.float32))
         y = tf.constant((np.arange(n) % 3 == 0).astype(np.float32)[:, None])
         _eager_step(loss, z, y)
-    assert _eager_counts().experimental_get_tracing_count() - before == 2
+    [traced] = eager_counts.values()
+    assert traced.experimental_get_tracing_count() == 2
 
 
-def test_unhashable_approximation_is_counted_op_by_op_with_the_same_gradient():
+def _small_batch(seed=9, n=300):
+    rng = np.random.default_rng(seed)
+    return (tf.constant(rng.normal(size=(n, 1)).astype(np.float32) * 0.2),
+            tf.constant((rng.random((n, 1)) < 0.3).astype(np.float32)))
+
+
+def test_unhashable_approximation_is_counted_op_by_op_with_the_same_gradient(eager_counts):
     # A trace is keyed by its Python arguments; an approximation that does not hash cannot key one, so its
     # eager calls keep the op-by-op form (tf.function would raise TypeError).
     from anyloss_core._approximations import AnyLossApproximation
-    from anyloss_keras._tensorflow import _eager_counts
 
     class Unhashable(AnyLossApproximation):
         __hash__ = None  # type: ignore[assignment]
 
-    rng = np.random.default_rng(9)
-    z = tf.constant(rng.normal(size=(300, 1)).astype(np.float32) * 0.2)
-    y = tf.constant((rng.random((300, 1)) < 0.3).astype(np.float32))
-    before = _eager_counts().experimental_get_tracing_count()
+    z, y = _small_batch()
     value, grad = _eager_step(anyloss_keras.F1Loss(from_logits=True, approximation=Unhashable()), z, y)
-    assert _eager_counts().experimental_get_tracing_count() == before
+    assert not eager_counts
     ref_value, ref_grad = _eager_step(anyloss_keras.F1Loss(from_logits=True), z, y)
+    assert len(eager_counts) == 1
     assert float(value) == pytest.approx(float(ref_value), rel=1e-6)
     np.testing.assert_allclose(grad.numpy(), ref_grad.numpy(), rtol=1e-5, atol=1e-6 * np.max(np.abs(ref_grad)))
+
+
+def test_configurations_past_the_tables_size_count_op_by_op(eager_counts, monkeypatch):
+    # TensorFlow never frees a trace (its custom gradient stays in a global registry): a sweep over many
+    # configurations stops tracing at the table's size, with the same values and gradients.
+    from anyloss_keras import _tensorflow
+
+    monkeypatch.setattr(_tensorflow, "_EAGER_COUNTS_SIZE", 2)
+    z, y = _small_batch()
+    results = [_eager_step(anyloss_keras.F1Loss(from_logits=True, scale=scale), z, y) for scale in (30.0, 40.0, 50.0)]
+    assert len(eager_counts) == 2
+    monkeypatch.setattr(_tensorflow, "_EAGER_COUNTS_SIZE", 3)
+    value, grad = _eager_step(anyloss_keras.F1Loss(from_logits=True, scale=50.0), z, y)  # now traced
+    assert len(eager_counts) == 3
+    assert float(results[2][0]) == pytest.approx(float(value), rel=1e-6)
+    np.testing.assert_allclose(results[2][1].numpy(), grad.numpy(), rtol=1e-5, atol=1e-6 * np.max(np.abs(grad)))
+
+
+def test_many_configurations_trace_without_retracing_warnings(eager_counts):
+    # One function per configuration: a single function of every configuration retraced at each new one, and
+    # TensorFlow warned ("5 out of the last 5 calls ... triggered tf.function retracing") at the fifth.
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        z, y = _small_batch()
+        for scale in (41.0, 43.0, 47.0, 53.0, 59.0, 67.0):
+            _eager_step(anyloss_keras.F1Loss(from_logits=True, scale=scale), z, y)
+    finally:
+        logger.removeHandler(handler)
+    assert len(eager_counts) == 6
+    assert not [record for record in records if "retracing" in record.getMessage()]
 
 
 @pytest.mark.parametrize("mode", ["eager", "tf.function", "xla"])

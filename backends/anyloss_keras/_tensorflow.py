@@ -31,7 +31,6 @@ gradient here (weights are data, as in ``fit``).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import anyloss_core as al
@@ -62,11 +61,12 @@ def binary_counts(config: LossConfig, y_true: Any, y_pred: Any, sample_weight: A
     # The stuck-batch watch (eager calls); the rescue gradient itself comes from the pullback.
     prepared_for_rescue(y_true, y_pred, sample_weight, rescue=config.rescue, from_logits=config.from_logits,
                         scale=config.scale, approximation=config.approximation, xp=kxp, arrays=False)
-    if tf.executing_eagerly() and _hashable(approximation):
-        # Checked here, where the values can be read; counted in a graph (_eager_counts).
+    traced = _eager_counts(options, y_pred) if tf.executing_eagerly() else None
+    if traced is not None:
+        # Checked here, where the values can be read; counted in a graph.
         y, p, w = checked_arguments(y_true, y_pred, sample_weight, from_logits=config.from_logits,
                                     validate=config.validate, xp=kxp)
-        stacked, zero = _eager_counts()(p, y, w, **options)
+        stacked, zero = traced(p, y, w)
     else:
         stacked, zero = _counts_with_pullback(y_pred, y_true, sample_weight, validate=config.validate,
                                               recompute=False, **options)
@@ -104,29 +104,44 @@ def _counts_with_pullback(z: Any, y_true: Any, sample_weight: Any, *, validate: 
     return counts_of(z)  # type: ignore[no-any-return]
 
 
-def _hashable(approximation: Any) -> bool:
-    """Whether ``approximation`` can key a trace (a built-in one, or a user's class without a custom ``__eq__``)."""
-    try:
-        hash(approximation)
-    except TypeError:
-        return False
-    return True
+#: The eager calls' counts as ``tf.function``s, by configuration and device (:func:`_eager_counts`).
+_EAGER_COUNTS: dict[tuple[Any, ...], Any] = {}
+#: Configurations traced at most; later ones count op by op.  TensorFlow keeps every trace's custom gradient in a
+#: global registry, so a trace dropped from this table would not be freed: a loop making losses of new
+#: configurations (a sweep of ``scale``, a new approximation object each time) must not trace each one.
+_EAGER_COUNTS_SIZE = 32
 
 
-@functools.cache
-def _eager_counts() -> Any:
-    """The counts of flat, checked ``(p, y, w)`` as one ``tf.function`` (its options are Python arguments: one
-    trace per loss configuration and dtype, every batch size in one trace after the second).
+def _eager_counts(options: dict[str, Any], y_pred: Any) -> Any:
+    """The counts of flat, checked ``(p, y, w)`` for eager calls of these ``options`` on ``y_pred``'s device, as
+    one ``tf.function``; ``None`` where the options cannot key one (an approximation that does not hash: one that
+    defines ``__eq__`` without ``__hash__``) or the table is full.
 
     Eagerly, each TensorFlow op is a dispatch of its own and allocates its result, and the tape holds what the
     gradient uses until the step's backward pass.  In a graph the ops run without Python, and an op may write
     into an input that nothing else reads; the gradient recomputes sigma(z) and A from the graph's own inputs
     (``recompute``), so the forward pass keeps no n-element array for it.  ``F1Loss(from_logits=True)``'s eager
-    step at n = 1e7 then peaks at 3.0x the logits' bytes instead of 5.0x (docs/performance.md, eleventh round).
+    step at n = 1e7 with float labels then peaks at 3.0x the logits' bytes instead of 5.0x (int or bool labels:
+    4.0x instead of 6.0x, their cast copy; docs/performance.md, eleventh round).
+
+    One function per configuration and device, each traced for its dtypes and weighting, and for every batch
+    size after the second (``reduce_retracing``): one function for all would retrace at each new configuration
+    or device, and TensorFlow warns about a function that retraces at every call.
     """
+    key = (*options.values(), getattr(y_pred, "device", None))
+    try:
+        traced = _EAGER_COUNTS.get(key)
+    except TypeError:  # an approximation that does not hash
+        return None
+    if traced is None and len(_EAGER_COUNTS) < _EAGER_COUNTS_SIZE:
+        traced = _EAGER_COUNTS[key] = _traced_counts(options)
+    return traced
+
+
+def _traced_counts(options: dict[str, Any]) -> Any:
     import tensorflow as tf
 
-    def counts(p: Any, y: Any, w: Any, **options: Any) -> tuple[Any, Any]:
+    def counts(p: Any, y: Any, w: Any) -> tuple[Any, Any]:
         return _counts_with_pullback(p, y, w, validate=False, recompute=True, **options)
 
     # autograph=False: the core is straight-line array code (it is traced by jax.jit too), with no control flow
