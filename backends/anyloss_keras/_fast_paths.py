@@ -7,14 +7,14 @@
   ``1 - y`` and ``1 - yh`` (Keras on TensorFlow under XLA at n = 1e6: 3.55x -> 2.68x
   Keras's BCE; JAX's own adapter does the same).  The counts are the same up to the
   rounding of the sums.
-* ``sample_count``: the size of an array whose batch axis is traced as ``None`` (``fit`` on TensorFlow, an
-  eager call's trace after its second batch size), read at run time instead of summing n ones (an n-element
-  array and a pass, outside XLA): the rescue slope's ``1/n`` and the count TN.
 * ``add_scaled_temporary`` with a tensor factor (the upstream gradient of the rescue term
   inside a ``tf.custom_gradient``): cast to the term's dtype, never compared with 1.0.
 
 On the TensorFlow backend only (the JAX and torch backends keep the Array API forms):
 
+* ``sample_count``: the size of an array whose batch axis is traced as ``None`` (``fit``, an eager call's
+  trace after its second batch size), read at run time instead of summing n ones (an n-element array and a
+  pass, outside XLA): the rescue slope's ``1/n`` and the count TN.
 * ``sigmoid_of_temporary``: ``tf.math.sigmoid``.  Keras's TensorFlow ``ops.sigmoid`` keeps
   its argument on its output (``_keras_logits``, for its own cross-entropy), so the saved
   ``A = sigmoid(L (p - 1/2))`` kept the n-element ``L (p - 1/2)`` alive with it.
@@ -56,7 +56,9 @@ class KerasFastPaths(FastPaths):
         return x + term * ops.cast(factor, term.dtype)  # a symbolic factor cannot be compared with 1.0
 
     def sample_count(self, x: Any, xp: Any) -> Any:
-        return ops.cast(ops.size(x), x.dtype)  # read at run time: no n-element ones to sum
+        if _on_tensorflow():  # read at run time: no n-element ones to sum (torch.compile cannot trace ops.size)
+            return ops.cast(ops.size(x), x.dtype)
+        return super().sample_count(x, xp)
 
     def sigmoid_of_temporary(self, x: Any, xp: Any) -> Any:
         if _on_tensorflow():

@@ -154,7 +154,7 @@ class AnyLoss(LossConfigAttributes, keras.losses.Loss):
         # Keras's Loss.__call__ multiplies per-sample losses by the weights and then
         # reduces; a confusion-matrix loss must instead weight the counts.
         if keras.backend.backend() == "tensorflow":
-            return _unconverted(AnyLoss._weighted_call)(self, y_true, y_pred, sample_weight)
+            return _unconverted(type(self)._weighted_call)(self, y_true, y_pred, sample_weight)
         return self._weighted_call(y_true, y_pred, sample_weight)
 
     def _weighted_call(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:

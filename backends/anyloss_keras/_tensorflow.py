@@ -31,6 +31,7 @@ gradient here (weights are data, as in ``fit``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import anyloss_core as al
@@ -125,8 +126,10 @@ def _eager_counts(options: dict[str, Any], y_pred: Any) -> Any:
     4.0x instead of 6.0x, their cast copy; docs/performance.md, eleventh round).
 
     One function per configuration and device, each traced for its dtypes and weighting, and for every batch
-    size after the second (``reduce_retracing``): one function for all would retrace at each new configuration
-    or device, and TensorFlow warns about a function that retraces at every call.
+    size after the second (``reduce_retracing``): one function for all would retrace at each new configuration,
+    and TensorFlow warns about a function that retraces at every call.  The device is ``y_pred``'s: under a
+    distribution strategy each replica's, whose device scope TensorFlow would otherwise trace again in the same
+    function (outside one, a ``y_pred`` placed elsewhere than the current scope only adds an entry).
     """
     key = (*options.values(), getattr(y_pred, "device", None))
     try:
@@ -138,12 +141,16 @@ def _eager_counts(options: dict[str, Any], y_pred: Any) -> Any:
     return traced
 
 
+def _counts_of_checked(p: Any, y: Any, w: Any, *, options: dict[str, Any]) -> tuple[Any, Any]:
+    return _counts_with_pullback(p, y, w, validate=False, recompute=True, **options)
+
+
 def _traced_counts(options: dict[str, Any]) -> Any:
     import tensorflow as tf
 
-    def counts(p: Any, y: Any, w: Any) -> tuple[Any, Any]:
-        return _counts_with_pullback(p, y, w, validate=False, recompute=True, **options)
-
+    # A partial, not a closure: TensorFlow counts retraces by the traced function's code object, which every
+    # closure made here would share (it warned at the fifth configuration, as one function for all did).
     # autograph=False: the core is straight-line array code (it is traced by jax.jit too), with no control flow
     # on tensors for AutoGraph to convert; converting it costs time and warns about what it cannot convert.
-    return tf.function(counts, reduce_retracing=True, autograph=False)
+    return tf.function(functools.partial(_counts_of_checked, options=options), reduce_retracing=True,
+                       autograph=False)
