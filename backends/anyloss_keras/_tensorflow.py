@@ -142,6 +142,7 @@ def _eager_counts(options: dict[str, Any], y_pred: Any) -> Any:
 
 
 def _counts_of_checked(p: Any, y: Any, w: Any, *, options: dict[str, Any]) -> tuple[Any, Any]:
+    """:func:`_counts_with_pullback` of arrays checked already, its gradient recomputing sigma(z) and A."""
     return _counts_with_pullback(p, y, w, validate=False, recompute=True, **options)
 
 
