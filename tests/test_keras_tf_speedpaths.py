@@ -120,26 +120,19 @@ def _allocator_has_statistics():
     return True
 
 
-def _resident_kb(field):
-    with open("/proc/self/status") as handle:
-        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":"))
-
-
 def _peak_extra(fn, n):
     """The least over three runs of the step's peak above its start, in logits' bytes (4 n): TensorFlow's
-    allocator's count where it keeps one, else the resident set's (VmHWM, reset before each run)."""
+    allocator's count where it keeps one, else the resident set's (``anyloss speed``'s own reading)."""
+    if not _allocator_has_statistics():
+        from anyloss_bench.speed import _rss_peak_extra
+
+        return _rss_peak_extra(fn, runs=3) / (4 * n)
     peaks = []
     for _ in range(3):
-        if _allocator_has_statistics():
-            before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-            fn()
-            peaks.append(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
-        else:
-            with open("/proc/self/clear_refs", "w") as handle:
-                handle.write("5")  # VmHWM := VmRSS
-            before = _resident_kb("VmRSS")
-            fn()
-            peaks.append((_resident_kb("VmHWM") - before) * 1024)
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        fn()
+        peaks.append(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
     return min(peaks) / (4 * n)
 
 
