@@ -265,23 +265,99 @@ def test_torch_compile_compiles_once_for_repeated_calls(kwargs):
     assert torch.isfinite(x.grad).all()
 
 
-@pytest.mark.parametrize("forced", [None, "analytic"])
-def test_a_second_derivative_of_the_closed_form_backward_is_an_error(monkeypatch, forced):
-    # The one-node and analytic-counts backwards have no derivative of their own: with create_graph=True the
-    # first derivative is computed, and differentiating it again raises instead of giving a silent zero.
+def _mlp_loss(rescue, dtype=torch.float64):
+    """A loss of the first layer's weights through a tanh layer (what a meta-gradient or a Hessian-vector
+    product of a model differentiates): the model's own curvature and the loss's both count."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=gen, dtype=dtype)
+    y = (torch.rand(64, generator=gen) < 0.3).to(dtype)
+    w2 = torch.randn(4, generator=gen, dtype=dtype) * 0.05  # logits near 0: the loss's curvature is large
+    loss_fn = anyloss_torch.F1Loss(rescue=rescue)
+    return lambda w1: loss_fn(torch.tanh(x @ w1) @ w2, y)
+
+
+def _hessian_vector(loss_of, w, v):
+    w = w.detach().requires_grad_()
+    (grad,) = torch.autograd.grad(loss_of(w), w, create_graph=True)
+    assert grad.requires_grad
+    (hv,) = torch.autograd.grad((grad * v).sum(), w)
+    return grad.detach(), hv
+
+
+def _first_derivative(loss_of, w):
+    w = w.detach().requires_grad_()
+    return torch.autograd.grad(loss_of(w), w)[0]
+
+
+def test_second_derivatives_of_the_one_node_loss_are_the_losses_own():
+    # create_graph=True: the one-node loss differentiates its plain composition, so a Hessian-vector product
+    # through a model equals central differences of the (closed-form, float64) first derivative.
     import anyloss_torch._autograd as autograd
 
-    if forced:
+    loss_of = _mlp_loss(rescue=0.0)
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    v = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    assert autograd.choose_path(torch.zeros(2, requires_grad=True), None, "anyloss") is autograd.Path.ONE_NODE
+    grad, hv = _hessian_vector(loss_of, w, v)
+    torch.testing.assert_close(grad, _first_derivative(loss_of, w), rtol=1e-12, atol=1e-15)
+    eps = 1e-6
+    reference = (_first_derivative(loss_of, w + eps * v) - _first_derivative(loss_of, w - eps * v)) / (2 * eps)
+    torch.testing.assert_close(hv, reference, rtol=1e-6, atol=1e-6 * float(reference.abs().max()))
+    z = torch.randn(32, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = (torch.arange(32) % 3 == 0).to(torch.float64)
+    assert torch.autograd.gradgradcheck(lambda z: anyloss_torch.F1Loss(rescue=0.0)(z, y), (z,))
+
+
+def test_the_rescue_adds_no_curvature_to_the_one_node_loss(monkeypatch):
+    # As in plain autodiff (anyloss_core._rescue: sg[slope] * (z - sg[z])) and JAX: with the rescue the second
+    # derivative is the plain composition's, which differs from the rescue-free one by the model's curvature
+    # times the rescue slope only.
+    import anyloss_torch._autograd as autograd
+
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    v = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    _, one_node = _hessian_vector(_mlp_loss(rescue=0.1), w, v)
+    _, without_rescue = _hessian_vector(_mlp_loss(rescue=0.0), w, v)
+    monkeypatch.setattr(autograd, "choose_path", lambda *a, **k: autograd.Path.AUTODIFF)
+    _, plain = _hessian_vector(_mlp_loss(rescue=0.1), w, v)
+    torch.testing.assert_close(one_node, plain, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(one_node, without_rescue, rtol=1e-3)  # the rescue's first-order part did count
+
+
+@pytest.mark.parametrize("case", ["analytic f1", "analytic accuracy", "running", "multiclass"])
+def test_a_second_derivative_of_a_closed_form_backward_without_one_is_an_error(monkeypatch, case):
+    # The analytic counts and the running loss's node have no derivative of their own: with create_graph=True
+    # the first derivative is computed, and differentiating it again raises -- also where the upstream gradient
+    # is a constant (accuracy is linear in the counts; the running loss is one node), which
+    # once_differentiable alone would let through as a silent zero curvature.
+    import anyloss_torch._autograd as autograd
+    from anyloss_torch._multiclass import EAGER_MIN_ELEMENTS
+
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(3, 4, generator=gen, requires_grad=True)
+    n = 16
+    y = torch.tensor([0.0, 1.0] * (n // 2))
+    if case.startswith("analytic"):
         monkeypatch.setattr(autograd, "choose_path", lambda *a, **k: autograd.Path.ANALYTIC)
-    x = torch.randn(16, requires_grad=True)
-    y = torch.tensor([0.0, 1.0] * 8)
-    (grad,) = torch.autograd.grad(anyloss_torch.F1Loss()(x, y), x, create_graph=True)
-    first = torch.autograd.grad(anyloss_torch.F1Loss()(x, y), x)[0]
-    torch.testing.assert_close(grad.detach(), first, rtol=0, atol=0)
-    if not forced:  # the one-node path: the upstream gradient needs none, so the first derivative is a constant
-        assert not grad.requires_grad
-        return
-    with pytest.raises(RuntimeError, match="once_differentiable"):  # through the metric's autograd: DelayedError
+        loss_fn = anyloss_torch.AnyLoss(metric=case.split()[1])
+    elif case == "running":
+        loss_fn = anyloss_torch.F1Loss(momentum=0.5)
+    else:  # the per-class counts' closed form, used from this many logits
+        n = EAGER_MIN_ELEMENTS // 4 + 8
+        y = torch.randint(0, 4, (n,), generator=gen)
+        loss_fn = anyloss_torch.AnyLoss(metric="accuracy", task="multiclass", num_classes=4)
+    x = torch.randn(n, 3, generator=gen)
+
+    def model(w):
+        out = torch.tanh(x @ w)
+        return out if case == "multiclass" else out.sum(1)
+
+    (grad,) = torch.autograd.grad(loss_fn(model(w), y), w, create_graph=True)
+    if case != "running":  # (a running loss's second call sees other counts)
+        torch.testing.assert_close(grad.detach(), torch.autograd.grad(loss_fn(model(w), y), w)[0], rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="no derivative of its own.*torch.func"):
         grad.sum().backward()
 
 

@@ -68,6 +68,7 @@ from anyloss_core.adapters import prepared_for_rescue, rescue_term
 
 from . import _fast_paths  # also registers torch's fast paths with the core
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
+from ._first_order import first_order
 from ._multiclass import class_counts
 from ._scalar_grad import UNSUPPORTED, evaluate
 
@@ -75,20 +76,16 @@ __all__ = ["Path", "choose_path", "counts_and_term", "global_counts", "rescue_lo
            "saving_checkpoint", "soft_counts", "soft_loss"]
 
 
-def _first_order(backward: Any) -> Any:
-    """``backward`` of a closed form with no derivative of its own: as it is when the backward pass records no
-    graph (the usual case), through ``once_differentiable`` when it does (``create_graph=True``), so that a
-    second derivative is an error rather than a silent zero.  (The wrapper enters a no-grad context at every
-    call, which the usual backward, run with grad mode off already, does not need.)"""
-    guarded = torch.autograd.function.once_differentiable(backward)
-
-    @functools.wraps(backward)
-    def dispatch(ctx: Any, *grads: Any) -> Any:
-        if torch.is_grad_enabled():
-            return guarded(ctx, *grads)
-        return backward(ctx, *grads)
-
-    return dispatch
+def _differentiable_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+    """The one-node loss's gradient for a backward pass that records a graph (``create_graph=True``): the
+    plain composition recomputed from the saved input and differentiated by autograd, so that a second
+    derivative (a Hessian-vector product, a meta-gradient through an inner step) is the loss's own.  As
+    everywhere the rescue term adds gradient but no curvature (``anyloss_core._rescue``)."""
+    (input,) = ctx.saved_tensors
+    fn, args = ctx.recompute
+    with torch.enable_grad():
+        (grad_input,) = torch.autograd.grad(fn(input, *args), input, grad, create_graph=True)
+    return grad_input, None, None, None, None
 
 
 class _SoftCounts(torch.autograd.Function):
@@ -104,7 +101,7 @@ class _SoftCounts(torch.autograd.Function):
         return torch.stack(parts)
 
     @staticmethod
-    @_first_order
+    @first_order
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
         parts = grad.unbind(0)
         if ctx.rescue:  # the rescue term's gradient, a 0-d tensor: no host read
@@ -119,14 +116,17 @@ class _LossFromCounts(torch.autograd.Function):
     ``grad`` times the rescue gradient of :mod:`anyloss_core._rescue` when the counts were made with ``rescue``."""
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, loss: torch.Tensor, metric_grad: al.Confusion, pullback: Any) -> Any:
-        ctx.pullback, ctx.metric_grad = pullback, metric_grad
+    def forward(ctx: Any, input: torch.Tensor, loss: torch.Tensor, metric_grad: al.Confusion, pullback: Any,
+                recompute: tuple[Any, tuple[Any, ...]] | None) -> Any:
+        ctx.pullback, ctx.metric_grad, ctx.recompute = pullback, metric_grad, recompute
         ctx.input_shape, ctx.input_dtype = input.shape, input.dtype
+        if recompute is not None:  # a reference, for a backward that records a graph (_differentiable_backward)
+            ctx.save_for_backward(input)
         return loss
 
     @staticmethod
-    @_first_order
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
+    @functools.partial(first_order, differentiable=_differentiable_backward)
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None, None]:
         tn, fn, fp, tp = ctx.metric_grad
         if _fast_paths.reads_are_free(grad):
             upstream = float(grad)
@@ -138,7 +138,7 @@ class _LossFromCounts(torch.autograd.Function):
             grad_input = grad_input.reshape(ctx.input_shape)
         if grad_input.dtype != ctx.input_dtype:
             grad_input = grad_input.to(ctx.input_dtype)
-        return grad_input, None, None, None
+        return grad_input, None, None, None, None
 
 
 class Path(enum.Enum):
@@ -509,7 +509,15 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
                                                        counts_as_floats=True, **options)
     # The counts' dtype, which the loss has: at least float32 (anyloss_core's compute dtype).
     dtype = input.dtype if input.dtype in _COMPUTE_DTYPES else torch.promote_types(input.dtype, torch.float32)
-    return _loss_node(input, metric_fn, counts, pullback, dtype)
+    return _loss_node(input, metric_fn, counts, pullback, dtype,
+                      recompute=(_plain_loss, (target, weight, metric_fn, options, rescue)))
+
+
+def _plain_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any, options: dict[str, Any],
+                rescue: float) -> torch.Tensor:
+    """:func:`_one_node_loss`'s loss as the plain composition (autograd of the core's counts, the metric and the
+    rescue term), for a backward pass that records a graph."""
+    return soft_loss(input, target, weight, metric_fn, rescue=rescue, path=Path.AUTODIFF, **options)
 
 
 #: Input dtypes that are their own compute dtype (no promotion to look up).
@@ -548,10 +556,12 @@ def _remember_declined(metric_fn: Any) -> None:
 
 
 def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullback: Any,
-               dtype: torch.dtype) -> torch.Tensor | None:
+               dtype: torch.dtype, recompute: tuple[Any, tuple[Any, ...]] | None = None) -> torch.Tensor | None:
     """``1 - metric(values)`` as one :class:`_LossFromCounts` node of ``input``: the metric's value and gradient at
     the float counts ``values``, ``pullback`` for the rest of the chain; ``None`` when the float evaluator
-    declines the metric."""
+    declines the metric.  ``recompute = (fn, args)``: ``fn(input, *args)`` is the same loss as a plain
+    composition, which a backward pass that records a graph differentiates (:func:`_differentiable_backward`);
+    without it such a backward's gradient raises when differentiated again."""
     result = evaluate(metric_fn, values)
     if isinstance(result, str):
         if result is UNSUPPORTED:  # at any counts; a value problem may pass at the next batch's
@@ -559,5 +569,5 @@ def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullba
         return None
     value, metric_grad = result
     loss = torch.scalar_tensor(1.0 - value, dtype=dtype, device=input.device)
-    out: torch.Tensor = _LossFromCounts.apply(input, loss, metric_grad, pullback)
+    out: torch.Tensor = _LossFromCounts.apply(input, loss, metric_grad, pullback, recompute)
     return out

@@ -36,6 +36,8 @@ import torch
 import anyloss_core as al
 from anyloss_core.adapters import ClassPullback, soft_class_confusion_with_pullback
 
+from ._first_order import first_order
+
 __all__ = ["EAGER_MIN_ELEMENTS", "class_counts"]
 
 #: Eager: below this many logits the plain composition is faster (the Function's fixed cost, about 0.17 ms on
@@ -63,7 +65,7 @@ class _ClassCounts(torch.autograd.Function):
         return torch.stack(tuple(counts))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
         prob, target, weight = ctx.saved_tensors
         grad_input = ClassPullback(prob, target, weight, xp)(al.Confusion(*grad.unbind(0)))
