@@ -190,3 +190,23 @@ def reference_metric(name: str, tn: float, fn: float, fp: float, tp: float, beta
 
 def reference_loss(case: Case) -> float:
     return 1.0 - reference_metric(case.metric, *reference_counts(case), **case.kwargs)
+
+
+def reference_f1_value_and_grad(y: np.ndarray, z: np.ndarray, w: np.ndarray | None, *, from_logits: bool,
+                                rescue: float, scale: float = 73.0) -> tuple[float, np.ndarray]:
+    """The F1 loss and its gradient in float64: the paper's counts (eq. 6-9) with the anyloss approximation,
+    plus the rescue slope (``anyloss_core._rescue``: BCE's slope on the misclassified samples, over the total
+    weight)."""
+    y, z = np.asarray(y, np.float64).ravel(), np.asarray(z, np.float64).ravel()
+    w = np.ones_like(y) if w is None else np.asarray(w, np.float64).ravel()
+    p = _logistic(z) if from_logits else z
+    a = _logistic(scale * (p - 0.5))
+    tp, fp, fn = np.sum(w * y * a), np.sum(w * (1 - y) * a), np.sum(w * y * (1 - a))
+    d = 2 * tp + fp + fn
+    d_tp, d_fp = 2 * (d - 2 * tp) / d**2, -2 * tp / d**2  # dF1/dTP, dF1/dFP = dF1/dFN
+    d_a = -w * (y * d_tp + (1 - y) * d_fp - y * d_fp)  # d loss / dA_i
+    grad = d_a * scale * a * (1 - a) * (p * (1 - p) if from_logits else 1.0)
+    bce_slope = (p - y) if from_logits else (p - y) / np.maximum(p * (1 - p), 1e-3)
+    wrong = np.abs(p - y) > 0.5
+    grad = grad + rescue * np.where(wrong, bce_slope, 0.0) * w / np.sum(w)
+    return float(1.0 - 2 * tp / d), grad

@@ -24,8 +24,19 @@ eager calls, the counts as one ``tf.function`` whose gradient recomputes sigma(z
 (:func:`_eager_counts`; it also made the eager step at 1e5 1.5x -> 1.1-1.4x BCE and one call at
 n = 32 1.9x -> 1.6x); under XLA 3.0x (the saved sigma(z) and A and the gradient).
 
+Second derivatives (nested ``GradientTape``s: Hessian-vector products, ``tape.jacobian`` of the gradient,
+MAML-style meta-gradients; eagerly, in a ``tf.function`` and under XLA): the counts' gradient is itself a
+``tf.custom_gradient`` of ``(g_counts, g_rescue, z)``, its forward the pullback above (of ``sg[z]``: unchanged,
+one more identity in a graph), its own gradient, called only when something differentiates the gradient,
+the pullback recomputed from ``z`` under a tape.  That pullback is without rescue: as in autodiff of the
+composition and on JAX, the rescue term ``sg[rescue g] (z - sg[z])`` adds gradient but no curvature (the
+gradient's derivative in ``g_rescue`` is the rescue slope).  Forward mode (a ``tf.autodiff.ForwardAccumulator``
+carrying a tangent of the logits) takes autodiff of the composition instead: in a graph the accumulator takes
+the JVP of the identities ``tf.custom_gradient`` puts around its results (zero, from ``sg[z]``), not the
+transposed gradient, and eagerly a ``GradientTape`` inside that transposition records nothing.
+
 Not used (plain autodiff instead) for: multi-class / multi-label tasks, running counts
-(``momentum``) and an approximation without a ``derivative``.  ``sample_weight`` gets no
+(``momentum``), an approximation without a ``derivative`` and forward mode.  ``sample_weight`` gets no
 gradient here (weights are data, as in ``fit``).
 """
 
@@ -55,7 +66,7 @@ def binary_counts(config: LossConfig, y_true: Any, y_pred: Any, sample_weight: A
     import tensorflow as tf  # imported here: this module is imported (by doctest collection) on every backend
 
     approximation = get_approximation(config.approximation)
-    if getattr(approximation, "derivative", None) is None:
+    if getattr(approximation, "derivative", None) is None or _has_tangent(y_pred):
         return None
     options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": approximation,
                "rescue": config.rescue}
@@ -74,6 +85,28 @@ def binary_counts(config: LossConfig, y_true: Any, y_pred: Any, sample_weight: A
     return al.Confusion(*tf.unstack(stacked, 4)), zero
 
 
+def _has_tangent(x: Any) -> bool:
+    """Whether a ``tf.autodiff.ForwardAccumulator`` carries a tangent of ``x``: forward mode, which a custom gradient
+    does not give here.  In a graph the accumulator takes the JVP of the identities ``tf.custom_gradient`` puts
+    around its results (the forward ops' JVP: zero from ``sg[z]``), not the gradient's transpose; eagerly it
+    transposes the gradient, but a ``GradientTape`` inside it (the second derivative's) records nothing."""
+    import tensorflow as tf
+
+    global _pack_tangents
+    if _pack_tangents is None:
+        try:
+            from tensorflow.python.eager.forwardprop_util import pack_tangents
+        except ImportError:  # moved in a later TensorFlow: no way to tell, the custom gradient as before
+            pack_tangents = False
+        _pack_tangents = pack_tangents
+    return bool(_pack_tangents and tf.is_tensor(x) and _pack_tangents([x]).tangents)
+
+
+#: ``tensorflow.python.eager.forwardprop_util.pack_tangents`` (TensorFlow has no public form), ``False`` where
+#: it is missing; looked up at the first call.
+_pack_tangents: Any = None
+
+
 def _counts_with_pullback(z: Any, y_true: Any, sample_weight: Any, *, validate: bool, recompute: bool,
                           rescue: float, **options: Any) -> tuple[Any, Any]:
     """The four counts stacked and a 0-d zero, as a ``tf.custom_gradient`` of ``z`` whose gradient is the core's
@@ -89,6 +122,19 @@ def _counts_with_pullback(z: Any, y_true: Any, sample_weight: Any, *, validate: 
         return soft_confusion_with_pullback(y_true, tf.stop_gradient(z), sample_weight=sample_weight,  # type: ignore[return-value]
                                             rescue=rescue, validate=validate, xp=kxp, **options)
 
+    def curvature(g_counts: Any, z: Any, y_true: Any, sample_weight: Any, upstream: Any) -> tuple[Any, Any]:
+        # The pullback again, this time from z itself and recorded, without the rescue slope: the rescue term adds
+        # gradient but no curvature (sg[rescue * g] (z - sg[z]), as autodiff of the composition and JAX have it).
+        with tf.GradientTape() as tape:
+            tape.watch([g_counts, z])
+            pull = soft_confusion_with_pullback(y_true, z, sample_weight=sample_weight, rescue=0.0, validate=False,
+                                                xp=kxp, **options)[1]  # type: ignore[index]
+            grad_z = pull(al.Confusion(*tf.unstack(g_counts, 4)))
+            grad_z = tf.cast(tf.reshape(grad_z, tf.shape(z)), z.dtype)
+        d_counts, d_z = tape.gradient(grad_z, [g_counts, z], output_gradients=upstream,
+                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return d_counts, d_z
+
     @tf.custom_gradient
     def counts_of(z: Any) -> Any:
         counts, pullback = pullback_of(z)
@@ -96,9 +142,36 @@ def _counts_with_pullback(z: Any, y_true: Any, sample_weight: Any, *, validate: 
         def grad(g_counts: Any, g_rescue: Any) -> Any:
             # Recomputed, the sums the pullback does not use are pruned from the gradient's graph.
             pull = pullback_of(z)[1] if recompute else pullback
-            g = al.Confusion(*tf.unstack(g_counts, 4))
-            grad_z = pull(g, rescue_scale=g_rescue) if rescue else pull(g)
-            return tf.cast(tf.reshape(grad_z, tf.shape(z)), z.dtype)
+
+            # The gradient is itself a custom gradient of (g_counts, g_rescue, z), for an outer tape: the pullback
+            # above is of sg[z], invisible to it.  Its own gradient is called only when something differentiates the
+            # gradient; otherwise it adds an identity to a graph.
+            @tf.custom_gradient
+            def gradient_of(g_counts: Any, g_rescue: Any, z: Any) -> Any:
+                g = al.Confusion(*tf.unstack(g_counts, 4))
+                grad_z = pull(g, rescue_scale=g_rescue) if rescue else pull(g)
+                # The tensors the second derivative reads, as this graph's own: where the gradient is a function
+                # of its own (the eager calls' traced counts), the forward function's tensors are out of its scope.
+                # Nothing else reads them: a graph prunes them.
+                here = [t if tf.executing_eagerly() or not tf.is_tensor(t) else tf.identity(t)
+                        for t in (z, y_true, sample_weight)]
+
+                def second(upstream: Any) -> tuple[Any, Any, Any]:
+                    d_counts, d_z = curvature(g_counts, *here, upstream)
+                    if not rescue:
+                        return d_counts, tf.zeros_like(g_rescue), d_z
+                    # The gradient is linear in g_rescue, of slope the rescue slope: the pullback of zero counts.
+                    z_here, y_here, w_here = here
+                    slope_of = soft_confusion_with_pullback(y_here, tf.stop_gradient(z_here), sample_weight=w_here,
+                                                            rescue=rescue, validate=False, xp=kxp, **options)[1]
+                    zeros = al.Confusion(*tf.unstack(tf.zeros_like(g_counts), 4))
+                    slope = tf.reshape(slope_of(zeros, rescue_scale=tf.ones_like(g_rescue)), [-1])
+                    d_rescue = tf.reduce_sum(tf.reshape(tf.cast(upstream, slope.dtype), [-1]) * slope)
+                    return d_counts, tf.cast(d_rescue, g_rescue.dtype), d_z
+
+                return tf.cast(tf.reshape(grad_z, tf.shape(z)), z.dtype), second
+
+            return gradient_of(g_counts, g_rescue, z)
 
         return (tf.stack(tuple(counts)), tf.zeros((), counts.tp.dtype)), grad
 
