@@ -91,6 +91,11 @@ class Backend:
         users do so by default (``jax.jit``)."""
         raise NotImplementedError(f"{self.name} has no gradient")
 
+    def curvature(self, y: Any, pred: Any, direction: Any, metric: str = "f1", **config: Any) -> float:
+        """``d^T H d``: the loss's second derivative along ``direction`` at ``pred`` (float64), by the
+        framework's own second-order autodiff (backend ``"grad"`` and ``"float64"``)."""
+        raise NotImplementedError(self.name)
+
     def build(self, metric: str = "f1", **config: Any) -> Any:
         """A configured loss object (the named class for the metric where there is one)."""
         raise NotImplementedError(f"{self.name} has no loss classes")
@@ -162,8 +167,21 @@ class TorchBackend(Backend):
         return Result(loss.item(), _dtype_name(loss.dtype), tuple(loss.shape),
                       x.grad.double().numpy(force=True), _dtype_name(x.grad.dtype))
 
+    def curvature(self, y, pred, direction, metric="f1", **config):
+        torch = self.torch
+        x, loss = self._call(y, pred, metric, "float64", None, True, config)
+        (grad,) = torch.autograd.grad(loss, x, create_graph=True)  # a backward that records a graph
+        d = torch.tensor(np.asarray(direction, np.float64), device=self.device)
+        (hd,) = torch.autograd.grad(torch.sum(grad * d), x)
+        return float(torch.sum(hd * d))
+
     def build(self, metric="f1", **config):
         return _build(self.module, metric, config)
+
+
+def _jax_curvature(jax: Any, fn: Callable[[Any], Any], x: Any, d: Any) -> float:
+    """``d^T H d`` of ``fn`` at ``x``: forward over reverse (``jax.jvp`` of ``jax.grad``)."""
+    return float(jax.numpy.vdot(jax.jvp(jax.grad(fn), (x,), (d,))[1], d))
 
 
 class JaxBackend(Backend):
@@ -207,6 +225,12 @@ class JaxBackend(Backend):
             return Result(float(loss), str(loss.dtype), tuple(loss.shape),
                           np.asarray(grad.astype("float64") if dtype == "float64" else grad.astype("float32"),
                                      np.float64), str(grad.dtype))
+
+    def curvature(self, y, pred, direction, metric="f1", **config):
+        with self._precision("float64"):
+            as_array = functools.partial(self.jnp.asarray, dtype="float64")
+            return _jax_curvature(self.jax, self._fn(y, metric, "float64", None, config), as_array(np.asarray(pred)),
+                                  as_array(np.asarray(direction)))
 
 
 class KerasBackend(Backend):
@@ -271,6 +295,27 @@ class KerasBackend(Backend):
         standardize = self.keras.backend.standardize_dtype
         return Result(float(self._numpy(loss)), standardize(loss.dtype), tuple(loss.shape), self._numpy(grad),
                       standardize(grad.dtype))
+
+    def curvature(self, y, pred, direction, metric="f1", **config):
+        fn, x, d = self._fn(y, metric, "float64", None, config), self._tensor(pred, "float64"), \
+            self._tensor(direction, "float64")
+        if self.framework == "tensorflow":  # nested tapes
+            import tensorflow as tf
+
+            with tf.GradientTape() as outer:
+                outer.watch(x)
+                with tf.GradientTape() as inner:
+                    inner.watch(x)
+                    loss = fn(x)
+                along = tf.reduce_sum(inner.gradient(loss, x) * d)
+            return float(tf.reduce_sum(outer.gradient(along, x) * d))
+        if self.framework == "jax":
+            return _jax_curvature(importlib.import_module("jax"), fn, x, d)
+        torch = importlib.import_module("torch")
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(fn(x), x, create_graph=True)
+        (hd,) = torch.autograd.grad(torch.sum(grad * d), x)
+        return float(torch.sum(hd * d))
 
     def build(self, metric="f1", **config):
         return _build(self.module, metric, config)

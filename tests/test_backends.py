@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from cases import CASES, SMALL_CASES, reference_loss
+from cases import CASES, SMALL_CASES, Batch, Case, reference_loss
 
 import anyloss_core as al
 
@@ -43,6 +43,31 @@ def test_matches_float64_reference(backend, case):
     result = backend.loss(b.y, b.pred, case.metric, weight=b.weight, dtype="float64", **case.config)
     assert result.shape == () and result.dtype == "float64"
     assert result.value == pytest.approx(reference_loss(case), rel=1e-12, abs=1e-15)
+
+
+@needs("grad", "float64")
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("metric", ["f1", "mcc", "gmean", "accuracy"])
+def test_second_derivative_matches_the_float64_reference(backend, metric, from_logits):
+    # A Hessian-vector product, a meta-gradient through an inner step or a gradient penalty differentiates the
+    # gradient again; closed-form backwards must not pass for constants there.  The reference is the second
+    # difference of the float64 formulas along a direction, near the threshold where the curvature is large.
+    # The default rescue (0.1) adds gradient but no curvature on every backend (anyloss_core._rescue).
+    rng = np.random.default_rng(41)
+    n = 40
+    y = (rng.random(n) < 0.4).astype(np.int64)
+    z = rng.normal(0.0, 0.1, n)
+    pred = z if from_logits else 1.0 / (1.0 + np.exp(-z))
+    direction = rng.normal(0.0, 1.0, n)
+
+    def reference(t):
+        return reference_loss(Case(Batch("curvature", y, pred + t * direction, from_logits), metric))
+
+    eps = 1e-4
+    expected = (reference(eps) - 2 * reference(0.0) + reference(-eps)) / eps**2
+    got = backend.curvature(y, pred, direction, metric, from_logits=from_logits)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert abs(expected) > 1.0  # the curvature is the loss's, not a rounding
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
