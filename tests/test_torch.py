@@ -361,6 +361,36 @@ def test_a_second_derivative_of_a_closed_form_backward_without_one_is_an_error(m
         grad.sum().backward()
 
 
+@pytest.mark.parametrize("case", ["binary", "running", "multiclass"])
+def test_forward_mode_of_logits_that_require_grad_gives_the_gradients_product(case):
+    # A dual tensor (torch.autograd.forward_ad) that also requires grad, as forward-over-reverse code makes: the
+    # closed-form nodes have no jvp (NotImplementedError before), so such calls take the plain composition.
+    import torch.autograd.forward_ad as fwad
+
+    from anyloss_torch._multiclass import EAGER_MIN_ELEMENTS
+
+    gen = torch.Generator().manual_seed(5)
+    if case == "multiclass":
+        n = EAGER_MIN_ELEMENTS // 4 + 8
+        z, y = torch.randn(n, 4, generator=gen, dtype=torch.float64), torch.randint(0, 4, (n,), generator=gen)
+
+        def make():
+            return anyloss_torch.AnyLoss(metric="f1", task="multiclass", num_classes=4)
+    else:
+        z = torch.randn(64, generator=gen, dtype=torch.float64) * 0.1
+        y = (torch.rand(64, generator=gen) < 0.3).to(torch.float64)
+
+        def make():
+            return anyloss_torch.F1Loss(momentum=0.5) if case == "running" else anyloss_torch.F1Loss()
+    v = torch.randn(z.shape, generator=gen, dtype=torch.float64)
+    leaf = z.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(make()(leaf, y), leaf)
+    with fwad.dual_level():
+        dual = fwad.make_dual(z.clone().requires_grad_(), v)
+        tangent = fwad.unpack_dual(make()(dual, y)).tangent
+    torch.testing.assert_close(tangent, torch.sum(grad * v), rtol=1e-10, atol=1e-12)
+
+
 def test_make_fx_with_symbolic_shapes_traces_the_loss():
     # Fake tensors of symbolic shape pass values_available outside dynamo; their shapes do not hash, and the
     # core's table of checked signatures (anyloss_core._inputs) must then be skipped, not fail.

@@ -68,7 +68,7 @@ from anyloss_core.adapters import prepared_for_rescue, rescue_term
 
 from . import _fast_paths  # also registers torch's fast paths with the core
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
-from ._first_order import first_order
+from ._first_order import first_order, has_tangent
 from ._multiclass import class_counts
 from ._scalar_grad import UNSUPPORTED, evaluate
 
@@ -173,6 +173,8 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
     functorch = getattr(torch._C, "_functorch", None)
     if functorch is not None and functorch.is_functorch_wrapped_tensor(input):
         return Path.AUTODIFF  # torch.func transforms need the traceable composition
+    if has_tangent(input):
+        return Path.AUTODIFF  # forward mode (a dual tensor, torch.autograd.forward_ad): the closed forms have no jvp
     if not hasattr(al.get_approximation(approximation), "derivative"):
         return Path.AUTODIFF
     if distributed or isinstance(input, FakeTensor) or metric is not None and _is_declined(metric):

@@ -1,4 +1,4 @@
-"""Closed-form backwards that have no derivative of their own, under ``create_graph=True``.
+"""Closed-form backwards that have no derivative of their own, under ``create_graph=True``, nor a ``jvp``.
 
 A closed-form backward (the core's pullback, the metric's gradient on floats) computes the first derivative
 without recording how it depends on the input.  When the backward pass records a graph, that gradient must
@@ -12,8 +12,9 @@ import functools
 from typing import Any
 
 import torch
+from torch.autograd import forward_ad
 
-__all__ = ["SECOND_DERIVATIVE_ERROR", "first_order", "no_second_derivative"]
+__all__ = ["SECOND_DERIVATIVE_ERROR", "first_order", "has_tangent", "no_second_derivative"]
 
 
 def first_order(backward: Any, differentiable: Any = None) -> Any:
@@ -40,6 +41,13 @@ def first_order(backward: Any, differentiable: Any = None) -> Any:
         return no_second_derivative(outputs)
 
     return dispatch
+
+
+def has_tangent(input: torch.Tensor) -> bool:
+    """Whether ``input`` is a dual tensor of ``torch.autograd.forward_ad`` (forward mode), which the closed forms'
+    nodes do not serve (they have no ``jvp``): such calls take the plain composition.  Outside a dual level
+    (the usual case) one read of a module global."""
+    return forward_ad._current_level >= 0 and forward_ad.unpack_dual(input).tangent is not None
 
 
 def no_second_derivative(outputs: tuple[Any, ...]) -> tuple[Any, ...]:

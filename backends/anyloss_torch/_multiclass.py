@@ -36,7 +36,7 @@ import torch
 import anyloss_core as al
 from anyloss_core.adapters import ClassPullback, soft_class_confusion_with_pullback
 
-from ._first_order import first_order
+from ._first_order import first_order, has_tangent
 
 __all__ = ["EAGER_MIN_ELEMENTS", "class_counts"]
 
@@ -86,8 +86,8 @@ def _closed_form_applies(input: torch.Tensor, target: Any, weight: Any, options:
         return False  # nor for one-hot labels that require one
     if torch.compiler.is_compiling():
         return True  # measured faster than inductor's own fusion of the plain composition
-    if input.numel() < EAGER_MIN_ELEMENTS:
-        return False
+    if input.numel() < EAGER_MIN_ELEMENTS or has_tangent(input):
+        return False  # small: the plain composition measured faster; forward mode: the closed form has no jvp
     functorch = getattr(torch._C, "_functorch", None)
     return not (functorch is not None and functorch.is_functorch_wrapped_tensor(input))
 
