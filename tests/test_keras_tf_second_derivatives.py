@@ -139,6 +139,23 @@ def test_forward_mode_jvp_of_the_loss(mode):
 
 
 @pytest.mark.parametrize("mode", ["eager", "tf.function"])
+def test_forward_mode_jvp_of_the_loss_of_a_variable(mode):
+    # Predictions held in a tf.Variable (the accumulator watches it; TensorFlow's tangent lookup takes tensors).
+    z, y, w, v = _data(seed=5)
+    loss = _loss(True, 0.1, mode)
+    variable = tf.Variable(z)
+
+    def jvp(y, v):
+        with tf.autodiff.ForwardAccumulator(variable, v) as accumulator:
+            value = loss(y, variable)
+        return accumulator.jvp(value)
+
+    value_jvp = _compiled(jvp, mode)(tf.constant(y), tf.constant(v))
+    expected = np.sum(_reference(y, z, None, from_logits=True, rescue=0.1) * v.ravel())
+    assert float(value_jvp) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function"])
 def test_hessian_by_the_jacobian_of_the_gradient(mode):
     z, y, w, v = _data(n=24, seed=2)
     loss = _loss(True, 0.1, mode)

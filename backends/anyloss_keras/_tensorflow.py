@@ -99,7 +99,11 @@ def _has_tangent(x: Any) -> bool:
         except ImportError:  # moved in a later TensorFlow: no way to tell, the custom gradient as before
             pack_tangents = False
         _pack_tangents = pack_tangents
-    return bool(_pack_tangents and tf.is_tensor(x) and _pack_tangents([x]).tangents)
+    if not (_pack_tangents and tf.is_tensor(x)):
+        return False
+    if isinstance(x, tf.Variable):  # a variable's tangent is its value's (pack_tangents takes tensors only)
+        x = tf.convert_to_tensor(x)
+    return bool(_pack_tangents([x]).tangents)
 
 
 #: ``tensorflow.python.eager.forwardprop_util.pack_tangents`` (TensorFlow has no public form), ``False`` where
