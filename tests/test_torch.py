@@ -326,28 +326,50 @@ def test_the_rescue_adds_no_curvature_to_the_one_node_loss(monkeypatch):
     assert not torch.allclose(one_node, without_rescue, rtol=1e-3)  # the rescue's first-order part did count
 
 
-@pytest.mark.parametrize("case", ["analytic f1", "analytic accuracy", "running", "multiclass"])
-def test_a_second_derivative_of_a_closed_form_backward_without_one_is_an_error(monkeypatch, case):
-    # The analytic counts and the running loss's node have no derivative of their own: with create_graph=True
-    # the first derivative is computed, and differentiating it again raises -- also where the upstream gradient
-    # is a constant (accuracy is linear in the counts; the running loss is one node), which
-    # once_differentiable alone would let through as a silent zero curvature.
+@pytest.mark.parametrize("metric", ["f1", "accuracy"])
+def test_second_derivatives_of_the_analytic_counts_are_the_losses_own(monkeypatch, metric):
+    # The analytic counts (distributed, devices that must not wait, declined metrics) recompute their plain
+    # composition too.  Accuracy is linear in the counts: its upstream gradient is a constant, so only the
+    # counts' own curvature is there, which once_differentiable's mark missed (no edge to the parameters).
     import anyloss_torch._autograd as autograd
+
+    gen = torch.Generator().manual_seed(6)
+    w = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    v = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    x = torch.randn(64, 3, generator=gen, dtype=torch.float64)
+    y = (torch.rand(64, generator=gen) < 0.3).to(torch.float64)
+    w2 = torch.randn(4, generator=gen, dtype=torch.float64) * 0.05
+
+    def loss_of(w1):
+        return anyloss_torch.AnyLoss(metric=metric, rescue=0.0)(torch.tanh(x @ w1) @ w2, y)
+
+    monkeypatch.setattr(autograd, "choose_path", lambda *a, **k: autograd.Path.ANALYTIC)
+    grad, hv = _hessian_vector(loss_of, w, v)
+    torch.testing.assert_close(grad, _first_derivative(loss_of, w), rtol=1e-12, atol=1e-15)
+    eps = 1e-6
+    reference = (_first_derivative(loss_of, w + eps * v) - _first_derivative(loss_of, w - eps * v)) / (2 * eps)
+    torch.testing.assert_close(hv, reference, rtol=1e-6, atol=1e-6 * float(reference.abs().max()))
+
+
+@pytest.mark.parametrize("case", ["running", "multiclass"])
+@pytest.mark.parametrize("how", ["grad of the parameters", "backward"])
+def test_a_second_derivative_of_a_closed_form_backward_without_one_is_an_error(case, how):
+    # Running counts and the per-class closed form have no derivative of their own: with create_graph=True the
+    # first derivative is computed, and differentiating it again raises, also through autograd.grad(inputs=...)
+    # of a model's parameters (the mark takes the node's input as its own) and where the upstream gradient is a
+    # constant (the running loss is one node), which once_differentiable alone would let through silently.
     from anyloss_torch._multiclass import EAGER_MIN_ELEMENTS
 
     gen = torch.Generator().manual_seed(3)
     w = torch.randn(3, 4, generator=gen, requires_grad=True)
-    n = 16
-    y = torch.tensor([0.0, 1.0] * (n // 2))
-    if case.startswith("analytic"):
-        monkeypatch.setattr(autograd, "choose_path", lambda *a, **k: autograd.Path.ANALYTIC)
-        loss_fn = anyloss_torch.AnyLoss(metric=case.split()[1])
-    elif case == "running":
-        loss_fn = anyloss_torch.F1Loss(momentum=0.5)
+    if case == "running":
+        n, y, loss_fn = 16, torch.tensor([0.0, 1.0] * 8), anyloss_torch.F1Loss(momentum=0.5)
+        message = "running counts.*momentum=None"
     else:  # the per-class counts' closed form, used from this many logits
         n = EAGER_MIN_ELEMENTS // 4 + 8
         y = torch.randint(0, 4, (n,), generator=gen)
-        loss_fn = anyloss_torch.AnyLoss(metric="accuracy", task="multiclass", num_classes=4)
+        loss_fn = anyloss_torch.AnyLoss(metric="accuracy", task="multiclass", num_classes=4, average="micro")
+        message = "per-class counts.*torch.func"
     x = torch.randn(n, 3, generator=gen)
 
     def model(w):
@@ -357,8 +379,11 @@ def test_a_second_derivative_of_a_closed_form_backward_without_one_is_an_error(m
     (grad,) = torch.autograd.grad(loss_fn(model(w), y), w, create_graph=True)
     if case != "running":  # (a running loss's second call sees other counts)
         torch.testing.assert_close(grad.detach(), torch.autograd.grad(loss_fn(model(w), y), w)[0], rtol=0, atol=0)
-    with pytest.raises(RuntimeError, match="no derivative of its own.*torch.func"):
-        grad.sum().backward()
+    with pytest.raises(RuntimeError, match=message):
+        if how == "backward":
+            grad.sum().backward()
+        else:
+            torch.autograd.grad(torch.sum(grad * torch.ones_like(grad)), w)
 
 
 @pytest.mark.parametrize("case", ["binary", "running", "multiclass"])

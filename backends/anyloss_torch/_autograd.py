@@ -68,24 +68,12 @@ from anyloss_core.adapters import prepared_for_rescue, rescue_term
 
 from . import _fast_paths  # also registers torch's fast paths with the core
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
-from ._first_order import first_order, has_tangent
+from ._first_order import RUNNING_COUNTS, first_order, has_tangent, keep_for_recompute
 from ._multiclass import class_counts
 from ._scalar_grad import UNSUPPORTED, evaluate
 
 __all__ = ["Path", "choose_path", "counts_and_term", "global_counts", "rescue_loss_term", "running_loss",
            "saving_checkpoint", "soft_counts", "soft_loss"]
-
-
-def _differentiable_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
-    """The one-node loss's gradient for a backward pass that records a graph (``create_graph=True``): the
-    plain composition recomputed from the saved input and differentiated by autograd, so that a second
-    derivative (a Hessian-vector product, a meta-gradient through an inner step) is the loss's own.  As
-    everywhere the rescue term adds gradient but no curvature (``anyloss_core._rescue``)."""
-    (input,) = ctx.saved_tensors
-    fn, args = ctx.recompute
-    with torch.enable_grad():
-        (grad_input,) = torch.autograd.grad(fn(input, *args), input, grad, create_graph=True)
-    return grad_input, None, None, None, None
 
 
 class _SoftCounts(torch.autograd.Function):
@@ -95,20 +83,22 @@ class _SoftCounts(torch.autograd.Function):
     own, what a GPU step pays per kernel)."""
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, counts: al.Confusion, pullback: Any, rescue: bool) -> torch.Tensor:
+    def forward(ctx: Any, input: torch.Tensor, counts: al.Confusion, pullback: Any, rescue: bool,
+                recompute: tuple[Any, ...]) -> torch.Tensor:
         ctx.pullback, ctx.rescue, ctx.input_shape, ctx.input_dtype = pullback, rescue, input.shape, input.dtype
+        keep_for_recompute(ctx, recompute[0], input, *recompute[1:])  # for a backward that records a graph
         parts = (*counts, torch.zeros_like(counts.tp)) if rescue else tuple(counts)
         return torch.stack(parts)
 
     @staticmethod
-    @first_order
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
+    @first_order()
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None, None]:
         parts = grad.unbind(0)
         if ctx.rescue:  # the rescue term's gradient, a 0-d tensor: no host read
             grad_input = ctx.pullback(al.Confusion(*parts[:4]), rescue_scale=parts[4])
         else:
             grad_input = ctx.pullback(al.Confusion(*parts))
-        return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None, None
+        return grad_input.reshape(ctx.input_shape).to(ctx.input_dtype), None, None, None, None
 
 
 class _LossFromCounts(torch.autograd.Function):
@@ -117,15 +107,19 @@ class _LossFromCounts(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, input: torch.Tensor, loss: torch.Tensor, metric_grad: al.Confusion, pullback: Any,
-                recompute: tuple[Any, tuple[Any, ...]] | None) -> Any:
-        ctx.pullback, ctx.metric_grad, ctx.recompute = pullback, metric_grad, recompute
+                recompute: tuple[Any, ...] | None) -> Any:
+        ctx.pullback, ctx.metric_grad = pullback, metric_grad
         ctx.input_shape, ctx.input_dtype = input.shape, input.dtype
-        if recompute is not None:  # a reference, for a backward that records a graph (_differentiable_backward)
+        # For a backward that records a graph: the plain composition, or (running counts: none) the input, which
+        # the error mark on the gradient takes as its input (anyloss_torch._first_order).
+        if recompute is not None:
+            keep_for_recompute(ctx, recompute[0], input, *recompute[1:])
+        else:
             ctx.save_for_backward(input)
         return loss
 
     @staticmethod
-    @functools.partial(first_order, differentiable=_differentiable_backward)
+    @first_order(RUNNING_COUNTS)
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None, None]:
         tn, fn, fp, tp = ctx.metric_grad
         if _fast_paths.reads_are_free(grad):
@@ -208,8 +202,16 @@ def _analytic_counts(input: torch.Tensor, target: Any, weight: Any, options: dic
     with torch.no_grad():  # computed outside autograd: _SoftCounts attaches the analytic backward
         counts, pullback = al.soft_confusion_with_pullback(target, input, sample_weight=weight, rescue=rescue,
                                                            **options)
-    parts = _SoftCounts.apply(input, counts, pullback, bool(rescue)).unbind(0)
+    parts = _SoftCounts.apply(input, counts, pullback, bool(rescue),
+                              (_plain_counts, target, weight, options, rescue)).unbind(0)
     return al.Confusion(*parts[:4]), (parts[4] if rescue else 0.0)
+
+
+def _plain_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[str, Any],
+                  rescue: float) -> torch.Tensor:
+    """:class:`_SoftCounts`'s output as the plain composition (:func:`counts_and_term`, stacked), for a backward
+    pass that records a graph."""
+    return torch.stack(counts_and_term(input, target, weight, options, rescue))
 
 
 # The sigmoids (the core's ``sigmoid`` is torch's own) and the sums (``TorchFastPaths.dot`` for the counts,
@@ -512,7 +514,7 @@ def _one_node_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any
     # The counts' dtype, which the loss has: at least float32 (anyloss_core's compute dtype).
     dtype = input.dtype if input.dtype in _COMPUTE_DTYPES else torch.promote_types(input.dtype, torch.float32)
     return _loss_node(input, metric_fn, counts, pullback, dtype,
-                      recompute=(_plain_loss, (target, weight, metric_fn, options, rescue)))
+                      recompute=(_plain_loss, target, weight, metric_fn, options, rescue))
 
 
 def _plain_loss(input: torch.Tensor, target: Any, weight: Any, metric_fn: Any, options: dict[str, Any],
@@ -558,12 +560,12 @@ def _remember_declined(metric_fn: Any) -> None:
 
 
 def _loss_node(input: torch.Tensor, metric_fn: Any, values: al.Confusion, pullback: Any,
-               dtype: torch.dtype, recompute: tuple[Any, tuple[Any, ...]] | None = None) -> torch.Tensor | None:
+               dtype: torch.dtype, recompute: tuple[Any, ...] | None = None) -> torch.Tensor | None:
     """``1 - metric(values)`` as one :class:`_LossFromCounts` node of ``input``: the metric's value and gradient at
     the float counts ``values``, ``pullback`` for the rest of the chain; ``None`` when the float evaluator
-    declines the metric.  ``recompute = (fn, args)``: ``fn(input, *args)`` is the same loss as a plain
-    composition, which a backward pass that records a graph differentiates (:func:`_differentiable_backward`);
-    without it such a backward's gradient raises when differentiated again."""
+    declines the metric.  ``recompute = (fn, *args)``: ``fn(input, *args)`` is the same loss as a plain
+    composition, which a backward pass that records a graph differentiates (``anyloss_torch._first_order``);
+    without it (running counts) such a backward's gradient raises when differentiated again."""
     result = evaluate(metric_fn, values)
     if isinstance(result, str):
         if result is UNSUPPORTED:  # at any counts; a value problem may pass at the next batch's
