@@ -138,6 +138,68 @@ def test_forward_mode_jvp_of_the_loss(mode):
     assert float(value_jvp) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("rescue", [0.1, 0.0])
+def test_forward_mode_across_a_tf_function_boundary(jit_compile, rescue):
+    # The accumulator outside the tf.function that calls the loss: TensorFlow then transposes the function's
+    # gradient, where no tape records (the first version of the second-order gradient gave a JVP of 0 there).
+    z, y, _, v = _data(seed=6)
+    loss = anyloss_keras.F1Loss(from_logits=True, rescue=rescue, dtype="float64", validate=not jit_compile)
+    value_of = tf.function(lambda y, z: loss(y, z), jit_compile=jit_compile)
+
+    @tf.function(jit_compile=jit_compile)
+    def gradient_of(y, z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = loss(y, z)
+        return tape.gradient(value, z)
+
+    zt, yt, vt = map(tf.constant, (z, y, v))
+    with tf.autodiff.ForwardAccumulator(zt, vt) as accumulator:
+        value, grad = value_of(yt, zt), gradient_of(yt, zt)
+    expected = _reference(y, z, None, from_logits=True, rescue=rescue)
+    assert float(accumulator.jvp(value)) == pytest.approx(np.sum(expected * v.ravel()), rel=1e-6)
+    _assert_close(accumulator.jvp(grad), _reference_hvp(y, z, None, v, from_logits=True))
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function"])
+def test_forward_mode_of_soft_labels(mode):
+    # A tangent of the labels (soft labels being learned): the counts' custom gradient is of the logits only, so
+    # such calls take autodiff of the composition; d loss / d y by central differences of the float64 loss.
+    z, y, _, v = _data(seed=8)
+    y = np.clip(y + 0.1, 0.0, 1.0)
+    loss = anyloss_keras.F1Loss(from_logits=True, validate=False, dtype="float64")  # soft labels
+
+    def jvp(y, z, v):
+        with tf.autodiff.ForwardAccumulator(y, v) as accumulator:
+            value = loss(y, z)
+        return accumulator.jvp(value)
+
+    got = float(_compiled(jvp, mode)(*map(tf.constant, (y, z, v))))
+    eps = 1e-6
+    values = [reference_f1_value_and_grad(y + sign * eps * v, z, None, from_logits=True, rescue=0.0)[0]
+              for sign in (1, -1)]
+    assert got == pytest.approx((values[0] - values[1]) / (2 * eps), rel=1e-6)
+
+
+def test_second_derivative_in_the_upstream_gradient_includes_the_rescue_slope():
+    # d/d(alpha) <grad(alpha * loss), v> = <grad(loss), v>: the gradient's derivative in its upstream gradient,
+    # the rescue slope's share included (the gradient is linear in g_rescue).
+    z, y, _, v = _data(seed=7)
+    zt, yt, vt = map(tf.constant, (z, y, v))
+    alpha = tf.Variable(1.5, dtype=tf.float64)
+    loss = _loss(True, 0.1, "eager")
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(zt)
+            value = alpha * loss(yt, zt)
+        along = tf.reduce_sum(inner.gradient(value, zt) * vt)
+    expected = np.sum(_reference(y, z, None, from_logits=True, rescue=0.1) * v.ravel())
+    rescue_share = expected - np.sum(_reference(y, z, None, from_logits=True, rescue=0.0) * v.ravel())
+    assert abs(rescue_share) > 1e-4 * abs(expected)  # the samples on the wrong side make a rescue slope
+    assert float(outer.gradient(along, alpha)) == pytest.approx(expected, rel=1e-9)
+
+
 @pytest.mark.parametrize("mode", ["eager", "tf.function"])
 def test_forward_mode_jvp_of_the_loss_of_a_variable(mode):
     # Predictions held in a tf.Variable (the accumulator watches it; TensorFlow's tangent lookup takes tensors).

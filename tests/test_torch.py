@@ -416,6 +416,24 @@ def test_forward_mode_of_logits_that_require_grad_gives_the_gradients_product(ca
     torch.testing.assert_close(tangent, torch.sum(grad * v), rtol=1e-10, atol=1e-12)
 
 
+def test_forward_mode_of_labels_with_logits_that_require_grad():
+    # A tangent of soft labels while the logits require grad (the one-node path's condition): the labels are not
+    # the node's inputs, so their tangent was dropped (None); such calls take the plain composition.
+    import torch.autograd.forward_ad as fwad
+
+    gen = torch.Generator().manual_seed(8)
+    z = torch.randn(48, generator=gen, dtype=torch.float64) * 0.1
+    y = torch.rand(48, generator=gen, dtype=torch.float64)
+    v = torch.randn(48, generator=gen, dtype=torch.float64)
+    soft = y.clone().requires_grad_()
+    loss_fn = anyloss_torch.F1Loss(validate=False)  # soft labels
+    (grad_y,) = torch.autograd.grad(loss_fn(z, soft), soft)  # labels that require grad: autodiff
+    with fwad.dual_level():
+        tangent = fwad.unpack_dual(loss_fn(z.clone().requires_grad_(), fwad.make_dual(y, v))).tangent
+    assert tangent is not None
+    torch.testing.assert_close(tangent, torch.sum(grad_y * v), rtol=1e-10, atol=1e-12)
+
+
 def test_make_fx_with_symbolic_shapes_traces_the_loss():
     # Fake tensors of symbolic shape pass values_available outside dynamo; their shapes do not hash, and the
     # core's table of checked signatures (anyloss_core._inputs) must then be skipped, not fail.

@@ -66,7 +66,7 @@ def binary_counts(config: LossConfig, y_true: Any, y_pred: Any, sample_weight: A
     import tensorflow as tf  # imported here: this module is imported (by doctest collection) on every backend
 
     approximation = get_approximation(config.approximation)
-    if getattr(approximation, "derivative", None) is None or _has_tangent(y_pred):
+    if getattr(approximation, "derivative", None) is None or _has_tangent(y_pred, y_true, sample_weight):
         return None
     options = {"from_logits": config.from_logits, "scale": config.scale, "approximation": approximation,
                "rescue": config.rescue}
@@ -85,11 +85,14 @@ def binary_counts(config: LossConfig, y_true: Any, y_pred: Any, sample_weight: A
     return al.Confusion(*tf.unstack(stacked, 4)), zero
 
 
-def _has_tangent(x: Any) -> bool:
-    """Whether a ``tf.autodiff.ForwardAccumulator`` carries a tangent of ``x``: forward mode, which a custom gradient
-    does not give here.  In a graph the accumulator takes the JVP of the identities ``tf.custom_gradient`` puts
-    around its results (the forward ops' JVP: zero from ``sg[z]``), not the gradient's transpose; eagerly it
-    transposes the gradient, but a ``GradientTape`` inside it (the second derivative's) records nothing."""
+def _has_tangent(*arrays: Any) -> bool:
+    """Whether a ``tf.autodiff.ForwardAccumulator`` carries a tangent of any of ``arrays`` (logits, labels,
+    weights): forward mode, which a custom gradient of the logits does not give here.  In a graph the
+    accumulator takes the JVP of the identities ``tf.custom_gradient`` puts around its results (the forward ops'
+    JVP: zero from ``sg[z]``), not the gradient's transpose; eagerly it transposes the gradient, but a
+    ``GradientTape`` inside it (the second derivative's) records nothing.  (An accumulator outside a
+    ``tf.function`` is not seen while tracing it: TensorFlow transposes the function's gradient then, which
+    :func:`_counts_with_pullback`'s second-order gradient serves.)"""
     import tensorflow as tf
 
     global _pack_tangents
@@ -99,11 +102,11 @@ def _has_tangent(x: Any) -> bool:
         except ImportError:  # moved in a later TensorFlow: no way to tell, the custom gradient as before
             pack_tangents = False
         _pack_tangents = pack_tangents
-    if not (_pack_tangents and tf.is_tensor(x)):
+    if not _pack_tangents:
         return False
-    if isinstance(x, tf.Variable):  # a variable's tangent is its value's (pack_tangents takes tensors only)
-        x = tf.convert_to_tensor(x)
-    return bool(_pack_tangents([x]).tangents)
+    # A variable's tangent is its value's (pack_tangents takes tensors only).
+    tensors = [tf.convert_to_tensor(x) if isinstance(x, tf.Variable) else x for x in arrays if tf.is_tensor(x)]
+    return bool(tensors and _pack_tangents(tensors).tangents)
 
 
 #: ``tensorflow.python.eager.forwardprop_util.pack_tangents`` (TensorFlow has no public form), ``False`` where
@@ -129,15 +132,27 @@ def _counts_with_pullback(z: Any, y_true: Any, sample_weight: Any, *, validate: 
     def curvature(g_counts: Any, z: Any, y_true: Any, sample_weight: Any, upstream: Any) -> tuple[Any, Any]:
         # The pullback again, this time from z itself and recorded, without the rescue slope: the rescue term adds
         # gradient but no curvature (sg[rescue * g] (z - sg[z]), as autodiff of the composition and JAX have it).
+        def pullback_of_z(z: Any) -> Any:
+            return soft_confusion_with_pullback(y_true, z, sample_weight=sample_weight, rescue=0.0, validate=False,
+                                                xp=kxp, **options)[1]  # type: ignore[index]
+
         with tf.GradientTape() as tape:
             tape.watch([g_counts, z])
-            pull = soft_confusion_with_pullback(y_true, z, sample_weight=sample_weight, rescue=0.0, validate=False,
-                                                xp=kxp, **options)[1]  # type: ignore[index]
-            grad_z = pull(al.Confusion(*tf.unstack(g_counts, 4)))
-            grad_z = tf.cast(tf.reshape(grad_z, tf.shape(z)), z.dtype)
-        d_counts, d_z = tape.gradient(grad_z, [g_counts, z], output_gradients=upstream,
-                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return d_counts, d_z
+            grad_z = tf.reshape(pullback_of_z(z)(al.Confusion(*tf.unstack(g_counts, 4))), tf.shape(z))
+        d_counts, d_z = tape.gradient(grad_z, [g_counts, z], output_gradients=tf.cast(upstream, grad_z.dtype))
+        if d_counts is not None:
+            return d_counts, tf.cast(d_z, z.dtype)
+        # Nothing recorded: TensorFlow transposes a tf.function's gradient for a forward accumulator outside it,
+        # and no tape records there.  The gradient is linear in g (pull(g) = J^T g): its derivative in g along the
+        # upstream u is J u, component c the product of u with pull(e_c), four pullbacks.  Its derivative in z
+        # cannot be had without a tape: zero.  Nothing read it where this was measured: the JVP of the loss, and
+        # of its gradient computed in the tf.function, are exact (tests/test_keras_tf_second_derivatives.py).
+        pull = pullback_of_z(tf.stop_gradient(z))
+        u = tf.reshape(tf.cast(upstream, grad_z.dtype), [-1])
+        basis = tf.unstack(tf.eye(4, dtype=g_counts.dtype))
+        d_counts = tf.stack([tf.reduce_sum(u * tf.reshape(pull(al.Confusion(*tf.unstack(e, 4))), [-1]))
+                             for e in basis])
+        return tf.cast(d_counts, g_counts.dtype), tf.zeros_like(z)
 
     @tf.custom_gradient
     def counts_of(z: Any) -> Any:

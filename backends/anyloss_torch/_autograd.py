@@ -167,7 +167,7 @@ def choose_path(input: torch.Tensor, weight: Any, approximation: Any, *, target:
     functorch = getattr(torch._C, "_functorch", None)
     if functorch is not None and functorch.is_functorch_wrapped_tensor(input):
         return Path.AUTODIFF  # torch.func transforms need the traceable composition
-    if has_tangent(input):
+    if has_tangent(input, target, weight):
         return Path.AUTODIFF  # forward mode (a dual tensor, torch.autograd.forward_ad): the closed forms have no jvp
     if not hasattr(al.get_approximation(approximation), "derivative"):
         return Path.AUTODIFF

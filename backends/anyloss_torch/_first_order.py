@@ -96,8 +96,11 @@ def _marked(outputs: tuple[Any, ...], anchors: tuple[Any, ...], message: bytes |
     return tuple(result)
 
 
-def has_tangent(input: torch.Tensor) -> bool:
-    """Whether ``input`` is a dual tensor of ``torch.autograd.forward_ad`` (forward mode), which the closed forms'
-    nodes do not serve (they have no ``jvp``): such calls take the plain composition.  Outside a dual level
-    (the usual case) one read of a module global."""
-    return forward_ad._current_level >= 0 and forward_ad.unpack_dual(input).tangent is not None
+def has_tangent(*arrays: Any) -> bool:
+    """Whether any of ``arrays`` (logits, labels, weights) is a dual tensor of ``torch.autograd.forward_ad``
+    (forward mode), which the closed forms' nodes do not serve (they have no ``jvp``, and labels and weights are
+    not their inputs): such calls take the plain composition.  Outside a dual level (the usual case) one read of
+    a module global."""
+    if forward_ad._current_level < 0:
+        return False
+    return any(isinstance(a, torch.Tensor) and forward_ad.unpack_dual(a).tangent is not None for a in arrays)

@@ -87,7 +87,7 @@ def _closed_form_applies(input: torch.Tensor, target: Any, weight: Any, options:
         return False  # nor for one-hot labels that require one
     if torch.compiler.is_compiling():
         return True  # measured faster than inductor's own fusion of the plain composition
-    if input.numel() < EAGER_MIN_ELEMENTS or has_tangent(input):
+    if input.numel() < EAGER_MIN_ELEMENTS or has_tangent(input, target, weight):
         return False  # small: the plain composition measured faster; forward mode: the closed form has no jvp
     functorch = getattr(torch._C, "_functorch", None)
     return not (functorch is not None and functorch.is_functorch_wrapped_tensor(input))
