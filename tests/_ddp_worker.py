@@ -117,3 +117,37 @@ def rescue_worker(rank: int, world: int, init_file: str, out: str) -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def hessian_vector_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits near the threshold (a large curvature), labels and a direction, float64: 64 samples."""
+    gen = torch.Generator().manual_seed(11)
+    z = torch.randn(64, generator=gen, dtype=torch.float64) * 0.05
+    y = (torch.rand(64, generator=gen) < 0.4).to(torch.float64)
+    v = torch.randn(64, generator=gen, dtype=torch.float64)
+    return z, y, v
+
+
+def hessian_vector_product(z: torch.Tensor, y: torch.Tensor, v: torch.Tensor, *, distributed: bool) -> torch.Tensor:
+    """H v of the F1 loss at ``z`` (rescue 0), by a backward that records a graph and a second one."""
+    z = z.clone().requires_grad_()
+    loss = anyloss_torch.F1Loss(rescue=0.0, distributed=distributed)(z, y)
+    (grad,) = torch.autograd.grad(loss, z, create_graph=True)
+    (hv,) = torch.autograd.grad(torch.sum(grad * v), z)
+    return hv
+
+
+def hessian_vector_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    """This rank's shard of H v of a distributed loss whose direction is the whole batch's, saved to ``out`` with
+    the rank appended: each rank differentiates its own gradient, and the all-reduce's double backward carries
+    the other ranks' share of the curvature."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=TIMEOUT)
+    try:
+        z, y, v = hessian_vector_data()
+        shard = slice(rank * 64 // world, (rank + 1) * 64 // world)
+        np.save(f"{out}{rank}.npy", hessian_vector_product(z[shard], y[shard], v[shard], distributed=True).numpy())
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

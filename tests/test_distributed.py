@@ -44,6 +44,25 @@ def test_ddp_matches_single_process_full_batch(world, metric, tmp_path):
     del torch
 
 
+@pytest.mark.backend("torch")
+def test_ddp_second_derivative_is_the_global_batchs(tmp_path):
+    """Two gloo ranks, each differentiating its own gradient of a distributed F1 loss again (create_graph=True):
+    their H v, concatenated and averaged as DDP averages, is the single-process H v of the whole batch.  The
+    all-reduce's backward must itself be differentiable (its in-place collective has no autograd formula:
+    1.7% off before)."""
+    pytest.importorskip("torch")
+    import _ddp_worker
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "rank")
+    mp.spawn(_ddp_worker.hessian_vector_worker, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
+    got = np.concatenate([np.load(f"{out}{rank}.npy") for rank in range(2)]) / 2
+    z, y, v = _ddp_worker.hessian_vector_data()
+    expected = _ddp_worker.hessian_vector_product(z, y, v, distributed=False).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
+    assert np.abs(expected).max() > 0.1
+
+
 def _spread(weight, shape):
     """A weight per example (leading axis) repeated over each example's elements."""
     return np.broadcast_to(weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim)), shape)

@@ -434,6 +434,23 @@ def test_forward_mode_of_labels_with_logits_that_require_grad():
     torch.testing.assert_close(tangent, torch.sum(grad_y * v), rtol=1e-10, atol=1e-12)
 
 
+def test_per_class_closed_form_keeps_no_hold_on_the_logits():
+    # Its error mark reaches the parameters through a recorded one-element copy, not the saved logits: an
+    # in-place edit of the logits after the loss leaves the usual backward working (it raised, when the logits
+    # were saved for the mark).
+    from anyloss_torch._multiclass import EAGER_MIN_ELEMENTS
+
+    gen = torch.Generator().manual_seed(9)
+    n = EAGER_MIN_ELEMENTS // 4 + 8
+    w = torch.randn(3, 4, generator=gen, requires_grad=True)
+    x, y = torch.randn(n, 3, generator=gen), torch.randint(0, 4, (n,), generator=gen)
+    logits = x @ w
+    loss = anyloss_torch.AnyLoss(metric="f1", task="multiclass", num_classes=4)(logits, y)
+    logits.clamp_(-2.0, 2.0)  # an edit of the model's output after the loss was taken
+    loss.backward()
+    assert w.grad is not None and torch.isfinite(w.grad).all()
+
+
 def test_make_fx_with_symbolic_shapes_traces_the_loss():
     # Fake tensors of symbolic shape pass values_available outside dynamo; their shapes do not hash, and the
     # core's table of checked signatures (anyloss_core._inputs) must then be skipped, not fail.

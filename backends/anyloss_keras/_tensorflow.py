@@ -105,7 +105,8 @@ def _has_tangent(*arrays: Any) -> bool:
     if not _pack_tangents:
         return False
     # A variable's tangent is its value's (pack_tangents takes tensors only).
-    tensors = [tf.convert_to_tensor(x) if isinstance(x, tf.Variable) else x for x in arrays if tf.is_tensor(x)]
+    tensors = [tf.convert_to_tensor(x) if isinstance(x, tf.Variable) else x for x in arrays
+               if x is not None and tf.is_tensor(x)]  # (tf.is_tensor(None) costs about 20 us)
     return bool(tensors and _pack_tangents(tensors).tangents)
 
 
@@ -147,7 +148,7 @@ def _counts_with_pullback(z: Any, y_true: Any, sample_weight: Any, *, validate: 
         # upstream u is J u, component c the product of u with pull(e_c), four pullbacks.  Its derivative in z
         # cannot be had without a tape: zero.  Nothing read it where this was measured: the JVP of the loss, and
         # of its gradient computed in the tf.function, are exact (tests/test_keras_tf_second_derivatives.py).
-        pull = pullback_of_z(tf.stop_gradient(z))
+        pull = pullback_of_z(z)  # not stopped: a third derivative through it (forward over forward) is the loss's
         u = tf.reshape(tf.cast(upstream, grad_z.dtype), [-1])
         basis = tf.unstack(tf.eye(4, dtype=g_counts.dtype))
         d_counts = tf.stack([tf.reduce_sum(u * tf.reshape(pull(al.Confusion(*tf.unstack(e, 4))), [-1]))

@@ -35,6 +35,10 @@ class _AllReduceSum(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         import torch.distributed as dist
 
+        if torch.is_grad_enabled():
+            # A backward that records a graph (create_graph=True: second derivatives): the in-place collective
+            # below has no autograd formula, and would be recorded as an identity; this node's own is right.
+            return _AllReduceSum.apply(grad.contiguous(), ctx.group), None
         summed = grad.contiguous().clone()
         dist.all_reduce(summed, op=dist.ReduceOp.SUM, group=ctx.group)
         return summed, None

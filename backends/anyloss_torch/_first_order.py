@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.autograd import forward_ad
 
-__all__ = ["PER_CLASS_COUNTS", "RUNNING_COUNTS", "first_order", "has_tangent", "keep_for_recompute"]
+__all__ = ["PER_CLASS_COUNTS", "RUNNING_COUNTS", "first_order", "has_tangent", "keep_anchor", "keep_for_recompute"]
 
 #: What the error says for each node without a recomputation.
 RUNNING_COUNTS = (
@@ -24,8 +24,8 @@ RUNNING_COUNTS = (
     b"torch.func cannot run it (the counts are updated in place): compute second derivatives with momentum=None"
 )
 PER_CLASS_COUNTS = (
-    b"anyloss: the gradient of the per-class counts (a closed-form backward, from 32,768 logits) has no "
-    b"derivative of its own: compute second derivatives of this loss inside a torch.func transform "
+    b"anyloss: the gradient of the per-class counts (a closed-form backward: eager from 32,768 logits, and "
+    b"compiled) has no derivative of its own: compute second derivatives of this loss inside a torch.func transform "
     b"(torch.func.grad / jacfwd / hessian), which differentiates the plain composition"
 )
 
@@ -50,11 +50,28 @@ def first_order(message: bytes | None = None) -> Any:
                 return _differentiated(ctx, *grads)
             with torch.no_grad():
                 outputs = backward(ctx, *grads)
-            return _marked(outputs, (*ctx.saved_tensors[-1:], *grads), message)
+            return _marked(outputs, (_anchor(ctx), *grads), message)
 
         return dispatch
 
     return decorate
+
+
+def keep_anchor(ctx: Any, input: torch.Tensor) -> None:
+    """Give the error mark of a node without a recomputation an edge to ``input``'s graph without holding its
+    storage or its version (a later in-place edit of the logits must not fail the usual backward): a recorded
+    one-element copy.  (A node that saves its input anyway need not: :func:`first_order` then takes the last
+    saved tensor.)"""
+    with torch.enable_grad():
+        ctx.anchor = input.reshape(-1)[:1].clone() if input.requires_grad else None
+
+
+def _anchor(ctx: Any) -> Any:
+    """The tensor whose graph the error mark takes as an input: :func:`keep_anchor`'s, or the node's input, saved
+    last."""
+    if hasattr(ctx, "anchor"):
+        return ctx.anchor
+    return ctx.saved_tensors[-1] if ctx.saved_tensors else None
 
 
 def keep_for_recompute(ctx: Any, fn: Any, input: torch.Tensor, *args: Any) -> None:

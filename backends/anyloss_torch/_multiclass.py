@@ -36,7 +36,7 @@ import torch
 import anyloss_core as al
 from anyloss_core.adapters import ClassPullback, soft_class_confusion_with_pullback
 
-from ._first_order import PER_CLASS_COUNTS, first_order, has_tangent
+from ._first_order import PER_CLASS_COUNTS, first_order, has_tangent, keep_anchor
 
 __all__ = ["EAGER_MIN_ELEMENTS", "class_counts"]
 
@@ -60,15 +60,15 @@ class _ClassCounts(torch.autograd.Function):
         sums = None if torch.compiler.is_compiling() else _class_sums
         counts, pullback = soft_class_confusion_with_pullback(target, input, sample_weight=weight,
                                                               class_sums=sums, **options)
-        # The input last: the error mark on a gradient differentiated again takes it (anyloss_torch._first_order).
-        ctx.save_for_backward(pullback.prob, pullback.target, pullback.weight, input)
+        ctx.save_for_backward(pullback.prob, pullback.target, pullback.weight)
+        keep_anchor(ctx, input)  # for the error mark on a gradient differentiated again (anyloss_torch._first_order)
         ctx.input_dtype = input.dtype
         return torch.stack(tuple(counts))
 
     @staticmethod
     @first_order(PER_CLASS_COUNTS)
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
-        prob, target, weight, _ = ctx.saved_tensors
+        prob, target, weight = ctx.saved_tensors
         grad_input = ClassPullback(prob, target, weight, xp)(al.Confusion(*grad.unbind(0)))
         return grad_input.to(ctx.input_dtype), None, None, None
 
