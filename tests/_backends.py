@@ -168,15 +168,19 @@ class TorchBackend(Backend):
                       x.grad.double().numpy(force=True), _dtype_name(x.grad.dtype))
 
     def curvature(self, y, pred, direction, metric="f1", **config):
-        torch = self.torch
         x, loss = self._call(y, pred, metric, "float64", None, True, config)
-        (grad,) = torch.autograd.grad(loss, x, create_graph=True)  # a backward that records a graph
-        d = torch.tensor(np.asarray(direction, np.float64), device=self.device)
-        (hd,) = torch.autograd.grad(torch.sum(grad * d), x)
-        return float(torch.sum(hd * d))
+        return _torch_curvature(self.torch, loss, x, self.torch.tensor(np.asarray(direction, np.float64),
+                                                                        device=self.device))
 
     def build(self, metric="f1", **config):
         return _build(self.module, metric, config)
+
+
+def _torch_curvature(torch: Any, loss: Any, x: Any, d: Any) -> float:
+    """``d^T H d`` of ``loss`` in ``x``: a backward that records a graph (``create_graph``), then a second one."""
+    (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+    (hd,) = torch.autograd.grad(torch.sum(grad * d), x)
+    return float(torch.sum(hd * d))
 
 
 def _jax_curvature(jax: Any, fn: Callable[[Any], Any], x: Any, d: Any) -> float:
@@ -311,11 +315,8 @@ class KerasBackend(Backend):
             return float(tf.reduce_sum(outer.gradient(along, x) * d))
         if self.framework == "jax":
             return _jax_curvature(importlib.import_module("jax"), fn, x, d)
-        torch = importlib.import_module("torch")
         x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(fn(x), x, create_graph=True)
-        (hd,) = torch.autograd.grad(torch.sum(grad * d), x)
-        return float(torch.sum(hd * d))
+        return _torch_curvature(importlib.import_module("torch"), fn(x), x, d)
 
     def build(self, metric="f1", **config):
         return _build(self.module, metric, config)
