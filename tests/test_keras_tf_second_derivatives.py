@@ -159,6 +159,40 @@ def test_forward_mode_across_a_tf_function_boundary(jit_compile, rescue):
     _assert_close(accumulator.jvp(grad), _reference_hvp(y, z, None, v, from_logits=True))
 
 
+def test_third_derivative_across_a_tf_function_boundary():
+    # Two accumulators outside the tf.function that computes the gradient: TensorFlow transposes its gradient
+    # where no tape records, and the second-order gradient falls back to four pullbacks.  Their arrays must stay
+    # functions of z: computed from a stopped z, the outer accumulator saw no tangent there and this third
+    # derivative came out 1.5% off.  Reference: the second difference of the float64 gradient without rescue
+    # (D^3 loss [v, v], its error ~ eps^2 times the fifth derivative; rounding ~ 1e-16 / eps^2).  Its first
+    # call traces TensorFlow's forward-over-forward functions for about 40 s (20 s for the plain composition),
+    # so it runs once, without XLA: the fallback is the same code under XLA.
+    z, y, _, v = _data(seed=9)
+    loss = anyloss_keras.F1Loss(from_logits=True, rescue=0.0, dtype="float64")
+
+    @tf.function
+    def gradient_of(y, z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = loss(y, z)
+        return tape.gradient(value, z)
+
+    zt, yt, vt = map(tf.constant, (z, y, v))
+    with tf.autodiff.ForwardAccumulator(zt, vt) as outer:
+        with tf.autodiff.ForwardAccumulator(zt, vt) as inner:
+            grad = gradient_of(yt, zt)
+        hvp = inner.jvp(grad)
+    eps = 1e-4
+
+    def gradient_at(shift):
+        return _reference(y, z + shift * v, None, from_logits=True, rescue=0.0)
+
+    expected = (gradient_at(eps) - 2.0 * gradient_at(0.0) + gradient_at(-eps)) / eps**2
+    _assert_close(hvp, _reference_hvp(y, z, None, v, from_logits=True))
+    np.testing.assert_allclose(np.asarray(outer.jvp(hvp)).ravel(), expected, rtol=1e-4,
+                               atol=1e-5 * np.max(np.abs(expected)))
+
+
 @pytest.mark.parametrize("mode", ["eager", "tf.function"])
 def test_forward_mode_of_soft_labels(mode):
     # A tangent of the labels (soft labels being learned): the counts' custom gradient is of the logits only, so
