@@ -15,12 +15,21 @@ same run (p10, interleaved, order alternated):
   where BCE's gradient needs none), with one transcendental per sample;
 * ``tf AnyLoss-F1``: the same with the paper's approximation ``A(sigmoid(z))``,
   ``A(p) = sigmoid(73 (p - 1/2))``, hand-written (two sigmoids per sample);
+* ``tf AnyLoss-F1, sums of products``: the same loss with every count a sum of a product
+  (``TP = sum(y A)``, ``FP = sum((1 - y) A)``, ``FN = sum(y (1 - A))``), no plain sum: XLA's CPU
+  compiler (TensorFlow 2.21) hands a float32 sum of 32,768 elements or more to YNNPACK unless its
+  operand is a product (or a convert, reshape, ...), and YNNPACK's sum is the slow part here;
 * ``anyloss_keras.F1Loss``: the library (default arguments: value checks, rescue gradient);
+* ``F1Loss, four products``: the library with ``KerasFastPaths.counts_from_label_sums`` off while it is
+  traced (the four counts as sums of products with ``1 - y`` and ``1 - A``, as the Array API default);
 * ``tf mean y*sigmoid``: ``mean(y * sigmoid(z))``, a sum of products whose gradient needs no
-  batch sum: whether the sum of a product is what XLA does badly (it is not).
+  batch sum.  The step returns the gradient only, so XLA drops the sum: this row is one sigmoid
+  pass and its slope, not a measure of what a sum costs.
 
 If the hand-written losses are as slow as the library's, the cost is XLA's CPU code for
-this structure (see docs/performance.md), not ours.  Sizes default to 1e5,1e6,1e7.
+this structure (see docs/performance.md), not ours.  Run it again with
+``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` (no sums handed to YNNPACK) to see
+that share.  Sizes default to 1e5,1e6,1e7.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 import anyloss_keras  # noqa: E402
 from anyloss_bench.speed import _labels, _logits, interleaved  # noqa: E402
+from anyloss_keras._fast_paths import KerasFastPaths  # noqa: E402
 
 SCALE = 73.0
 
@@ -61,11 +71,17 @@ def tf_anyloss_f1(y, z):
     return _f1_of(y, tf.sigmoid(SCALE * (tf.sigmoid(z) - 0.5)))
 
 
+def tf_anyloss_f1_products(y, z):
+    a = tf.sigmoid(SCALE * (tf.sigmoid(z) - 0.5))
+    tp, fp, fn = tf.reduce_sum(y * a), tf.reduce_sum((1.0 - y) * a), tf.reduce_sum(y * (1.0 - a))
+    return 1.0 - 2.0 * tp / (2.0 * tp + fp + fn)
+
+
 def tf_product_mean(y, z):
     return tf.reduce_mean(y * tf.sigmoid(z))
 
 
-def gradient_step(loss, jit_compile):
+def gradient_step(loss, jit_compile, label_sums=True):
     def step(z, y):
         with tf.GradientTape() as tape:
             tape.watch(z)
@@ -73,13 +89,27 @@ def gradient_step(loss, jit_compile):
         return tape.gradient(value, z)
 
     compiled = tf.function(step, jit_compile=jit_compile)
-    return lambda z, y: compiled(z, y).numpy()
+
+    def run(z, y):
+        return compiled(z, y).numpy()
+
+    if not label_sums:  # the form is chosen when the step is traced, at its first call: two attribute writes a call
+        def traced(z, y):
+            KerasFastPaths.counts_from_label_sums = False
+            try:
+                return run(z, y)
+            finally:
+                KerasFastPaths.counts_from_label_sums = True
+        return traced
+    return run
 
 
 def main(sizes, repeats):
     keras_bce = keras.losses.BinaryCrossentropy(from_logits=True)
     losses = {"Keras BCE": keras_bce, "tf BCE": tf_bce, "tf soft-F1": tf_soft_f1, "tf AnyLoss-F1": tf_anyloss_f1,
-              "anyloss_keras.F1Loss": anyloss_keras.F1Loss(from_logits=True), "tf mean y*sigmoid": tf_product_mean}
+              "tf AnyLoss-F1, sums of products": tf_anyloss_f1_products,
+              "anyloss_keras.F1Loss": anyloss_keras.F1Loss(from_logits=True),
+              "F1Loss, four products": anyloss_keras.F1Loss(from_logits=True), "tf mean y*sigmoid": tf_product_mean}
     print(f"step / Keras BCE's step (p10 of {repeats}, interleaved); TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}")
     for jit in (True, False):
@@ -87,7 +117,8 @@ def main(sizes, repeats):
         for n in sizes:
             z = tf.constant(_logits(n).reshape(-1, 1))
             y = tf.constant(_labels(n).reshape(-1, 1))
-            fns = [gradient_step(loss, jit) for loss in losses.values()]
+            fns = [gradient_step(loss, jit, label_sums=name != "F1Loss, four products")
+                   for name, loss in losses.items()]
             timings = interleaved([lambda f=f, z=z, y=y: f(z, y) for f in fns], repeats, warmup=max(3, repeats // 3))
             base = timings[0]["p10"]
             row = "  ".join(f"{name} {t['p10'] / base:.2f}x" for name, t in zip(losses, timings, strict=True))

@@ -3,10 +3,11 @@
 * ``counts_from_label_sums`` with ``false_positives_by_difference``: the binary counts as
   sums over the predictions only (``TP = sum(y yh)``, ``FP = sum(yh) - TP``, ...).  XLA on a CPU writes
   out each summed product and reduces it in a pass of its own, while a plain sum is one
-  fast reduction: three sums, two of them plain, instead of four dot products with
-  ``1 - y`` and ``1 - yh`` (Keras on TensorFlow under XLA at n = 1e6: 3.55x -> 2.68x
-  Keras's BCE; JAX's own adapter does the same).  The counts are the same up to the
-  rounding of the sums.
+  reduction: three sums, two of them plain, instead of four dot products with
+  ``1 - y`` and ``1 - yh`` (JAX's own adapter does the same).  TensorFlow 2.21's XLA hands the
+  plain sums of 32,768 elements or more to YNNPACK, whose sum is slow there; four products
+  then win at 1e5 and lose by a quarter at 1e7 (docs/performance.md, thirteenth round), so the
+  three sums stay.  The counts are the same up to the rounding of the sums.
 * ``add_scaled_temporary`` with a tensor factor (the upstream gradient of the rescue term
   inside a ``tf.custom_gradient``): cast to the term's dtype, never compared with 1.0.
 
