@@ -21,7 +21,8 @@ same run (p10, interleaved, order alternated):
   operand is a product (or a convert, reshape, ...), and YNNPACK's sum is the slow part here;
 * ``anyloss_keras.F1Loss``: the library (default arguments: value checks, rescue gradient);
 * ``F1Loss, four products``: the library with ``KerasFastPaths.counts_from_label_sums`` off while it is
-  traced (the four counts as sums of products with ``1 - y`` and ``1 - A``, as the Array API default);
+  traced (the four counts as sums of products with ``1 - y`` and ``1 - A``, as the Array API default;
+  three in the compiled step, since F1 does not read TN);
 * ``tf mean y*sigmoid``: ``mean(y * sigmoid(z))``, a sum of products whose gradient needs no
   batch sum.  The step returns the gradient only, so XLA drops the sum: this row is one sigmoid
   pass and its slope, not a measure of what a sum costs.
@@ -95,11 +96,11 @@ def gradient_step(loss, jit_compile, label_sums=True):
 
     if not label_sums:  # the form is chosen when the step is traced, at its first call: two attribute writes a call
         def traced(z, y):
-            KerasFastPaths.counts_from_label_sums = False
+            before, KerasFastPaths.counts_from_label_sums = KerasFastPaths.counts_from_label_sums, False
             try:
                 return run(z, y)
             finally:
-                KerasFastPaths.counts_from_label_sums = True
+                KerasFastPaths.counts_from_label_sums = before
         return traced
     return run
 

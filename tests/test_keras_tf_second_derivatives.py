@@ -162,11 +162,12 @@ def test_forward_mode_across_a_tf_function_boundary(jit_compile, rescue):
 def test_third_derivative_across_a_tf_function_boundary():
     # Two accumulators outside the tf.function that computes the gradient: TensorFlow transposes its gradient
     # where no tape records, and the second-order gradient falls back to four pullbacks.  Their arrays must stay
-    # functions of z: computed from a stopped z, the outer accumulator saw no tangent there and this third
-    # derivative came out 1.5% off.  Reference: the second difference of the float64 gradient without rescue
-    # (D^3 loss [v, v], its error ~ eps^2 times the fifth derivative; rounding ~ 1e-16 / eps^2).  Its first
-    # call traces TensorFlow's forward-over-forward functions for about 40 s (20 s for the plain composition),
-    # so it runs once, without XLA: the fallback is the same code under XLA.
+    # functions of z: computed from a stopped z, the outer accumulator sees no tangent there (here 90 of the
+    # 96 entries are then off, up to 3.9x; 1.5% off in the review's case that found it).  Reference: the second
+    # difference of the float64 gradient without rescue (D^3 loss [v, v]; its error ~ eps^2 times the fifth
+    # derivative, rounding ~ 1e-16 / eps^2).  Its first call traces TensorFlow's forward-over-forward functions
+    # for about 40 s (20 s for the plain composition), so it runs once, without XLA: the fallback is the same
+    # code under XLA.
     z, y, _, v = _data(seed=9)
     loss = anyloss_keras.F1Loss(from_logits=True, rescue=0.0, dtype="float64")
 
