@@ -135,14 +135,9 @@ def test_forward_mode_jvp_of_the_loss(mode):
     assert float(value_jvp) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-@pytest.mark.parametrize("rescue", [0.1, 0.0])
-def test_forward_mode_across_a_tf_function_boundary(jit_compile, rescue):
-    # The accumulator outside the tf.function that calls the loss: TensorFlow then transposes the function's
-    # gradient, where no tape records (the first version of the second-order gradient gave a JVP of 0 there).
-    z, y, _, v = _data(seed=6)
-    loss = anyloss_keras.F1Loss(from_logits=True, rescue=rescue, dtype="float64", validate=not jit_compile)
-    value_of = tf.function(lambda y, z: loss(y, z), jit_compile=jit_compile)
+def _gradient_function(loss, jit_compile):
+    """A ``tf.function`` of ``(y, z)`` giving the loss's gradient in ``z``: what an accumulator outside it sees
+    through TensorFlow's transpose of the function's gradient, where no tape records."""
 
     @tf.function(jit_compile=jit_compile)
     def gradient_of(y, z):
@@ -151,6 +146,18 @@ def test_forward_mode_across_a_tf_function_boundary(jit_compile, rescue):
             value = loss(y, z)
         return tape.gradient(value, z)
 
+    return gradient_of
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("rescue", [0.1, 0.0])
+def test_forward_mode_across_a_tf_function_boundary(jit_compile, rescue):
+    # The accumulator outside the tf.function that calls the loss: TensorFlow then transposes the function's
+    # gradient, where no tape records (the first version of the second-order gradient gave a JVP of 0 there).
+    z, y, _, v = _data(seed=6)
+    loss = anyloss_keras.F1Loss(from_logits=True, rescue=rescue, dtype="float64", validate=not jit_compile)
+    value_of = tf.function(lambda y, z: loss(y, z), jit_compile=jit_compile)
+    gradient_of = _gradient_function(loss, jit_compile)
     zt, yt, vt = map(tf.constant, (z, y, v))
     with tf.autodiff.ForwardAccumulator(zt, vt) as accumulator:
         value, grad = value_of(yt, zt), gradient_of(yt, zt)
@@ -169,15 +176,7 @@ def test_third_derivative_across_a_tf_function_boundary():
     # for about 40 s (20 s for the plain composition), so it runs once, without XLA: the fallback is the same
     # code under XLA.
     z, y, _, v = _data(seed=9)
-    loss = anyloss_keras.F1Loss(from_logits=True, rescue=0.0, dtype="float64")
-
-    @tf.function
-    def gradient_of(y, z):
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            value = loss(y, z)
-        return tape.gradient(value, z)
-
+    gradient_of = _gradient_function(anyloss_keras.F1Loss(from_logits=True, rescue=0.0, dtype="float64"), False)
     zt, yt, vt = map(tf.constant, (z, y, v))
     with tf.autodiff.ForwardAccumulator(zt, vt) as outer:
         with tf.autodiff.ForwardAccumulator(zt, vt) as inner:
