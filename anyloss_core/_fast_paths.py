@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ._namespace import sigmoid, stop_gradient
+from ._namespace import device_of, sigmoid, stop_gradient
 from ._types import Array, Namespace
 
 __all__ = ["FastPaths", "fast_paths", "register_fast_paths"]
@@ -106,6 +106,23 @@ class FastPaths:
         (a batch axis traced as ``None``).  By default a sum of ones, which outside XLA's fusion is an n-element
         temporary; a framework that can read the size at run time does without it."""
         return xp.sum(xp.ones_like(x))
+
+    def take_by_row(self, x: Array, ids: Array, xp: Namespace) -> Array:
+        """``x[i, ids[i]]`` ``(n,)`` of an ``(n, C)`` array, for ``(n,)`` integer ids in ``[0, C)`` (each row's
+        true-class probability).  The Array API's ``take_along_axis`` also handles negative ids, which these
+        never are; a fast path may leave that out (array-api-compat spells it as three more torch kernels)."""
+        return xp.take_along_axis(x, ids[:, None], axis=1)[:, 0]
+
+    def take(self, x: Array, ids: Array, xp: Namespace) -> Array:
+        """``x[ids]`` of a 1-D array, for integer ids in ``[0, len(x))`` (as :meth:`take_by_row`)."""
+        return xp.take(x, ids, axis=0)
+
+    def add_by_row_temporary(self, x: Array, ids: Array, values: Array, xp: Namespace) -> Array:
+        """``x`` ``(n, C)`` with ``values[i]`` added at ``x[i, ids[i]]``, for ``(n,)`` ids in ``[0, C)``.  The
+        Array API has no scatter-add: a ``where`` over the one-hot mask, which XLA fuses with its neighbours (an
+        eager framework's scatter-add writes n values instead)."""
+        classes = xp.arange(x.shape[1], dtype=ids.dtype, device=device_of(ids, xp))
+        return x + xp.where(ids[:, None] == classes[None, :], values[:, None], xp.zeros_like(x))
 
     def floats(self, values: Sequence[Array | float], xp: Namespace) -> list[float]:
         """``values`` (0-d arrays or Python numbers) as Python floats: ``float`` of each (a fast path on an

@@ -153,11 +153,18 @@ def _sum_rows(a: Array, w: Array | None, xp: Namespace) -> Array:
     return xp.sum(a, axis=0) if w is None else xp.sum(a * w[:, None], axis=0)
 
 
+def _row_count(a: Array, xp: Namespace) -> Array | float:
+    """The number of rows of ``a`` ``(n, C)``: a Python float where the shape is known (no kernel: eagerly a
+    sum of n ones is two), else a 0-d count on its device (a batch axis unknown until run time)."""
+    n = a.shape[0]
+    return float(n) if isinstance(n, int) else fast_paths(xp).sample_count(a[:, 0], xp)
+
+
 def _counts(Y: Array, Yh: Array, w: Array | None, xp: Namespace) -> Confusion:
     tp = _sum_rows(Y * Yh, w, xp)
     pos = _sum_rows(Y, w, xp)
     pred = _sum_rows(Yh, w, xp)
-    total = xp.sum(xp.ones_like(Y[:, 0])) if w is None else xp.sum(w)
+    total = _row_count(Y, xp) if w is None else xp.sum(w)
     # FN = support - TP etc.: exact for hard counts, and for soft ones accurate to the
     # rounding of the sums (they are sums of non-negative terms).
     fn, fp = pos - tp, pred - tp

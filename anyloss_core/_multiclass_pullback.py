@@ -38,6 +38,7 @@ from ._fast_paths import fast_paths
 from ._metrics import Confusion
 from ._multiclass import (
     SharpenedSoftmax,
+    _row_count,
     _row_weights,
     _targets,
     check_multiclass_approximation,
@@ -79,28 +80,35 @@ class ClassPullback:
             return xp.where(hot, on_pos[None, :], on_neg[None, :])
         return fast_paths(xp).add_temporary(self.target * (on_pos - on_neg), on_neg, xp)
 
-    def _centre(self, g: Confusion, rows: Array) -> Array:
-        """:math:`\\sum_k P_{ik} M_{ik}` ``(n,)``.  With class ids, :math:`P_i \\cdot B + P_{i y_i} A_{y_i}`: a
-        matrix-vector product and a gather, where a sum over a narrow last axis is slow (XLA: 1.8 ms against
-        1.0 ms for the whole backward at n = 1e5, C = 10)."""
-        xp, p, ids = self.xp, self.prob, self.target
-        if len(ids.shape) != 1 or not hasattr(xp, "take_along_axis"):
-            return xp.sum(p * rows, axis=1)
-        on_neg, diff = g.fp - g.tn, g.tp - g.fn - g.fp + g.tn
+    def _by_ids(self, g: Confusion) -> Array:
+        """:math:`P (M - \\sum_k P_k M_k)` ``(n, C)`` with class ids, weights aside, without ``M`` or a one-hot:
+        :math:`P_{ic} (B_c - s_i)`, plus :math:`t_i = P_{i y_i} A_{y_i}` added at each row's class, where
+        :math:`s_i = P_i \\cdot B + t_i` (a matrix-vector product and a gather: a sum over a narrow last axis
+        is slow, XLA 1.8 ms against 1.0 ms for the whole backward at n = 1e5, C = 10).  Two ``(n, C)`` passes
+        and an ``(n,)`` scatter where ``M`` took four (eagerly a comparison, a where, a subtraction, a product)."""
+        xp, fast, p, ids = self.xp, fast_paths(self.xp), self.prob, self.target
+        on_neg = g.fp - g.tn
+        diff = (g.tp - g.fn) - on_neg  # A
         if self.in_range:
-            return p @ on_neg + xp.take_along_axis(p, ids[:, None], axis=1)[:, 0] * xp.take(diff, ids, axis=0)
-        classes = p.shape[1]
-        valid = (ids >= 0) & (ids < classes)  # ids out of range: all-zero one-hot rows
-        safe = xp.where(valid, ids, xp.zeros_like(ids))
-        on_true = xp.take_along_axis(p, safe[:, None], axis=1)[:, 0] * xp.take(diff, safe, axis=0)
-        return p @ on_neg + xp.where(valid, on_true, xp.zeros_like(on_true))
+            on_true = fast.take_by_row(p, ids, xp) * fast.take(diff, ids, xp)
+        else:
+            valid = (ids >= 0) & (ids < p.shape[1])  # ids out of range: all-zero one-hot rows, nothing added
+            ids = xp.where(valid, ids, xp.zeros_like(ids))
+            on_true = fast.take_by_row(p, ids, xp) * fast.take(diff, ids, xp)
+            on_true = xp.where(valid, on_true, xp.zeros_like(on_true))
+        centre = p @ on_neg + on_true
+        grad = fast.multiply_temporary(on_neg[None, :] - centre[:, None], p, xp)
+        return fast.add_by_row_temporary(grad, ids, on_true, xp)
 
     def __call__(self, g: Confusion) -> Array:
-        """:math:`\\partial L / \\partial z = w P (M - \\sum_k P_k M_k)` for count cotangents ``g`` (each ``(C,)``)."""
+        """:math:`\\partial L / \\partial z = w P (M - \\sum_k P_k M_k)` for count cotangents ``g`` (each
+        ``(C,)``)."""
         xp, fast, p = self.xp, fast_paths(self.xp), self.prob
-        rows = self._rows(g)
-        centre = self._centre(g, rows)
-        grad = fast.multiply_temporary(fast.add_temporary(rows, -centre[:, None], xp), p, xp)
+        if len(self.target.shape) == 1 and hasattr(xp, "take_along_axis"):
+            grad = self._by_ids(g)
+        else:
+            rows = self._rows(g)
+            grad = fast.multiply_temporary(fast.add_temporary(rows, -xp.sum(p * rows, axis=1)[:, None], xp), p, xp)
         return grad if self.weight is None else fast.multiply_temporary(grad, self.weight[:, None], xp)
 
     def weight_grad(self, g: Confusion) -> Array:
@@ -111,7 +119,7 @@ class ClassPullback:
         shift = g.fn - g.tn
         if len(self.target.shape) == 1:
             safe = xp.clip(self.target, 0, self.prob.shape[1] - 1)  # ignored ids: any class (their weight is 0)
-            return per_row + xp.take(shift, safe, axis=0)
+            return per_row + fast_paths(xp).take(shift, safe, xp)
         return per_row + xp.sum(self.target * shift[None, :], axis=1)
 
 
@@ -161,7 +169,7 @@ def soft_class_confusion_with_pullback(
     if len(target.shape) == 1 and class_sums is not None:
         tp, pos = _by_class(target, prob, w, class_sums, xp, in_range)
         pred = xp.sum(prob, axis=0) if w is None else w @ prob
-        total = xp.sum(xp.ones_like(prob[:, 0])) if w is None else xp.sum(w)
+        total = _row_count(prob, xp) if w is None else xp.sum(w)
         fn, fp = pos - tp, pred - tp
         return Confusion(tn=total - tp - fn - fp, fn=fn, fp=fp, tp=tp), ClassPullback(prob, target, w, xp, in_range)
     if len(target.shape) == 1:
@@ -172,7 +180,7 @@ def soft_class_confusion_with_pullback(
         on_true, hot_f = target * prob, target
     if w is None:
         tp, pos, pred = xp.sum(on_true, axis=0), xp.sum(hot_f, axis=0), xp.sum(prob, axis=0)
-        total = xp.sum(xp.ones_like(prob[:, 0]))  # on prob's device
+        total = _row_count(prob, xp)
     else:  # weighted column sums as vector-matrix products: no weighted (n, C) temporaries
         tp, pos, pred, total = w @ on_true, w @ hot_f, w @ prob, xp.sum(w)
     fn, fp = pos - tp, pred - tp
@@ -187,13 +195,13 @@ def _by_class(ids: Array, prob: Array, w: Array | None, class_sums: ClassSums, x
     Ids out of range (``ignore_index``, or unchecked with ``validate=False``) count in
     neither, as their all-zero one-hot rows would.
     """
-    classes = prob.shape[1]
+    classes, fast = prob.shape[1], fast_paths(xp)
     if in_range:
         ones = xp.ones_like(prob[:, 0]) if w is None else w
-        on_true = xp.take_along_axis(prob, ids[:, None], axis=1)[:, 0]
+        on_true = fast.take_by_row(prob, ids, xp)
         return class_sums(ids, on_true if w is None else on_true * w, classes), class_sums(ids, ones, classes)
     valid = (ids >= 0) & (ids < classes)
     safe = xp.where(valid, ids, xp.zeros_like(ids))
-    on_true = xp.take_along_axis(prob, safe[:, None], axis=1)[:, 0]
+    on_true = fast.take_by_row(prob, safe, xp)
     weight = xp.astype(valid, prob.dtype) if w is None else xp.where(valid, w, xp.zeros_like(w))
     return class_sums(safe, on_true * weight, classes), class_sums(safe, weight, classes)

@@ -878,6 +878,13 @@ def test_fast_path_defaults_are_the_array_api_formulas():
     np.testing.assert_array_equal(fast.shrink(x, 1.0, xp), [-2.0, 0.0, 3.0])
     np.testing.assert_array_equal(fast.clip(x, -1.0, None, xp), [-1.0, 0.5, 3.0])
     assert fast.all_binary(np.array([0.0, 1.0]), xp) and not fast.all_binary(np.array([0.0, np.nan]), xp)
+    # the multi-class indexing hooks: each row's entry at its class, a 1-D take, and an add at each row's class
+    table, ids, values = np.arange(12.0).reshape(4, 3), np.array([2, 0, 1, 2]), np.array([10.0, 20.0, 30.0, 40.0])
+    np.testing.assert_array_equal(fast.take_by_row(table, ids, xp), [2.0, 3.0, 7.0, 11.0])
+    np.testing.assert_array_equal(fast.take(values, ids, xp), [30.0, 10.0, 20.0, 30.0])
+    expected = table.copy()
+    expected[np.arange(4), ids] += values
+    np.testing.assert_array_equal(fast.add_by_row_temporary(table.copy(), ids, values, xp), expected)
 
 
 def test_registered_fast_paths_are_used_for_their_namespace_only(monkeypatch):

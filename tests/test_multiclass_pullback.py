@@ -192,7 +192,50 @@ def test_torch_function_equals_autograd(average, ignore, weighted, one_hot, clos
 
 
 @pytest.mark.backend("torch")
-def test_torch_loss_takes_the_closed_form_and_compiles(closed_form_at_any_size):
+@pytest.mark.parametrize("id_dtype", ["uint8", "int8", "int16", "int32", "int64"])
+@pytest.mark.parametrize("ignore", [None, 2])
+def test_torch_class_ids_of_any_integer_dtype_take_the_function(id_dtype, ignore, closed_form_at_any_size):
+    # torch's gather and index_add_ take int64 indices only: uint8 / int8 / int16 / int32 ids once failed there
+    import torch
+
+    z_np, y_np, _ = _case(seed=5, ignore=ignore)
+    expected_z = torch.tensor(z_np, requires_grad=True)
+    expected = _torch_loss(torch, False, expected_z, torch.tensor(y_np), None, "macro", ignore)
+    expected.backward()
+    z = torch.tensor(z_np, requires_grad=True)
+    loss = _torch_loss(torch, True, z, torch.tensor(y_np).to(getattr(torch, id_dtype)), None, "macro", ignore)
+    assert _has_class_counts_node(loss)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-12)
+    torch.testing.assert_close(z.grad, expected_z.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.backend("torch")
+def test_torch_indexing_hooks_equal_the_array_api_ones():
+    # TorchFastPaths' gather / index_select / in-place scatter-add, and its where form under autograd
+    import array_api_compat.torch as xp
+    import torch
+
+    from anyloss_torch._fast_paths import TorchFastPaths
+
+    fast = TorchFastPaths()
+    table, ids = torch.arange(12.0, dtype=torch.float64).reshape(4, 3), torch.tensor([2, 0, 1, 2], dtype=torch.int32)
+    values = torch.tensor([10.0, 20.0, 30.0, 40.0], dtype=torch.float64)
+    expected = table.numpy().copy()
+    expected[np.arange(4), ids.numpy()] += values.numpy()
+    np.testing.assert_array_equal(fast.take_by_row(table, ids, xp).numpy(), [2.0, 3.0, 7.0, 11.0])
+    np.testing.assert_array_equal(fast.take(values, ids, xp).numpy(), [30.0, 10.0, 20.0, 30.0])
+    np.testing.assert_array_equal(fast.add_by_row_temporary(table.clone(), ids, values, xp).numpy(), expected)
+    leaf = values.clone().requires_grad_(True)  # under autograd: out of place, and the gradient reaches values
+    added = fast.add_by_row_temporary(table.clone(), ids, leaf, xp)
+    np.testing.assert_array_equal(added.detach().numpy(), expected)
+    (grad,) = torch.autograd.grad(added.sum(), leaf)
+    np.testing.assert_array_equal(grad.numpy(), np.ones(4))
+
+
+@pytest.mark.backend("torch")
+@pytest.mark.parametrize("id_dtype", ["int64", "int32"])
+def test_torch_loss_takes_the_closed_form_and_compiles(id_dtype, closed_form_at_any_size):
     import torch
 
     from anyloss_torch._autograd import soft_loss
@@ -201,7 +244,7 @@ def test_torch_loss_takes_the_closed_form_and_compiles(closed_form_at_any_size):
         return soft_loss(z, labels, weight, metric, task="multiclass", **kwargs)
 
     z_np, y_np, _ = _case(seed=2, ignore=-100)
-    labels = torch.tensor(y_np)
+    labels = torch.tensor(y_np).to(getattr(torch, id_dtype))
     options = {"num_classes": C, "ignore_index": -100, "from_logits": True, "scale": 73.0, "approximation": "anyloss",
                "validate": False}
     z = torch.tensor(z_np, dtype=torch.float32, requires_grad=True)

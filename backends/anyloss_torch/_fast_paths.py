@@ -123,6 +123,11 @@ def _functorch_wrapped(x: torch.Tensor) -> bool:
     return functorch is not None and bool(functorch.is_functorch_wrapped_tensor(x))
 
 
+def _as_index(ids: torch.Tensor) -> torch.Tensor:
+    """Integer ids as the int64 index that ``gather`` and ``take_along_dim`` take (int64 ids unchanged)."""
+    return ids if ids.dtype == torch.int64 else ids.to(torch.int64)
+
+
 def reads_are_free(x: torch.Tensor) -> bool:
     """Whether reading ``x``'s values costs no wait: a CPU tensor (an accelerator's read waits for its queue)."""
     return x.is_cpu  # = device.type == "cpu", without building a device object
@@ -192,6 +197,22 @@ class TorchFastPaths(FastPaths):
 
     def dot(self, a: Any, b: Any, xp: Any) -> Any:
         return torch.dot(a, b)
+
+    def take_by_row(self, x: Any, ids: Any, xp: Any) -> Any:
+        # One gather; array-api-compat's take_along_axis adds a where over the ids for negative ones (three
+        # kernels) and torch.take_along_dim a remainder.  The index must be int64 (torch before 2.13).
+        return torch.gather(x, 1, _as_index(ids)[:, None])[:, 0]
+
+    def take(self, x: Any, ids: Any, xp: Any) -> Any:
+        return torch.index_select(x, 0, _as_index(ids))  # as take_by_row: no where over the ids
+
+    def add_by_row_temporary(self, x: Any, ids: Any, values: Any, xp: Any) -> Any:
+        # n values scattered in place, not an (n, C) one-hot comparison and where (eagerly, n = 1e5, C = 10: the
+        # two cost about a quarter of the multi-class step).  While compiling, the where: inductor fuses it, and
+        # its scatter-add is a loop of its own.
+        if _needs_autograd(x) or _functorch_wrapped(x) or torch.compiler.is_compiling():
+            return super().add_by_row_temporary(x, ids, values, xp)
+        return x.scatter_add_(1, _as_index(ids)[:, None], values[:, None].to(x.dtype))
 
     def floats(self, values: Any, xp: Any) -> list[float]:
         # On a CPU float() of each is free.  On an accelerator each read waits for the device: the tensors

@@ -62,14 +62,14 @@ class _ClassCounts(torch.autograd.Function):
                                                               class_sums=sums, **options)
         ctx.save_for_backward(pullback.prob, pullback.target, pullback.weight)
         keep_anchor(ctx, input)  # for the error mark on a gradient differentiated again (anyloss_torch._first_order)
-        ctx.input_dtype = input.dtype
+        ctx.input_dtype, ctx.in_range = input.dtype, pullback.in_range  # ids checked in range: no mask backwards
         return torch.stack(tuple(counts))
 
     @staticmethod
     @first_order(PER_CLASS_COUNTS)
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None, None]:
         prob, target, weight = ctx.saved_tensors
-        grad_input = ClassPullback(prob, target, weight, xp)(al.Confusion(*grad.unbind(0)))
+        grad_input = ClassPullback(prob, target, weight, xp, ctx.in_range)(al.Confusion(*grad.unbind(0)))
         return grad_input.to(ctx.input_dtype), None, None, None
 
 
@@ -98,5 +98,9 @@ def class_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) 
     ``task``, ``num_classes``, ``ignore_index``, ``from_logits``, ``scale``, ``approximation``,
     ``validate``), with the closed-form backward where it applies."""
     if _closed_form_applies(input, target, weight, options):
+        if not (target.is_floating_point() or target.dtype in (torch.int64, torch.bool)):
+            # Class ids as the index that index_add_ and gather take (uint8 / int8 / int16 / int32 ids failed
+            # there); int64 ids, one-hot float or bool labels as they are.
+            target = target.to(torch.int64)
         return al.Confusion(*_ClassCounts.apply(input, target, weight, options).unbind(0))
     return al.soft_class_confusion(target, input, sample_weight=weight, **options)
