@@ -129,6 +129,22 @@ def test_bad_multiclass_input_names_the_problem(kwargs, error, words):
     assert words in str(info.value)
 
 
+@pytest.mark.parametrize("id_dtype", ["uint8", "int8", "int16", "int32", "int64"])
+def test_class_ids_of_any_integer_dtype_give_the_reference_loss(backend, id_dtype):
+    # Image pipelines hand over uint8 masks and int32 ids: torch's gather took int64 indices only, and
+    # TensorFlow's range has no uint8 kernel; both once failed on such ids.
+    config = {"task": "multiclass", "num_classes": C, "from_logits": True}
+    expected = reference_f1_loss(ONE_HOT, _softmax(LOGITS))
+    ids = IDS.astype(id_dtype)
+    if not backend.has("grad"):
+        assert backend.loss(ids, LOGITS, **config).value == pytest.approx(expected, rel=1e-12)
+        return
+    got, as_int64 = backend.value_and_grad(ids, LOGITS, **config), backend.value_and_grad(IDS, LOGITS, **config)
+    assert got.value == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(got.grad, as_int64.grad, rtol=1e-6, atol=1e-9)
+    assert np.abs(got.grad).sum() > 0
+
+
 # --- every adapter ---------------------------------------------------------------------------------
 
 

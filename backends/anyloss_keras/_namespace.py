@@ -54,7 +54,10 @@ argmax = ops.argmax
 
 
 def arange(stop: int, dtype: Any = None, device: Any = None) -> Any:
-    return ops.arange(stop, dtype=None if dtype is None else _name(dtype))
+    name = None if dtype is None else _name(dtype)
+    if name == "uint8":  # TensorFlow's range has no uint8 kernel; uint8 class ids (image masks) compare with these
+        return ops.cast(ops.arange(stop, dtype="int32"), "uint8")
+    return ops.arange(stop, dtype=name)
 
 
 def ones(shape: tuple[int, ...], dtype: Any = None, device: Any = None) -> Any:
