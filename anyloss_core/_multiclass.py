@@ -38,7 +38,7 @@ from ._approximations import get_approximation
 from ._fast_paths import fast_paths
 from ._metrics import Confusion, Metric, check_metric_value, get_metric, ratio
 from ._names import unknown_name
-from ._namespace import compute_dtype, device_of, get_namespace, sigmoid, softmax, values_available
+from ._namespace import class_range, compute_dtype, get_namespace, ids_holding, sigmoid, softmax, values_available
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
@@ -103,7 +103,8 @@ def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, i
                          f"{tuple(y_pred.shape)}; got {shape}")
     if not xp.isdtype(y_true.dtype, "integral"):
         raise TypeError(f"multiclass class ids must be integers, got dtype {y_true.dtype}")
-    ids = xp.reshape(y_true, (-1,))
+    # as int32 where the dtype cannot hold C or ignore_index (uint8 ids with 300 classes, or ignore_index=-100)
+    ids = ids_holding(xp.reshape(y_true, (-1,)), xp, classes, *(() if ignore_index is None else (ignore_index,)))
     mask = None if ignore_index is None else (ids != ignore_index)
     if validate:
         in_range = (ids >= 0) & (ids < classes)
@@ -121,9 +122,11 @@ def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, i
 def class_mask(ids: Array, classes: int, xp: Namespace) -> Array:
     """``(n,)`` integer ids as an ``(n, classes)`` boolean one-hot (an id outside the range: a row of False).
 
-    The class range is made on the ids' device: on the CPU beside CUDA ids, the comparison failed.
+    The class range is made on the ids' device (on the CPU beside CUDA ids, the comparison failed) and in a
+    dtype that holds every class (:func:`~anyloss_core._namespace.class_range`).
     """
-    return ids[:, None] == xp.arange(classes, dtype=ids.dtype, device=device_of(ids, xp))[None, :]
+    ids, range_ = class_range(ids, classes, xp)
+    return ids[:, None] == range_[None, :]
 
 
 def _one_hot(ids: Array, classes: int, dtype: Any, xp: Namespace) -> Array:

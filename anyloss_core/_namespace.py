@@ -177,6 +177,30 @@ def values_available(x: Array, xp: Namespace) -> bool:
     return True
 
 
+def class_range(ids: Array, classes: int, xp: Namespace) -> tuple[Array, Array]:
+    """``ids`` and the classes ``0 .. classes - 1`` beside them, of one integer dtype on the ids' device: the
+    ids' own, or int32 for both where it cannot hold ``classes - 1``.  A range in a narrow dtype wraps: with
+    uint8 ids and 300 classes, classes 256-299 would match ids 0-43; with int8 ids and 200 classes, class 156
+    would match ``ignore_index=-100``.
+
+    Examples:
+        >>> import numpy as np, array_api_compat.numpy as xp
+        >>> ids, classes = class_range(np.array([0, 3], dtype=np.uint8), 300, xp)
+        >>> ids.dtype, classes.dtype, int(classes[-1])
+        (dtype('int32'), dtype('int32'), 299)
+    """
+    ids = ids_holding(ids, xp, classes - 1)
+    return ids, xp.arange(classes, dtype=ids.dtype, device=device_of(ids, xp))
+
+
+def ids_holding(ids: Array, xp: Namespace, *values: int) -> Array:
+    """Integer ``ids`` as int32 where their dtype cannot hold each of ``values`` (a class count, an
+    ``ignore_index``), else as they are: compared with such a value, narrow ids overflow (array-api-strict
+    raises) or wrap."""
+    info = xp.iinfo(ids.dtype)
+    return ids if all(info.min <= v <= info.max for v in values) else xp.astype(ids, xp.int32)
+
+
 def device_of(x: Array, xp: Namespace) -> Any:
     """The device of ``x``, for arrays the core creates beside it (``xp.arange(C, device=device_of(ids, xp))``).
 

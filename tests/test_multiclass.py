@@ -145,6 +145,25 @@ def test_class_ids_of_any_integer_dtype_give_the_reference_loss(backend, id_dtyp
     assert np.abs(got.grad).sum() > 0
 
 
+@pytest.mark.parametrize("id_dtype,classes,ignore", [("uint8", 300, None), ("int8", 200, -100)])
+def test_narrow_class_ids_with_more_classes_than_their_dtype_counts(backend, id_dtype, classes, ignore):
+    # A class range in the ids' dtype would wrap: uint8 classes 256-299 matching ids 0-43, int8 class 156
+    # matching ignore_index=-100.  n * C >= 2**15 also takes torch's closed form.
+    rng = np.random.default_rng(3)
+    n = 120
+    logits, ids = rng.normal(size=(n, classes)), rng.integers(0, 100, n)
+    if ignore is not None:
+        ids[:15] = ignore
+    keep = ids != (ignore if ignore is not None else -1)
+    expected = reference_f1_loss(np.eye(classes)[ids[keep]], _softmax(logits)[keep])
+    config = {"task": "multiclass", "num_classes": classes, "from_logits": True, "ignore_index": ignore}
+    if backend.has("float64"):
+        assert backend.loss(ids.astype(id_dtype), logits, **config).value == pytest.approx(expected, rel=1e-10)
+    else:
+        assert backend.loss(ids.astype(id_dtype), logits, dtype="float32", **config).value == pytest.approx(
+            expected, rel=1e-5)
+
+
 # --- every adapter ---------------------------------------------------------------------------------
 
 

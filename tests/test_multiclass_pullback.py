@@ -195,7 +195,7 @@ def test_torch_function_equals_autograd(average, ignore, weighted, one_hot, clos
 @pytest.mark.parametrize("id_dtype", ["uint8", "int8", "int16", "int32", "int64"])
 @pytest.mark.parametrize("ignore", [None, 2])
 def test_torch_class_ids_of_any_integer_dtype_take_the_function(id_dtype, ignore, closed_form_at_any_size):
-    # torch's gather and index_add_ take int64 indices only: uint8 / int8 / int16 / int32 ids once failed there
+    # torch's gather and index_add_ take int32 / int64 indices only: uint8 / int8 / int16 ids once failed there
     import torch
 
     z_np, y_np, _ = _case(seed=5, ignore=ignore)
@@ -212,7 +212,7 @@ def test_torch_class_ids_of_any_integer_dtype_take_the_function(id_dtype, ignore
 
 @pytest.mark.backend("torch")
 def test_torch_indexing_hooks_equal_the_array_api_ones():
-    # TorchFastPaths' gather / index_select / in-place scatter-add, and its where form under autograd
+    # TorchFastPaths' gather / index_select / in-place scatter-add, and the where form under autograd
     import array_api_compat.torch as xp
     import torch
 
@@ -225,12 +225,20 @@ def test_torch_indexing_hooks_equal_the_array_api_ones():
     expected[np.arange(4), ids.numpy()] += values.numpy()
     np.testing.assert_array_equal(fast.take_by_row(table, ids, xp).numpy(), [2.0, 3.0, 7.0, 11.0])
     np.testing.assert_array_equal(fast.take(values, ids, xp).numpy(), [30.0, 10.0, 20.0, 30.0])
-    np.testing.assert_array_equal(fast.add_by_row_temporary(table.clone(), ids, values, xp).numpy(), expected)
-    leaf = values.clone().requires_grad_(True)  # under autograd: out of place, and the gradient reaches values
-    added = fast.add_by_row_temporary(table.clone(), ids, leaf, xp)
+    temporary = table.clone()
+    assert fast.scatters_in_place(temporary, xp)
+    added = fast.add_by_row_temporary(temporary, ids, values, xp)
+    assert added is temporary  # in place
+    np.testing.assert_array_equal(added.numpy(), expected)
+    # under autograd: out of place (an in-place write to a tensor autograd records), and the gradient flows
+    leaf, on = table.clone().requires_grad_(True), values.clone().requires_grad_(True)
+    recorded = leaf * 1.0
+    assert not fast.scatters_in_place(recorded, xp)
+    added = fast.add_by_row_temporary(recorded, ids, on, xp)
     np.testing.assert_array_equal(added.detach().numpy(), expected)
-    (grad,) = torch.autograd.grad(added.sum(), leaf)
-    np.testing.assert_array_equal(grad.numpy(), np.ones(4))
+    grad_table, grad_values = torch.autograd.grad(added.sum(), (leaf, on))
+    np.testing.assert_array_equal(grad_table.numpy(), np.ones((4, 3)))
+    np.testing.assert_array_equal(grad_values.numpy(), np.ones(4))
 
 
 @pytest.mark.backend("torch")

@@ -19,6 +19,7 @@ from keras import ops
 from anyloss_core import adapters
 
 float16, float32, float64, bool = "float16", "float32", "float64", "bool"  # noqa: A001
+int32 = "int32"  # class ids too narrow for their classes are compared as int32
 
 asarray = ops.convert_to_tensor
 reshape = ops.reshape
@@ -73,6 +74,12 @@ def finfo(dtype: Any) -> Any:
     import numpy as np
 
     return np.finfo(_name(dtype))
+
+
+def iinfo(dtype: Any) -> Any:
+    import numpy as np
+
+    return np.iinfo(_name(dtype))
 
 _KINDS = {
     "bool": ("bool",),

@@ -124,8 +124,9 @@ def _functorch_wrapped(x: torch.Tensor) -> bool:
 
 
 def _as_index(ids: torch.Tensor) -> torch.Tensor:
-    """Integer ids as the int64 index that ``gather`` and ``take_along_dim`` take (int64 ids unchanged)."""
-    return ids if ids.dtype == torch.int64 else ids.to(torch.int64)
+    """Integer ids as an index that ``gather``, ``index_select`` and ``scatter_add_`` take: int64 and int32 ids
+    as they are, narrower ones (uint8, int8, int16: "Expected dtype int32/int64 for index") as int64."""
+    return ids if ids.dtype in (torch.int64, torch.int32) else ids.to(torch.int64)
 
 
 def reads_are_free(x: torch.Tensor) -> bool:
@@ -200,17 +201,20 @@ class TorchFastPaths(FastPaths):
 
     def take_by_row(self, x: Any, ids: Any, xp: Any) -> Any:
         # One gather; array-api-compat's take_along_axis adds a where over the ids for negative ones (three
-        # kernels) and torch.take_along_dim a remainder.  The index must be int64 (torch before 2.13).
+        # kernels) and torch.take_along_dim a remainder.
         return torch.gather(x, 1, _as_index(ids)[:, None])[:, 0]
 
     def take(self, x: Any, ids: Any, xp: Any) -> Any:
         return torch.index_select(x, 0, _as_index(ids))  # as take_by_row: no where over the ids
 
+    def scatters_in_place(self, x: Any, xp: Any) -> bool:
+        # Eagerly, n values scattered in place, not an (n, C) one-hot comparison and where (n = 1e5, C = 10: the
+        # two cost about a fifth of the multi-class step).  Not under autograd or while compiling: inductor fuses
+        # the where into its one pass, and its scatter-add is a loop of its own.
+        return not (_needs_autograd(x) or _functorch_wrapped(x))
+
     def add_by_row_temporary(self, x: Any, ids: Any, values: Any, xp: Any) -> Any:
-        # n values scattered in place, not an (n, C) one-hot comparison and where (eagerly, n = 1e5, C = 10: the
-        # two cost about a quarter of the multi-class step).  While compiling, the where: inductor fuses it, and
-        # its scatter-add is a loop of its own.
-        if _needs_autograd(x) or _functorch_wrapped(x) or torch.compiler.is_compiling():
+        if not self.scatters_in_place(x, xp):
             return super().add_by_row_temporary(x, ids, values, xp)
         return x.scatter_add_(1, _as_index(ids)[:, None], values[:, None].to(x.dtype))
 

@@ -93,14 +93,18 @@ def _closed_form_applies(input: torch.Tensor, target: Any, weight: Any, options:
     return not (functorch is not None and functorch.is_functorch_wrapped_tensor(input))
 
 
+#: Integer dtypes torch's index kernels refuse (``Expected dtype int32/int64 for index``); one-hot labels of
+#: these dtypes are cast too, which only costs a copy.
+_NARROW_IDS = (torch.uint8, torch.int8, torch.int16)
+
+
 def class_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -> al.Confusion:
     """The per-class soft counts of :func:`anyloss_core.soft_class_confusion` (``options`` are its keywords:
     ``task``, ``num_classes``, ``ignore_index``, ``from_logits``, ``scale``, ``approximation``,
     ``validate``), with the closed-form backward where it applies."""
     if _closed_form_applies(input, target, weight, options):
-        if not (target.is_floating_point() or target.dtype in (torch.int64, torch.bool)):
-            # Class ids as the index that index_add_ and gather take (uint8 / int8 / int16 / int32 ids failed
-            # there); int64 ids, one-hot float or bool labels as they are.
+        if target.dtype in _NARROW_IDS:
+            # index_add_ and gather take int32 / int64 indices only: uint8, int8 and int16 ids failed there
             target = target.to(torch.int64)
         return al.Confusion(*_ClassCounts.apply(input, target, weight, options).unbind(0))
     return al.soft_class_confusion(target, input, sample_weight=weight, **options)
