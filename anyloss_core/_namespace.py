@@ -180,8 +180,7 @@ def values_available(x: Array, xp: Namespace) -> bool:
 def class_range(ids: Array, classes: int, xp: Namespace) -> tuple[Array, Array]:
     """``ids`` and the classes ``0 .. classes - 1`` beside them, of one integer dtype on the ids' device: the
     ids' own, or int32 for both where it cannot hold ``classes - 1``.  A range in a narrow dtype wraps: with
-    uint8 ids and 300 classes, classes 256-299 would match ids 0-43; with int8 ids and 200 classes, class 156
-    would match ``ignore_index=-100``.
+    uint8 ids and 300 classes, classes 256-299 matched ids 0-43, and the loss was silently wrong.
 
     Examples:
         >>> import numpy as np, array_api_compat.numpy as xp

@@ -147,8 +147,9 @@ def test_class_ids_of_any_integer_dtype_give_the_reference_loss(backend, id_dtyp
 
 @pytest.mark.parametrize("id_dtype,classes,ignore", [("uint8", 300, None), ("int8", 200, -100)])
 def test_narrow_class_ids_with_more_classes_than_their_dtype_counts(backend, id_dtype, classes, ignore):
-    # A class range in the ids' dtype would wrap: uint8 classes 256-299 matching ids 0-43, int8 class 156
-    # matching ignore_index=-100.  n * C >= 2**15 also takes torch's closed form.
+    # A class range in the ids' dtype wraps: uint8 classes 256-299 matched ids 0-43 (a silently wrong loss on
+    # NumPy, JAX and Keras); array-api-strict raised an overflow comparing the ids with the class count.
+    # n * C >= 2**15 also takes torch's closed form.
     rng = np.random.default_rng(3)
     n = 120
     logits, ids = rng.normal(size=(n, classes)), rng.integers(0, 100, n)
