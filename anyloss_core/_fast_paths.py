@@ -121,7 +121,7 @@ class FastPaths:
         """Whether :meth:`add_by_row_temporary` writes its n values into a temporary like ``x`` in place.  If it
         does, the multi-class backward adds each row's class term that way; if not, it spells that term as a
         ``where`` over the one-hot inside its one pass, which a compiler fuses (added afterwards, the where made
-        the torch.compile step 1.48x-1.64x cross-entropy, against 1.41x-1.47x; docs/performance.md)."""
+        the torch.compile step 1.55x-1.62x cross-entropy, against 1.47x; docs/performance.md)."""
         return False
 
     def add_by_row_temporary(self, x: Array, ids: Array, values: Array, xp: Namespace) -> Array:

@@ -5,7 +5,8 @@ its operator count (the H200 run in docs/performance.md: ~20 us per operator, An
 This counts the leaf aten operators of one forward + backward at n = 32 with torch's profiler, on the CPU,
 for each execution path of anyloss_torch._autograd: "one node" (what a CPU and a CUDA GPU take: the counts'
 sums read as floats) and "analytic counts" (nothing read back: what a CUDA graph being captured, a sync debug
-mode and distributed counts take), forced here on the CPU.  Views,
+mode and distributed counts take), forced here on the CPU; then the multi-class loss at n = 4000, C = 10, where
+its closed-form backward runs (from 2**15 logits), against cross-entropy.  Views,
 allocations and other operators that launch nothing are left out.  Host reads are counted apart; forced on
 the CPU, the analytic path with rescue=0 shows the stuck-batch watch's read, which a GPU skips (it runs only
 where values are on the CPU, as the value checks do).
@@ -66,6 +67,16 @@ def main() -> None:
                 print(f"  {name:34s} {label:40s} {sum(counts.values()):3d} operators, {reads} host reads")
         finally:
             _autograd.choose_path = choose
+    logits = torch.randn(4000, 10, requires_grad=True)
+    ids = torch.randint(0, 10, (4000,))
+    print(f"multi-class, n = 4000, C = 10 (the closed-form backward), torch {torch.__version__}")
+    for name, loss_fn in {"CrossEntropyLoss": torch.nn.CrossEntropyLoss(),
+                          "F1Loss(task='multiclass')": anyloss_torch.F1Loss(task="multiclass", num_classes=10),
+                          "F1Loss(task='multiclass', validate=False)":
+                              anyloss_torch.F1Loss(task="multiclass", num_classes=10, validate=False)}.items():
+        counts = leaf_operators(lambda f=loss_fn: f(logits, ids).backward())
+        reads = counts.pop("aten::item", 0) + counts.pop("aten::_local_scalar_dense", 0)
+        print(f"  {name:42s} {sum(counts.values()):3d} operators, {reads} host reads")
 
 
 if __name__ == "__main__":
