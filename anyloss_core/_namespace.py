@@ -193,11 +193,16 @@ def class_range(ids: Array, classes: int, xp: Namespace) -> tuple[Array, Array]:
 
 
 def ids_holding(ids: Array, xp: Namespace, *values: int) -> Array:
-    """Integer ``ids`` as int32 where their dtype cannot hold each of ``values`` (a class count, an
-    ``ignore_index``), else as they are: compared with such a value, narrow ids overflow (array-api-strict
-    raises) or wrap."""
+    """Ids of an 8- or 16-bit integer dtype as int32 where that dtype cannot hold each of ``values`` (a class
+    count, an ``ignore_index``), else as they are: compared with such a value, narrow ids overflow
+    (array-api-strict raises) or wrap.  Wider ids are never cast (int32 could wrap them), nor float ids
+    (predicted class ids given as floats)."""
+    if not xp.isdtype(ids.dtype, "integral"):
+        return ids
     info = xp.iinfo(ids.dtype)
-    return ids if all(info.min <= v <= info.max for v in values) else xp.astype(ids, xp.int32)
+    if info.bits >= 32 or all(info.min <= v <= info.max for v in values):
+        return ids
+    return xp.astype(ids, xp.int32)
 
 
 def device_of(x: Array, xp: Namespace) -> Any:

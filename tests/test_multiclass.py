@@ -99,6 +99,8 @@ def test_hard_multiclass_accuracy_balanced_accuracy_and_multilabel_equal_sklearn
         sklearn_metrics.balanced_accuracy_score(IDS, pred), rel=1e-14)
     assert float(al.score("f1", IDS, pred, task="multiclass", num_classes=C)) == pytest.approx(
         sklearn_metrics.f1_score(IDS, pred, average="macro", labels=range(C), zero_division=0), rel=1e-14)
+    assert float(al.score("f1", IDS, pred.astype(float), task="multiclass", num_classes=C)) == pytest.approx(
+        sklearn_metrics.f1_score(IDS, pred, average="macro", labels=range(C), zero_division=0), rel=1e-14)
     truth = (RNG.random((N, C)) < 0.3).astype(int)
     probs = 1 / (1 + np.exp(-LOGITS))
     for average in ("macro", "micro", "weighted"):
@@ -111,6 +113,9 @@ def test_hard_multiclass_accuracy_balanced_accuracy_and_multilabel_equal_sklearn
     [
         ({"y_true": np.array([0, 1, 5]), "y_pred": np.zeros((3, 4))}, ValueError, "class id 5 is out of range for 4"),
         ({"y_true": np.array([0, 1, -1]), "y_pred": np.zeros((3, 4))}, ValueError, "class id -1"),
+        # wide ids are never narrowed to compare with ignore_index: 2**32 + 1 is out of range, not class 1
+        ({"y_true": np.array([0, 1, 2**32 + 1], dtype=np.uint64), "y_pred": np.zeros((3, 4)), "ignore_index": -100},
+         ValueError, "class id 4294967297 is out of range"),
         ({"y_true": np.array([0, 1, 2]), "y_pred": np.zeros((3, 4)), "num_classes": 3}, ValueError,
          "4 classes (shape (3, 4)) but num_classes=3"),
         ({"y_true": np.array([0, 1]), "y_pred": np.zeros((3, 4))}, ValueError, "class ids of shape (n,)"),
@@ -148,8 +153,8 @@ def test_class_ids_of_any_integer_dtype_give_the_reference_loss(backend, id_dtyp
 @pytest.mark.parametrize("id_dtype,classes,ignore", [("uint8", 300, None), ("int8", 200, -100)])
 def test_narrow_class_ids_with_more_classes_than_their_dtype_counts(backend, id_dtype, classes, ignore):
     # A class range in the ids' dtype wraps: uint8 classes 256-299 matched ids 0-43 (a silently wrong loss on
-    # NumPy, JAX and Keras); array-api-strict raised an overflow comparing the ids with the class count.
-    # n * C >= 2**15 also takes torch's closed form.
+    # NumPy, JAX and Keras; an IndexError on torch's plain path); array-api-strict raised an overflow comparing
+    # int8 or uint8 ids with the class count.  With a gradient, n * C >= 2**15 takes torch's closed form.
     rng = np.random.default_rng(3)
     n = 120
     logits, ids = rng.normal(size=(n, classes)), rng.integers(0, 100, n)
@@ -158,11 +163,13 @@ def test_narrow_class_ids_with_more_classes_than_their_dtype_counts(backend, id_
     keep = ids != (ignore if ignore is not None else -1)
     expected = reference_f1_loss(np.eye(classes)[ids[keep]], _softmax(logits)[keep])
     config = {"task": "multiclass", "num_classes": classes, "from_logits": True, "ignore_index": ignore}
-    if backend.has("float64"):
-        assert backend.loss(ids.astype(id_dtype), logits, **config).value == pytest.approx(expected, rel=1e-10)
-    else:
-        assert backend.loss(ids.astype(id_dtype), logits, dtype="float32", **config).value == pytest.approx(
-            expected, rel=1e-5)
+    if not backend.has("grad"):
+        assert backend.loss(ids.astype(id_dtype), logits, **config).value == pytest.approx(expected, rel=1e-12)
+        return
+    got, as_int64 = backend.value_and_grad(ids.astype(id_dtype), logits, **config), backend.value_and_grad(
+        ids, logits, **config)
+    assert got.value == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(got.grad, as_int64.grad, rtol=1e-6, atol=1e-12)
 
 
 # --- every adapter ---------------------------------------------------------------------------------

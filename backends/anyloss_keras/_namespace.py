@@ -81,6 +81,7 @@ def iinfo(dtype: Any) -> Any:
 
     return np.iinfo(_name(dtype))
 
+
 _KINDS = {
     "bool": ("bool",),
     "integral": ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),

@@ -124,9 +124,9 @@ def _functorch_wrapped(x: torch.Tensor) -> bool:
 
 
 def _as_index(ids: torch.Tensor) -> torch.Tensor:
-    """Integer ids as an index that ``gather``, ``index_select`` and ``scatter_add_`` take: int64 and int32 ids
-    as they are, narrower ones (uint8, int8, int16: "Expected dtype int32/int64 for index") as int64."""
-    return ids if ids.dtype in (torch.int64, torch.int32) else ids.to(torch.int64)
+    """Integer ids as the int64 index that ``gather``, ``index_select`` and ``scatter_add_`` take on every
+    supported torch (2.13 takes int32 too, older releases int64 only; uint8 / int8 / int16 none)."""
+    return ids if ids.dtype == torch.int64 else ids.to(torch.int64)
 
 
 def reads_are_free(x: torch.Tensor) -> bool:
@@ -208,8 +208,8 @@ class TorchFastPaths(FastPaths):
         return torch.index_select(x, 0, _as_index(ids))  # as take_by_row: no where over the ids
 
     def scatters_in_place(self, x: Any, xp: Any) -> bool:
-        # Eagerly, n values scattered in place, not an (n, C) one-hot comparison and where (n = 1e5, C = 10: the
-        # two cost about a fifth of the multi-class step).  Not under autograd or while compiling: inductor fuses
+        # Eagerly, n values scattered in place, not an (n, C) one-hot comparison and where (with the gathers,
+        # n = 1e5, C = 10: 1.22x to 1.00x cross-entropy).  Not under autograd or while compiling: inductor fuses
         # the where into its one pass, and its scatter-add is a loop of its own.
         return not (_needs_autograd(x) or _functorch_wrapped(x))
 

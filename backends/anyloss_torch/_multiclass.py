@@ -93,9 +93,10 @@ def _closed_form_applies(input: torch.Tensor, target: Any, weight: Any, options:
     return not (functorch is not None and functorch.is_functorch_wrapped_tensor(input))
 
 
-#: Integer dtypes torch's index kernels refuse (``Expected dtype int32/int64 for index``); one-hot labels of
-#: these dtypes are cast too, which only costs a copy.
-_NARROW_IDS = (torch.uint8, torch.int8, torch.int16)
+#: Integer dtypes torch's index kernels refuse: uint8 / int8 / int16 on every release ("Expected dtype
+#: int32/int64 for index"), int32 on releases before those that added it (the package allows torch 2.2).
+#: One-hot labels of these dtypes are cast too, which only costs a copy.
+_NARROW_IDS = (torch.uint8, torch.int8, torch.int16, torch.int32)
 
 
 def class_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) -> al.Confusion:
@@ -104,7 +105,7 @@ def class_counts(input: torch.Tensor, target: Any, weight: Any, **options: Any) 
     ``validate``), with the closed-form backward where it applies."""
     if _closed_form_applies(input, target, weight, options):
         if target.dtype in _NARROW_IDS:
-            # index_add_ and gather take int32 / int64 indices only: uint8, int8 and int16 ids failed there
+            # as the int64 index that index_add_ and gather take (uint8, int8 and int16 ids failed there)
             target = target.to(torch.int64)
         return al.Confusion(*_ClassCounts.apply(input, target, weight, options).unbind(0))
     return al.soft_class_confusion(target, input, sample_weight=weight, **options)
