@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._approximations import Approximation, get_approximation
-from ._fast_paths import fast_paths
+from ._fast_paths import fast_paths, row_count
 from ._inputs import _default_float, _prepare
 from ._metrics import Confusion
 from ._multiclass import check_task, soft_class_confusion
@@ -36,13 +36,9 @@ def _counts(y: Array, yh: Array, yh_c: Array | None, w: Array | None, xp: Namesp
     if fast.counts_from_label_sums:
         # TP = w y . yh and FP = w (1 - y) . yh; FN and TN by differences from the label sums: no 1 - yh array
         # (yh_c is not read, and may be None: _decisions), at most two products instead of four.
-        n = y.shape[0]
         pos = y if w is None else w * y
         tp, positives = fast.dot(pos, yh, xp), xp.sum(pos)
-        if w is None:  # the sample count, exact; summed only for a batch axis unknown until run time
-            total = float(n) if isinstance(n, int) else fast.sample_count(y, xp)
-        else:
-            total = xp.sum(w)
+        total = row_count(y, xp) if w is None else xp.sum(w)  # exact; summed only for a batch axis unknown yet
         if fast.false_positives_by_difference:  # FP = sum(w yh) - TP: a plain sum instead of a second product
             fp = xp.sum(yh if w is None else w * yh) - tp
         else:  # each sample's derivative of FP and TN exactly 0 for a positive, and FP exactly 0 without negatives

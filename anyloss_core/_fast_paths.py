@@ -217,6 +217,15 @@ def fast_paths(xp: Namespace) -> FastPaths:
 # Module-level forms of the steps the math calls one at a time (a metric's clip, a count's dot).
 
 
+def row_count(x: Array, xp: Namespace) -> Array | float:
+    """The length of ``x``'s first axis: a Python float where the shape is known (no kernel), else
+    :meth:`FastPaths.sample_count` of its first column (a batch axis unknown until run time)."""
+    n = x.shape[0]
+    if isinstance(n, int):
+        return float(n)
+    return fast_paths(xp).sample_count(x if len(x.shape) == 1 else x[:, 0], xp)
+
+
 def clip(x: Array, lo: float | None, hi: float | None, xp: Namespace) -> Array:
     """``clip(x, lo, hi)`` with Python-scalar bounds (``FastPaths.clip`` of ``xp``)."""
     return fast_paths(xp).clip(x, lo, hi, xp)

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._approximations import get_approximation
-from ._fast_paths import fast_paths
+from ._fast_paths import fast_paths, row_count
 from ._metrics import Confusion, Metric, check_metric_value, get_metric, ratio
 from ._names import unknown_name
-from ._namespace import class_range, compute_dtype, get_namespace, ids_holding, sigmoid, softmax, values_available
+from ._namespace import class_range, comparable_ids, compute_dtype, get_namespace, sigmoid, softmax, values_available
 from ._scale import DEFAULT_SCALE, check_scale
 from ._types import Array, Namespace
 
@@ -103,8 +103,7 @@ def _targets(y_true: Array, y_pred: Array, task: str, num_classes: int | None, i
                          f"{tuple(y_pred.shape)}; got {shape}")
     if not xp.isdtype(y_true.dtype, "integral"):
         raise TypeError(f"multiclass class ids must be integers, got dtype {y_true.dtype}")
-    # as int32 where the dtype cannot hold C or ignore_index (uint8 ids with 300 classes, or ignore_index=-100)
-    ids = ids_holding(xp.reshape(y_true, (-1,)), xp, classes, *(() if ignore_index is None else (ignore_index,)))
+    ids = comparable_ids(xp.reshape(y_true, (-1,)), xp)  # 8- and 16-bit ids as int32: no wrap against C
     mask = None if ignore_index is None else (ids != ignore_index)
     if validate:
         in_range = (ids >= 0) & (ids < classes)
@@ -156,18 +155,11 @@ def _sum_rows(a: Array, w: Array | None, xp: Namespace) -> Array:
     return xp.sum(a, axis=0) if w is None else xp.sum(a * w[:, None], axis=0)
 
 
-def _row_count(a: Array, xp: Namespace) -> Array | float:
-    """The number of rows of ``a`` ``(n, C)``: a Python float where the shape is known (no kernel: eagerly a
-    sum of n ones is two), else a 0-d count on its device (a batch axis unknown until run time)."""
-    n = a.shape[0]
-    return float(n) if isinstance(n, int) else fast_paths(xp).sample_count(a[:, 0], xp)
-
-
 def _counts(Y: Array, Yh: Array, w: Array | None, xp: Namespace) -> Confusion:
     tp = _sum_rows(Y * Yh, w, xp)
     pos = _sum_rows(Y, w, xp)
     pred = _sum_rows(Yh, w, xp)
-    total = _row_count(Y, xp) if w is None else xp.sum(w)
+    total = row_count(Y, xp) if w is None else xp.sum(w)
     # FN = support - TP etc.: exact for hard counts, and for soft ones accurate to the
     # rounding of the sums (they are sums of non-negative terms).
     fn, fp = pos - tp, pred - tp

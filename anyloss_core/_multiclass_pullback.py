@@ -37,11 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._fast_paths import fast_paths
+from ._fast_paths import fast_paths, row_count
 from ._metrics import Confusion
 from ._multiclass import (
     SharpenedSoftmax,
-    _row_count,
     _row_weights,
     _targets,
     check_multiclass_approximation,
@@ -96,9 +95,8 @@ class ClassPullback:
         diff = (g.tp - g.fn) - on_neg  # A
         if self.in_range:
             on_true = fast.take_by_row(p, ids, xp) * fast.take(diff, ids, xp)
-        else:
-            valid = (ids >= 0) & (ids < p.shape[1])  # ids out of range: all-zero one-hot rows, nothing added
-            ids = xp.where(valid, ids, xp.zeros_like(ids))
+        else:  # ids out of range: all-zero one-hot rows, nothing added
+            ids, valid = _safe_ids(ids, p.shape[1], xp)
             on_true = fast.take_by_row(p, ids, xp) * fast.take(diff, ids, xp)
             on_true = xp.where(valid, on_true, xp.zeros_like(on_true))
         centre = p @ on_neg + on_true
@@ -177,7 +175,7 @@ def soft_class_confusion_with_pullback(
     if len(target.shape) == 1 and class_sums is not None:
         tp, pos = _by_class(target, prob, w, class_sums, xp, in_range)
         pred = xp.sum(prob, axis=0) if w is None else w @ prob
-        total = _row_count(prob, xp) if w is None else xp.sum(w)
+        total = row_count(prob, xp) if w is None else xp.sum(w)
         fn, fp = pos - tp, pred - tp
         return Confusion(tn=total - tp - fn - fp, fn=fn, fp=fp, tp=tp), ClassPullback(prob, target, w, xp, in_range)
     if len(target.shape) == 1:
@@ -188,12 +186,19 @@ def soft_class_confusion_with_pullback(
         on_true, hot_f = target * prob, target
     if w is None:
         tp, pos, pred = xp.sum(on_true, axis=0), xp.sum(hot_f, axis=0), xp.sum(prob, axis=0)
-        total = _row_count(prob, xp)
+        total = row_count(prob, xp)
     else:  # weighted column sums as vector-matrix products: no weighted (n, C) temporaries
         tp, pos, pred, total = w @ on_true, w @ hot_f, w @ prob, xp.sum(w)
     fn, fp = pos - tp, pred - tp
     counts = Confusion(tn=total - tp - fn - fp, fn=fn, fp=fp, tp=tp)
     return counts, ClassPullback(prob, target, w, xp, in_range)
+
+
+def _safe_ids(ids: Array, classes: int, xp: Namespace) -> tuple[Array, Array]:
+    """``ids`` with those outside ``[0, classes)`` replaced by 0 (safe to gather with), and the mask of the
+    ids that were inside: the caller zeroes what an outside id gathered."""
+    valid = (ids >= 0) & (ids < classes)
+    return xp.where(valid, ids, xp.zeros_like(ids)), valid
 
 
 def _by_class(ids: Array, prob: Array, w: Array | None, class_sums: ClassSums, xp: Namespace,
@@ -208,8 +213,7 @@ def _by_class(ids: Array, prob: Array, w: Array | None, class_sums: ClassSums, x
         ones = xp.ones_like(prob[:, 0]) if w is None else w
         on_true = fast.take_by_row(prob, ids, xp)
         return class_sums(ids, on_true if w is None else on_true * w, classes), class_sums(ids, ones, classes)
-    valid = (ids >= 0) & (ids < classes)
-    safe = xp.where(valid, ids, xp.zeros_like(ids))
+    safe, valid = _safe_ids(ids, classes, xp)
     on_true = fast.take_by_row(prob, safe, xp)
     weight = xp.astype(valid, prob.dtype) if w is None else xp.where(valid, w, xp.zeros_like(w))
     return class_sums(safe, on_true * weight, classes), class_sums(safe, weight, classes)

@@ -179,8 +179,7 @@ def values_available(x: Array, xp: Namespace) -> bool:
 
 def class_range(ids: Array, classes: int, xp: Namespace) -> tuple[Array, Array]:
     """``ids`` and the classes ``0 .. classes - 1`` beside them, of one integer dtype on the ids' device: the
-    ids' own, or int32 for both where it cannot hold ``classes - 1``.  A range in a narrow dtype wraps: with
-    uint8 ids and 300 classes, classes 256-299 matched ids 0-43, and the loss was silently wrong.
+    ids' own, or int32 for 8- and 16-bit ids (:func:`comparable_ids`).
 
     Examples:
         >>> import numpy as np, array_api_compat.numpy as xp
@@ -188,21 +187,19 @@ def class_range(ids: Array, classes: int, xp: Namespace) -> tuple[Array, Array]:
         >>> ids.dtype, classes.dtype, int(classes[-1])
         (dtype('int32'), dtype('int32'), 299)
     """
-    ids = ids_holding(ids, xp, classes - 1)
+    ids = comparable_ids(ids, xp)
     return ids, xp.arange(classes, dtype=ids.dtype, device=device_of(ids, xp))
 
 
-def ids_holding(ids: Array, xp: Namespace, *values: int) -> Array:
-    """Ids of an 8- or 16-bit integer dtype as int32 where that dtype cannot hold each of ``values`` (a class
-    count, an ``ignore_index``), else as they are: compared with such a value, narrow ids overflow
-    (array-api-strict raises) or wrap.  Wider ids are never cast (int32 could wrap them), nor float ids
-    (predicted class ids given as floats)."""
-    if not xp.isdtype(ids.dtype, "integral"):
-        return ids
-    info = xp.iinfo(ids.dtype)
-    if info.bits >= 32 or all(info.min <= v <= info.max for v in values):
-        return ids
-    return xp.astype(ids, xp.int32)
+def comparable_ids(ids: Array, xp: Namespace) -> Array:
+    """Class ids of an 8- or 16-bit integer dtype as int32, other ids as they are.  A class count, a class
+    range or an ``ignore_index`` in a narrow dtype overflows or wraps: with uint8 ids and 300 classes, classes
+    256-299 matched ids 0-43 and the loss was silently wrong (array-api-strict raised); and TensorFlow's range
+    has no uint8 kernel.  Wider ids are never cast (int32 could wrap them), nor float ids (predicted class ids
+    given as floats)."""
+    if xp.isdtype(ids.dtype, "integral") and xp.iinfo(ids.dtype).bits < 32:
+        return xp.astype(ids, xp.int32)
+    return ids
 
 
 def device_of(x: Array, xp: Namespace) -> Any:

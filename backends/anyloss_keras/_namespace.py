@@ -19,7 +19,7 @@ from keras import ops
 from anyloss_core import adapters
 
 float16, float32, float64, bool = "float16", "float32", "float64", "bool"  # noqa: A001
-int32 = "int32"  # class ids too narrow for their classes are compared as int32
+int32 = "int32"  # 8- and 16-bit class ids are compared as int32 (anyloss_core._namespace.comparable_ids)
 
 asarray = ops.convert_to_tensor
 reshape = ops.reshape
@@ -55,10 +55,7 @@ argmax = ops.argmax
 
 
 def arange(stop: int, dtype: Any = None, device: Any = None) -> Any:
-    name = None if dtype is None else _name(dtype)
-    if name == "uint8":  # TensorFlow's range has no uint8 kernel; uint8 class ids (image masks) compare with these
-        return ops.cast(ops.arange(stop, dtype="int32"), "uint8")
-    return ops.arange(stop, dtype=name)
+    return ops.arange(stop, dtype=None if dtype is None else _name(dtype))
 
 
 def ones(shape: tuple[int, ...], dtype: Any = None, device: Any = None) -> Any:
