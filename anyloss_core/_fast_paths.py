@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from ._namespace import class_range, sigmoid, stop_gradient
 from ._types import Array, Namespace
 
-__all__ = ["FastPaths", "fast_paths", "register_fast_paths"]
+__all__ = ["FRESH_PAGES_BYTES", "FastPaths", "fast_paths", "register_fast_paths"]
 
 
 class FastPaths:
@@ -186,6 +186,13 @@ class FastPaths:
 
 
 _DEFAULT = FastPaths()
+
+#: From this many bytes an n-element temporary costs fresh pages at every step on a CPU: glibc serves an allocation
+#: above its largest mmap threshold (32 MiB on 64-bit Linux) with a new mapping, and every first write to one of
+#: its pages faults; below it, a freed block is reused.  A compiled step that saves an array for its backward pass
+#: should recompute it instead from this size (``anyloss_torch``'s compiled-CPU checkpoint,
+#: ``anyloss_jax``'s binary gradient), and keep it below.
+FRESH_PAGES_BYTES = 32 << 20
 
 #: ``(is_namespace, hooks)`` pairs, latest registration first.
 _REGISTERED: list[tuple[Callable[[Namespace], bool], FastPaths]] = []

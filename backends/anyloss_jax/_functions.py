@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Hashable
 from typing import Any
 
@@ -13,6 +14,7 @@ import anyloss_core as al
 from anyloss_core.adapters import (
     DEFAULT_RESCUE,
     DEFAULT_SCALE,
+    FRESH_PAGES_BYTES,
     LossConfig,
     check_momentum,
     check_task,
@@ -140,6 +142,12 @@ def anyloss(
         0.17
     """
     config, entry = _fast.entry("anyloss", locals(), (axis_name,))
+    return configured_loss(config, entry, logits, labels, sample_weight, axis_name)
+
+
+def configured_loss(config: LossConfig, entry: _fast.Entry | None, logits: Any, labels: Any, sample_weight: Any,
+                    axis_name: Hashable | None) -> Any:
+    """:func:`anyloss` for a configuration and its cache entry (:func:`anyloss_jax._fast.entry`)."""
     logits, labels, sample_weight = _arrays(logits, labels, sample_weight)
     run = _compiled(entry, _loss_pure, config, logits, labels, sample_weight, axis_name)
     if run is None:  # the core's own path, value checks included
@@ -167,27 +175,49 @@ def _counts_and_rescue(config: LossConfig, axis_name: Hashable | None, logits: A
 
 
 def _binary_terms(config: LossConfig, logits: Any, labels: Any, sample_weight: Any) -> tuple[al.Confusion, Any]:
-    """The binary counts and the rescue term, differentiated with only the approximation's sigmoid kept.
+    """The binary counts and the rescue term; on a CPU from 32 MiB of logits differentiated with only the
+    approximation's sigmoid kept.
 
     Plain ``jax.grad`` keeps both sigmoids, ``p = sigmoid(z)`` and ``A(p)``, for the backward
     pass, and XLA writes each as an n-element array (its CPU reductions cannot fuse an
     ``exp``): ``p`` into the gradient's buffer, ``A`` into a temporary.  On a CPU a buffer
-    over 32 MiB (glibc's largest ``mmap`` threshold: n > 8.4e6 in float32) is fresh pages at
-    every call, whose faults cost about as much as a sigmoid pass.  Under this
-    ``jax.checkpoint`` the backward pass keeps ``A`` only (named for
+    of :data:`~anyloss_core.adapters.FRESH_PAGES_BYTES` (32 MiB, n > 8.4e6 in float32) or
+    more is fresh pages at every call, whose faults cost about as much as a sigmoid pass.
+    There, under ``jax.checkpoint``, the backward pass keeps ``A`` only (named for
     :data:`anyloss_jax._fast_paths.KEEPS_SIGMOID`) and recomputes ``p`` from the logits in
     its own fused loop: the forward pass is one loop ``z -> A`` and the reductions, the
     backward pass one loop that writes the gradient over ``A``'s buffer
-    (``memory_analysis().temp_size_in_bytes``: n floats -> 0; 3 ``exp`` per sample instead
-    of 2).  The same expressions: values equal, gradients equal up to float32 rounding.
+    (``memory_analysis().temp_size_in_bytes``: n floats -> 0 for ``(n,)`` logits, 2n -> n
+    for ``(n, 1)``, whose gradient XLA writes through a reshape; 3 ``exp`` per sample
+    instead of 2).  Below that size glibc reuses the freed blocks, and the saved ``p``
+    is cheaper than its ``exp``: plain ``jax.grad`` measured 0.75x-0.88x optax's BCE step
+    at n = 1e5 and 0.56x-0.61x at 1e6 against 0.98x-1.11x and 0.85x-0.86x with the
+    checkpoint (``docs/performance.md``, fifteenth round), the same rule as
+    ``torch.compile``'s on a CPU.  On an accelerator the checkpoint is kept at every size
+    (what the GPU rounds measured).  The same expressions either way: values equal,
+    gradients equal up to float32 rounding.
     """
 
     def terms(logits: Any, labels: Any, sample_weight: Any) -> tuple[al.Confusion, Any]:
         counts = _global_counts(config, logits, labels, sample_weight, None)
         return counts, _rescue(config, logits, labels, sample_weight, None, watch=False)
 
+    if not _keeps_one_sigmoid(logits):
+        return terms(logits, labels, sample_weight)
     return jax.checkpoint(terms, policy=_fast_paths.KEEPS_SIGMOID)(  # type: ignore[no-any-return]
         logits, labels, sample_weight)
+
+
+def _keeps_one_sigmoid(logits: Any) -> bool:
+    """Whether :func:`_binary_terms` differentiates under the checkpoint: off a CPU, or from
+    ``FRESH_PAGES_BYTES`` of logits in the compute dtype (at least float32).  Shapes are static
+    under ``jit``, so this is read once per compilation; a symbolic size (``jax.export``) keeps it."""
+    if jax.default_backend() != "cpu":
+        return True
+    size = math.prod(logits.shape)
+    if not isinstance(size, int):
+        return True
+    return size * max(jnp.dtype(logits.dtype).itemsize, 4) >= FRESH_PAGES_BYTES
 
 
 def _watch(config: LossConfig, logits: Any, labels: Any, sample_weight: Any) -> None:

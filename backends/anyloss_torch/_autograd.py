@@ -64,7 +64,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 import anyloss_core as al
-from anyloss_core.adapters import prepared_for_rescue, rescue_term
+from anyloss_core.adapters import FRESH_PAGES_BYTES, prepared_for_rescue, rescue_term
 
 from . import _fast_paths  # also registers torch's fast paths with the core
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
@@ -220,9 +220,9 @@ def _plain_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[s
 _SAVED_OPS = frozenset({torch.ops.aten.sigmoid.default, torch.ops.aten.dot.default, torch.ops.aten.sum.default})
 
 
-#: From this many bytes a saved n-element array costs fresh pages every step: glibc serves an allocation above
-#: its largest mmap threshold (32 MiB on 64-bit) with a new mapping, freed after the backward.
-_FRESH_PAGES_BYTES = 32 << 20
+#: From this many bytes a saved n-element array costs fresh pages every step (the core's ``FRESH_PAGES_BYTES``;
+#: a module attribute, so a test can lower it).
+_FRESH_PAGES_BYTES = FRESH_PAGES_BYTES
 
 
 def _save_sigmoids_and_counts(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
