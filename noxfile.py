@@ -86,7 +86,8 @@ def _keras(session: nox.Session, backend: str, *packages: str) -> None:
     session.install(*packages, "keras>=3.3")
     session.install("-e", ".[test,bench]")
     _pytest(session, "numpy,keras", *SHARED, "tests/test_keras.py", "tests/test_keras_running.py",
-            "tests/test_keras_speedpaths.py", "tests/test_keras_tf_speedpaths.py", "tests/test_table10.py",
+            "tests/test_keras_speedpaths.py", "tests/test_keras_tf_speedpaths.py", "tests/test_keras_jax_speedpaths.py",
+            "tests/test_table10.py",
             "tests/test_cli.py", "tests/test_distributed.py", "--doctest-modules", "backends/anyloss_keras",
             env={"KERAS_BACKEND": backend})
 

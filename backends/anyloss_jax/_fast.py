@@ -45,7 +45,7 @@ import jax.numpy as jnp
 
 from anyloss_core.adapters import LossConfig, check_metric_value, values_available
 
-__all__ = ["Entry", "entry", "values_ok"]
+__all__ = ["Entry", "config_entry", "entry", "values_ok"]
 
 #: The keywords that make a configuration (every field of LossConfig but the named classes' flag).
 _FIELDS = tuple(f.name for f in dataclasses.fields(LossConfig) if f.name != "fixed_metric")
@@ -109,6 +109,11 @@ def entry(kind: str, arguments: Mapping[str, Any], static: tuple[Any, ...] = ())
             _ENTRIES.pop(next(iter(_ENTRIES)))  # the oldest
         _ENTRIES[key] = found
     return found.config, found
+
+
+def config_entry(kind: str, config: LossConfig, static: tuple[Any, ...] = ()) -> Entry | None:
+    """The cache entry of a configuration built elsewhere (another adapter's loss), as :func:`entry` keys it."""
+    return entry(kind, {name: getattr(config, name) for name in _FIELDS}, static)[1]
 
 
 def _frozen(value: Any) -> Any:

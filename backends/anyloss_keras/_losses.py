@@ -179,6 +179,15 @@ class AnyLoss(LossConfigAttributes, keras.losses.Loss):
             from anyloss_torch.interop import config_loss
 
             return config_loss(self.config, y_pred, y_true, sample_weight)
+        if keras.backend.backend() == "jax" and self.task == "binary" \
+                and not (self.momentum is not None and _updates_state(y_pred)):
+            # The JAX adapter's binary loss (the same core math): its counts from sums over the predictions, its
+            # rescue term a zero with the rescue slope as gradient, its sigmoids kept or recomputed by the batch's
+            # size; through keras.ops the step kept two n-element temporaries and took 1.6x Keras's BCE at 1e7.
+            # distributed needs nothing here: Keras on JAX shards global arrays, whose sums are global already.
+            from anyloss_jax.interop import config_loss as jax_config_loss
+
+            return jax_config_loss(self.config, y_pred, y_true, sample_weight)
         # A term of value 0 whose gradient revives confidently wrong samples (anyloss_core._rescue),
         # binary task; it also watches for stuck batches.
         rescue = self.config.rescue_gradient(y_true, y_pred, sample_weight, xp=kxp)
