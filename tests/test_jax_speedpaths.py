@@ -204,3 +204,18 @@ def test_shard_map_gradient_with_the_rescue_equals_the_plain_one():
     z, y = jnp.asarray(z, jnp.float32), jnp.asarray(y, jnp.float32)
     np.testing.assert_allclose(np.asarray(jax.grad(mapped)(z, y)),
                                np.asarray(jax.grad(anyloss_jax.f1_loss)(z, y)), rtol=1e-6, atol=1e-9)
+
+
+def test_a_configuration_built_elsewhere_is_cached_as_itself(monkeypatch):
+    from anyloss_core.adapters import LossConfig
+    from anyloss_jax import _fast
+
+    monkeypatch.setattr(_fast, "_ENTRIES", {})
+    config = LossConfig("fbeta", {"beta": 2.0}, from_logits=True)
+    found = _fast.config_entry("anyloss", config)
+    assert found.config is config
+    assert _fast.config_entry("anyloss", LossConfig("fbeta", {"beta": 2.0}, from_logits=True)) is found
+    # The same numbers of another type configure differently: another entry.
+    assert _fast.config_entry("anyloss", LossConfig("fbeta", {"beta": 2}, from_logits=True)) is not found
+    assert _fast.config_entry("anyloss", LossConfig("fbeta", {"beta": 2.0}, from_logits=True, scale=50.0)) \
+        is not found

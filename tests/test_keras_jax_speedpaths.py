@@ -49,7 +49,8 @@ def _value_and_grad(loss, mode):
 @pytest.mark.parametrize("from_logits", [True, False])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("rescue", [0.1, 0.0])
-def test_value_and_gradient_equal_the_float64_formula(mode, from_logits, weighted, rescue):
+def test_value_and_gradient_equal_the_float64_formula(mode, from_logits, weighted, rescue, monkeypatch):
+    monkeypatch.setattr(_fast, "_ENTRIES", {})  # no inner jit of an earlier case: the first eager call is op by op
     z, y, w = _data(from_logits=from_logits)
     loss = anyloss_keras.F1Loss(from_logits=from_logits, rescue=rescue)
     step = _value_and_grad(loss, mode)
@@ -75,18 +76,28 @@ def test_the_loss_is_the_jax_adapters_with_the_same_settings():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the fresh-pages rule is the CPU's")
-def test_jit_gradient_of_a_large_batch_keeps_one_temporary(monkeypatch):
-    # As if these 65536 logits were 32 MiB: the JAX adapter then keeps only A for the backward pass.  Through
-    # keras.ops the step kept sigmoid(z) and A both (2n floats of temporaries, fresh pages every step at 1e7).
+@pytest.mark.parametrize("fresh_pages", [False, True])
+def test_jit_gradient_keeps_one_temporary_from_fresh_pages_and_two_below(monkeypatch, fresh_pages):
+    # Through keras.ops the step kept sigmoid(z) and A at every size (2n floats of temporaries, fresh pages every
+    # step at 1e7).  The JAX adapter keeps only A from FRESH_PAGES_BYTES on, lowered here to 1 KiB so that these
+    # 65536 logits count as 32 MiB; below it both, as before.
     monkeypatch.setattr(_fast, "_ENTRIES", {})
-    monkeypatch.setattr(_functions, "FRESH_PAGES_BYTES", 1024)
+    if fresh_pages:
+        monkeypatch.setattr(_functions, "FRESH_PAGES_BYTES", 1024)
     n = 1 << 16
     z = jnp.linspace(-3.0, 3.0, n, dtype=jnp.float32).reshape(n, 1)
     y = (jnp.arange(n) % 7 == 0).astype(jnp.float32).reshape(n, 1)
     loss = anyloss_keras.F1Loss(from_logits=True)
     step = jax.jit(jax.grad(lambda x: loss(y, x)))
     temp = step.lower(z).compile().memory_analysis().temp_size_in_bytes / (4 * n)
-    assert temp <= 1.25, temp
+    assert (temp <= 1.25) if fresh_pages else (1.75 <= temp <= 2.25), temp
+
+
+def test_symbolic_call_on_keras_inputs_gives_a_symbolic_loss():
+    # keras.Input is a KerasTensor, which JAX functions do not take: such a call keeps keras.ops.
+    value = anyloss_keras.F1Loss(from_logits=True)(keras.Input((1,)), keras.Input((1,)))
+    assert isinstance(value, keras.KerasTensor)
+    assert tuple(value.shape) == ()
 
 
 def test_bad_labels_raise_eagerly_before_and_after_the_inner_jit():

@@ -97,29 +97,50 @@ def entry(kind: str, arguments: Mapping[str, Any], static: tuple[Any, ...] = ())
     configuration is built (and so checked) on the first call of a key only: the same
     arguments give the same configuration.
     """
-    try:
-        key = (kind, static, tuple((name, _frozen(arguments[name])) for name in _FIELDS if name in arguments))
-        hash(key)
-    except TypeError:  # a list or dict among the metric's parameters: no cache, the plain path
-        return LossConfig.from_arguments(arguments), None
-    found = _ENTRIES.get(key)
+    key = _key(kind, arguments, static)
+    found = None if key is None else _ENTRIES.get(key)
     if found is None:
-        found = Entry(LossConfig.from_arguments(arguments))  # raises for a bad argument, caching nothing
-        if len(_ENTRIES) >= MAX_ENTRIES:
-            _ENTRIES.pop(next(iter(_ENTRIES)))  # the oldest
-        _ENTRIES[key] = found
+        config = LossConfig.from_arguments(arguments)  # raises for a bad argument, caching nothing
+        if key is None:  # a list or dict among the metric's parameters: no cache, the plain path
+            return config, None
+        found = _stored(key, config)
     return found.config, found
 
 
 def config_entry(kind: str, config: LossConfig, static: tuple[Any, ...] = ()) -> Entry | None:
-    """The cache entry of a configuration built elsewhere (another adapter's loss), as :func:`entry` keys it."""
-    return entry(kind, {name: getattr(config, name) for name in _FIELDS}, static)[1]
+    """The cache entry of a configuration built elsewhere (another adapter's loss), keyed as :func:`entry` keys
+    its arguments; a new entry holds ``config`` itself.  ``None`` when a field is unhashable."""
+    key = _key(kind, {name: getattr(config, name) for name in _FIELDS}, static)
+    if key is None:
+        return None
+    found = _ENTRIES.get(key)
+    return _stored(key, config) if found is None else found
+
+
+def _key(kind: str, arguments: Mapping[str, Any], static: tuple[Any, ...]) -> Hashable | None:
+    try:
+        key = (kind, static, tuple((name, _frozen(arguments[name])) for name in _FIELDS if name in arguments))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _stored(key: Hashable, config: LossConfig) -> Entry:
+    found = Entry(config)
+    if len(_ENTRIES) >= MAX_ENTRIES:
+        _ENTRIES.pop(next(iter(_ENTRIES)))  # the oldest
+    _ENTRIES[key] = found
+    return found
 
 
 def _frozen(value: Any) -> Any:
-    # metric_params is a dict; 1 and 1.0 and True hash alike but may configure differently: keep the type.
+    # metric_params is a dict; 1 and 1.0 and True hash alike but may configure differently: keep the type, also
+    # of a tuple's items.  A list stays unhashable (the caller may change it): no cache.
     if isinstance(value, Mapping):
         return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, tuple):
+        return (tuple, tuple(_frozen(v) for v in value))
     return (type(value), value)
 
 

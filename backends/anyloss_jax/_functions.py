@@ -190,10 +190,10 @@ def _binary_terms(config: LossConfig, logits: Any, labels: Any, sample_weight: A
     (``memory_analysis().temp_size_in_bytes``: n floats -> 0 for ``(n,)`` logits, 2n -> n
     for ``(n, 1)``, whose gradient XLA writes through a reshape; 3 ``exp`` per sample
     instead of 2).  Below that size glibc reuses the freed blocks, and the saved ``p``
-    is cheaper than its ``exp``: plain ``jax.grad`` measured 0.75x-0.88x optax's BCE step
-    at n = 1e5 and 0.56x-0.61x at 1e6 against 0.98x-1.11x and 0.85x-0.86x with the
-    checkpoint (``docs/performance.md``, fifteenth round), the same rule as
-    ``torch.compile``'s on a CPU.  On an accelerator the checkpoint is kept at every size
+    is cheaper than its ``exp``: plain ``jax.grad`` measured 0.86x-0.95x optax's BCE step
+    at n = 1e5 and 0.52x-0.56x at 1e6 against 1.18x-1.23x and 0.77x-0.84x with the
+    checkpoint (``benchmarks/jax_gradient_forms.py``, ``docs/performance.md``, fifteenth
+    round), the same rule as ``torch.compile``'s on a CPU.  On an accelerator the checkpoint is kept at every size
     (what the GPU rounds measured).  The same expressions either way: values equal,
     gradients equal up to float32 rounding.
     """
@@ -210,8 +210,14 @@ def _binary_terms(config: LossConfig, logits: Any, labels: Any, sample_weight: A
 
 def _keeps_one_sigmoid(logits: Any) -> bool:
     """Whether :func:`_binary_terms` differentiates under the checkpoint: off a CPU, or from
-    ``FRESH_PAGES_BYTES`` of logits in the compute dtype (at least float32).  Shapes are static
-    under ``jit``, so this is read once per compilation; a symbolic size (``jax.export``) keeps it."""
+    ``FRESH_PAGES_BYTES`` of logits in the compute dtype (at least float32).
+
+    Read once per trace, from the default backend and the traced shape.  Either answer gives
+    the same values; a wrong one costs only speed.  It can be wrong where the traced shape is
+    not the buffer's (under ``vmap`` one example's shape, smaller; under a sharded ``jit`` the
+    global batch, larger than each device's share) or the platform not the default one
+    (``jax.export`` for another platform, arrays committed to a non-default device).  A
+    symbolic size (``jax.export`` with a symbolic batch) keeps the checkpoint."""
     if jax.default_backend() != "cpu":
         return True
     size = math.prod(logits.shape)

@@ -35,7 +35,9 @@ def config_loss(config: LossConfig, logits: jax.Array, labels: jax.Array,
 
     ``logits`` holds logits or probabilities as ``config.from_logits`` says.  With
     ``config.validate`` the values are checked where they are concrete on a CPU, as
-    :func:`anyloss_jax.anyloss` checks them.
+    :func:`anyloss_jax.anyloss` checks them.  ``config.momentum`` is not read: this is the
+    batch's loss (what a loss with running counts gives where they do not update, as in an
+    evaluation); running counts are :func:`anyloss_jax.running_anyloss`'s.
     """
     return configured_loss(config, _fast.config_entry("anyloss", config, (None,)), logits, labels, sample_weight,
                            None)

@@ -180,11 +180,14 @@ class AnyLoss(LossConfigAttributes, keras.losses.Loss):
 
             return config_loss(self.config, y_pred, y_true, sample_weight)
         if keras.backend.backend() == "jax" and self.task == "binary" \
-                and not (self.momentum is not None and _updates_state(y_pred)):
+                and not (self.momentum is not None and _updates_state(y_pred)) \
+                and not any(isinstance(t, keras.KerasTensor) for t in (y_true, y_pred, sample_weight)):
             # The JAX adapter's binary loss (the same core math): its counts from sums over the predictions, its
             # rescue term a zero with the rescue slope as gradient, its sigmoids kept or recomputed by the batch's
-            # size; through keras.ops the step kept two n-element temporaries and took 1.6x Keras's BCE at 1e7.
-            # distributed needs nothing here: Keras on JAX shards global arrays, whose sums are global already.
+            # size; through keras.ops the step kept two n-element temporaries and took 1.31x-1.56x Keras's BCE at
+            # 1e7 (docs/performance.md, fifteenth round).  distributed needs nothing here: Keras on JAX shards
+            # global arrays, whose sums are global already.  A KerasTensor (a symbolic call on keras.Input)
+            # keeps keras.ops, which knows it.
             from anyloss_jax.interop import config_loss as jax_config_loss
 
             return jax_config_loss(self.config, y_pred, y_true, sample_weight)
