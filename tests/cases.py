@@ -210,3 +210,17 @@ def reference_f1_value_and_grad(y: np.ndarray, z: np.ndarray, w: np.ndarray | No
     wrong = np.abs(p - y) > 0.5
     grad = grad + rescue * np.where(wrong, bce_slope, 0.0) * w / np.sum(w)
     return float(1.0 - 2 * tp / d), grad
+
+
+def rescue_batch(n: int = 512, seed: int = 0, from_logits: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(z, y, w)``: ``(n, 1)`` float32 logits near the threshold (where the paper's gradient is large) with
+    eight confidently wrong or exact ones first (for the rescue gradient), ``(n, 1)`` labels (30% positives)
+    and ``(n,)`` weights in [0.5, 2]; with ``from_logits=False``, probabilities instead of logits."""
+    rng = np.random.default_rng(seed)
+    z = (rng.normal(size=(n, 1)) * 0.05).astype("float32")
+    z[:8] = [[6.0], [-6.0], [4.0], [-4.0], [30.0], [-30.0], [0.0], [0.01]]
+    y = (rng.random((n, 1)) < 0.3).astype("float32")
+    w = rng.uniform(0.5, 2.0, size=(n,)).astype("float32")
+    if not from_logits:
+        z = (1.0 / (1.0 + np.exp(-z))).astype("float32")
+    return z, y, w

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import reference_f1_value_and_grad
+from cases import reference_f1_value_and_grad, rescue_batch
 
 pytestmark = pytest.mark.backend("keras")
 keras = pytest.importorskip("keras")
@@ -26,15 +26,7 @@ from anyloss_jax import _fast, _functions  # noqa: E402
 SCALE = 73.0
 
 
-def _data(n=512, seed=0, from_logits=True):
-    rng = np.random.default_rng(seed)
-    z = (rng.normal(size=(n, 1)) * 0.05).astype("float32")  # near the threshold: the paper's gradient is large
-    z[:8] = [[6.0], [-6.0], [4.0], [-4.0], [30.0], [-30.0], [0.0], [0.01]]  # confidently wrong ones: rescue
-    y = (rng.random((n, 1)) < 0.3).astype("float32")
-    w = rng.uniform(0.5, 2.0, size=(n,)).astype("float32")
-    if not from_logits:
-        z = (1.0 / (1.0 + np.exp(-z))).astype("float32")
-    return z, y, w
+_data = rescue_batch
 
 
 def _value_and_grad(loss, mode):

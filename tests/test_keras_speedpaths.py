@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import reference_f1_value_and_grad
+from cases import reference_f1_value_and_grad, rescue_batch
 
 pytestmark = pytest.mark.backend("keras")
 keras = pytest.importorskip("keras")
@@ -37,15 +37,7 @@ def _step(loss, mode):
     return step if mode == "eager" else tf.function(step, jit_compile=mode == "xla")
 
 
-def _data(n=512, seed=0, from_logits=True):
-    rng = np.random.default_rng(seed)
-    z = (rng.normal(size=(n, 1)) * 0.05).astype("float32")  # near the threshold: the paper's gradient is large
-    z[:8] = [[6.0], [-6.0], [4.0], [-4.0], [30.0], [-30.0], [0.0], [0.01]]  # confidently wrong ones: rescue
-    y = (rng.random((n, 1)) < 0.3).astype("float32")
-    w = rng.uniform(0.5, 2.0, size=(n,)).astype("float32")
-    if not from_logits:
-        z = (1.0 / (1.0 + np.exp(-z))).astype("float32")
-    return z, y, w
+_data = rescue_batch
 
 
 @pytest.mark.parametrize("mode", MODES)
