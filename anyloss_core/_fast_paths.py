@@ -32,11 +32,12 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ._namespace import class_range, sigmoid, stop_gradient
 from ._types import Array, Namespace
 
-__all__ = ["FRESH_PAGES_BYTES", "FastPaths", "fast_paths", "register_fast_paths"]
+__all__ = ["FRESH_PAGES_BYTES", "FastPaths", "fast_paths", "fills_fresh_pages", "register_fast_paths"]
 
 
 class FastPaths:
@@ -193,6 +194,13 @@ _DEFAULT = FastPaths()
 #: should recompute it instead from this size (``anyloss_torch``'s compiled-CPU checkpoint,
 #: ``anyloss_jax``'s binary gradient), and keep it below.
 FRESH_PAGES_BYTES = 32 << 20
+
+
+def fills_fresh_pages(count: Any, itemsize: int) -> Any:
+    """Whether ``count`` elements of ``itemsize`` bytes, as the counts compute them (in at least float32), take
+    :data:`FRESH_PAGES_BYTES` or more.  ``count`` may be symbolic (torch's dynamic shapes): the answer is then
+    symbolic too, and the caller's branch on it a guard."""
+    return count * max(itemsize, 4) >= FRESH_PAGES_BYTES
 
 #: ``(is_namespace, hooks)`` pairs, latest registration first.
 _REGISTERED: list[tuple[Callable[[Namespace], bool], FastPaths]] = []

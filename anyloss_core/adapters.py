@@ -41,7 +41,7 @@ from __future__ import annotations
 from ._approximations import Approximation, DifferentiableApproximation, get_approximation
 from ._config import LossConfig, LossConfigAttributes
 from ._confusion import soft_confusion_with_pullback
-from ._fast_paths import FRESH_PAGES_BYTES, FastPaths, register_fast_paths  # noqa: F401  (see below)
+from ._fast_paths import FRESH_PAGES_BYTES, FastPaths, fills_fresh_pages, register_fast_paths  # noqa: F401  (see below)
 from ._inputs import checked_arguments  # noqa: F401  (see below)
 from ._losses import with_metric
 from ._metrics import check_metric_value, is_built_in_metric  # noqa: F401  (see below)
@@ -54,9 +54,9 @@ from ._scale import DEFAULT_SCALE, check_scale
 
 # ClassPullback (the multi-class pullback, rebuilt from its arrays by a JAX custom_vjp), is_built_in_metric (for
 # torch's compiled regions), checked_arguments (for Keras on TensorFlow's eager calls, which check eagerly and
-# count in a traced function) and FRESH_PAGES_BYTES (the size from which torch's and JAX's compiled CPU steps
-# recompute rather than keep an array) are importable from here but left out of __all__: the interface is pinned
-# at 25 names (tests/test_public_api.py).
+# count in a traced function) and FRESH_PAGES_BYTES with fills_fresh_pages (the size from which torch's and JAX's
+# compiled CPU steps recompute rather than keep an array) are importable from here but left out of __all__: the
+# interface is pinned at 25 names (tests/test_public_api.py).
 __all__ = [
     "Approximation",
     "DEFAULT_RESCUE",

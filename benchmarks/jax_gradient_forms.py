@@ -11,7 +11,7 @@ shape ``(n,)`` and ``(n, 1)``, in the library's two forms:
 * ``A kept``: under the ``jax.checkpoint`` that keeps only ``A`` and recomputes ``sigmoid(z)`` in
   the backward loop (the form from ``FRESH_PAGES_BYTES`` on).
 
-Each form is forced by setting ``anyloss_jax._functions.FRESH_PAGES_BYTES`` while the step is
+Each form is forced by setting ``anyloss_core._fast_paths.FRESH_PAGES_BYTES`` while the step is
 compiled.  Printed: XLA's temporaries (``memory_analysis().temp_size_in_bytes``, in n floats), the
 p10 of the step in ms over ``rounds`` rounds of 5 calls, the order of the steps reversed every
 other round, and its ratio to optax's.  Sizes default to 1e5,1e6,1e7; run it with one thread
@@ -30,19 +30,20 @@ import numpy as np
 import optax
 
 import anyloss_jax
-from anyloss_jax import _fast, _functions
+from anyloss_core import _fast_paths
+from anyloss_jax import _fast
 
 FORMS = {"both kept": 1 << 62, "A kept": 0}  # the FRESH_PAGES_BYTES that picks each form
 
 
 def _compiled(loss, z, y, threshold):
-    saved = _functions.FRESH_PAGES_BYTES
-    _functions.FRESH_PAGES_BYTES = threshold
+    saved = _fast_paths.FRESH_PAGES_BYTES
+    _fast_paths.FRESH_PAGES_BYTES = threshold
     _fast._ENTRIES.clear()  # each configuration's inner jit was traced with the earlier threshold
     try:
         return jax.jit(jax.grad(loss)).lower(z, y).compile()
     finally:
-        _functions.FRESH_PAGES_BYTES = saved
+        _fast_paths.FRESH_PAGES_BYTES = saved
 
 
 def main(sizes: list[int], rounds: int) -> None:

@@ -25,7 +25,8 @@ jax = pytest.importorskip("jax")
 jnp = jax.numpy
 anyloss_jax = pytest.importorskip("anyloss_jax")
 
-from anyloss_jax import _fast, _fast_paths, _functions  # noqa: E402
+from anyloss_core import _fast_paths as core_fast_paths  # noqa: E402
+from anyloss_jax import _fast, _fast_paths  # noqa: E402
 
 L = 73.0
 
@@ -54,7 +55,7 @@ def fresh_pages(request, monkeypatch):
     that these arrays count as 32 MiB ones.  The inner ``jit`` of each configuration is cached: emptied."""
     monkeypatch.setattr(_fast, "_ENTRIES", {})
     if request.param == "from":
-        monkeypatch.setattr(_functions, "FRESH_PAGES_BYTES", 1024)
+        monkeypatch.setattr(core_fast_paths, "FRESH_PAGES_BYTES", 1024)
     return request.param
 
 

@@ -21,7 +21,8 @@ if keras.backend.backend() != "jax":
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from anyloss_jax import _fast, _functions  # noqa: E402
+from anyloss_core import _fast_paths as core_fast_paths  # noqa: E402
+from anyloss_jax import _fast  # noqa: E402
 
 SCALE = 73.0
 
@@ -75,7 +76,7 @@ def test_jit_gradient_keeps_one_temporary_from_fresh_pages_and_two_below(monkeyp
     # 65536 logits count as 32 MiB; below it both, as before.
     monkeypatch.setattr(_fast, "_ENTRIES", {})
     if fresh_pages:
-        monkeypatch.setattr(_functions, "FRESH_PAGES_BYTES", 1024)
+        monkeypatch.setattr(core_fast_paths, "FRESH_PAGES_BYTES", 1024)
     n = 1 << 16
     z = jnp.linspace(-3.0, 3.0, n, dtype=jnp.float32).reshape(n, 1)
     y = (jnp.arange(n) % 7 == 0).astype(jnp.float32).reshape(n, 1)

@@ -552,12 +552,12 @@ def test_torch_compile_on_cpu_recomputes_the_approximation_for_large_arrays(monk
     # From 32 MiB per array a second saved array costs fresh pages every step (n = 1e7
     # float32, one thread: 1.37x BCE's step, against 1.07x-1.10x with A(sigmoid(z)) recomputed): only
     # sigmoid(z) is saved, and the backward computes A from it with one exp per sample.
-    from anyloss_torch import _autograd
+    from anyloss_core import _fast_paths
 
     x = torch.randn(50, requires_grad=True)
     y = torch.tensor([0, 1] * 25)
     assert len(_saved_arrays(_compiled_graphs(anyloss_torch.F1Loss(), x, y)["backward"], 50)) == 2
-    monkeypatch.setattr(_autograd, "_FRESH_PAGES_BYTES", 50 * 4)  # as if 50 float32 were 32 MiB
+    monkeypatch.setattr(_fast_paths, "FRESH_PAGES_BYTES", 50 * 4)  # as if 50 float32 were 32 MiB
     graphs = _compiled_graphs(anyloss_torch.F1Loss(), x, y)
     backward = _aten_calls(graphs["backward"])
     assert sum("sigmoid.default" in op for op in backward) == 1, backward  # A(sigmoid(z)) only

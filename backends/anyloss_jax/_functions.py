@@ -14,10 +14,10 @@ import anyloss_core as al
 from anyloss_core.adapters import (
     DEFAULT_RESCUE,
     DEFAULT_SCALE,
-    FRESH_PAGES_BYTES,
     LossConfig,
     check_momentum,
     check_task,
+    fills_fresh_pages,
     prepared_for_rescue,
     rescue_term,
     running_counts_shape,
@@ -193,9 +193,9 @@ def _binary_terms(config: LossConfig, logits: Any, labels: Any, sample_weight: A
     is cheaper than its ``exp``: plain ``jax.grad`` measured 0.86x-0.95x optax's BCE step
     at n = 1e5 and 0.52x-0.56x at 1e6 against 1.18x-1.23x and 0.77x-0.84x with the
     checkpoint (``benchmarks/jax_gradient_forms.py``, ``docs/performance.md``, fifteenth
-    round), the same rule as ``torch.compile``'s on a CPU.  On an accelerator the checkpoint is kept at every size
-    (what the GPU rounds measured).  The same expressions either way: values equal,
-    gradients equal up to float32 rounding.
+    round), the same rule as ``torch.compile``'s on a CPU.  On an accelerator the checkpoint
+    is kept at every size (what the GPU rounds measured).  The same expressions either way:
+    values equal, gradients equal up to float32 rounding.
     """
 
     def terms(logits: Any, labels: Any, sample_weight: Any) -> tuple[al.Confusion, Any]:
@@ -223,7 +223,7 @@ def _keeps_one_sigmoid(logits: Any) -> bool:
     size = math.prod(logits.shape)
     if not isinstance(size, int):
         return True
-    return size * max(jnp.dtype(logits.dtype).itemsize, 4) >= FRESH_PAGES_BYTES
+    return bool(fills_fresh_pages(size, jnp.dtype(logits.dtype).itemsize))
 
 
 def _watch(config: LossConfig, logits: Any, labels: Any, sample_weight: Any) -> None:

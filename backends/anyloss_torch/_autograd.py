@@ -64,7 +64,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 import anyloss_core as al
-from anyloss_core.adapters import FRESH_PAGES_BYTES, prepared_for_rescue, rescue_term
+from anyloss_core.adapters import fills_fresh_pages, prepared_for_rescue, rescue_term
 
 from . import _fast_paths  # also registers torch's fast paths with the core
 from ._distributed import all_reduce_counts, mean_weight_over_ranks
@@ -220,9 +220,6 @@ def _plain_counts(input: torch.Tensor, target: Any, weight: Any, options: dict[s
 _SAVED_OPS = frozenset({torch.ops.aten.sigmoid.default, torch.ops.aten.dot.default, torch.ops.aten.sum.default})
 
 
-#: From this many bytes a saved n-element array costs fresh pages every step (the core's ``FRESH_PAGES_BYTES``;
-#: a module attribute, so a test can lower it).
-_FRESH_PAGES_BYTES = FRESH_PAGES_BYTES
 
 
 def _save_sigmoids_and_counts(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
@@ -239,7 +236,7 @@ def _checkpoint_context(recompute_approximation: bool) -> Any:
     """The selective checkpoint contexts of one traced region: :func:`_save_sigmoids_and_counts`, except that
     with ``recompute_approximation`` the region's second sigmoid, the approximation A(sigmoid(z)), is recomputed.
 
-    That is for arrays of ``_FRESH_PAGES_BYTES`` or more: a second saved array then costs
+    That is for arrays of ``FRESH_PAGES_BYTES`` (32 MiB) or more: a second saved array then costs
     its page faults every step, more than the one exp per sample of recomputing A (n =
     1e7 float32, one thread: 1.36x-1.37x BCE's step saving both, 1.07x-1.10x recomputing A),
     and the backward writes the gradient into the saved sigmoid(z), so the step maps one
@@ -260,14 +257,14 @@ def _checkpoint_context(recompute_approximation: bool) -> Any:
 
 def _recomputes_approximation(input: torch.Tensor, options: dict[str, Any]) -> bool:
     """Whether the compiled region should recompute A(sigmoid(z)) (see :func:`_checkpoint_context`): logits
-    through a ``sigmoid_first`` approximation, with arrays of at least ``_FRESH_PAGES_BYTES``.  (With dynamic
+    through a ``sigmoid_first`` approximation, with arrays of at least ``FRESH_PAGES_BYTES``.  (With dynamic
     shapes the comparison becomes a guard on the batch size: one graph below the threshold, one above.)"""
     if not (options["from_logits"] and getattr(al.get_approximation(options["approximation"]), "sigmoid_first",
                                                 False)):
         return False
-    # The counts are computed in at least float32 (the saved arrays' element size).  A branch, not bool():
-    # under dynamic shapes the checkpoint's context must be a Python constant, and a branch makes it one.
-    if input.numel() * max(input.element_size(), 4) >= _FRESH_PAGES_BYTES:
+    # A branch, not bool(): under dynamic shapes the checkpoint's context must be a Python constant, and a
+    # branch makes it one.
+    if fills_fresh_pages(input.numel(), input.element_size()):
         return True
     return False
 
