@@ -17,7 +17,8 @@ users cost).  Medians are kept in the JSON too.
 * **extra memory**: the peak memory a step allocates beyond its inputs (the gradient
   included), in logits' bytes, at the largest size; peak resident memory
   (``/proc/self/status`` VmHWM after a reset) on a CPU, the allocator's on a device and
-  for TensorFlow (whose CPU allocator keeps a pool the resident set does not show); for
+  for TensorFlow (whose CPU allocator keeps a pool the resident set does not show, where
+  oneDNN is on: that count is of whole chunks, ``memory_from`` says so); for
   JAX's compiled steps (``jax.jit``, Keras on JAX) XLA's own plan on every platform;
 * **one call** (``calls``): the same step at 32, 256 and 1024 samples, where it is
   per-call overhead (argument checks, dispatch), not arithmetic;
@@ -163,7 +164,13 @@ def _rss_peak_extra(fn: Callable[[], Any], runs: int = 3) -> int | None:
 
 def _keras_peak_extra(backend: str, fn: Callable[[], Any]) -> int | None:
     """Peak bytes one step adds.  TensorFlow: its allocator's own count (after the warm-up it serves steps from a
-    pool it keeps, so the resident set does not grow and VmHWM sees only the result); else the resident set."""
+    pool it keeps, so the resident set does not grow and VmHWM sees only the result); else the resident set.
+
+    On a CPU, TensorFlow's allocator keeps a count where oneDNN is on (its default on CPUs with AVX-512 and the
+    like): oneDNN's ``mklcpu`` BFC pool.  Its peak counts chunks, and a free chunk of up to twice the size asked
+    for is handed out whole: ``F1Loss()``'s step at n = 1e7 asks for 3.00x the logits at its peak and the pool
+    counts 3.36x (3.80x at n = 3e6; ``benchmarks/tf_pool_requests.py``, docs/performance.md, sixteenth round).
+    The report says so under the table (:func:`_tf_cpu_pool`)."""
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -176,6 +183,19 @@ def _keras_peak_extra(backend: str, fn: Callable[[], Any]) -> int | None:
         except (ValueError, RuntimeError):  # an allocator without statistics
             pass
     return _rss_peak_extra(fn)
+
+
+def _tf_cpu_pool() -> bool:
+    """Whether TensorFlow's CPU allocator keeps statistics (oneDNN's pool), read where no GPU is."""
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return False
+    try:
+        tf.config.experimental.get_memory_info("CPU:0")
+    except (ValueError, RuntimeError):
+        return False
+    return True
 
 
 def _proc_status_kb(field: str) -> int:
@@ -795,6 +815,7 @@ def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_rep
         engine, first = "keras", (group, metric)
         step_fn, call_fn, train_fn = _keras_steps, _keras_calls, _keras_training
     steps, memory = step_fn(*first, sizes, repeats)
+    pooled = group == "keras-tensorflow" and bool(memory) and _tf_cpu_pool()
     calls = call_fn(*first, call_sizes, call_repeats) if call_sizes and call_repeats else []
     training = train_fn(*first, batch_sizes, train_epochs, train_samples) if batch_sizes and train_epochs else []
     epochs = _epochs(engine, metric, epoch_repeats) if epoch_repeats > 0 else []
@@ -803,7 +824,7 @@ def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_rep
         multiclass_fn = {"torch": _torch_multiclass, "jax": _jax_multiclass}[group]
         multiclass = multiclass_fn(metric, multiclass_n, classes, repeats)
     return {"group": group, "steps": steps, "memory": memory, "calls": calls, "training": training,
-            "epochs": epochs, "multiclass": multiclass}
+            "epochs": epochs, "multiclass": multiclass, **({"memory_from": "oneDNN pool"} if pooled else {})}
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -1014,6 +1035,9 @@ def format_report(report: dict[str, Any]) -> str:
         for mode, mem in group["memory"].items():
             lines.append(f"  {mode:<22} anyloss {mem['anyloss']:5.2f}x   bce {mem['bce']:5.2f}x   "
                          f"{_verdict(mem['anyloss'], MEMORY_TARGET)}")
+        if group.get("memory_from") == "oneDNN pool":
+            lines.append("  (TensorFlow: oneDNN's pool's count, whole chunks, up to twice each tensor; "
+                         "benchmarks/tf_pool_requests.py prints the bytes the step asks for)")
     epochs = [(group["group"], rec) for group in report["groups"] for rec in group["epochs"]]
     if epochs:
         lines.append("")

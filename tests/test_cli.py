@@ -330,6 +330,19 @@ def test_speed_json_has_every_mode_size_and_consistent_ratios(tmp_path, capsys):
         # (the resident set of a CPU showed nothing at this size, where glibc reuses freed heap blocks).
         for mode in GROUPS[SPEED_GROUP]:
             assert group["memory"][mode]["bce"] == pytest.approx(1.0, abs=0.05)
+    if SPEED_GROUP == "keras-tensorflow":
+        # The TensorFlow figures say when they are oneDNN's pool's count: where this process's CPU allocator keeps
+        # statistics (the worker's is the same build on the same CPU).
+        import tensorflow as tf
+
+        try:
+            tf.config.experimental.get_memory_info("CPU:0")
+            pooled = not tf.config.list_logical_devices("GPU")
+        except (ValueError, RuntimeError):
+            pooled = False
+        assert (group.get("memory_from") == "oneDNN pool") is pooled
+    else:
+        assert "memory_from" not in group
     assert [r["arch"] for r in group["epochs"]] == ["slp", "mlp"]
     for rec in group["epochs"]:
         assert rec["ratio_bce"] == pytest.approx(rec["anyloss_ms"] / rec["bce_ms"])
@@ -391,6 +404,11 @@ def test_speed_table_flags_misses_against_the_targets():
     text = format_report(report)
     assert "anyloss  3.50x" in text and "MISS" in text.split("training epoch")[0]
     assert text.rstrip().endswith("ok")
+    assert "pool" not in text
+    # TensorFlow's figures from oneDNN's pool carry a note under the memory table.
+    report["groups"][0]["memory_from"] = "oneDNN pool"
+    memory_table = format_report(report).split("extra memory")[1].split("paper epochs")[0]
+    assert "oneDNN's pool's count" in memory_table and "tf_pool_requests.py" in memory_table
 
 
 def test_resident_peak_is_the_least_of_three_steps():
