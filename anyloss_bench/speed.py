@@ -17,8 +17,8 @@ users cost).  Medians are kept in the JSON too.
 * **extra memory**: the peak memory a step allocates beyond its inputs (the gradient
   included), in logits' bytes, at the largest size; peak resident memory
   (``/proc/self/status`` VmHWM after a reset) on a CPU, the allocator's on a device and
-  for TensorFlow (whose CPU allocator keeps a pool the resident set does not show, where
-  oneDNN is on: that count is of whole chunks, ``memory_from`` says so); for
+  for TensorFlow (whose CPU allocator, where oneDNN is on, keeps a pool the resident set
+  does not show: that count is of whole chunks, ``memory_from`` says so); for
   JAX's compiled steps (``jax.jit``, Keras on JAX) XLA's own plan on every platform;
 * **one call** (``calls``): the same step at 32, 256 and 1024 samples, where it is
   per-call overhead (argument checks, dispatch), not arithmetic;
@@ -166,11 +166,12 @@ def _keras_peak_extra(backend: str, fn: Callable[[], Any]) -> int | None:
     """Peak bytes one step adds.  TensorFlow: its allocator's own count (after the warm-up it serves steps from a
     pool it keeps, so the resident set does not grow and VmHWM sees only the result); else the resident set.
 
-    On a CPU, TensorFlow's allocator keeps a count where oneDNN is on (its default on CPUs with AVX-512 and the
-    like): oneDNN's ``mklcpu`` BFC pool.  Its peak counts chunks, and a free chunk of up to twice the size asked
-    for is handed out whole: ``F1Loss()``'s step at n = 1e7 asks for 3.00x the logits at its peak and the pool
-    counts 3.36x (3.80x at n = 3e6; ``benchmarks/tf_pool_requests.py``, docs/performance.md, sixteenth round).
-    The report says so under the table (:func:`_tf_cpu_pool`)."""
+    On a CPU, TensorFlow's allocator keeps a count where it is a BFC pool: oneDNN's ``mklcpu`` allocator where
+    oneDNN is on (TensorFlow's default on CPUs with AVX-512 and the like), or ``TF_CPU_ALLOCATOR_USE_BFC=1``.
+    Its peak counts chunks, and a free chunk of up to twice the size asked for (and less than 128 MiB over) is
+    handed out whole: ``F1Loss()``'s step at n = 1e7 asks for 3.00x the logits at its peak and the pool counts
+    3.36x (3.80x at n = 3e6; ``benchmarks/tf_pool_requests.py``, docs/performance.md, sixteenth round).  The
+    report says so under the table (:func:`_tf_cpu_pool`).  A GPU's figure is its BFC pool's count too."""
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -186,7 +187,7 @@ def _keras_peak_extra(backend: str, fn: Callable[[], Any]) -> int | None:
 
 
 def _tf_cpu_pool() -> bool:
-    """Whether TensorFlow's CPU allocator keeps statistics (oneDNN's pool), read where no GPU is."""
+    """Whether TensorFlow's CPU allocator keeps statistics (a BFC pool), where no GPU is."""
     import tensorflow as tf
 
     if tf.config.list_logical_devices("GPU"):
@@ -824,7 +825,7 @@ def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_rep
         multiclass_fn = {"torch": _torch_multiclass, "jax": _jax_multiclass}[group]
         multiclass = multiclass_fn(metric, multiclass_n, classes, repeats)
     return {"group": group, "steps": steps, "memory": memory, "calls": calls, "training": training,
-            "epochs": epochs, "multiclass": multiclass, **({"memory_from": "oneDNN pool"} if pooled else {})}
+            "epochs": epochs, "multiclass": multiclass, **({"memory_from": "CPU BFC pool"} if pooled else {})}
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -1035,9 +1036,9 @@ def format_report(report: dict[str, Any]) -> str:
         for mode, mem in group["memory"].items():
             lines.append(f"  {mode:<22} anyloss {mem['anyloss']:5.2f}x   bce {mem['bce']:5.2f}x   "
                          f"{_verdict(mem['anyloss'], MEMORY_TARGET)}")
-        if group.get("memory_from") == "oneDNN pool":
-            lines.append("  (TensorFlow: oneDNN's pool's count, whole chunks, up to twice each tensor; "
-                         "benchmarks/tf_pool_requests.py prints the bytes the step asks for)")
+        if group.get("memory_from") == "CPU BFC pool":
+            lines.append("  (TensorFlow: its CPU pool's count (oneDNN's where it is on), whole chunks, up to twice "
+                         "each tensor; benchmarks/tf_pool_requests.py prints the bytes the step asks for)")
     epochs = [(group["group"], rec) for group in report["groups"] for rec in group["epochs"]]
     if epochs:
         lines.append("")

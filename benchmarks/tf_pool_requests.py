@@ -4,13 +4,15 @@
 
 Where oneDNN is on (TensorFlow's default on CPUs with AVX-512 and the like), TensorFlow allocates from
 oneDNN's ``mklcpu`` allocator, a BFC pool that keeps statistics; ``anyloss speed`` reads its peak
-(``tf.config.experimental.get_memory_info``).  That peak counts the pool's chunks: a free chunk of up to twice
-the size asked for is handed out whole.  This script runs the step of ``F1Loss(from_logits=True)`` and of
-Keras's ``BinaryCrossentropy(from_logits=True)`` at ``n`` samples (default 1e7), eagerly, in a ``tf.function``
-and under XLA, in a child process whose pool logs every request (``TF_CPP_VMODULE=bfc_allocator=4``), and
-prints, per step, in logits' bytes: the peak of the bytes asked for and not yet freed (from the log), and the
-pool's own peak.  Where TensorFlow's allocator is the plain one (``TF_ENABLE_ONEDNN_OPTS=0``, or a CPU without
-oneDNN), nothing is logged and the script says so.
+(``tf.config.experimental.get_memory_info``).  That peak counts the pool's chunks: a free chunk of up to
+twice the size asked for (and less than 128 MiB over) is handed out whole.  This script runs the step of
+``F1Loss(from_logits=True)`` and of Keras's ``BinaryCrossentropy(from_logits=True)`` at ``n`` samples
+(default 1e7), eagerly, in a ``tf.function`` and under XLA, in a child process with one TensorFlow thread (so
+that the log's order is the requests' order) and no GPU, whose pool logs every request of 4 KiB or more
+(``TF_CPP_VMODULE=bfc_allocator=4``; smaller ones go to oneDNN's small-size allocator, which does not log).
+It prints, per step, in logits' bytes: the peak of the bytes asked for and not yet freed (from the log), and
+the pool's own peak.  Where TensorFlow's allocator is the plain one (``TF_ENABLE_ONEDNN_OPTS=0``, or a CPU
+without oneDNN), nothing is logged and the script says so.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import sys
 
 MODES = ("eager", "tf.function", "xla")
 LOSSES = ("F1Loss()", "BCE")
-_REQUEST = re.compile(r"\[mem-debug\] (AllocateRaw|DeallocateRaw),[^,]*,(\d+),(0x[0-9a-f]+)")
+_REQUEST = re.compile(r"\[mem-debug\] (AllocateRaw|DeallocateRaw),mklcpu,(\d+),(0x[0-9a-f]+)")
+_RESULT = "result|"
 
 
 def _child(n: int) -> None:
@@ -33,6 +36,8 @@ def _child(n: int) -> None:
 
     import anyloss_keras
 
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
     rng = np.random.default_rng(0)
     z = tf.constant(rng.normal(size=(n, 1)).astype(np.float32))
     y = tf.constant((rng.random((n, 1)) < 0.1).astype(np.float32))
@@ -61,18 +66,20 @@ def _child(n: int) -> None:
             del g
             print(f"=====END {mode}|{name}", file=sys.stderr, flush=True)
             pool = -1 if before is None else tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
-            print(f"{mode}|{name}|{pool}", flush=True)
+            print(f"{_RESULT}{mode}|{name}|{pool}", flush=True)
 
 
 def main(n: int) -> None:
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "0",
-           "TF_CPP_VMODULE": "bfc_allocator=4"}
+           "TF_CPP_VMODULE": "bfc_allocator=4", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([sys.executable, __file__, "--child", str(n)], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"the child failed:\n{done.stderr[-3000:]}")
     pools = {}
     for line in done.stdout.splitlines():
-        mode, name, pool = line.split("|")
+        if not line.startswith(_RESULT):
+            continue
+        mode, name, pool = line.removeprefix(_RESULT).split("|")
         pools[mode, name] = int(pool)
     requested: dict[tuple[str, str], int] = {}
     key, live, current = None, {}, 0
@@ -87,8 +94,8 @@ def main(n: int) -> None:
             if op == "AllocateRaw":
                 live[address] = int(size)
                 current += int(size)
-            else:  # freed within the step, or the step's result freed by `del` (asked for before: not counted)
-                current -= live.pop(address, 0)
+            else:  # asked for within the step (its result too, freed by `del`), or before it: the log's size
+                current -= live.pop(address, int(size))
             requested[key] = max(requested[key], current)
     if not any(requested.values()):
         print("nothing logged: TensorFlow's allocator here is not oneDNN's pool (TF_ENABLE_ONEDNN_OPTS=0, or a CPU "
