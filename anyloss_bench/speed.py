@@ -27,6 +27,8 @@ users cost).  Medians are kept in the JSON too.
   data set (4096 samples, 32 features), AnyLoss against BCE with the same model, data
   and initial weights: a ``DataLoader`` loop in torch eager and with the forward and
   loss under ``torch.compile``, a ``jax.jit`` step with optax, ``model.fit`` in Keras;
+  ``--train-epochs`` epochs per loss, more where they are short (about a second of
+  epochs each, at most 10x as many: ``--train-seconds``);
 * **multi-class step** (``multiclass``): forward + backward of the macro-averaged
   AnyLoss of ``--metric`` on ``(n, C)`` float32 logits and integer class ids (default
   n = 1e5, C = 10), against the framework's own softmax cross-entropy
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -84,12 +87,17 @@ DEFAULT_CALL_SIZES = (32, 256, 1024)
 DEFAULT_BATCH_SIZES = (32, 256)
 #: ``--quick``: a smoke run (tests), every kind of row once, figures meaningless.
 QUICK = {"sizes": "1000", "call_sizes": "32", "batch_sizes": "32", "repeats": 3, "call_repeats": 5,
-         "train_epochs": 1, "epoch_repeats": 0, "train_samples": 256, "multiclass_n": "1000"}
+         "train_epochs": 1, "train_seconds": 0.0, "epoch_repeats": 0, "train_samples": 256, "multiclass_n": "1000"}
 #: The multi-class step's default samples and classes, and its target (AnyLoss / the framework's cross-entropy).
 MULTICLASS_N, MULTICLASS_CLASSES, MULTICLASS_TARGET = 100_000, 10, 1.5
 #: The groups with a multi-class row.
 MULTICLASS_GROUPS = ("torch", "jax")
 TRAIN_SAMPLES, TRAIN_FEATURES, HIDDEN = 4096, 32, 64
+#: The training rows' timed epochs last at least about this many seconds per loss (``--train-seconds``): an epoch of
+#: a few milliseconds (``jax.jit``, 2.5 ms at batch 256) gets more epochs than ``--train-epochs``, at most
+#: ``TRAIN_EPOCHS_CAP`` times as many.  With 6 epochs of 2.5 ms the p10 read 1.15x on one run and 1.03x on the next
+#: for the same step (docs/performance.md, sixteenth round).
+TRAIN_SECONDS, TRAIN_EPOCHS_CAP = 1.0, 10
 #: Targets of the speed issue: step ratio to BCE per mode family, and the rest.
 STEP_TARGETS = {"compiled": 1.0, "eager": 1.5}
 CALL_TARGETS = {"compiled": 1.2, "eager": 2.0}
@@ -264,18 +272,28 @@ def training_data(samples: int = TRAIN_SAMPLES, features: int = TRAIN_FEATURES) 
     return X, y
 
 
-def _interleaved_epochs(run_a: Callable[[int], Any], run_b: Callable[[int], Any], epochs: int,
-                        warmup: int = 2) -> tuple[list[float], list[float]]:
-    """Seconds per epoch of two trainings, epochs interleaved and their order alternated; ``run(epoch)``."""
+def _interleaved_epochs(run_a: Callable[[int], float], run_b: Callable[[int], float], epochs: int,
+                        seconds: float = 0.0, warmup: int = 2) -> tuple[list[float], list[float]]:
+    """Seconds per epoch of two trainings, epochs interleaved and their order alternated; ``run(epoch)`` runs one
+    and returns its seconds.  ``epochs`` timed epochs each, or more where they are short (:func:`epoch_count`)."""
+    last = [0.0, 0.0]
     for e in range(warmup):
-        run_a(e), run_b(e)
+        last = [run_a(e), run_b(e)]
     a: list[float] = []
     b: list[float] = []
-    for e in range(warmup, warmup + epochs):
+    for e in range(warmup, warmup + epoch_count(epochs, seconds, max(last))):
         first, second = ((run_a, a), (run_b, b)) if e % 2 == 0 else ((run_b, b), (run_a, a))
         for run, bucket in (first, second):
-            bucket.append(_timed(lambda run=run, e=e: run(e)))
+            bucket.append(run(e))
     return a, b
+
+
+def epoch_count(epochs: int, seconds: float, epoch_seconds: float) -> int:
+    """Timed epochs per loss: ``epochs``, or enough for ``seconds`` of epochs of ``epoch_seconds`` each (the slower
+    loss's last warm-up epoch), at most ``TRAIN_EPOCHS_CAP`` times ``epochs``."""
+    if seconds <= 0.0 or epoch_seconds <= 0.0:
+        return epochs
+    return max(epochs, min(TRAIN_EPOCHS_CAP * epochs, math.ceil(seconds / epoch_seconds)))
 
 
 # --- torch ---------------------------------------------------------------------------------------
@@ -426,7 +444,7 @@ def _torch_calls(metric: str, sizes: list[int], repeats: int) -> list[dict]:
     return records
 
 
-def _torch_training(metric: str, batches: list[int], epochs: int, samples: int) -> list[dict]:
+def _torch_training(metric: str, batches: list[int], epochs: int, samples: int, seconds: float = 0.0) -> list[dict]:
     import torch
 
     import anyloss_torch
@@ -454,16 +472,18 @@ def _torch_training(metric: str, batches: list[int], epochs: int, samples: int) 
                 loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True,
                                                      generator=torch.Generator().manual_seed(0))
 
-                def epoch(_: int, loader: Any = loader, compute: Any = compute, optimizer: Any = optimizer) -> None:
+                def epoch(_: int, loader: Any = loader, compute: Any = compute, optimizer: Any = optimizer) -> float:
+                    start = time.perf_counter()
                     for xb, yb in loader:
                         xb, yb = xb.to(device), yb.to(device)
                         optimizer.zero_grad(set_to_none=True)
                         compute(xb, yb).backward()
                         optimizer.step()
                     sync()
+                    return time.perf_counter() - start
 
                 runs.append(epoch)
-            a, b = _interleaved_epochs(runs[0], runs[1], epochs)
+            a, b = _interleaved_epochs(runs[0], runs[1], epochs, seconds)
             records.append(_train_record(mode, batch, samples // batch, a, b))
     torch._dynamo.reset()
     return records
@@ -551,7 +571,7 @@ def _jax_calls(metric: str, sizes: list[int], repeats: int) -> list[dict]:
     return records
 
 
-def _jax_training(metric: str, batches: list[int], epochs: int, samples: int) -> list[dict]:
+def _jax_training(metric: str, batches: list[int], epochs: int, samples: int, seconds: float = 0.0) -> list[dict]:
     import jax
     import optax
 
@@ -571,7 +591,8 @@ def _jax_training(metric: str, batches: list[int], epochs: int, samples: int) ->
             step = jax.jit(optimizer_step(objective, optimizer))  # the command's JAX step (jax_engine)
             state = {"carry": (params0, {}, optimizer.init(params0))}
 
-            def epoch(e: int, step: Any = step, state: dict = state, batch: int = batch) -> None:
+            def epoch(e: int, step: Any = step, state: dict = state, batch: int = batch) -> float:
+                begin = time.perf_counter()
                 order = np.random.default_rng(e).permutation(len(y))
                 carry = state["carry"]
                 for start in range(0, len(y) - batch + 1, batch):  # drop_last, as in torch
@@ -579,9 +600,10 @@ def _jax_training(metric: str, batches: list[int], epochs: int, samples: int) ->
                     carry, value = step(carry, (X[index], y[index]))
                 jax.block_until_ready(value)
                 state["carry"] = carry
+                return time.perf_counter() - begin
 
             runs.append(epoch)
-        a, b = _interleaved_epochs(runs[0], runs[1], epochs)
+        a, b = _interleaved_epochs(runs[0], runs[1], epochs, seconds)
         records.append(_train_record("jax.jit", batch, samples // batch, a, b))
     return records
 
@@ -718,7 +740,8 @@ def _keras_step_fns(backend: str, mode: str, losses: list[Any], z_np: np.ndarray
     return [grad_of(loss) for loss in losses], copy, z, y
 
 
-def _keras_training(group: str, metric: str, batches: list[int], epochs: int, samples: int) -> list[dict]:
+def _keras_training(group: str, metric: str, batches: list[int], epochs: int, samples: int,
+                    seconds: float = 0.0) -> list[dict]:
     import keras
 
     anyloss, bce, _ = _keras_losses(metric)
@@ -736,22 +759,14 @@ def _keras_training(group: str, metric: str, batches: list[int], epochs: int, sa
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
             timer = _epoch_timer(keras)
 
-            def epoch(e: int, model: Any = model, timer: Any = timer, batch: int = batch) -> None:
+            def epoch(e: int, model: Any = model, timer: Any = timer, batch: int = batch) -> float:
                 # Timed by the callback: the epoch itself, without fit's per-call setup.
                 model.fit(X, y, batch_size=batch, epochs=1, shuffle=True, verbose=0, callbacks=[timer])
+                return float(timer.last)
 
-            runs.append((epoch, timer))
-        a_run, a_timer = runs[0]
-        b_run, b_timer = runs[1]
-        for e in range(2):  # warm-up: tracing and compilation of the train function
-            a_run(e), b_run(e)
-        a: list[float] = []
-        b: list[float] = []
-        for e in range(epochs):
-            pairs = [(a_run, a_timer, a), (b_run, b_timer, b)]
-            for run, timer, bucket in (pairs if e % 2 == 0 else pairs[::-1]):
-                run(e)
-                bucket.append(timer.last)
+            runs.append(epoch)
+        # The warm-up traces and compiles the train function.
+        a, b = _interleaved_epochs(runs[0], runs[1], epochs, seconds)
         records.append(_train_record(mode, batch, samples // batch, a, b))
     return records
 
@@ -804,7 +819,8 @@ def _epochs(engine: str, metric: str, repeats: int) -> list[dict[str, Any]]:
 
 def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_repeats: int,
               call_sizes: list[int] | None = None, call_repeats: int = 0, batch_sizes: list[int] | None = None,
-              train_epochs: int = 0, train_samples: int = TRAIN_SAMPLES, multiclass_n: int = 0,
+              train_epochs: int = 0, train_samples: int = TRAIN_SAMPLES, train_seconds: float = 0.0,
+              multiclass_n: int = 0,
               classes: int = MULTICLASS_CLASSES) -> dict[str, Any]:
     """Every figure of one backend group, in this process."""
     # The torch and JAX measurements take (metric, ...); the Keras ones (group, metric, ...), group = its backend.
@@ -818,7 +834,8 @@ def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_rep
     steps, memory = step_fn(*first, sizes, repeats)
     pooled = group == "keras-tensorflow" and bool(memory) and _tf_cpu_pool()
     calls = call_fn(*first, call_sizes, call_repeats) if call_sizes and call_repeats else []
-    training = train_fn(*first, batch_sizes, train_epochs, train_samples) if batch_sizes and train_epochs else []
+    training = train_fn(*first, batch_sizes, train_epochs, train_samples, train_seconds) \
+        if batch_sizes and train_epochs else []
     epochs = _epochs(engine, metric, epoch_repeats) if epoch_repeats > 0 else []
     multiclass = []
     if multiclass_n and group in MULTICLASS_GROUPS:
@@ -866,7 +883,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run's settings: the options given, ``--quick``'s values for those not given, else the defaults."""
     defaults = {"sizes": ",".join(map(str, DEFAULT_SIZES)), "call_sizes": ",".join(map(str, DEFAULT_CALL_SIZES)),
                 "batch_sizes": ",".join(map(str, DEFAULT_BATCH_SIZES)), "repeats": 30, "call_repeats": 300,
-                "train_epochs": 10, "epoch_repeats": 3, "train_samples": TRAIN_SAMPLES,
+                "train_epochs": 10, "train_seconds": TRAIN_SECONDS, "epoch_repeats": 3, "train_samples": TRAIN_SAMPLES,
                 "multiclass_n": str(MULTICLASS_N), "classes": MULTICLASS_CLASSES}
     chosen = {**defaults, **QUICK} if getattr(args, "quick", False) else defaults
     out = {key: getattr(args, key, None) if getattr(args, key, None) is not None else chosen[key]
@@ -880,8 +897,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("repeats", "call_repeats"):
         if out[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {out[key]}")
-    for key in ("train_epochs", "epoch_repeats"):
-        if out[key] < 0:
+    for key in ("train_epochs", "epoch_repeats", "train_seconds"):
+        if not out[key] >= 0:  # NaN too
             raise UsageError(f"--{key.replace('_', '-')} must be at least 0, got {out[key]}")
     out["torch_guard_filter"] = getattr(args, "torch_guard_filter", None) or "none"
     out["sizes"] = parse_sizes(out["sizes"])
@@ -921,6 +938,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results.append(_run_in_subprocess(group, args.metric, settings))
     report = {"metric": args.metric, "sizes": settings["sizes"], "repeats": settings["repeats"],
               "call_repeats": settings["call_repeats"], "train_epochs": settings["train_epochs"],
+              "train_seconds": settings["train_seconds"],
               "train_samples": settings["train_samples"], "torch_guard_filter": settings["torch_guard_filter"],
               "machine": {**_machine(), "load_before": load, "load_after": _load_average()}, "groups": results}
     print(format_report(report))
@@ -1025,11 +1043,12 @@ def format_report(report: dict[str, Any]) -> str:
     if training:
         lines += ["", f"training epoch: MLP {TRAIN_FEATURES}-{HIDDEN}-{HIDDEN}-1, Adam, "
                       f"{report.get('train_samples', TRAIN_SAMPLES)} samples, AnyLoss / BCE "
-                      f"(p10 of {report.get('train_epochs', '?')} interleaved epochs; target <= {TRAIN_TARGET}x)"]
+                      f"(p10 of the interleaved epochs, at least {report.get('train_epochs', '?')}; target <= "
+                      f"{TRAIN_TARGET}x)"]
         for _, rec in training:
             lines.append(f"  {rec['mode']:<20} batch {rec['batch_size']:>4}   {rec['anyloss_ms']:9.2f} ms / "
                          f"{rec['bce_ms']:9.2f} ms = {rec['ratio_bce']:.2f}x   "
-                         f"{_verdict(rec['ratio_bce'], rec['target_bce'])}")
+                         f"{_verdict(rec['ratio_bce'], rec['target_bce'])}   ({rec.get('epochs', '?')} epochs)")
     lines.append("")
     lines.append(f"extra memory of one step at n={max(sizes):.0e}, in logits' bytes (target <= {MEMORY_TARGET:.0f}x)")
     for group in report["groups"]:
@@ -1069,7 +1088,10 @@ def add_parser(sub: Any) -> None:
     spd.add_argument("--repeats", type=int, help="timed steps per loss and size (default 30)")
     spd.add_argument("--call-repeats", type=int, help="timed calls per loss and size (default 10 x --repeats)")
     spd.add_argument("--train-epochs", type=int, help="timed epochs per loss in the training rows (default "
-                                                      "--repeats / 3; 0 skips them)")
+                                                      "--repeats / 3; 0 skips them), at least")
+    spd.add_argument("--train-seconds", type=float,
+                     help=f"more epochs (up to {TRAIN_EPOCHS_CAP}x) where they are short, until each loss's last "
+                          f"about this long (default {TRAIN_SECONDS:g}; 0: exactly --train-epochs)")
     spd.add_argument("--train-samples", type=int, help=f"samples of the training data (default {TRAIN_SAMPLES})")
     spd.add_argument("--epoch-repeats", type=int,
                      help="runs per loss of the paper's SLP and MLP epochs (default 3; 0 skips them)")
@@ -1094,7 +1116,8 @@ if __name__ == "__main__":  # the per-group worker: one JSON argument in, one JS
     result = run_group(config["group"], config["metric"], config["sizes"], config["repeats"],
                        config["epoch_repeats"], call_sizes=config["call_sizes"], call_repeats=config["call_repeats"],
                        batch_sizes=config["batch_sizes"], train_epochs=config["train_epochs"],
-                       train_samples=config["train_samples"], multiclass_n=config["multiclass_n"],
+                       train_samples=config["train_samples"], train_seconds=config["train_seconds"],
+                       multiclass_n=config["multiclass_n"],
                        classes=config["classes"])
     if _torch_guard_filters_used:  # what this group's torch.compile rows ran with (torch only)
         result["torch_guard_filters"] = sorted(_torch_guard_filters_used)

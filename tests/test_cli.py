@@ -296,6 +296,7 @@ SPEED_GROUP = {"jax": "jax", "torch": "torch"}.get(BACKEND_OF_SESSION or "") or 
         (["speed", "--sizes", "1.5"], ["not a whole number"]),
         (["speed", "--metric", "nope"], ["--metric", "nope"]),  # "f3" is F-beta with beta 3 in the core
         (["speed", "--repeats", "0"], ["--repeats"]),
+        (["speed", "--train-seconds", "-1"], ["--train-seconds"]),
     ],
 )
 def test_speed_usage_errors(args, words, capsys):

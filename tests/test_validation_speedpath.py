@@ -285,6 +285,30 @@ def test_speed_calls_and_training_rows_in_process(monkeypatch):
         assert m in text
 
 
+def test_short_training_epochs_are_repeated_until_their_time_is_spent():
+    from anyloss_bench.speed import TRAIN_EPOCHS_CAP, _interleaved_epochs, epoch_count
+
+    assert epoch_count(6, 0.0, 0.001) == 6  # --train-seconds 0: exactly the epochs asked for
+    assert epoch_count(6, 1.0, 0.5) == 6  # long epochs: the epochs asked for
+    assert epoch_count(6, 1.0, 0.125) == 8  # a second of 125 ms epochs
+    assert epoch_count(6, 1.0, 1e-4) == 6 * TRAIN_EPOCHS_CAP
+    calls = []
+
+    def training(name, seconds):  # an epoch that reports its own (fixed) duration: no clock read
+        def epoch(e):
+            calls.append((name, e))
+            return seconds
+        return epoch
+
+    a, b = _interleaved_epochs(training("a", 0.0625), training("b", 0.125), 3, seconds=1.0)
+    assert len(a) == len(b) == 8  # the slower loss's warm-up epoch sets the count: 1 s / 0.125 s
+    assert set(a) == {0.0625} and set(b) == {0.125}
+    # Two warm-up rounds, then the two losses interleaved with the order reversed every other epoch.
+    assert calls[:8] == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2), ("b", 3), ("a", 3)]
+    a, b = _interleaved_epochs(training("a", 0.0625), training("b", 0.125), 3)
+    assert len(a) == len(b) == 3  # no time asked for: the epochs asked for
+
+
 def test_speed_report_flags_call_and_training_misses():
     from anyloss_bench.speed import format_report
 
@@ -299,11 +323,12 @@ def test_speed_report_flags_call_and_training_misses():
         "calls": [call("torch eager", 32, 2.5), call("torch eager", 256, 2.5),
                   call("torch eager", 32, 1.5, "validate=False")],
         "training": [{"mode": "torch eager", "batch_size": 32, "anyloss_ms": 11.0, "bce_ms": 10.0,
-                      "ratio_bce": 1.1, "target_bce": 1.05}],
+                      "ratio_bce": 1.1, "target_bce": 1.05, "epochs": 17}],
     }]}
     lines = format_report(report).splitlines()
     default_row = next(line for line in lines if line.startswith("torch eager ") and "/100" in line
                        and "validate" not in line)
     assert "2.50x! 250/100" in default_row and "2.50x 250/100" in default_row  # flagged at the smallest n only
     assert any(line.startswith("torch eager validate=False") and "1.50x 150/100" in line for line in lines)
-    assert any("batch   32" in line and "1.10x" in line and line.rstrip().endswith("MISS") for line in lines)
+    assert any("batch   32" in line and "1.10x" in line and line.rstrip().endswith("MISS   (17 epochs)")
+               for line in lines)  # each row with the number of epochs it timed (more where they are short)
