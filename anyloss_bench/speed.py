@@ -95,8 +95,8 @@ MULTICLASS_GROUPS = ("torch", "jax")
 TRAIN_SAMPLES, TRAIN_FEATURES, HIDDEN = 4096, 32, 64
 #: The training rows' timed epochs last at least about this many seconds per loss (``--train-seconds``): an epoch of
 #: a few milliseconds (``jax.jit``, 2.5 ms at batch 256) gets more epochs than ``--train-epochs``, at most
-#: ``TRAIN_EPOCHS_CAP`` times as many.  With 6 epochs of 2.5 ms the p10 read 1.15x on one run and 1.03x on the next
-#: for the same step (docs/performance.md, sixteenth round).
+#: ``TRAIN_EPOCHS_CAP`` times as many.  With 6 epochs of 2.4-2.8 ms the p10 read 1.00x-1.15x between runs of the same
+#: code (docs/performance.md, sixteenth round).
 TRAIN_SECONDS, TRAIN_EPOCHS_CAP = 1.0, 10
 #: Targets of the speed issue: step ratio to BCE per mode family, and the rest.
 STEP_TARGETS = {"compiled": 1.0, "eager": 1.5}
@@ -291,9 +291,12 @@ def _interleaved_epochs(run_a: Callable[[int], float], run_b: Callable[[int], fl
 def epoch_count(epochs: int, seconds: float, epoch_seconds: float) -> int:
     """Timed epochs per loss: ``epochs``, or enough for ``seconds`` of epochs of ``epoch_seconds`` each (the slower
     loss's last warm-up epoch), at most ``TRAIN_EPOCHS_CAP`` times ``epochs``."""
-    if seconds <= 0.0 or epoch_seconds <= 0.0:
+    cap = TRAIN_EPOCHS_CAP * epochs
+    if not (seconds > 0.0 and epoch_seconds > 0.0 and math.isfinite(epoch_seconds)):
         return epochs
-    return max(epochs, min(TRAIN_EPOCHS_CAP * epochs, math.ceil(seconds / epoch_seconds)))
+    if seconds >= epoch_seconds * cap:  # also an infinite time asked for: no ceil() of an infinite quotient
+        return cap
+    return max(epochs, math.ceil(seconds / epoch_seconds))
 
 
 # --- torch ---------------------------------------------------------------------------------------
@@ -898,8 +901,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         if out[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {out[key]}")
     for key in ("train_epochs", "epoch_repeats", "train_seconds"):
-        if not out[key] >= 0:  # NaN too
-            raise UsageError(f"--{key.replace('_', '-')} must be at least 0, got {out[key]}")
+        if not 0 <= out[key] < math.inf:  # NaN and infinity too
+            raise UsageError(f"--{key.replace('_', '-')} must be a number of at least 0, got {out[key]}")
     out["torch_guard_filter"] = getattr(args, "torch_guard_filter", None) or "none"
     out["sizes"] = parse_sizes(out["sizes"])
     if not out["sizes"]:
@@ -1087,8 +1090,8 @@ def add_parser(sub: Any) -> None:
     spd.add_argument("--metric", default="f1")
     spd.add_argument("--repeats", type=int, help="timed steps per loss and size (default 30)")
     spd.add_argument("--call-repeats", type=int, help="timed calls per loss and size (default 10 x --repeats)")
-    spd.add_argument("--train-epochs", type=int, help="timed epochs per loss in the training rows (default "
-                                                      "--repeats / 3; 0 skips them), at least")
+    spd.add_argument("--train-epochs", type=int, help="at least this many timed epochs per loss in the training rows "
+                                                      "(default --repeats / 3; 0 skips them)")
     spd.add_argument("--train-seconds", type=float,
                      help=f"more epochs (up to {TRAIN_EPOCHS_CAP}x) where they are short, until each loss's last "
                           f"about this long (default {TRAIN_SECONDS:g}; 0: exactly --train-epochs)")

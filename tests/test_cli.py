@@ -297,6 +297,8 @@ SPEED_GROUP = {"jax": "jax", "torch": "torch"}.get(BACKEND_OF_SESSION or "") or 
         (["speed", "--metric", "nope"], ["--metric", "nope"]),  # "f3" is F-beta with beta 3 in the core
         (["speed", "--repeats", "0"], ["--repeats"]),
         (["speed", "--train-seconds", "-1"], ["--train-seconds"]),
+        (["speed", "--train-seconds", "inf"], ["--train-seconds"]),
+        (["speed", "--train-seconds", "nan"], ["--train-seconds"]),
     ],
 )
 def test_speed_usage_errors(args, words, capsys):
@@ -317,6 +319,7 @@ def test_speed_json_has_every_mode_size_and_consistent_ratios(tmp_path, capsys, 
                  "--epoch-repeats", "1", "--call-sizes", "none", "--batch-sizes", "none", "--multiclass-n", "2000",
                  "--json", str(path)]) == 0
     report = json.loads(path.read_text())
+    assert report["train_seconds"] == 1.0  # the default, reported
     (group,) = report["groups"]
     assert group["group"] == SPEED_GROUP
     got = {(r["mode"], r["n"]) for r in group["steps"]}

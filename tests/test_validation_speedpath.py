@@ -292,16 +292,18 @@ def test_short_training_epochs_are_repeated_until_their_time_is_spent():
     assert epoch_count(6, 1.0, 0.5) == 6  # long epochs: the epochs asked for
     assert epoch_count(6, 1.0, 0.125) == 8  # a second of 125 ms epochs
     assert epoch_count(6, 1.0, 1e-4) == 6 * TRAIN_EPOCHS_CAP
+    assert epoch_count(6, 1.0, 0.0) == epoch_count(6, 1.0, float("nan")) == 6  # no usable epoch time: as asked
+    assert epoch_count(6, float("inf"), 0.5) == 6 * TRAIN_EPOCHS_CAP
     calls = []
 
-    def training(name, seconds):  # an epoch that reports its own (fixed) duration: no clock read
+    def training(name, seconds):  # an epoch that reports its own duration (fixed; the first, tracing, 2 s)
         def epoch(e):
             calls.append((name, e))
-            return seconds
+            return 2.0 if e == 0 else seconds
         return epoch
 
     a, b = _interleaved_epochs(training("a", 0.0625), training("b", 0.125), 3, seconds=1.0)
-    assert len(a) == len(b) == 8  # the slower loss's warm-up epoch sets the count: 1 s / 0.125 s
+    assert len(a) == len(b) == 8  # the slower loss's last warm-up epoch sets the count: 1 s / 0.125 s
     assert set(a) == {0.0625} and set(b) == {0.125}
     # Two warm-up rounds, then the two losses interleaved with the order reversed every other epoch.
     assert calls[:8] == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2), ("b", 3), ("a", 3)]
