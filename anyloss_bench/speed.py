@@ -179,32 +179,29 @@ def _keras_peak_extra(backend: str, fn: Callable[[], Any]) -> int | None:
     Its peak counts chunks, and a free chunk of up to twice the size asked for (and less than 128 MiB over) is
     handed out whole: ``F1Loss()``'s step at n = 1e7 asks for 3.00x the logits at its peak and the pool counts
     3.36x (3.80x at n = 3e6; ``benchmarks/tf_pool_requests.py``, docs/performance.md, sixteenth round).  The
-    report says so under the table (:func:`_tf_cpu_pool`).  A GPU's figure is its BFC pool's count too."""
-    if backend == "tensorflow":
+    report says so under the table (``memory_from``).  A GPU's figure is its BFC pool's count too."""
+    device = _tf_pool_device() if backend == "tensorflow" else None
+    if device is not None:
         import tensorflow as tf
 
-        device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
-        try:
-            tf.config.experimental.reset_memory_stats(device)
-            before = tf.config.experimental.get_memory_info(device)["current"]
-            fn()
-            return int(tf.config.experimental.get_memory_info(device)["peak"] - before)
-        except (ValueError, RuntimeError):  # an allocator without statistics
-            pass
+        tf.config.experimental.reset_memory_stats(device)
+        before = tf.config.experimental.get_memory_info(device)["current"]
+        fn()
+        return int(tf.config.experimental.get_memory_info(device)["peak"] - before)
     return _rss_peak_extra(fn)
 
 
-def _tf_cpu_pool() -> bool:
-    """Whether TensorFlow's CPU allocator keeps statistics (a BFC pool), where no GPU is."""
+def _tf_pool_device() -> str | None:
+    """TensorFlow's device of the steps (the first GPU, else the CPU) where its allocator keeps statistics (a BFC
+    pool), ``None`` where it keeps none (TensorFlow's plain CPU allocator)."""
     import tensorflow as tf
 
-    if tf.config.list_logical_devices("GPU"):
-        return False
+    device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
     try:
-        tf.config.experimental.get_memory_info("CPU:0")
-    except (ValueError, RuntimeError):
-        return False
-    return True
+        tf.config.experimental.get_memory_info(device)
+    except (ValueError, RuntimeError):  # an allocator without statistics
+        return None
+    return device
 
 
 def _proc_status_kb(field: str) -> int:
@@ -835,7 +832,7 @@ def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_rep
         engine, first = "keras", (group, metric)
         step_fn, call_fn, train_fn = _keras_steps, _keras_calls, _keras_training
     steps, memory = step_fn(*first, sizes, repeats)
-    pooled = group == "keras-tensorflow" and bool(memory) and _tf_cpu_pool()
+    pooled = group == "keras-tensorflow" and bool(memory) and _tf_pool_device() == "CPU:0"
     calls = call_fn(*first, call_sizes, call_repeats) if call_sizes and call_repeats else []
     training = train_fn(*first, batch_sizes, train_epochs, train_samples, train_seconds) \
         if batch_sizes and train_epochs else []
