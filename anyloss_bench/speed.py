@@ -106,6 +106,9 @@ BANDWIDTH_TARGET = 3.0  # loss step / bandwidth reference at the largest size, c
 MEMORY_TARGET = 3.0  # extra bytes / logits' bytes
 EPOCH_TARGET = 1.03
 _COMPILED = ("torch.compile", "jax.jit", "keras-tf xla", "keras-jax jit", "keras-jax fit")
+#: The packages whose versions a group's figures depend on (distribution names), recorded with them.
+_PACKAGES = {"torch": ("torch",), "jax": ("jax", "jaxlib", "optax"), "keras-tensorflow": ("keras", "tensorflow"),
+             "keras-jax": ("keras", "jax", "jaxlib"), "keras-torch": ("keras", "torch")}
 
 
 def step_target(mode: str) -> float:
@@ -841,8 +844,25 @@ def run_group(group: str, metric: str, sizes: list[int], repeats: int, epoch_rep
     if multiclass_n and group in MULTICLASS_GROUPS:
         multiclass_fn = {"torch": _torch_multiclass, "jax": _jax_multiclass}[group]
         multiclass = multiclass_fn(metric, multiclass_n, classes, repeats)
-    return {"group": group, "steps": steps, "memory": memory, "calls": calls, "training": training,
-            "epochs": epochs, "multiclass": multiclass, **({"memory_from": "CPU BFC pool"} if pooled else {})}
+    return {"group": group, "versions": package_versions(group), "steps": steps, "memory": memory, "calls": calls,
+            "training": training, "epochs": epochs, "multiclass": multiclass,
+            **({"memory_from": "CPU BFC pool"} if pooled else {})}
+
+
+def package_versions(group: str) -> dict[str, str]:
+    """The installed versions of the packages ``group``'s figures depend on (``_PACKAGES``), by distribution name;
+    one that is not installed is left out (TensorFlow may come as ``tensorflow-cpu``, for one)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in _PACKAGES[group]:
+        for distribution in (name, f"{name}-cpu"):
+            try:
+                versions[name] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -965,7 +985,24 @@ def _machine() -> dict[str, Any]:
     import platform
 
     return {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count()}
+            "cpu": cpu_model(), "cpus": os.cpu_count()}
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name, as Linux's ``cpuinfo`` gives it ("AMD EPYC", "Intel(R) Xeon(R) ..."): figures from
+    different hosts differ by more than their noise, so a report names its host.  Elsewhere, or where the file
+    has no model name, ``platform.processor()`` (or the machine type)."""
+    import platform
+
+    try:
+        with open(cpuinfo) as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _load_average() -> list[float] | None:
@@ -1066,11 +1103,16 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  {name:<18} {rec['arch']:<4} batch {rec['batch_size']:>4}   "
                          f"{rec['anyloss_ms']:8.3f} ms / {rec['bce_ms']:8.3f} ms = {rec['ratio_bce']:.2f}x   "
                          f"{_verdict(rec['ratio_bce'], EPOCH_TARGET)}")
-    load = report.get("machine", {}).get("load_before")
+    machine = report.get("machine", {})
+    load = machine.get("load_before")
     if load:
         lines.append("")
         lines.append(f"load average before the run: {' '.join(map(str, load))} "
-                     f"({report['machine'].get('cpus')} CPUs; figures from a loaded machine are noisier)")
+                     f"({machine.get('cpus')} CPUs; figures from a loaded machine are noisier)")
+    if machine.get("cpu"):
+        versions = "; ".join(f"{group['group']}: " + ", ".join(f"{k} {v}" for k, v in group["versions"].items())
+                             for group in report["groups"] if group.get("versions"))
+        lines.append(f"host: {machine['cpu']}, Python {machine.get('python')}" + (f"; {versions}" if versions else ""))
     return "\n".join(lines)
 
 

@@ -320,8 +320,11 @@ def test_speed_json_has_every_mode_size_and_consistent_ratios(tmp_path, capsys, 
                  "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["train_seconds"] == 1.0  # the default, reported
+    assert isinstance(report["machine"]["cpu"], str) and report["machine"]["cpu"]
     (group,) = report["groups"]
     assert group["group"] == SPEED_GROUP
+    assert set(group["versions"]) <= {"torch", "jax", "jaxlib", "optax", "keras", "tensorflow"}
+    assert group["versions"]  # the group's own framework at least
     got = {(r["mode"], r["n"]) for r in group["steps"]}
     assert got == {(m, n) for m in GROUPS[SPEED_GROUP] for n in (1000, 3000)}
     for rec in group["steps"]:

@@ -277,12 +277,32 @@ def test_speed_calls_and_training_rows_in_process(monkeypatch):
     assert train["ratio_bce"] == pytest.approx(train["anyloss_ms"] / train["bce_ms"])
     if any(m in speed.VALIDATING for m in speed.GROUPS[group]):
         assert {r["variant"] for r in result["steps"]} == {"default", "validate=False"}
+    # The versions the figures were measured with, as the frameworks report their own.
+    framework = {"torch": "torch", "jax": "jax", "keras-tensorflow": "tensorflow", "keras-jax": "keras",
+                 "keras-torch": "keras"}[group]
+    module = __import__(framework)
+    assert result["versions"][framework] == module.__version__
     report = {"metric": "f1", "sizes": [300], "repeats": 2, "call_repeats": 3, "train_epochs": 1,
-              "train_samples": 64, "machine": {"cpus": 2, "load_before": [1.0, 1.0, 1.0]}, "groups": [result]}
+              "train_samples": 64, "machine": {"cpus": 2, "load_before": [1.0, 1.0, 1.0], "cpu": "Test CPU 9000",
+                                               "python": "3.11.7"}, "groups": [result]}
     text = speed.format_report(report)
     assert "one call" in text and "training epoch" in text and "load average" in text
     for m in eager:
         assert m in text
+    assert f"host: Test CPU 9000, Python 3.11.7; {group}: " in text
+    assert f"{framework} {module.__version__}" in text.splitlines()[-1]
+
+
+def test_the_report_names_the_cpu_model(tmp_path):
+    from anyloss_bench.speed import cpu_model
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n"
+                       "\nprocessor\t: 1\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n")
+    assert cpu_model(str(cpuinfo)) == "AMD EPYC 9R14 96-Core Processor"
+    # No model name (some ARM kernels), or no file (macOS, Windows): the platform's own name, never empty.
+    cpuinfo.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")
+    assert cpu_model(str(cpuinfo)) and cpu_model(str(tmp_path / "missing"))
 
 
 def test_short_training_epochs_are_repeated_until_their_time_is_spent():
