@@ -26,13 +26,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tf_structure.py, beside this file
 
 # First: it imports torch (where installed) before TensorFlow, the order that does not crash.
-from tf_structure import gradient_step, tf_anyloss_f1  # noqa: E402, I001
+from tf_structure import ratios, tf_anyloss_f1  # noqa: E402, I001
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import anyloss_keras  # noqa: E402
-from anyloss_bench.speed import _labels, _logits, interleaved  # noqa: E402
 
 
 def main(sizes: list[int], repeats: int) -> None:
@@ -47,12 +46,7 @@ def main(sizes: list[int], repeats: int) -> None:
     print(f"tf.function step / Keras BCE's step (p10 of {repeats}, interleaved); TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}")
     for n in sizes:
-        z = tf.constant(_logits(n).reshape(-1, 1))
-        y = tf.constant(_labels(n).reshape(-1, 1))
-        steps = [gradient_step(loss, jit_compile=False) for loss in losses.values()]
-        timings = interleaved([lambda f=f, z=z, y=y: f(z, y) for f in steps], repeats, warmup=max(3, repeats // 3))
-        base = timings[0]["p10"]
-        row = "  ".join(f"{name} {t['p10'] / base:.2f}x" for name, t in zip(losses, timings, strict=True))
+        base, row = ratios(losses, n, repeats, jit_compile=False)
         print(f"n={n:.0e}  (BCE {base * 1e3:.3f} ms)  {row}")
 
 

@@ -116,14 +116,20 @@ def main(sizes, repeats):
     for jit in (True, False):
         mode = "XLA (jit_compile=True)" if jit else "tf.function"
         for n in sizes:
-            z = tf.constant(_logits(n).reshape(-1, 1))
-            y = tf.constant(_labels(n).reshape(-1, 1))
-            fns = [gradient_step(loss, jit, label_sums=name != "F1Loss, four products")
-                   for name, loss in losses.items()]
-            timings = interleaved([lambda f=f, z=z, y=y: f(z, y) for f in fns], repeats, warmup=max(3, repeats // 3))
-            base = timings[0]["p10"]
-            row = "  ".join(f"{name} {t['p10'] / base:.2f}x" for name, t in zip(losses, timings, strict=True))
+            base, row = ratios(losses, n, repeats, jit, four_products=("F1Loss, four products",))
             print(f"{mode:24s} n={n:.0e}  (BCE {base * 1e3:.2f} ms)  {row}")
+
+
+def ratios(losses: dict, n: int, repeats: int, jit_compile: bool, four_products: tuple[str, ...] = ()) -> tuple:
+    """``(p10 of the first loss's step in seconds, "name ratio" for each loss)``: each loss's gradient step on the
+    same ``(n, 1)`` logits and labels, interleaved, against the first's.  The losses named in ``four_products``
+    are traced with ``KerasFastPaths.counts_from_label_sums`` off."""
+    z = tf.constant(_logits(n).reshape(-1, 1))
+    y = tf.constant(_labels(n).reshape(-1, 1))
+    fns = [gradient_step(loss, jit_compile, label_sums=name not in four_products) for name, loss in losses.items()]
+    timings = interleaved([lambda f=f: f(z, y) for f in fns], repeats, warmup=max(3, repeats // 3))
+    base = timings[0]["p10"]
+    return base, "  ".join(f"{name} {t['p10'] / base:.2f}x" for name, t in zip(losses, timings, strict=True))
 
 
 if __name__ == "__main__":
