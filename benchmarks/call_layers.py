@@ -9,7 +9,7 @@ layers below it called directly (``config_loss``, ``soft_loss``, ``_one_node_los
 kernels and float metric as ``F1Loss()`` written out in one ``autograd.Function`` with no layers around them (the
 floor of this set of kernels); the core's counts and pullback alone; and their kernels written out with no Python
 around them.  Then BCE, ``F1Loss()``, the trivial ``Function`` and the written-out kernels again, each call
-started cold: right after an untimed call of another loss (``GMeanLoss()``), as in a training step.  Then the
+made as in a training step: right after an untimed step of ``anyloss speed``'s MLP and its next forward.  Then the
 number of Python function calls one ``F1Loss()`` call makes (deterministic), and the guard check of
 ``torch.compile``'s cache entry for ``F1Loss()`` (what every compiled call runs before its graph), timed over
 20,000 checks, with the number of lines of its guard tree.
@@ -26,7 +26,7 @@ import torch
 
 import anyloss_core as al
 import anyloss_torch
-from anyloss_bench.speed import _labels, _logits, _timed, interleaved
+from anyloss_bench.speed import _labels, _logits, _timed, _torch_mlp, interleaved, training_data
 from anyloss_torch import _autograd
 from anyloss_torch._scalar_grad import evaluate
 from anyloss_torch.interop import config_loss
@@ -128,26 +128,35 @@ def _eager_layers(n: int, repeats: int) -> None:
     for name, t in zip(rows, timings, strict=True):
         print(f"n={n} eager {name:28s} p10 {t['p10'] * 1e6:7.1f} us")
 
-    # The same calls started cold.  Above, the first and last rows follow themselves across rounds (the order is
-    # reversed every other round), and their p10 is then a warm call; BCE's call is much slower after an AnyLoss
-    # call, which is how ``anyloss speed``'s three interleaved rows always time it.  In a training step the model's
-    # code runs between two loss calls, so here every timed call follows an untimed call of another loss.
-    gmean = anyloss_torch.GMeanLoss()
-    other = backward_of(lambda: gmean(z, y))
-    cold = {name: rows[name] for name in ("BCEWithLogitsLoss()", "F1Loss()", "trivial autograd.Function",
-                                          "its kernels in one Function")}
-    times: dict[str, list[float]] = {name: [] for name in cold}
+    # The same calls as a training step makes them.  Above, every other call of the first and last rows follows a
+    # call of itself (the order is reversed every other round), and p10 picks those warm calls.  In a training step
+    # the model's code runs between two loss calls: here each timed call follows one untimed step of anyloss
+    # speed's MLP at batch 32 (zero_grad, forward, BCE, backward, Adam) and the next forward of the model.
+    torch.manual_seed(0)
+    features, labels = (torch.tensor(a[:32]) for a in training_data())
+    model = _torch_mlp(features.shape[1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def model_step() -> None:
+        optimizer.zero_grad()
+        bce(model(features)[:, 0], labels).backward()
+        optimizer.step()
+        model(features)
+
+    in_step = {name: rows[name] for name in ("BCEWithLogitsLoss()", "F1Loss()", "trivial autograd.Function",
+                                             "its kernels in one Function")}
+    times: dict[str, list[float]] = {name: [] for name in in_step}
     for r in range(repeats + 50):  # the first 50 rounds warm up
-        for name in (list(cold) if r % 2 == 0 else list(cold)[::-1]):
-            other()
+        for name in (list(in_step) if r % 2 == 0 else list(in_step)[::-1]):
+            model_step()
             if r >= 50:
-                times[name].append(_timed(cold[name]))
+                times[name].append(_timed(in_step[name]))
             else:
-                cold[name]()
-    bce_cold = float(np.percentile(times["BCEWithLogitsLoss()"], 10))
+                in_step[name]()
+    bce_in_step = float(np.percentile(times["BCEWithLogitsLoss()"], 10))
     for name, ts in times.items():
         p10 = float(np.percentile(ts, 10))
-        print(f"n={n} cold  {name:28s} p10 {p10 * 1e6:7.1f} us ({p10 / bce_cold:.2f}x BCE)")
+        print(f"n={n} in a step {name:28s} p10 {p10 * 1e6:7.1f} us ({p10 / bce_in_step:.2f}x BCE)")
 
 
 def _python_calls(n: int, calls: int = 100) -> None:
