@@ -9,8 +9,8 @@ layers below it called directly (``config_loss``, ``soft_loss``, ``_one_node_los
 kernels and float metric as ``F1Loss()`` written out in one ``autograd.Function`` with no layers around them (the
 floor of this set of kernels); the core's counts and pullback alone; and their kernels written out with no Python
 around them.  Then BCE, ``F1Loss()``, the trivial ``Function`` and the written-out kernels again, each call
-made as in a training step: right after an untimed step of ``anyloss speed``'s MLP and its next forward.  Then the
-number of Python function calls one ``F1Loss()`` call makes (deterministic), and the guard check of
+made as in a training step: right after an untimed step of ``anyloss speed``'s MLP and its next forward.
+Then the number of Python function calls one ``F1Loss()`` call makes (deterministic), and the guard check of
 ``torch.compile``'s cache entry for ``F1Loss()`` (what every compiled call runs before its graph), timed over
 20,000 checks, with the number of lines of its guard tree.
 """
