@@ -21,12 +21,11 @@ import sys
 import timeit
 from typing import Any
 
-import numpy as np
 import torch
 
 import anyloss_core as al
 import anyloss_torch
-from anyloss_bench.speed import _labels, _logits, _timed, _torch_mlp, interleaved, training_data
+from anyloss_bench.speed import _labels, _logits, _timed, _torch_mlp, interleaved, percentile, training_data
 from anyloss_torch import _autograd
 from anyloss_torch._scalar_grad import evaluate
 from anyloss_torch.interop import config_loss
@@ -153,9 +152,9 @@ def _eager_layers(n: int, repeats: int) -> None:
                 times[name].append(_timed(in_step[name]))
             else:
                 in_step[name]()
-    bce_in_step = float(np.percentile(times["BCEWithLogitsLoss()"], 10))
+    bce_in_step = percentile(times["BCEWithLogitsLoss()"], 10)
     for name, ts in times.items():
-        p10 = float(np.percentile(ts, 10))
+        p10 = percentile(ts, 10)
         print(f"n={n} in a step {name:28s} p10 {p10 * 1e6:7.1f} us ({p10 / bce_in_step:.2f}x BCE)")
 
 
